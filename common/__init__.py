@@ -1,0 +1,1 @@
+"""Shared library of the iNaturalist-12K lab: data, models, training, tracking, visualisation."""

@@ -1,0 +1,84 @@
+"""Finding runs, loading checkpoints and rebuilding their models — with clear errors."""
+from pathlib import Path
+
+import torch
+
+from common.errors import UserError
+from common.io import load_json
+
+
+def resolve_run_dir(run, runs_dir="runs") -> Path:
+    """A run given by name (under runs_dir) or by path."""
+    path = Path(run)
+    if path.is_dir():
+        return path
+    candidate = Path(runs_dir) / run
+    if candidate.is_dir():
+        return candidate
+    raise UserError(f"no run {run!r}: neither {path} nor {candidate} exists; list runs with `ls {runs_dir}`")
+
+
+def load_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; train first (make train) or name another run")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise UserError(f"checkpoint {path} cannot be read ({type(err).__name__}); it is damaged or not ours") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "inat-lab/1":
+        raise UserError(f"{path} is not a checkpoint written by this project")
+    return ckpt
+
+
+def build_model_from_spec(spec: dict):
+    """Rebuild an (untrained) model from the `model_spec` stored in every checkpoint."""
+    kind = spec.get("kind")
+    if kind == "cnn":
+        from common.models import CNNConfig, build_model
+
+        return build_model(CNNConfig(**spec["config"]))
+    if kind == "pretrained":
+        from common.pretrained import build_for_spec
+
+        return build_for_spec(spec)
+    raise UserError(f"unknown model kind {kind!r} in checkpoint")
+
+
+def load_model_state(model, state_dict, source):
+    """Strict load_state_dict with a one-line error naming the mismatched keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+                  for k, v in state_dict.items() if k in own and own[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys, e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[:3]}")
+        if mismatched:
+            parts.append(f"shape mismatch: {mismatched[:3]}")
+        raise UserError(f"{source} does not match the model ({'; '.join(parts)}); was it made with another config?")
+    model.load_state_dict(state_dict, strict=True)
+
+
+def model_from_checkpoint(ckpt, source="checkpoint"):
+    try:
+        model = build_model_from_spec(ckpt["model_spec"])
+    except RuntimeError as err:
+        raise UserError(f"{source}: cannot rebuild its model ({err})") from None
+    try:
+        load_model_state(model, ckpt["model"], source)
+    except RuntimeError as err:
+        raise UserError(f"{source} does not match the model ({str(err).splitlines()[0]})") from None
+    model.eval()
+    return model
+
+
+def load_record(run_dir):
+    path = Path(run_dir) / "record.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no record.json; is it a run folder?")
+    return load_json(path)

@@ -1,0 +1,285 @@
+"""Data: locate (or download) the dataset, scan + validate, stratified split, decoded cache.
+
+Flow: folder or zip → `scan_image_folder` → `load_or_make_split` (saved JSON) →
+`load_tensor_set` (uint8 N×3×S×S decoded once per file set and size, cached on disk).
+
+The TEST folder (`inaturalist_12K/val`) is deliberately absent from everything here that
+training uses: `DatasetPaths` exposes only `train_dir`; the test folder is found only by
+`common.testset`, which the test-evaluation commands alone import.
+"""
+import hashlib
+import json
+import os
+import random
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from common.download import download_file, extract_zip, verify_zip
+from common.errors import UserError
+from common.io import save_json
+
+DATASET_URL = "https://storage.googleapis.com/wandb_datasets/nature_12K.zip"
+ZIP_NAME = "nature_12K.zip"
+DATASET_FOLDER = "inaturalist_12K"
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+DEFAULT_CACHE = Path(os.environ.get("INAT_CACHE", "cache"))
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    """Where a dataset lives. Only the training folder is exposed to training code."""
+
+    root: Path
+    train_dir: Path
+
+    @property
+    def name(self):
+        return self.root.name
+
+
+def _dataset_root_in(folder: Path):
+    """The folder holding train/ and val/ at or one level below `folder`, or None."""
+    for candidate in (folder, folder / DATASET_FOLDER):
+        if (candidate / "train").is_dir() and (candidate / "val").is_dir():
+            return candidate
+    return None
+
+
+def locate_dataset(data_dir, download=True, url=DATASET_URL, progress=True) -> DatasetPaths:
+    """Find `train/`+`val/` in `data_dir`, else extract a zip there, else download the zip.
+
+    `data_dir` may be the dataset folder itself, its parent, a folder holding `nature_12K.zip`,
+    or the zip file.
+    """
+    data_dir = Path(data_dir)
+    if data_dir.suffix == ".zip":
+        if not data_dir.is_file():
+            raise UserError(f"zip file {data_dir} does not exist; pass the folder or the zip you have with --data-dir")
+        zip_path, data_dir = data_dir, data_dir.parent
+    else:
+        root = _dataset_root_in(data_dir) if data_dir.is_dir() else None
+        if root is not None:
+            return DatasetPaths(root=root, train_dir=root / "train")
+        zip_path = data_dir / ZIP_NAME
+        if not zip_path.is_file():
+            if not download:
+                raise UserError(
+                    f"no dataset in {data_dir}: expected {DATASET_FOLDER}/train and /val or {ZIP_NAME}; "
+                    f"download {url} there, or run `make demo-data` and use --data-dir data/demo"
+                )
+            download_file(url, zip_path, progress=progress, hint=(
+                f"Download {url} by hand into {data_dir}/ (or pass --data-dir to a folder holding it), "
+                f"or try offline with the demo data: `make demo-data` then --data-dir data/demo"
+            ))
+    try:
+        verify_zip(zip_path, required_prefixes=(f"{DATASET_FOLDER}/train/", f"{DATASET_FOLDER}/val/"))
+    except UserError:
+        rejected = zip_path.with_name(zip_path.name + ".corrupt")
+        os.replace(zip_path, rejected)  # never used again; the next run downloads a fresh copy
+        raise
+    extract_zip(zip_path, data_dir)
+    root = _dataset_root_in(data_dir)
+    if root is None:
+        raise UserError(f"{zip_path} extracted, but {data_dir} still has no {DATASET_FOLDER}/train and /val")
+    return DatasetPaths(root=root, train_dir=root / "train")
+
+
+@dataclass
+class FolderScan:
+    root: Path
+    classes: List[str]
+    samples: List[Tuple[str, int]]  # (path relative to root, class index)
+    skipped_non_images: List[str]
+
+
+def scan_image_folder(root) -> FolderScan:
+    """Classes are the sorted sub-folders; files with non-image extensions are skipped and counted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"image folder {root} does not exist; check --data-dir")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise UserError(f"{root} has no class sub-folders; expected {root}/<class>/<image files>")
+    samples, skipped = [], []
+    for index, name in enumerate(classes):
+        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and not p.name.startswith("."))
+        images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+        skipped += [str(p.relative_to(root)) for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+        if not images:
+            raise UserError(f"class folder {root / name} holds no images; remove it or add images")
+        samples += [(str(p.relative_to(root)), index) for p in images]
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} non-image file(s) in {root}, e.g. {skipped[0]}")
+    return FolderScan(root=root, classes=classes, samples=samples, skipped_non_images=skipped)
+
+
+def _fingerprint(items) -> str:
+    return hashlib.sha1(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def stratified_split(samples, num_classes, val_fraction, seed):
+    """Per class, a seeded shuffle puts round(fraction·n) images (at least 1) in validation."""
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"validation fraction must be between 0 and 1, got {val_fraction}")
+    rng = random.Random(seed)
+    train, val = [], []
+    for label in range(num_classes):
+        members = sorted(path for path, lab in samples if lab == label)
+        rng.shuffle(members)
+        n_val = min(max(1, round(val_fraction * len(members))), len(members) - 1)
+        val += [(p, label) for p in members[:n_val]]
+        train += [(p, label) for p in members[n_val:]]
+    return sorted(train), sorted(val)
+
+
+def load_or_make_split(scan: FolderScan, val_fraction=0.2, seed=42, cache_dir=DEFAULT_CACHE):
+    """The split for (file set, fraction, seed): read from its JSON file, or made and saved."""
+    fingerprint = _fingerprint([scan.classes, scan.samples])
+    path = Path(cache_dir) / "splits" / f"{scan.root.parent.name}-seed{seed}-val{val_fraction:g}-{fingerprint}.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        return [tuple(s) for s in stored["train"]], [tuple(s) for s in stored["val"]], path
+    train, val = stratified_split(scan.samples, len(scan.classes), val_fraction, seed)
+    save_json(path, {"root": str(scan.root), "classes": scan.classes, "seed": seed,
+                     "val_fraction": val_fraction, "train": train, "val": val})
+    return train, val, path
+
+
+# ---------------------------------------------------------------- decoding and the tensor cache
+
+def _resize_center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 C×H×W → uint8 C×size×size: shorter side to `size` (antialiased), centre crop."""
+    _, h, w = image.shape
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    resized = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return resized[:, top:top + size, left:left + size].round().clamp(0, 255).to(torch.uint8)
+
+
+def decode_image(path) -> torch.Tensor:
+    """Decode any image file as uint8 RGB C×H×W; grayscale, CMYK, palette and alpha converted.
+
+    PIL is used with truncated-image loading off, so a truncated or corrupt file raises
+    instead of silently decoding to grey.
+    """
+    with Image.open(path) as img:
+        img.load()
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(background, rgba)  # alpha over white, not over black
+        rgb = img.convert("RGB")
+    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3).permute(2, 0, 1)
+
+
+def decode_and_resize(path, size):
+    """(uint8 3×size×size tensor, None) or (None, reason) for an unreadable file."""
+    try:
+        return _resize_center_crop(decode_image(path), size), None
+    except Exception as err:  # a bad file is reported and skipped, never fatal
+        return None, f"{type(err).__name__}: {err}"
+
+
+@dataclass
+class TensorSet:
+    images: torch.Tensor  # uint8 N×3×S×S
+    labels: torch.Tensor  # int64 N
+    classes: List[str]
+    paths: List[str]
+    skipped: List[Tuple[str, str]]  # (path, reason) of files that could not be decoded
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progress=True, workers=None) -> TensorSet:
+    """Decode `samples` once at `size`; later calls with the same files and size read the cache.
+
+    The cache key covers each file's path, byte size and mtime, so a changed file set builds a
+    new cache instead of serving stale tensors.
+    """
+    root = Path(root)
+    stats = []
+    for rel, _ in samples:
+        st = (root / rel).stat()
+        stats.append((rel, st.st_size, int(st.st_mtime)))
+    key = _fingerprint([str(root.resolve()), size, classes, samples, stats])
+    path = Path(cache_dir) / "images" / f"{root.parent.name}-{root.name}-{size}px-{key}.pt"
+    if path.exists():
+        cached = torch.load(path, weights_only=False)
+        return TensorSet(**cached)
+    out = torch.empty(len(samples), 3, size, size, dtype=torch.uint8)
+    ok = torch.zeros(len(samples), dtype=torch.bool)
+    skipped = []
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(lambda s: decode_and_resize(root / s[0], size), samples)
+        for i, (image, reason) in enumerate(tqdm(results, total=len(samples), desc=f"decode {root.name} @{size}px",
+                                                 disable=None if progress else True, unit="img")):
+            if image is None:
+                skipped.append((samples[i][0], reason))
+            else:
+                out[i] = image
+                ok[i] = True
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) in {root}, e.g. {skipped[0][0]} ({skipped[0][1]})")
+    keep = ok.nonzero().flatten()
+    tensor_set = TensorSet(
+        images=out[keep].contiguous(),
+        labels=torch.tensor([samples[i][1] for i in keep.tolist()], dtype=torch.long),
+        classes=list(classes),
+        paths=[samples[i][0] for i in keep.tolist()],
+        skipped=skipped,
+    )
+    if len(tensor_set) == 0:
+        raise UserError(f"none of the {len(samples)} images in {root} could be decoded")
+    from common.io import save_torch  # local: keeps the import graph of this module small
+
+    save_torch(path, tensor_set.__dict__)
+    return tensor_set
+
+
+def channel_stats(images: torch.Tensor):
+    """Per-channel mean and std (0..1 scale) of a uint8 N×3×H×W tensor, computed in chunks."""
+    total = torch.zeros(3, dtype=torch.float64)
+    total_sq = torch.zeros(3, dtype=torch.float64)
+    for chunk in images.split(512):
+        x = chunk.double() / 255.0
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += (x * x).sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (total_sq / count - mean**2).clamp_min(1e-12).sqrt()
+    return mean.float().tolist(), std.float().tolist()
+
+
+@dataclass
+class TrainValData:
+    train: TensorSet
+    val: TensorSet
+    classes: List[str]
+    mean: List[float]
+    std: List[float]
+    split_file: Path
+    dataset: DatasetPaths
+
+
+def load_train_val(data_dir, image_size, val_fraction=0.2, seed=42, cache_dir=DEFAULT_CACHE,
+                   download=True, progress=True) -> TrainValData:
+    """Everything training needs — and nothing from the test folder."""
+    dataset = locate_dataset(data_dir, download=download, progress=progress)
+    scan = scan_image_folder(dataset.train_dir)
+    train_samples, val_samples, split_file = load_or_make_split(scan, val_fraction, seed, cache_dir)
+    train = load_tensor_set(dataset.train_dir, train_samples, scan.classes, image_size, cache_dir, progress)
+    val = load_tensor_set(dataset.train_dir, val_samples, scan.classes, image_size, cache_dir, progress)
+    mean, std = channel_stats(train.images)
+    return TrainValData(train, val, scan.classes, mean, std, split_file, dataset)

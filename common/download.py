@@ -1,0 +1,126 @@
+"""Downloads with progress, HTTP Range resume, integrity checks and atomic completion.
+
+`download_file` writes to `<dest>.part`, resumes it with a Range request when the server
+allows, verifies size/sha256, and only then renames it to `dest`: a file at `dest` is always
+complete. `verify_zip` checks every member's CRC and the expected folder layout before a zip is
+extracted (into a temporary folder renamed into place, so extraction is atomic too).
+"""
+import hashlib
+import os
+import shutil
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from common.errors import UserError
+
+CHUNK = 1 << 20
+
+
+def sha256_of(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _open(url, start, timeout):
+    request = urllib.request.Request(url, headers={"User-Agent": "inat-lab"})
+    if start:
+        request.add_header("Range", f"bytes={start}-")
+    return urllib.request.urlopen(request, timeout=timeout)
+
+
+def download_file(url, dest, sha256=None, size=None, timeout=60, progress=True, hint=""):
+    """Download `url` to `dest` (resuming `dest.part`), verify, then rename atomically."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    start = part.stat().st_size if part.exists() else 0
+    try:
+        response = _open(url, start, timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and start:  # the partial file is already complete (or too long)
+            response = None
+        else:
+            raise UserError(f"download of {url} failed: HTTP {err.code} {err.reason}. {hint}".strip()) from None
+    except (urllib.error.URLError, OSError) as err:
+        raise UserError(f"cannot reach {url} ({getattr(err, 'reason', err)}): you seem to be offline. {hint}".strip()) from None
+    if response is not None:
+        with response:
+            resumed = start and response.status == 206
+            if not resumed:
+                start = 0  # the server ignored Range: start again from byte 0
+            length = response.headers.get("Content-Length")
+            total = start + int(length) if length is not None else size
+            with open(part, "ab" if resumed else "wb") as out, tqdm(
+                total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=f"download {dest.name}", disable=not progress,
+            ) as bar:
+                try:
+                    for block in iter(lambda: response.read(CHUNK), b""):
+                        out.write(block)
+                        bar.update(len(block))
+                except (OSError, urllib.error.URLError) as err:
+                    raise UserError(
+                        f"download of {url} was interrupted ({err}); run the same command again to resume"
+                    ) from None
+            if length is not None and part.stat().st_size != total:
+                raise UserError(
+                    f"download of {url} stopped at {part.stat().st_size} of {total} bytes; "
+                    f"run the same command again to resume"
+                )
+    if size is not None and part.stat().st_size != size:
+        got = part.stat().st_size
+        part.unlink()
+        raise UserError(f"{url} gave {got} bytes, expected {size}; the partial file was removed, try again")
+    if sha256 is not None:
+        got = sha256_of(part)
+        if got != sha256:
+            part.unlink()
+            raise UserError(f"{url} failed its sha256 check (got {got[:12]}…, expected {sha256[:12]}…); removed it, try again")
+    os.replace(part, dest)
+    return dest
+
+
+def verify_zip(path, required_prefixes=()):
+    """Raise UserError unless every member's CRC is right and each required prefix is present."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise UserError(f"{path} is not a readable zip archive ({err}); delete it and download again") from None
+    if bad is not None:
+        raise UserError(f"{path} is corrupt: member {bad} fails its CRC check; delete it and download again")
+    for prefix in required_prefixes:
+        if not any(name.startswith(prefix) for name in names):
+            raise UserError(f"{path} does not hold the expected folder {prefix!r}; is it the right archive?")
+    return names
+
+
+def extract_zip(path, dest_dir):
+    """Extract into a temporary sibling folder, then move the top-level entries into place."""
+    dest_dir = Path(dest_dir)
+    tmp = dest_dir / f".extract-{Path(path).stem}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    with zipfile.ZipFile(path) as archive:
+        for member in tqdm(archive.infolist(), desc=f"extract {Path(path).name}", unit="file"):
+            target = (tmp / member.filename).resolve()
+            if not str(target).startswith(str(tmp.resolve())):  # refuse zip-slip paths
+                raise UserError(f"{path} holds an unsafe path {member.filename!r}; refusing to extract")
+            archive.extract(member, tmp)
+    for entry in tmp.iterdir():
+        if entry.name.startswith("__MACOSX"):
+            continue
+        final = dest_dir / entry.name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(entry, final)
+    shutil.rmtree(tmp)

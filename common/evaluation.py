@@ -1,0 +1,72 @@
+"""Test evaluation of a trained run — the only library code that reads the TEST folder.
+
+`evaluate_on_test` loads the run's best checkpoint, predicts every test image, and writes the
+test accuracy, per-class accuracy, confusion matrix and the 10×3 prediction grid.
+"""
+from pathlib import Path
+
+import torch
+
+from common.checkpoints import load_checkpoint, load_record, model_from_checkpoint, resolve_run_dir
+from common.errors import UserError
+from common.io import load_json, save_json
+from common.testset import load_test_set
+from common.training import predict, resolve_device
+from common.viz import choose_grid_samples, confusion_matrix, confusion_plot, prediction_grid
+
+
+def best_run(runs_dir, kind=None):
+    """The run with the highest best validation accuracy (optionally of one kind)."""
+    best, best_acc = None, -1.0
+    for record_path in sorted(Path(runs_dir).glob("*/record.json")):
+        record = load_json(record_path)
+        if kind and record.get("kind") != kind:
+            continue
+        acc = record.get("summary", {}).get("best_val_acc", -1.0)
+        if acc > best_acc and (record_path.parent / "best.pt").exists():
+            best, best_acc = record_path.parent, acc
+    if best is None:
+        raise UserError(f"no trained run with a best.pt in {runs_dir}; train one first (make train) or pass --run")
+    return best
+
+
+def evaluate_on_test(run_dir, data_dir, out_dir, seed=0, per_class=3, device="auto", cache_dir="cache", progress=True):
+    run_dir = Path(run_dir)
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    record = load_record(run_dir)
+    data_dir = data_dir or record.get("dataset")
+    if not data_dir:
+        raise UserError("pass --data-dir: the run record does not say which dataset it used")
+    image_size = ckpt["train_config"]["image_size"]
+    test = load_test_set(data_dir, ckpt["classes"], image_size, cache_dir, progress=progress)
+    model = model_from_checkpoint(ckpt, source=str(run_dir / "best.pt"))
+    dev = resolve_device(device)
+    model.to(dev)
+    logits = predict(model, test.images, ckpt["mean"], ckpt["std"], dev)
+    probs = torch.softmax(logits, 1)
+    preds = probs.argmax(1)
+    labels = test.labels
+    classes = ckpt["classes"]
+    matrix = confusion_matrix(labels.tolist(), preds.tolist(), len(classes))
+    per_class_acc = {c: float(matrix[i, i] / max(1, matrix[i].sum())) for i, c in enumerate(classes)}
+    accuracy = float((preds == labels).float().mean())
+    out_dir = Path(out_dir)
+    test_root = Path(data_dir)
+    from common.data import locate_dataset
+
+    test_dir = locate_dataset(test_root, download=False).root / "val"
+    rows = choose_grid_samples(labels.tolist(), len(classes), per_class, seed)
+    grid = prediction_grid([test_dir / p for p in test.paths], rows, labels.tolist(), probs.numpy(), classes,
+                           out_dir / "test_grid.png",
+                           title=f"{run_dir.name}: test accuracy {accuracy:.1%} ({len(labels)} images)")
+    confusion = confusion_plot(matrix, classes, out_dir / "confusion_matrix.png",
+                               title=f"test confusion matrix — accuracy {accuracy:.1%}")
+    summary = {
+        "run": run_dir.name, "checkpoint": str(run_dir / "best.pt"), "epoch": ckpt["epoch"],
+        "best_val_acc": ckpt["best_val_acc"], "test_acc": accuracy, "test_images": len(labels),
+        "skipped_test_images": len(test.skipped), "per_class_acc": per_class_acc,
+        "confusion_matrix": matrix.tolist(), "classes": classes, "grid": str(grid), "confusion_plot": str(confusion),
+        "grid_seed": seed, "kind": record.get("kind"),
+    }
+    save_json(out_dir / "test_summary.json", summary)
+    return summary

@@ -1,0 +1,128 @@
+"""Part A: train the 5-block CNN from a flat dict of options (from the CLI or a sweep).
+
+`split_options` separates model options from training options, `run_scratch` trains a new run
+or resumes a stopped one. Both `partA/train.py` and the sweep agents call `run_scratch`, so a
+sweep run is exactly a `train.py` run with those options.
+"""
+import datetime
+import hashlib
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from common.checkpoints import load_checkpoint, load_record, resolve_run_dir
+from common.data import load_train_val
+from common.errors import UserError
+from common.models import CNNConfig, build_model, filters_from_organisation
+from common.training import RunState, TrainConfig, fit
+
+MODEL_KEYS = {f.name for f in fields(CNNConfig)} | {"base_filters", "organisation"}
+TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
+# Options that may change on resume without changing what is computed.
+RESUME_FREE_KEYS = {"quiet", "wandb", "device", "runs_dir", "run_name", "data_dir", "cache_dir", "wandb_project", "wandb_group"}
+
+
+def _as_list(value):
+    if isinstance(value, str):
+        try:
+            return [int(v) for v in value.replace(" ", "").split(",") if v]
+        except ValueError:
+            raise UserError(f"expected comma-separated whole numbers, got {value!r}") from None
+    if isinstance(value, int):
+        return [value]
+    return list(value)
+
+
+def split_options(options: dict):
+    """Flat options → (CNNConfig kwargs without input size/classes, TrainConfig)."""
+    unknown = set(options) - MODEL_KEYS - TRAIN_KEYS
+    if unknown:
+        raise UserError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    model = {k: v for k, v in options.items() if k in MODEL_KEYS and v is not None}
+    base, organisation = model.pop("base_filters", None), model.pop("organisation", None)
+    if base is not None or organisation is not None:
+        if "filters" in model:
+            raise UserError("give either --filters or --base-filters/--organisation, not both")
+        model["filters"] = filters_from_organisation(int(base or 32), organisation or "same")
+    if "filters" in model:
+        model["filters"] = _as_list(model["filters"])
+    if "kernel_sizes" in model:
+        model["kernel_sizes"] = _as_list(model["kernel_sizes"])
+    model.pop("input_size", None)
+    model.pop("num_classes", None)
+    train = TrainConfig.from_dict({k: v for k, v in options.items() if k in TRAIN_KEYS and v is not None})
+    return model, train
+
+
+def default_run_name(options: dict) -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    digest = hashlib.sha1(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return f"scratch-{stamp}-{digest}"
+
+
+def run_scratch(options: dict, should_stop=None, data=None, extra=None):
+    """Train a new Part A run; returns its record."""
+    model_kwargs, cfg = split_options(options)
+    cfg.run_name = cfg.run_name or default_run_name(options)
+    run_dir = Path(cfg.runs_dir) / cfg.run_name
+    if (run_dir / "last.pt").exists() or (run_dir / "record.json").exists():
+        raise UserError(f"run {cfg.run_name!r} already exists in {cfg.runs_dir}; resume it with --resume {cfg.run_name} "
+                        f"or choose another --run-name")
+    # Validate the architecture before any data is read: an impossible config fails at once.
+    CNNConfig(**model_kwargs, input_size=cfg.image_size)
+    data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
+                                  progress=not cfg.quiet)
+    model_cfg = CNNConfig(**model_kwargs, input_size=cfg.image_size, num_classes=len(data.classes))
+    # One seed controls the split (above), the initial weights (here) and the batch order (fit).
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_cfg)
+    state = RunState(run_dir=run_dir, model_spec={"kind": "cnn", "config": model_cfg.to_dict()}, classes=data.classes,
+                     mean=data.mean, std=data.std,
+                     extra={"kind": "scratch", "split_file": str(data.split_file), "dataset": str(data.dataset.root),
+                            "params": sum(p.numel() for p in model.parameters()), **(extra or {})})
+    return fit(model, data, cfg, state, should_stop=should_stop)
+
+
+def resume_scratch(run, overrides: dict, runs_dir="runs", data=None):
+    """Continue a stopped run from its last.pt, exactly where it stopped."""
+    run_dir = resolve_run_dir(run, runs_dir)
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    record = load_record(run_dir)
+    stored = dict(ckpt["train_config"])
+    if record.get("status") == "finished" and ckpt["epoch"] >= stored["epochs"]:
+        raise UserError(f"run {run_dir.name} already finished all {stored['epochs']} epochs; nothing to resume "
+                        f"(evaluate it with partA/evaluate.py --run {run_dir.name})")
+    model_cfg = ckpt["model_spec"]["config"]
+    for key, value in overrides.items():
+        if key in RESUME_FREE_KEYS or value is None:
+            continue
+        old = stored.get(key, model_cfg.get(key))
+        if old is not None and _normalise(old) != _normalise(value):
+            raise UserError(f"run {run_dir.name} was trained with {key}={old}, you gave {value}; drop the option "
+                            f"to resume, or start a new run")
+    for key in ("quiet", "wandb", "device", "data_dir", "cache_dir"):
+        if overrides.get(key) is not None:
+            stored[key] = overrides[key]
+    cfg = TrainConfig.from_dict(stored)
+    data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
+                                  progress=not cfg.quiet)
+    if data.classes != ckpt["classes"]:
+        raise UserError(f"the data in {cfg.data_dir} has classes {data.classes}, the run was trained on "
+                        f"{ckpt['classes']}; point --data-dir at the run's data")
+    model = build_model(CNNConfig(**model_cfg))
+    state = RunState(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
+                     std=ckpt["std"], extra={"resumed_from_epoch": ckpt["epoch"]})
+    return fit(model, data, cfg, state, resume_checkpoint=ckpt)
+
+
+def _normalise(value):
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return [int(v) for v in value.split(",")] if "," in value else value
+        except ValueError:
+            return value
+    return value

@@ -1,0 +1,414 @@
+"""The training loop shared by Part A (from scratch) and Part B (fine-tuning).
+
+One epoch = a seeded permutation of the cached uint8 training tensor, cut into batches that are
+moved to the device, augmented there (`common.augment`), and fed to the model under autocast.
+Train accuracy comes from that same forward pass; validation runs in eval mode without
+gradients. After every epoch the run record and `last.pt` are written atomically, and `best.pt`
+when validation accuracy improves. All randomness inside epoch e is derived from (seed, e), so a
+run resumed from `last.pt` continues exactly as if it had never stopped.
+"""
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from common.augment import AugmentConfig, augment_batch
+from common.errors import UserError
+from common.io import save_torch
+from common.tracking import RunRecord, WandbRun, environment_info, now_iso
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "radam")
+SCHEDULERS = ("cosine", "step", "onecycle", "none")
+PRECISIONS = ("auto", "bf16", "fp16", "off")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """Everything about how a model is trained. Defaults are the recommended recipe."""
+
+    data_dir: str = "data"
+    image_size: int = 128
+    val_fraction: float = 0.2
+    seed: int = 42
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9  # sgd (nesterov) momentum
+    scheduler: str = "cosine"
+    warmup_epochs: float = 1.0
+    step_size: int = 10  # step scheduler: epochs between decays
+    gamma: float = 0.1  # step scheduler: decay factor
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    augment: bool = True
+    aug_strength: float = 1.0
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    device: str = "auto"
+    runs_dir: str = "runs"
+    run_name: Optional[str] = None
+    wandb: str = "auto"
+    wandb_project: str = "inat-lab"
+    wandb_group: Optional[str] = None
+    cache_dir: str = "cache"
+    quiet: bool = False
+
+    def __post_init__(self):
+        checks = [
+            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"),
+            (self.scheduler in SCHEDULERS, f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}"),
+            (self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"),
+            (self.device in DEVICES, f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"learning rate must be a positive number, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.image_size >= 8, f"image size must be >= 8, got {self.image_size}"),
+            (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.grad_clip >= 0, f"gradient clipping must be >= 0 (0 = off), got {self.grad_clip}"),
+            (self.aug_strength >= 0, f"augmentation strength must be >= 0, got {self.aug_strength}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+# ------------------------------------------------------------------ device, precision, optimiser
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is available; use --device auto or cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """True where the CPU computes bf16 in hardware (AVX-512 BF16 or AMX); elsewhere it is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """auto: bf16 on sm80+ GPUs and bf16-capable CPUs, fp16 (+GradScaler) on older GPUs, else off."""
+    if name != "auto":
+        if name == "fp16" and device.type != "cuda":
+            raise UserError("fp16 autocast needs a CUDA device; use --precision bf16, off or auto")
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_bf16() else "off"
+
+
+def autocast(device: torch.device, precision: str):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr_scales: Optional[Callable[[str], float]] = None):
+    """Weight decay on weights only: biases and norm parameters (ndim ≤ 1) get none.
+
+    `lr_scales(name)` gives a parameter's learning-rate multiplier (Part B: lower for the backbone).
+    """
+    groups = {}
+    for name, p in model.named_parameters():
+        decay = weight_decay if p.ndim > 1 else 0.0
+        scale = lr_scales(name) if lr_scales else 1.0
+        groups.setdefault((decay, scale), []).append(p)
+    return [{"params": ps, "weight_decay": d, "lr_scale": s} for (d, s), ps in groups.items()]
+
+
+def build_optimizer(name, groups, lr, momentum=0.9):
+    for g in groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "nadam":
+        return torch.optim.NAdam(groups, lr=lr, decoupled_weight_decay=True)
+    if name == "radam":
+        return torch.optim.RAdam(groups, lr=lr, decoupled_weight_decay=True)
+    raise UserError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def lr_multiplier(scheduler, step, total_steps, warmup_steps, steps_per_epoch, step_size=10, gamma=0.1):
+    """The learning-rate multiplier at optimizer step `step` (stepped every iteration)."""
+    if scheduler == "none":
+        return 1.0
+    if scheduler == "step":
+        return gamma ** (step // max(1, step_size * steps_per_epoch))
+    if scheduler == "onecycle":  # linear up for 30%, cosine down to ~0
+        peak = max(1, int(0.3 * total_steps))
+        if step < peak:
+            return 0.04 + 0.96 * step / peak
+        progress = (step - peak) / max(1, total_steps - peak)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    # cosine with linear warm-up
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def _normalise(x, mean, std, channels_last):
+    mean_t = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    x = (x - mean_t) / std_t
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def prepare_batch(images_uint8, mean, std, augment: Optional[AugmentConfig] = None, generator=None, channels_last=False):
+    """uint8 batch (already on the device) → augmented, normalised float batch."""
+    x = images_uint8.float().div_(255.0)
+    if augment is not None:
+        x = augment_batch(x, augment, generator)
+    return _normalise(x, mean, std, channels_last)
+
+
+@torch.no_grad()
+def predict(model, images_uint8, mean, std, device, batch_size=256, precision="off", channels_last=False):
+    """Logits (float32, on CPU) for a uint8 N×3×H×W tensor, in eval mode without gradients."""
+    was_training = model.training
+    model.eval()
+    outputs = []
+    for chunk in images_uint8.split(batch_size):
+        x = prepare_batch(chunk.to(device, non_blocking=True), mean, std, channels_last=channels_last)
+        with autocast(device, precision):
+            outputs.append(model(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(outputs)
+
+
+def evaluate(model, tensor_set, mean, std, device, precision="off", channels_last=False, batch_size=256):
+    logits = predict(model, tensor_set.images, mean, std, device, batch_size, precision, channels_last)
+    loss = F.cross_entropy(logits, tensor_set.labels).item()
+    accuracy = (logits.argmax(1) == tensor_set.labels).float().mean().item()
+    return {"loss": loss, "acc": accuracy, "logits": logits}
+
+
+# ------------------------------------------------------------------------------ training
+
+class TrainingDiverged(UserError):
+    pass
+
+
+@dataclass
+class RunState:
+    """What `fit` needs besides the model: where, what data, and how to rebuild the model."""
+
+    run_dir: Path
+    model_spec: dict  # enough to rebuild the model (see common.checkpoints.build_model_from_spec)
+    classes: List[str]
+    mean: List[float]
+    std: List[float]
+    extra: dict = field(default_factory=dict)  # anything else worth recording (split file, freeze…)
+
+
+def _rng_state():
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def checkpoint_dict(model, optimizer, scaler, epoch, cfg, state: RunState, best_val_acc, wandb_id):
+    raw = getattr(model, "_orig_mod", model)  # a torch.compile'd model saves its original weights
+    return {
+        "format": "inat-lab/1",
+        "model": raw.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,  # epochs completed
+        "train_config": cfg.to_dict(),
+        "model_spec": state.model_spec,
+        "classes": state.classes,
+        "mean": state.mean,
+        "std": state.std,
+        "best_val_acc": best_val_acc,
+        "wandb_id": wandb_id,
+        "rng": _rng_state(),
+        "saved": now_iso(),
+    }
+
+
+def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
+        on_epoch_start: Optional[Callable[[int, nn.Module], None]] = None, resume_checkpoint: Optional[dict] = None,
+        should_stop: Optional[Callable[[int, dict], bool]] = None):
+    """Train `model` on `data.train`, validate on `data.val`; returns the run record's data.
+
+    `on_epoch_start(epoch, model)` lets Part B unfreeze stages; `should_stop(epoch, metrics)`
+    lets a sweep controller (hyperband) stop a run between epochs.
+    """
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    run_dir = Path(state.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    groups = groups if groups is not None else param_groups(model, cfg.weight_decay)
+    optimizer = build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.momentum)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    train, val = data.train, data.val
+    n = len(train)
+    batch_size = min(cfg.batch_size, n)
+    steps_per_epoch = n // batch_size  # drop the ragged last batch: BN needs > 1 sample
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+    augment = AugmentConfig(enabled=cfg.augment, strength=cfg.aug_strength) if cfg.augment else None
+
+    # Keep the whole uint8 set on the GPU when there is one: no host→device copy per batch.
+    train_images = train.images.to(device) if device.type == "cuda" else train.images
+    train_labels = train.labels.to(device)
+
+    record = RunRecord(run_dir) if resume_checkpoint is None else RunRecord.load(run_dir)
+    start_epoch, best_val_acc, wandb_id = 0, -1.0, None
+    if resume_checkpoint is not None:
+        model_to_load = getattr(model, "_orig_mod", model)
+        model_to_load.load_state_dict(resume_checkpoint["model"])
+        optimizer.load_state_dict(resume_checkpoint["optimizer"])
+        scaler.load_state_dict(resume_checkpoint["scaler"])
+        start_epoch = resume_checkpoint["epoch"]
+        best_val_acc = resume_checkpoint["best_val_acc"]
+        wandb_id = resume_checkpoint.get("wandb_id")
+    record.data.update({
+        "name": run_dir.name, "status": "running", "config": cfg.to_dict(), "model_spec": state.model_spec,
+        "classes": state.classes, "precision": precision, "environment": environment_info(device),
+        "train_images": n, "val_images": len(val), **state.extra,
+    })
+    record.save()
+    tracker = WandbRun(cfg.wandb, cfg.wandb_project, run_dir.name, {**cfg.to_dict(), "model_spec": state.model_spec},
+                       run_dir, run_id=wandb_id, group=cfg.wandb_group)
+    record.data["wandb_id"] = tracker.id
+    record.data["wandb_mode"] = tracker.mode
+    record.save()
+
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    run_model = torch.compile(model) if cfg.compile else model
+    show = not cfg.quiet and os.isatty(2)
+    status = "finished"
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            # Everything random in this epoch derives from (seed, epoch): resume is exact.
+            torch.manual_seed(cfg.seed * 100_003 + epoch)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
+            aug_gen = torch.Generator(device=device).manual_seed(cfg.seed * 104_729 + epoch)
+            if on_epoch_start is not None:
+                on_epoch_start(epoch, model)
+            model.train()
+            started = time.perf_counter()
+            loss_sum, correct, seen = 0.0, 0, 0
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show, leave=False)
+            for i in bar:
+                step = epoch * steps_per_epoch + i
+                for g, base in zip(optimizer.param_groups, base_lrs):
+                    g["lr"] = base * lr_multiplier(cfg.scheduler, step, total_steps, warmup_steps, steps_per_epoch,
+                                                   cfg.step_size, cfg.gamma)
+                idx = order[i * batch_size:(i + 1) * batch_size]
+                x = train_images[idx.to(train_images.device)].to(device, non_blocking=True)
+                y = train_labels[idx.to(device)]
+                x = prepare_batch(x, state.mean, state.std, augment, aug_gen, cfg.channels_last)
+                with autocast(device, precision):
+                    logits = run_model(x)
+                    loss = criterion(logits.float(), y)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; lower --lr or enable "
+                        f"--grad-clip. The last good checkpoint ({run_dir / 'last.pt'}) is intact."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                loss_sum += loss.item() * len(y)
+                correct += (logits.argmax(1) == y).sum().item()
+                seen += len(y)
+                if show:
+                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            train_time = time.perf_counter() - started
+            val_metrics = evaluate(model, val, state.mean, state.std, device, precision, cfg.channels_last)
+            epoch_time = time.perf_counter() - started
+            metrics = {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum / max(1, seen),
+                "train_acc": correct / max(1, seen),
+                "val_loss": val_metrics["loss"],
+                "val_acc": val_metrics["acc"],
+                "lr": optimizer.param_groups[0]["lr"],
+                "epoch_time": epoch_time,
+                "train_time": train_time,
+                "images_per_s": seen / train_time,
+            }
+            improved = metrics["val_acc"] > best_val_acc
+            if improved:
+                best_val_acc = metrics["val_acc"]
+            ckpt = checkpoint_dict(model, optimizer, scaler, epoch + 1, cfg, state, best_val_acc, tracker.id)
+            if improved:
+                save_torch(run_dir / "best.pt", ckpt)
+            save_torch(run_dir / "last.pt", ckpt)  # after best.pt: a kill between the two loses nothing
+            record.log_epoch(metrics)
+            best_epoch = max(record.data["epochs"], key=lambda e: e["val_acc"])
+            record.data["summary"] = {
+                "best_val_acc": best_val_acc, "best_epoch": best_epoch["epoch"], "last_val_acc": metrics["val_acc"],
+                "epochs_done": epoch + 1, "train_time_s": sum(e["train_time"] for e in record.data["epochs"]),
+                "mean_images_per_s": sum(e["images_per_s"] for e in record.data["epochs"]) / len(record.data["epochs"]),
+            }
+            record.save()
+            tracker.log(metrics, step=epoch + 1)
+            tracker.summary({"best_val_acc": best_val_acc, "best_epoch": best_epoch["epoch"]})
+            if not cfg.quiet:
+                print(f"epoch {epoch + 1:3d}/{cfg.epochs}  train loss {metrics['train_loss']:.3f} acc {metrics['train_acc']:.3f}"
+                      f"  val loss {metrics['val_loss']:.3f} acc {metrics['val_acc']:.3f}  {metrics['images_per_s']:.0f} img/s"
+                      f"  {epoch_time:.1f}s", flush=True)
+            if should_stop is not None and should_stop(epoch + 1, metrics):
+                status = "stopped"
+                break
+    except TrainingDiverged:
+        status = "diverged"
+        raise
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except Exception:
+        status = "failed"
+        raise
+    finally:
+        record.data["status"] = status
+        record.data["finished" if status in ("finished", "stopped") else "ended"] = now_iso()
+        record.save()
+        tracker.finish(exit_code=0 if status in ("finished", "stopped") else 1)
+    return record.data

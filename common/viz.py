@@ -1,0 +1,116 @@
+"""Figures: prediction grid, confusion matrix, learning curves. Matplotlib only, no display needed."""
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+GOOD, BAD = "#1a9850", "#d73027"
+
+
+def save(fig, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def choose_grid_samples(labels, num_classes, per_class, seed):
+    """Indices: `per_class` seeded picks of each class (fewer if a class is small), class by class."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    rows = []
+    for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        rows.append(sorted(rng.choice(members, size=min(per_class, len(members)), replace=False).tolist()))
+    return rows
+
+
+def prediction_grid(image_paths, rows, labels, probs, classes, path, title=""):
+    """One row per class, `per_class` test images each: photo, true vs predicted, confidence.
+
+    A correct prediction gets a green frame and ✓, a wrong one a red frame and ✗ with the
+    predicted class in red, so the grid reads at a glance.
+    """
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 2.9 * n_rows), squeeze=False)
+    for r, indices in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(indices):
+                ax.axis("off")
+                continue
+            i = indices[c]
+            with Image.open(image_paths[i]) as img:
+                img = img.convert("RGB")
+                img.thumbnail((320, 320))
+                ax.imshow(img)
+            pred = int(np.argmax(probs[i]))
+            ok = pred == labels[i]
+            colour = GOOD if ok else BAD
+            for spine in ax.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(5)
+            mark = "✓" if ok else "✗"
+            ax.set_title(f"{mark} {classes[pred]} {probs[i][pred]:.0%}", color=colour, fontsize=11, fontweight="bold")
+            ax.set_xlabel(f"true: {classes[labels[i]]}", fontsize=9)
+        axes[r][0].set_ylabel(classes[labels[indices[0]]] if indices else "", fontsize=11, fontweight="bold")
+    if title:
+        fig.suptitle(title, fontsize=14, fontweight="bold")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / n_rows / 2.9) if title else None)
+    return save(fig, path)
+
+
+def confusion_matrix(labels, preds, num_classes):
+    matrix = np.zeros((num_classes, num_classes), dtype=int)
+    for t, p in zip(labels, preds):
+        matrix[t, p] += 1
+    return matrix
+
+
+def confusion_plot(matrix, classes, path, title="confusion matrix"):
+    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * len(classes), 0.8 + 0.55 * len(classes)))
+    norm = matrix / np.maximum(1, matrix.sum(1, keepdims=True))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for (r, c), v in np.ndenumerate(matrix):
+        ax.text(c, r, str(v), ha="center", va="center", fontsize=8, color="white" if norm[r, c] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def learning_curves(records, path, title="learning curves"):
+    """records: {label: run record}; validation accuracy and training loss per epoch."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, record in records.items():
+        epochs = [e["epoch"] for e in record["epochs"]]
+        ax_acc.plot(epochs, [e["val_acc"] for e in record["epochs"]], marker="o", ms=3, label=f"{label} val")
+        ax_acc.plot(epochs, [e["train_acc"] for e in record["epochs"]], ls="--", alpha=0.6, label=f"{label} train")
+        ax_loss.plot(epochs, [e["train_loss"] for e in record["epochs"]], label=f"{label} train")
+        ax_loss.plot(epochs, [e["val_loss"] for e in record["epochs"]], ls="--", label=f"{label} val")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def near_square_grid(count):
+    """(rows, cols) with rows·cols ≥ count, as square as possible: 64 → 8×8, 100 → 10×10."""
+    cols = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / cols)
+    return rows, cols

@@ -1,0 +1,41 @@
+"""Test evaluation (`make test-eval`): the only command that opens the TEST folder.
+
+    python partA/evaluate.py --run <run-name> --data-dir data
+    python partA/evaluate.py                      # the best run (highest validation accuracy)
+
+Writes test_summary.json (accuracy, per-class accuracy, confusion matrix), confusion_matrix.png
+and test_grid.png (10 classes × 3 test images with true/predicted class and confidence).
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import click
+
+from common.checkpoints import resolve_run_dir
+from common.evaluation import best_run, evaluate_on_test
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--run", default=None, help="Run name or folder [default: the run with the best validation accuracy].")
+@click.option("--runs-dir", default="runs")
+@click.option("--data-dir", default=None, help="Dataset folder [default: the one the run was trained on].")
+@click.option("--out", default="outputs/test-eval", help="Folder for the PNGs and JSON (a sub-folder per run).")
+@click.option("--seed", type=int, default=0, help="Chooses the grid's images.")
+@click.option("--per-class", type=int, default=3, help="Grid images per class.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--cache-dir", default="cache")
+def main(run, runs_dir, data_dir, out, seed, per_class, device, cache_dir):
+    """Evaluate a run's best checkpoint on the test set."""
+    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir)
+    summary = evaluate_on_test(run_dir, data_dir, Path(out) / run_dir.name, seed, per_class, device, cache_dir)
+    click.echo(f"run {summary['run']} (epoch {summary['epoch']}, val acc {summary['best_val_acc']:.4f}): "
+               f"TEST accuracy {summary['test_acc']:.4f} on {summary['test_images']} images")
+    for name, acc in summary["per_class_acc"].items():
+        click.echo(f"  {name:<14} {acc:.3f}")
+    click.echo(f"wrote {Path(out) / run_dir.name}/test_summary.json, {summary['grid']}, {summary['confusion_plot']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny image folders, the demo dataset at test scale, a local HTTP server."""
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("WANDB_MODE", "disabled")  # never block on the network in tests
+os.environ.setdefault("WANDB_SILENT", "true")
+
+ROOT = Path(__file__).resolve().parents[1]
+DARKNET_DATA = Path("/usr/share/darknet/data")
+
+
+def write_image(path, size=(40, 30), mode="RGB", colour=(200, 30, 30), fmt=None):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, colour)
+    image = image.convert(mode) if mode != "RGB" else image
+    image.save(path, format=fmt)
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory):
+    """The real demo generator at test scale: 10 classes, 12 train + 3 test images each."""
+    from common.demo_data import generate_demo_dataset
+
+    out = tmp_path_factory.mktemp("demo")
+    generate_demo_dataset(out, train_per_class=12, test_per_class=3, seed=0)
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    files = {}  # path → bytes
+    drop_after = {}  # path → byte count after which the first response is cut off
+    honour_range = True
+    requests = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        type(self).requests.append((self.path, self.headers.get("Range")))
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        range_header = self.headers.get("Range")
+        if range_header and self.honour_range:
+            start = int(range_header.split("=")[1].split("-")[0])
+            if start >= len(body):
+                self.send_error(416)
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        chunk = body[start:]
+        self.send_header("Content-Length", str(len(chunk)))
+        self.end_headers()
+        cut = self.drop_after.pop(self.path, None)
+        if cut is not None:
+            self.wfile.write(chunk[:cut])
+            self.wfile.flush()
+            self.connection.shutdown(2)  # the transfer dies half-way, like a dropped connection
+            return
+        self.wfile.write(chunk)
+
+
+@pytest.fixture
+def http_server():
+    """A file server on 127.0.0.1 with Range support; `server.files['/x'] = bytes`."""
+    handler = type("Handler", (_Handler,), {"files": {}, "drop_after": {}, "requests": [], "honour_range": True})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.handler = handler
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()

@@ -1,0 +1,105 @@
+"""The real download path, against a local HTTP server: progress, resume, integrity, extraction."""
+import hashlib
+import io
+import zipfile
+
+import pytest
+
+from common.data import locate_dataset
+from common.download import download_file, verify_zip
+from common.errors import UserError
+from conftest import write_image
+
+
+def dataset_zip(tmp_path):
+    """A small zip with the real archive's layout (inaturalist_12K/{train,val}/<class>/...)."""
+    buffer = io.BytesIO()
+    image = write_image(tmp_path / "src.jpg").read_bytes()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for split in ("train", "val"):
+            for cls in ("Aves", "Fungi"):
+                for i in range(3):
+                    archive.writestr(f"inaturalist_12K/{split}/{cls}/{i:032x}.jpg", image + bytes(i))
+    return buffer.getvalue()
+
+
+def test_download_writes_complete_file_and_checks_sha256(http_server, tmp_path):
+    body = bytes(range(256)) * 4000
+    http_server.handler.files["/f.bin"] = body
+    dest = download_file(f"{http_server.url}/f.bin", tmp_path / "f.bin", sha256=hashlib.sha256(body).hexdigest(),
+                         progress=False)
+    assert dest.read_bytes() == body and not (tmp_path / "f.bin.part").exists()
+
+
+def test_interrupted_download_resumes_with_a_range_request(http_server, tmp_path):
+    body = bytes(range(256)) * 8000
+    http_server.handler.files["/big.bin"] = body
+    http_server.handler.drop_after["/big.bin"] = 300_000
+    with pytest.raises(UserError, match="run the same command again to resume"):
+        download_file(f"{http_server.url}/big.bin", tmp_path / "big.bin", progress=False)
+    assert not (tmp_path / "big.bin").exists()
+    assert (tmp_path / "big.bin.part").stat().st_size == 300_000
+    download_file(f"{http_server.url}/big.bin", tmp_path / "big.bin", progress=False)
+    assert (tmp_path / "big.bin").read_bytes() == body
+    assert http_server.handler.requests[-1] == ("/big.bin", "bytes=300000-")
+
+
+def test_server_without_range_support_restarts_cleanly(http_server, tmp_path):
+    body = b"x" * 50_000
+    http_server.handler.files["/f"] = body
+    http_server.handler.honour_range = False
+    (tmp_path / "f.part").write_bytes(b"garbage")
+    download_file(f"{http_server.url}/f", tmp_path / "f", progress=False)
+    assert (tmp_path / "f").read_bytes() == body
+
+
+def test_checksum_mismatch_is_rejected_and_not_kept(http_server, tmp_path):
+    http_server.handler.files["/f"] = b"tampered"
+    with pytest.raises(UserError, match="sha256"):
+        download_file(f"{http_server.url}/f", tmp_path / "f", sha256="0" * 64, progress=False)
+    assert not (tmp_path / "f").exists() and not (tmp_path / "f.part").exists()
+
+
+def test_offline_download_says_what_to_do(tmp_path):
+    with pytest.raises(UserError, match="offline.*by hand"):
+        download_file("http://127.0.0.1:9/nature_12K.zip", tmp_path / "z.zip", progress=False,
+                      hint="Download it by hand.")
+
+
+def test_locate_dataset_downloads_verifies_and_extracts_the_zip(http_server, tmp_path):
+    http_server.handler.files["/nature_12K.zip"] = dataset_zip(tmp_path)
+    paths = locate_dataset(tmp_path / "data", url=f"{http_server.url}/nature_12K.zip", progress=False)
+    assert paths.train_dir == tmp_path / "data" / "inaturalist_12K" / "train"
+    assert len(list(paths.train_dir.glob("*/*.jpg"))) == 6
+    assert not list((tmp_path / "data").glob(".extract-*"))
+    # the second call finds the folder and neither downloads nor extracts
+    http_server.handler.files.clear()
+    assert locate_dataset(tmp_path / "data", url=f"{http_server.url}/nature_12K.zip").root == paths.root
+
+
+def test_corrupt_archive_is_rejected_and_set_aside(http_server, tmp_path):
+    good = bytearray(dataset_zip(tmp_path))
+    offset = good.index(b"JFIF") + 40  # flip bytes inside the first stored image: its CRC no longer matches
+    good[offset:offset + 8] = b"\x00" * 8
+    http_server.handler.files["/nature_12K.zip"] = bytes(good)
+    with pytest.raises(UserError, match="corrupt|not a readable zip"):
+        locate_dataset(tmp_path / "data", url=f"{http_server.url}/nature_12K.zip", progress=False)
+    assert not (tmp_path / "data" / "nature_12K.zip").exists()
+    assert (tmp_path / "data" / "nature_12K.zip.corrupt").exists()
+    assert not (tmp_path / "data" / "inaturalist_12K").exists()
+
+
+def test_zip_with_the_wrong_layout_is_rejected(tmp_path):
+    path = tmp_path / "other.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("photos/a.jpg", b"123")
+    with pytest.raises(UserError, match="expected folder"):
+        verify_zip(path, required_prefixes=("inaturalist_12K/train/",))
+
+
+def test_a_local_zip_is_accepted_without_download(tmp_path):
+    path = tmp_path / "mine" / "nature_12K.zip"
+    path.parent.mkdir()
+    path.write_bytes(dataset_zip(tmp_path))
+    paths = locate_dataset(path, download=False)
+    assert paths.train_dir.is_dir() and (paths.root / "val").is_dir()
