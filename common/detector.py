@@ -1,0 +1,53 @@
+"""Build a ready YOLO detector from options; the click options every Part C script shares."""
+import click
+
+from common.errors import UserError
+from common.weights import YOLO_REGISTRY, read_names, yolo_files
+from common.yolo import Detector, load_cfg, load_darknet_weights
+
+
+def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, input_size=None, conf=0.25, nms=0.45,
+                   classes=None, device="auto", resize="letterbox", weights_cache=None):
+    """A Detector for a registered model, or for your own --cfg/--weights/--names files."""
+    import torch
+
+    if (cfg is None) != (weights is None):
+        raise UserError("give both --cfg and --weights for a custom model, or neither")
+    if cfg is None:
+        cfg, weights, default_names = yolo_files(model, weights_cache)
+        names = names or default_names
+    elif names is None:
+        raise UserError("a custom --cfg/--weights model needs --names (one class name per line)")
+    if not 0 < conf < 1 or not 0 < nms <= 1:
+        raise UserError(f"--conf must be in (0, 1) and --nms in (0, 1], got {conf} and {nms}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = load_cfg(cfg)
+    load_darknet_weights(net, weights)
+    keep = [c.strip() for c in classes.split(",") if c.strip()] if isinstance(classes, str) else classes
+    return Detector(net, read_names(names), input_size, conf, nms, resize, keep, device)
+
+
+def _stack(decorators):
+    def apply(func):
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+DETECT_OPTIONS = _stack([
+    click.option("--model", type=click.Choice(list(YOLO_REGISTRY)), default="yolov3-tiny",
+                 help="Registered Darknet model (weights fetched and sha256-verified into cache/weights)."),
+    click.option("--cfg", default=None, help="Your own Darknet cfg (with --weights and --names)."),
+    click.option("--weights", default=None, help="Your own .weights file."),
+    click.option("--names", default=None, help="Class names file (one per line)."),
+    click.option("--input-size", type=int, default=None, help="Network input (multiple of 32) [default: the cfg's]."),
+    click.option("--conf", type=float, default=0.25, help="Score threshold (objectness x class probability)."),
+    click.option("--nms", type=float, default=0.45, help="IoU threshold of class-aware NMS."),
+    click.option("--classes", default=None, help="Comma-separated class names to keep, e.g. person,bird,dog."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto"),
+    click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox",
+                 help="letterbox keeps the aspect ratio (grey bars, like Darknet); stretch resizes plainly."),
+])

@@ -1,0 +1,159 @@
+"""Images and videos in and out for the detector: reading (PIL, PyAV), drawing, writing."""
+import colorsys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from common.data import IMAGE_EXTENSIONS, decode_image
+from common.errors import UserError
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+def expand_inputs(paths):
+    """Files and folders → sorted (kind, path) list; a clear error for what cannot be used."""
+    found = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            media = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS]
+            if not media:
+                raise UserError(f"folder {path} holds no images or videos")
+            found += [("video" if p.suffix.lower() in VIDEO_EXTENSIONS else "image", p) for p in media]
+        elif path.is_file():
+            suffix = path.suffix.lower()
+            if suffix not in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
+                raise UserError(f"{path} is neither an image ({', '.join(sorted(IMAGE_EXTENSIONS))}) nor a video "
+                                f"({', '.join(sorted(VIDEO_EXTENSIONS))})")
+            found.append(("video" if suffix in VIDEO_EXTENSIONS else "image", path))
+        else:
+            raise UserError(f"input {path} does not exist")
+    if not found:
+        raise UserError("no inputs given")
+    return found
+
+
+def read_image(path) -> torch.Tensor:
+    try:
+        return decode_image(path)
+    except Exception as err:
+        raise UserError(f"cannot read image {path} ({type(err).__name__}: {err})") from None
+
+
+@dataclass
+class VideoFrame:
+    index: int
+    time: float
+    image: Optional[torch.Tensor]  # None for a frame that failed to decode
+
+
+def iter_video(path) -> Iterator[VideoFrame]:
+    """Frames of a video as uint8 RGB tensors; a frame that fails to decode yields image=None."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except Exception as err:
+        raise UserError(f"cannot open video {path} ({type(err).__name__}: {err})") from None
+    with container:
+        if not container.streams.video:
+            raise UserError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        index = 0
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except Exception:  # a damaged packet: skip it, keep going
+                yield VideoFrame(index, float("nan"), None)
+                index += 1
+                continue
+            try:
+                frames = packet.decode()
+            except Exception:
+                yield VideoFrame(index, float("nan"), None)
+                index += 1
+                continue
+            for frame in frames:
+                rgb = frame.to_ndarray(format="rgb24")
+                t = float(frame.pts * stream.time_base) if frame.pts is not None else index / float(stream.average_rate or 25)
+                yield VideoFrame(index, t, torch.from_numpy(rgb).permute(2, 0, 1).contiguous())
+                index += 1
+
+
+def video_info(path):
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return {"fps": float(stream.average_rate or 25), "frames": stream.frames, "width": stream.width,
+                "height": stream.height}
+
+
+class VideoWriter:
+    """H.264 (or MPEG-4) writer via PyAV; frames are uint8 RGB H×W×3 arrays."""
+
+    def __init__(self, path, fps, width, height):
+        import av
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.container = av.open(str(self.path), mode="w")
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        self.stream = self.container.add_stream(codec, rate=max(1, round(fps)))
+        self.stream.width, self.stream.height = width - width % 2, height - height % 2
+        self.stream.pix_fmt = "yuv420p"
+
+    def write(self, rgb: np.ndarray):
+        import av
+
+        rgb = rgb[: self.stream.height, : self.stream.width]
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self):
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+
+
+def class_colour(class_id):
+    r, g, b = colorsys.hsv_to_rgb((class_id * 0.618034) % 1.0, 0.85, 0.95)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _font(size):
+    for name in ("DejaVuSans-Bold.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"):
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default()
+
+
+def draw_detections(image: torch.Tensor, detections, extra_labels=None) -> Image.Image:
+    """uint8 C×H×W tensor + detections → a PIL image with boxes and 'label score' tags."""
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    draw = ImageDraw.Draw(pil)
+    width = max(2, round(min(pil.size) / 200))
+    font = _font(max(12, round(min(pil.size) / 35)))
+    for i, det in enumerate(detections):
+        colour = class_colour(det.class_id)
+        x1, y1, x2, y2 = det.box
+        draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
+        text = f"{det.label} {det.score:.2f}"
+        if extra_labels and extra_labels[i]:
+            text += f" | {extra_labels[i]}"
+        left, top, right, bottom = draw.textbbox((x1, y1), text, font=font)
+        ty = y1 - (bottom - top) - 4 if y1 - (bottom - top) - 4 > 0 else y1
+        draw.rectangle([x1, ty, x1 + (right - left) + 6, ty + (bottom - top) + 4], fill=colour)
+        draw.text((x1 + 3, ty), text, fill=(0, 0, 0), font=font)
+    return pil

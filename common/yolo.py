@@ -1,0 +1,352 @@
+"""YOLOv3 in PyTorch from Darknet files: cfg parser, model, `.weights` reader/writer, detection.
+
+Supported cfg sections: [net], [convolutional], [maxpool] (including size 2 / stride 1, which
+pads right and bottom), [upsample], [route], [shortcut], [yolo] — what yolov3.cfg and
+yolov3-tiny.cfg use. Anything else is a clear error naming the section.
+
+Detection: letterbox (or stretch) to the network size → forward → decode every [yolo] head
+(sigmoid offsets + grid, exp(size)·anchor, objectness × class probability) → class-aware NMS
+(torchvision.ops.batched_nms) → boxes mapped back to the original image's pixels.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import batched_nms
+
+from common.errors import UserError
+
+SUPPORTED = {"net", "convolutional", "maxpool", "upsample", "route", "shortcut", "yolo"}
+
+
+def parse_cfg(text: str, source="cfg"):
+    """Darknet cfg text → list of {"type": section, option: value-string}."""
+    sections = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].split(";", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("["):
+            if not line.endswith("]"):
+                raise UserError(f"{source}:{number}: malformed section header {raw.strip()!r}")
+            sections.append({"type": line[1:-1].strip(), "_line": number})
+        elif "=" in line:
+            if not sections:
+                raise UserError(f"{source}:{number}: option outside any section")
+            key, value = line.split("=", 1)
+            sections[-1][key.strip()] = value.strip()
+        else:
+            raise UserError(f"{source}:{number}: cannot parse {raw.strip()!r}")
+    if not sections or sections[0]["type"] not in ("net", "network"):
+        raise UserError(f"{source}: the first section must be [net]")
+    for s in sections[1:]:
+        if s["type"] not in SUPPORTED:
+            raise UserError(f"{source}:{s['_line']}: section [{s['type']}] is not supported "
+                            f"(supported: {', '.join(sorted(SUPPORTED - {'net'}))})")
+    return sections
+
+
+def _ints(value):
+    return [int(v) for v in value.split(",") if v.strip()]
+
+
+class MaxPoolDarknet(nn.Module):
+    """Darknet max-pool: total padding size-1, split left/top = (size-1)//2, rest right/bottom."""
+
+    def __init__(self, size, stride):
+        super().__init__()
+        self.size, self.stride = size, stride
+        total = size - 1
+        self.pad = (total // 2, total - total // 2, total // 2, total - total // 2)
+
+    def forward(self, x):
+        if any(self.pad):
+            x = F.pad(x, self.pad, value=float("-inf"))  # padded cells never win the max
+        return F.max_pool2d(x, self.size, self.stride)
+
+
+class Upsample(nn.Module):
+    def __init__(self, stride):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x):
+        return F.interpolate(x, scale_factor=self.stride, mode="nearest")
+
+
+class Route(nn.Module):
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = layers  # absolute indices
+
+
+class Shortcut(nn.Module):
+    def __init__(self, source, activation):
+        super().__init__()
+        self.source = source
+        self.activation = activation
+
+
+class YoloHead(nn.Module):
+    def __init__(self, anchors, num_classes):
+        super().__init__()
+        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32))  # A×2, network pixels
+        self.num_classes = num_classes
+
+    def decode(self, raw, net_h, net_w):
+        """raw B×A(5+C)×H×W → B×(A·H·W)×(4+1+C): cx, cy, w, h (network pixels), obj, class probs."""
+        b, _, h, w = raw.shape
+        a = self.anchors.shape[0]
+        p = raw.view(b, a, 5 + self.num_classes, h, w).permute(0, 1, 3, 4, 2).float()
+        gy, gx = torch.meshgrid(torch.arange(h, device=raw.device), torch.arange(w, device=raw.device), indexing="ij")
+        cx = (p[..., 0].sigmoid() + gx) / w * net_w
+        cy = (p[..., 1].sigmoid() + gy) / h * net_h
+        bw = p[..., 2].exp() * self.anchors[:, 0].view(1, a, 1, 1)
+        bh = p[..., 3].exp() * self.anchors[:, 1].view(1, a, 1, 1)
+        out = torch.cat([torch.stack([cx, cy, bw, bh], -1), p[..., 4:].sigmoid()], -1)
+        return out.reshape(b, a * h * w, 5 + self.num_classes)
+
+
+def _conv_block(section, in_channels):
+    bn = int(section.get("batch_normalize", 0))
+    filters, size = int(section["filters"]), int(section["size"])
+    stride, pad = int(section.get("stride", 1)), int(section.get("pad", 0))
+    padding = (size - 1) // 2 if pad else int(section.get("padding", 0))
+    activation = section.get("activation", "linear")
+    if activation not in ("leaky", "linear"):
+        raise UserError(f"cfg line {section['_line']}: activation {activation!r} is not supported (leaky, linear)")
+    layers = [nn.Conv2d(in_channels, filters, size, stride, padding, bias=not bn)]
+    if bn:
+        layers.append(nn.BatchNorm2d(filters, eps=1e-5, momentum=0.01))
+    if activation == "leaky":
+        layers.append(nn.LeakyReLU(0.1, inplace=True))
+    return nn.Sequential(*layers), filters
+
+
+class Darknet(nn.Module):
+    """A network built from a parsed cfg; forward returns the raw output of every [yolo] head."""
+
+    def __init__(self, sections):
+        super().__init__()
+        net = sections[0]
+        self.height, self.width = int(net.get("height", 416)), int(net.get("width", 416))
+        self.channels = int(net.get("channels", 3))
+        self.sections = sections[1:]
+        self.layers = nn.ModuleList()
+        channels: List[int] = []
+        in_channels = self.channels
+        for index, s in enumerate(self.sections):
+            kind = s["type"]
+            if kind == "convolutional":
+                layer, out = _conv_block(s, in_channels)
+            elif kind == "maxpool":
+                layer, out = MaxPoolDarknet(int(s["size"]), int(s.get("stride", 1))), in_channels
+            elif kind == "upsample":
+                layer, out = Upsample(int(s.get("stride", 2))), in_channels
+            elif kind == "route":
+                refs = [r if r >= 0 else index + r for r in _ints(s["layers"])]
+                if any(r < 0 or r >= index for r in refs):
+                    raise UserError(f"cfg line {s['_line']}: route refers to a layer that does not exist yet")
+                layer, out = Route(refs), sum(channels[r] for r in refs)
+            elif kind == "shortcut":
+                source = int(s["from"])
+                source = source if source >= 0 else index + source
+                layer, out = Shortcut(source, s.get("activation", "linear")), in_channels
+            else:  # yolo
+                mask = _ints(s.get("mask", ""))
+                anchors = _ints(s["anchors"])
+                pairs = [(anchors[2 * i], anchors[2 * i + 1]) for i in range(len(anchors) // 2)]
+                pairs = [pairs[m] for m in mask] if mask else pairs
+                layer, out = YoloHead(pairs, int(s["classes"])), in_channels
+            self.layers.append(layer)
+            channels.append(out)
+            in_channels = out
+        self.num_classes = next((layer.num_classes for layer in self.layers if isinstance(layer, YoloHead)), 0)
+
+    def conv_layers(self):
+        return [layer for layer in self.layers if isinstance(layer, nn.Sequential)]
+
+    def forward(self, x):
+        outputs, heads = [], []
+        for layer in self.layers:
+            if isinstance(layer, Route):
+                x = torch.cat([outputs[r] for r in layer.layers], 1)
+            elif isinstance(layer, Shortcut):
+                x = x + outputs[layer.source]
+            elif isinstance(layer, YoloHead):
+                heads.append((layer, x))
+            else:
+                x = layer(x)
+            outputs.append(x)
+        return heads
+
+    def decode(self, heads, net_h, net_w):
+        return torch.cat([head.decode(raw, net_h, net_w) for head, raw in heads], 1)
+
+
+def load_cfg(path) -> Darknet:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"cfg file {path} does not exist")
+    return Darknet(parse_cfg(path.read_text(), source=path.name))
+
+
+# ------------------------------------------------------------------------ .weights files
+
+def _conv_tensors(block):
+    """The tensors of one conv block in Darknet's file order."""
+    conv = block[0]
+    if len(block) > 1 and isinstance(block[1], nn.BatchNorm2d):
+        bn = block[1]
+        return [bn.bias, bn.weight, bn.running_mean, bn.running_var, conv.weight]
+    return [conv.bias, conv.weight]
+
+
+def expected_floats(model: Darknet) -> int:
+    return sum(t.numel() for block in model.conv_layers() for t in _conv_tensors(block))
+
+
+def load_darknet_weights(model: Darknet, path):
+    """Fill `model` from a `.weights` file; the file must hold exactly the floats the cfg needs."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist")
+    with open(path, "rb") as handle:
+        header = np.frombuffer(handle.read(12), dtype=np.int32)
+        if header.size != 3:
+            raise UserError(f"{path} is too short to be a Darknet weights file")
+        major, minor, _ = (int(v) for v in header)
+        seen_bytes = 8 if major * 10 + minor >= 2 else 4
+        handle.read(seen_bytes)
+        values = np.frombuffer(handle.read(), dtype=np.float32)
+    needed = expected_floats(model)
+    if values.size != needed:
+        raise UserError(f"{path.name} holds {values.size:,} floats but the cfg needs {needed:,}: weights and cfg "
+                        f"do not belong together (or the file is truncated)")
+    offset = 0
+    with torch.no_grad():
+        for block in model.conv_layers():
+            for tensor in _conv_tensors(block):
+                n = tensor.numel()
+                tensor.copy_(torch.from_numpy(values[offset:offset + n].copy()).view_as(tensor))
+                offset += n
+    return {"major": major, "minor": minor, "floats": needed}
+
+
+def save_darknet_weights(model: Darknet, path, version=(0, 2, 0), seen=0):
+    with open(path, "wb") as handle:
+        np.array(version, dtype=np.int32).tofile(handle)
+        np.array([seen], dtype=np.int64 if version[0] * 10 + version[1] >= 2 else np.int32).tofile(handle)
+        for block in model.conv_layers():
+            for tensor in _conv_tensors(block):
+                tensor.detach().cpu().numpy().astype(np.float32).tofile(handle)
+
+
+# ------------------------------------------------------------------------------ detection
+
+@dataclass
+class Letterbox:
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+
+
+def letterbox(image: torch.Tensor, height, width, mode="letterbox"):
+    """uint8/float C×H×W image → float 1×C×height×width in [0,1] and the mapping back.
+
+    letterbox: keep the aspect ratio, pad with grey (0.5) like Darknet; stretch: plain resize.
+    """
+    x = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+    _, h, w = x.shape
+    if mode == "stretch":
+        resized = F.interpolate(x[None], size=(height, width), mode="bilinear", align_corners=False)
+        return resized, Letterbox(width / w, height / h, 0.0, 0.0)
+    if mode != "letterbox":
+        raise UserError(f"unknown resize mode {mode!r}; use letterbox or stretch")
+    scale = min(width / w, height / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False)
+    canvas = torch.full((1, x.shape[0], height, width), 0.5)
+    px, py = (width - nw) // 2, (height - nh) // 2
+    canvas[:, :, py:py + nh, px:px + nw] = resized
+    return canvas, Letterbox(nw / w, nh / h, float(px), float(py))
+
+
+def boxes_to_image(boxes_cxcywh: torch.Tensor, lb: Letterbox, image_w, image_h):
+    """Network-pixel (cx, cy, w, h) → original-image (x1, y1, x2, y2), clipped to the image."""
+    cx, cy, w, h = boxes_cxcywh.unbind(-1)
+    x1 = (cx - w / 2 - lb.pad_x) / lb.scale_x
+    y1 = (cy - h / 2 - lb.pad_y) / lb.scale_y
+    x2 = (cx + w / 2 - lb.pad_x) / lb.scale_x
+    y2 = (cy + h / 2 - lb.pad_y) / lb.scale_y
+    return torch.stack([x1.clamp(0, image_w), y1.clamp(0, image_h), x2.clamp(0, image_w), y2.clamp(0, image_h)], -1)
+
+
+def select_detections(decoded: torch.Tensor, conf_threshold=0.25, nms_threshold=0.45, keep_classes=None,
+                      max_detections=300):
+    """decoded N×(5+C) for one image → (boxes cxcywh K×4, scores K, classes K) after class-aware NMS.
+
+    Score = objectness × class probability. Like Darknet, one box may be reported for several
+    classes when each clears the threshold.
+    """
+    scores = decoded[:, 4:5] * decoded[:, 5:]
+    box_idx, cls_idx = (scores > conf_threshold).nonzero(as_tuple=True)
+    if keep_classes is not None:
+        keep = torch.isin(cls_idx, torch.as_tensor(list(keep_classes), device=cls_idx.device))
+        box_idx, cls_idx = box_idx[keep], cls_idx[keep]
+    boxes = decoded[box_idx, :4]
+    picked_scores = scores[box_idx, cls_idx]
+    corners = torch.cat([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], 1)
+    keep = batched_nms(corners, picked_scores, cls_idx, nms_threshold)[:max_detections]
+    return boxes[keep], picked_scores[keep], cls_idx[keep]
+
+
+@dataclass
+class Detection:
+    label: str
+    class_id: int
+    score: float
+    box: List[float]  # x1, y1, x2, y2 in original-image pixels
+
+    def to_dict(self):
+        return {"label": self.label, "class_id": self.class_id, "score": round(self.score, 4),
+                "box": [round(v, 1) for v in self.box]}
+
+
+class Detector:
+    """A loaded Darknet model plus class names and the detection settings."""
+
+    def __init__(self, model: Darknet, names, input_size=None, conf_threshold=0.25, nms_threshold=0.45,
+                 resize="letterbox", keep_classes=None, device="cpu"):
+        if len(names) != model.num_classes:
+            raise UserError(f"{len(names)} class names for a model with {model.num_classes} classes")
+        if input_size is not None and input_size % 32:
+            raise UserError(f"--input-size must be a multiple of 32, got {input_size}")
+        self.model = model.eval().to(device)
+        self.names = list(names)
+        self.height = self.width = input_size or model.height
+        self.conf_threshold, self.nms_threshold, self.resize = conf_threshold, nms_threshold, resize
+        self.device = torch.device(device)
+        self.keep_classes = None
+        if keep_classes:
+            unknown = [c for c in keep_classes if c not in self.names]
+            if unknown:
+                raise UserError(f"unknown class name(s) {unknown}; valid names are the model's: {', '.join(self.names)}")
+            self.keep_classes = [self.names.index(c) for c in keep_classes]
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor) -> List[Detection]:
+        """Detect objects in a uint8 RGB C×H×W image."""
+        _, h, w = image.shape
+        x, lb = letterbox(image, self.height, self.width, self.resize)
+        decoded = self.model.decode(self.model(x.to(self.device)), self.height, self.width)[0].cpu()
+        boxes, scores, classes = select_detections(decoded, self.conf_threshold, self.nms_threshold, self.keep_classes)
+        corners = boxes_to_image(boxes, lb, w, h)
+        order = scores.argsort(descending=True)
+        return [Detection(self.names[int(classes[i])], int(classes[i]), float(scores[i]), corners[i].tolist())
+                for i in order]

@@ -1,0 +1,176 @@
+"""Part A training: learning, exact resume, divergence, run records, bad input, evaluation."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from common.checkpoints import load_checkpoint
+from common.data import load_train_val
+from common.errors import UserError
+from common.evaluation import evaluate_on_test
+from common.scratch import resume_scratch, run_scratch
+from common.training import TrainingDiverged, lr_multiplier
+from conftest import ROOT
+
+TINY = dict(image_size=32, filters="4,8,8,16,16", dense_units=16, batch_size=16, wandb="disabled", quiet=True,
+            lr=3e-3, warmup_epochs=0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(demo_root, tmp_path_factory):
+    return load_train_val(demo_root, 32, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+
+
+def options(tmp_path, **extra):
+    return {**TINY, "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"), **extra}
+
+
+def test_a_few_epochs_reduce_the_training_loss(tiny_data, tmp_path):
+    record = run_scratch(options(tmp_path, epochs=15, run_name="learn", augment=False, label_smoothing=0.0,
+                                         dropout=0.0, scheduler="none"),
+                         data=tiny_data)
+    losses = [e["train_loss"] for e in record["epochs"]]
+    assert losses[-1] < losses[0] * 0.6
+    assert record["status"] == "finished" and record["summary"]["epochs_done"] == 15
+
+
+def test_run_record_holds_config_metrics_summary_and_environment(tiny_data, tmp_path):
+    run_scratch(options(tmp_path, epochs=2, run_name="rec"), data=tiny_data)
+    record = json.loads((tmp_path / "runs" / "rec" / "record.json").read_text())
+    assert record["config"]["epochs"] == 2 and record["model_spec"]["config"]["filters"] == [4, 8, 8, 16, 16]
+    assert set(record["epochs"][0]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time",
+                                        "images_per_s"}
+    assert record["summary"]["best_val_acc"] == max(e["val_acc"] for e in record["epochs"])
+    assert "torch" in record["environment"] and record["split_file"].endswith(".json")
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    run_scratch(options(tmp_path, epochs=3, run_name="whole"), data=tiny_data)
+
+    import common.training as training
+
+    real_fit = training.fit
+
+    def interrupted_fit(*args, **kwargs):
+        def kill_at_epoch_2(epoch, model):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+        return real_fit(*args, **{**kwargs, "on_epoch_start": kill_at_epoch_2})
+
+    import common.scratch as scratch
+
+    monkeypatch.setattr(scratch, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        run_scratch(options(tmp_path, epochs=3, run_name="cut"), data=tiny_data)
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "runs" / "cut" / "last.pt")["epoch"] == 2
+    record = resume_scratch("cut", {}, runs_dir=str(tmp_path / "runs"), data=tiny_data)
+    assert record["status"] == "finished" and [e["epoch"] for e in record["epochs"]] == [1, 2, 3]
+    whole, cut = _weights(tmp_path / "runs/whole/last.pt"), _weights(tmp_path / "runs/cut/last.pt")
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+
+
+def test_a_finished_run_cannot_be_resumed_and_an_existing_run_is_not_overwritten(tiny_data, tmp_path):
+    run_scratch(options(tmp_path, epochs=1, run_name="done"), data=tiny_data)
+    before = (tmp_path / "runs/done/last.pt").read_bytes()
+    with pytest.raises(UserError, match="already finished"):
+        resume_scratch("done", {}, runs_dir=str(tmp_path / "runs"), data=tiny_data)
+    with pytest.raises(UserError, match="already exists"):
+        run_scratch(options(tmp_path, epochs=1, run_name="done"), data=tiny_data)
+    assert (tmp_path / "runs/done/last.pt").read_bytes() == before
+
+
+def test_resume_refuses_a_changed_option(tiny_data, tmp_path):
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(UserError, match="no run"):
+        resume_scratch("missing", {}, runs_dir=str(tmp_path / "runs"))
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    import common.scratch as scratch
+    import common.training as training
+
+    real_fit = training.fit
+
+    def poisoned_fit(*args, **kwargs):
+        def poison(epoch, model):
+            if epoch == 1:
+                with torch.no_grad():
+                    next(model.parameters()).fill_(float("nan"))
+
+        return real_fit(*args, **{**kwargs, "on_epoch_start": poison})
+
+    monkeypatch.setattr(scratch, "fit", poisoned_fit)
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        run_scratch(options(tmp_path, epochs=3, run_name="nan"), data=tiny_data)
+    ckpt = load_checkpoint(tmp_path / "runs/nan/last.pt")
+    assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert json.loads((tmp_path / "runs/nan/record.json").read_text())["status"] == "diverged"
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    values = [lr_multiplier("cosine", s, 100, 10, 10) for s in range(100)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[10:], values[11:])) and values[-1] < 0.01
+    assert lr_multiplier("step", 25, 100, 0, 10, step_size=2, gamma=0.1) == pytest.approx(0.1)
+
+
+def test_evaluation_writes_accuracy_confusion_matrix_and_grid(demo_root, tiny_data, tmp_path):
+    run_scratch(options(tmp_path, epochs=1, run_name="ev"), data=tiny_data)
+    summary = evaluate_on_test(tmp_path / "runs/ev", demo_root, tmp_path / "out", cache_dir=tmp_path / "cache",
+                               progress=False)
+    assert summary["test_images"] == 30 and 0.0 <= summary["test_acc"] <= 1.0
+    assert (tmp_path / "out/test_grid.png").stat().st_size > 10_000
+    assert (tmp_path / "out/confusion_matrix.png").exists()
+    assert sum(map(sum, summary["confusion_matrix"])) == 30
+
+
+def test_evaluation_rejects_a_checkpoint_of_another_config(demo_root, tiny_data, tmp_path):
+    run_scratch(options(tmp_path, epochs=1, run_name="cfg"), data=tiny_data)
+    path = tmp_path / "runs/cfg/best.pt"
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["model_spec"]["config"]["dense_units"] = 32
+    torch.save(ckpt, path)
+    with pytest.raises(UserError, match="does not match the model"):
+        evaluate_on_test(tmp_path / "runs/cfg", demo_root, tmp_path / "out", cache_dir=tmp_path / "cache")
+
+
+def test_evaluation_rejects_data_with_other_classes(demo_root, tiny_data, tmp_path):
+    run_scratch(options(tmp_path, epochs=1, run_name="cls"), data=tiny_data)
+    other = tmp_path / "other" / "inaturalist_12K"
+    for split in ("train", "val"):
+        from conftest import write_image
+
+        write_image(other / split / "Aves" / "a.jpg")
+        write_image(other / split / "Fungi" / "b.jpg")
+    with pytest.raises(UserError, match="classes"):
+        evaluate_on_test(tmp_path / "runs/cls", other.parent, tmp_path / "out", cache_dir=tmp_path / "cache")
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd or ROOT)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--activation", "swish9"], "Invalid value for '--activation'"),
+    (["--optimizer", "adagradx"], "Invalid value for '--optimizer'"),
+    (["--lr", "-0.1"], "learning rate must be a positive number"),
+    (["--lr", "0"], "learning rate must be a positive number"),
+    (["--resume", "no-such-run"], "no run 'no-such-run'"),
+])
+def test_train_cli_bad_input_is_one_clear_line(args, message, tmp_path):
+    result = run_cli(str(ROOT / "partA/train.py"), "--runs-dir", str(tmp_path), "--data-dir", str(tmp_path), *args)
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_evaluate_cli_missing_checkpoint_is_one_clear_line(tmp_path):
+    (tmp_path / "runs/empty").mkdir(parents=True)
+    result = run_cli(str(ROOT / "partA/evaluate.py"), "--runs-dir", str(tmp_path / "runs"), "--run", "empty")
+    assert result.returncode != 0 and "does not exist" in result.stderr and "Traceback" not in result.stderr
