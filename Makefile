@@ -7,12 +7,14 @@ TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal
 RUN := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC) ,)$(PY)
 
 DATA ?= data
+DEMO_PHOTOS ?= $(wildcard /usr/share/darknet/data/dog.jpg /usr/share/darknet/data/eagle.jpg /usr/share/darknet/data/horses.jpg /usr/share/darknet/data/person.jpg) $(shell test -x $(PY) && $(PY) -c "import matplotlib; print(matplotlib.get_data_path() + '/sample_data/grace_hopper.jpg')")
+INPUTS ?= $(DEMO_PHOTOS)
 DEMO_DATA ?= data/demo
 RUN_NAME ?=
 EPOCHS ?= 30
 OUT ?= outputs
 
-.PHONY: help setup demo demo-data test train test-eval bench clean-demo
+.PHONY: help setup demo demo-data test train test-eval bench detect watch bench-detect weights clean-demo
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -35,7 +37,10 @@ demo: setup demo-data ## the whole pipeline, offline, on the demo data (a few mi
 	WANDB_MODE=$${WANDB_MODE:-offline} $(RUN) partA/train.py --data-dir $(DEMO_DATA) --run-name demo-scratch \
 		--image-size 64 --epochs 30 --filters 16,32,64,128,256 --dense-units 256 --aug-strength 0.5 --quiet
 	$(RUN) partA/evaluate.py --data-dir $(DEMO_DATA) --run demo-scratch --out $(OUT)/demo
-	@echo "demo outputs: runs/demo-scratch (run record, checkpoints), $(OUT)/demo (test accuracy, confusion matrix, grid)"
+	$(RUN) partC/detect.py $(DEMO_PHOTOS) --out $(OUT)/demo/detect
+	$(RUN) partC/camera_trap.py --demo-clip --cooldown 3 --classifier runs/demo-scratch/best.pt --out $(OUT)/demo/camera_trap --quiet
+	@echo "demo outputs: runs/demo-scratch (run record, checkpoints), $(OUT)/demo/demo-scratch (test accuracy, confusion matrix, grid),"
+	@echo "              $(OUT)/demo/detect (annotated photos, detections.jsonl), $(OUT)/demo/camera_trap (alerts, clip, contact sheet)"
 
 test: setup ## run the test suite (CPU, a few minutes)
 	WANDB_MODE=disabled $(RUN) -m pytest
@@ -46,8 +51,20 @@ train: setup ## train the Part A CNN on the real data (DATA=folder with inatural
 test-eval: setup ## evaluate the best checkpoint on the TEST set (RUN=name, default: best run)
 	$(RUN) partA/evaluate.py --data-dir $(DATA) $(if $(RUN),--run $(RUN),) --out $(OUT)/test-eval
 
-bench: setup ## seed pipeline vs ours, epoch throughput on 500x375 JPEGs at 128 px
+bench: setup demo-data ## seed pipeline vs ours, epoch throughput on 500x375 JPEGs at 128 px
 	$(RUN) partA/bench.py
+
+weights: setup ## fetch + sha256-verify the offline yolov3-tiny files into cache/weights
+	$(PY) -c "from common.weights import yolo_files; print(*yolo_files('yolov3-tiny'))"
+
+detect: setup ## YOLOv3 on INPUTS (images, folders, videos) -> outputs/detect
+	$(RUN) partC/detect.py $(INPUTS) --out $(OUT)/detect
+
+watch: setup ## camera-trap watcher on INPUTS (a video or frame folder; default: a clip of real photos)
+	$(RUN) partC/camera_trap.py $(if $(filter-out $(DEMO_PHOTOS),$(INPUTS)),$(INPUTS),--demo-clip) --out $(OUT)/camera_trap
+
+bench-detect: setup ## detector frames/s on CPU, yolov3-tiny at 416
+	$(RUN) partC/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30
 
 clean-demo:
 	rm -rf $(DEMO_DATA) runs/demo-* $(OUT)/demo

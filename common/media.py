@@ -54,44 +54,48 @@ class VideoFrame:
 
 def iter_video(path) -> Iterator[VideoFrame]:
     """Frames of a video as uint8 RGB tensors; a frame that fails to decode yields image=None."""
+    with open_video(path) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or 25)
+        yield from frames_from_packets(container.demux(stream), stream.time_base, fps)
+
+
+def frames_from_packets(packets, time_base, fps) -> Iterator[VideoFrame]:
+    """Decode packets one by one; a damaged packet becomes one image=None frame, not an error."""
+    index = 0
+    while True:
+        try:
+            packet = next(packets)
+            frames = packet.decode()
+        except StopIteration:
+            return
+        except Exception:  # damaged data: count it as one bad frame and keep going
+            yield VideoFrame(index, index / fps, None)
+            index += 1
+            continue
+        for frame in frames:
+            rgb = frame.to_ndarray(format="rgb24")
+            t = float(frame.pts * time_base) if frame.pts is not None and time_base else index / fps
+            yield VideoFrame(index, t, torch.from_numpy(rgb).permute(2, 0, 1).contiguous())
+            index += 1
+
+
+def open_video(path):
+    """A PyAV container with at least one video stream, or a one-line error."""
     import av
 
     try:
         container = av.open(str(path))
     except Exception as err:
         raise UserError(f"cannot open video {path} ({type(err).__name__}: {err})") from None
-    with container:
-        if not container.streams.video:
-            raise UserError(f"{path} has no video stream")
-        stream = container.streams.video[0]
-        index = 0
-        packets = container.demux(stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                break
-            except Exception:  # a damaged packet: skip it, keep going
-                yield VideoFrame(index, float("nan"), None)
-                index += 1
-                continue
-            try:
-                frames = packet.decode()
-            except Exception:
-                yield VideoFrame(index, float("nan"), None)
-                index += 1
-                continue
-            for frame in frames:
-                rgb = frame.to_ndarray(format="rgb24")
-                t = float(frame.pts * stream.time_base) if frame.pts is not None else index / float(stream.average_rate or 25)
-                yield VideoFrame(index, t, torch.from_numpy(rgb).permute(2, 0, 1).contiguous())
-                index += 1
+    if not container.streams.video:
+        container.close()
+        raise UserError(f"{path} has no video stream")
+    return container
 
 
 def video_info(path):
-    import av
-
-    with av.open(str(path)) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         return {"fps": float(stream.average_rate or 25), "frames": stream.frames, "width": stream.width,
                 "height": stream.height}

@@ -1,0 +1,189 @@
+"""Wildlife camera-trap watcher: YOLOv3 on a video or a folder of trap frames.
+
+    python partC/camera_trap.py trap.mp4 --alert bear,person --cooldown 60
+    python partC/camera_trap.py frames/ --fps 0.2 --classifier runs/<run>/best.pt
+    python partC/camera_trap.py --demo-clip        # builds a clip from real photos, then watches it
+
+It detects animals and people, keeps the frames worth keeping (a watched class above
+--min-score), raises an alert when an --alert class comes into view (one per visit: the class
+must have been out of view for --cooldown seconds), and writes into --out:
+  events.jsonl        one line per alert and per kept frame (time, frame, detections)
+  watched.mp4         the kept frames, annotated, as a clip
+  kept/               the kept frames as annotated JPEGs
+  contact_sheet.png   every animal/person crop, captioned (with its iNaturalist class when
+                      --classifier gives a Part A/B checkpoint)
+  summary.json        counts, alerts, timings
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import click
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from common.camera_trap import (ANIMALS, WILDLIFE, AlertPolicy, CropClassifier, contact_sheet, crop, parse_classes,
+                                worth_keeping)
+from common.detector import DETECT_OPTIONS, build_detector
+from common.errors import UserError
+from common.io import save_json
+from common.media import VideoWriter, draw_detections, expand_inputs, iter_video, read_image, video_info
+
+DEMO_PHOTOS = ["horses.jpg", "dog.jpg", "giraffe.jpg", "eagle.jpg", "horses.jpg", "person.jpg"]
+
+
+def frames_of(inputs, fps, stride):
+    """(source, frame index, time s, image) over videos and image sequences; None images are bad frames."""
+    sequence_index = 0
+    for kind, path in inputs:
+        if kind == "video":
+            for frame in iter_video(path):
+                if frame.index % stride == 0:
+                    yield str(path), frame.index, frame.time, frame.image
+        else:
+            if sequence_index % stride == 0:
+                try:
+                    image = read_image(path)
+                except UserError:
+                    image = None  # an unreadable trap frame is skipped and counted, not fatal
+                yield str(path), sequence_index, sequence_index / fps, image
+            sequence_index += 1
+
+
+def fit_canvas(pil, size):
+    """Letterbox a PIL image into a fixed (w, h) canvas so the clip has one frame size."""
+    canvas = Image.new("RGB", size, (20, 20, 20))
+    copy = pil.copy()
+    copy.thumbnail(size)
+    canvas.paste(copy, ((size[0] - copy.width) // 2, (size[1] - copy.height) // 2))
+    return canvas
+
+
+def make_demo_clip(path, photos_dir=Path("/usr/share/darknet/data"), fps=4, seconds=2.0, size=(480, 360)):
+    """A short 'camera-trap' clip from real photos: each held for `seconds` with a slow zoom."""
+    writer = None
+    for name in DEMO_PHOTOS:
+        source = photos_dir / name
+        if not source.is_file():
+            raise UserError(f"demo photo {source} is missing; install Debian's darknet package (apt-get install darknet)")
+        photo = fit_canvas(Image.open(source).convert("RGB"), size)
+        frames = int(fps * seconds)
+        for i in range(frames):
+            zoom = 1.0 + 0.08 * i / frames  # frames differ, like a real clip
+            w, h = size[0] / zoom, size[1] / zoom
+            box = ((size[0] - w) / 2, (size[1] - h) / 2, (size[0] + w) / 2, (size[1] + h) / 2)
+            frame = np.asarray(photo.resize(size, Image.BILINEAR, box=box))
+            if writer is None:
+                writer = VideoWriter(path, fps, *size)
+            writer.write(frame)
+    writer.close()
+    return Path(path)
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("inputs", nargs=-1)
+@DETECT_OPTIONS
+@click.option("--watch", default=",".join(WILDLIFE), help="Classes to detect and keep frames for.")
+@click.option("--alert", default=",".join(ANIMALS), help="Classes that raise an alert.")
+@click.option("--cooldown", type=float, default=30.0, help="Seconds a class must be out of view before it alerts again.")
+@click.option("--min-score", type=float, default=0.35, help="Score a detection needs to keep a frame or alert.")
+@click.option("--fps", type=float, default=1.0, help="Frame rate of a folder of trap frames (for times and the clip).")
+@click.option("--stride", type=int, default=1, help="Process every N-th frame.")
+@click.option("--classifier", default=None, help="A Part A/B best.pt: label each animal crop with its class.")
+@click.option("--demo-clip", is_flag=True, help="Build a clip from Debian darknet's real photos and watch it.")
+@click.option("--out", default="outputs/camera_trap")
+@click.option("--quiet", is_flag=True)
+def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, demo_clip, out, quiet, **detect_options):
+    """Watch a camera-trap video or frame folder; alert, keep, annotate and summarise."""
+    out = Path(out)
+    if demo_clip:
+        inputs = inputs + (str(make_demo_clip(out / "demo_clip.mp4")),)
+    if not inputs:
+        raise UserError("give a video, a folder of frames or images (or --demo-clip)")
+    if stride < 1 or fps <= 0 or cooldown < 0:
+        raise UserError("--stride must be >= 1, --fps > 0 and --cooldown >= 0")
+    media = expand_inputs(inputs)
+    detector = build_detector(**detect_options)
+    watched = parse_classes(watch, detector.names)
+    alert_classes = parse_classes(alert, detector.names)
+    policy = AlertPolicy(alert_classes, cooldown, min_score)
+    visits = AlertPolicy(watched, cooldown, min_score)  # a "visit" = a class in view, cool-down to cool-down
+    visit_number = {}
+    best_crop = {}  # (class, visit) → (score, crop, caption): one crop per visit on the contact sheet
+    labeller = CropClassifier(classifier, device=str(detector.device)) if classifier else None
+    clip_fps = next((video_info(p)["fps"] / stride for k, p in media if k == "video"), fps)
+
+    (out / "kept").mkdir(parents=True, exist_ok=True)
+    writer, canvas_size = None, None
+    stats = {"frames": 0, "bad_frames": 0, "kept": 0, "alerts": 0, "detections": 0}
+    alerts_log = []
+    started = time.perf_counter()
+    with open(out / "events.jsonl", "w") as events:
+        for source, index, t, image in tqdm(frames_of(media, fps, stride), desc="watching", unit="frame",
+                                            disable=quiet or None):
+            if image is None:
+                stats["bad_frames"] += 1
+                continue
+            stats["frames"] += 1
+            detections = [d for d in detector(image) if d.label in watched]
+            stats["detections"] += len(detections)
+            for label in visits.update(t, detections):
+                visit_number[label] = visit_number.get(label, 0) + 1
+            for label in policy.update(t, detections):
+                best = max((d for d in detections if d.label == label), key=lambda d: d.score)
+                event = {"type": "alert", "class": label, "time": round(t, 3), "frame": index, "source": source,
+                         "score": round(best.score, 4), "box": [round(v, 1) for v in best.box]}
+                events.write(json.dumps(event) + "\n")
+                alerts_log.append(event)
+                stats["alerts"] += 1
+                if not quiet:
+                    click.echo(f"ALERT t={t:7.1f}s frame {index}: {label} ({best.score:.2f}) in {Path(source).name}")
+            if not worth_keeping(detections, watched, min_score):
+                continue
+            extra = []
+            for d in detections:
+                piece = crop(image, d.box)
+                caption = f"{d.label} {d.score:.2f} t={t:.1f}s"
+                species = None
+                if labeller is not None and d.label in ANIMALS:
+                    species, prob = labeller(piece)
+                    caption += f"\n→ {species} {prob:.2f}"
+                extra.append(f"{species}" if species else "")
+                key = (d.label, visit_number.get(d.label, 0))
+                if d.score >= min_score and (key not in best_crop or d.score > best_crop[key][0]):
+                    best_crop[key] = (d.score, piece, caption)
+            annotated = draw_detections(image, detections, extra)
+            name = f"{Path(source).stem}-{index:06d}.jpg"
+            annotated.save(out / "kept" / name, quality=90)
+            canvas_size = canvas_size or (annotated.width - annotated.width % 2, annotated.height - annotated.height % 2)
+            if writer is None:
+                writer = VideoWriter(out / "watched.mp4", clip_fps, *canvas_size)
+            writer.write(np.asarray(fit_canvas(annotated, canvas_size)))
+            events.write(json.dumps({"type": "frame", "time": round(t, 3), "frame": index, "source": source,
+                                     "kept_as": f"kept/{name}", "detections": [d.to_dict() for d in detections],
+                                     "species": extra if labeller else None}) + "\n")
+            stats["kept"] += 1
+    if writer is not None:
+        writer.close()
+    elapsed = time.perf_counter() - started
+    if best_crop:
+        # One crop per visit (the best-scoring one), in order of appearance.
+        visits_seen = list(best_crop.values())[:64]
+        contact_sheet([v[1] for v in visits_seen], [v[2] for v in visits_seen], out / "contact_sheet.png",
+                      title=f"camera trap: {len(best_crop)} visits, {stats['alerts']} alerts")
+    summary = {**stats, "seconds": round(elapsed, 2), "frames_per_s": round(stats["frames"] / max(elapsed, 1e-9), 2),
+               "alerts_list": alerts_log, "cooldown_s": cooldown, "watched": watched, "alert_classes": alert_classes,
+               "classifier": classifier, "outputs": {"events": "events.jsonl", "clip": "watched.mp4" if writer else None,
+                                                     "kept": "kept/", "contact_sheet": "contact_sheet.png" if best_crop else None}}
+    save_json(out / "summary.json", summary)
+    bad = f", {stats['bad_frames']} unreadable frames skipped" if stats["bad_frames"] else ""
+    click.echo(f"{stats['frames']} frames in {elapsed:.1f}s ({summary['frames_per_s']} frames/s): {stats['kept']} kept, "
+               f"{stats['alerts']} alerts{bad} -> {out}/")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""YOLOv3 from Darknet files: parser, weights round trip, decoding, NMS, and real detections."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.errors import UserError
+from common.yolo import (Darknet, Letterbox, MaxPoolDarknet, YoloHead, boxes_to_image, expected_floats, letterbox,
+                         load_darknet_weights, parse_cfg, save_darknet_weights, select_detections)
+from conftest import DARKNET_DATA, ROOT
+
+needs_darknet = pytest.mark.skipif(not DARKNET_DATA.is_dir(), reason="Debian package darknet not installed "
+                                   "(apt-get install darknet); .ci/run installs it")
+SMALL_CFG = """
+[net]
+width=64
+height=64
+channels=3
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+[maxpool]
+size=2
+stride=2
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+[maxpool]
+size=2
+stride=1
+[convolutional]
+batch_normalize=1
+filters=16
+size=1
+stride=1
+pad=1
+activation=leaky
+[shortcut]
+from=-3
+activation=linear
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=21
+activation=linear
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=2
+num=3
+[route]
+layers=-4
+[upsample]
+stride=2
+[route]
+layers=-1,0
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=21
+activation=linear
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=2
+num=3
+"""
+
+
+def small_model(seed=0):
+    torch.manual_seed(seed)
+    model = Darknet(parse_cfg(SMALL_CFG))
+    for module in model.modules():  # random BN statistics too, so the round trip checks every tensor
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 2)
+            module.bias.data.uniform_(-1, 1)
+    return model.eval()
+
+
+def test_weights_round_trip_exactly(tmp_path):
+    model = small_model(0)
+    save_darknet_weights(model, tmp_path / "small.weights")
+    other = small_model(1)
+    info = load_darknet_weights(other, tmp_path / "small.weights")
+    assert info["floats"] == expected_floats(model)
+    for (name, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
+        assert torch.equal(a, b), name
+    x = torch.rand(1, 3, 64, 64)
+    for (_, ra), (_, rb) in zip(model(x), other(x)):
+        assert torch.equal(ra, rb)
+
+
+def test_weights_of_the_wrong_size_are_rejected(tmp_path):
+    model = small_model()
+    save_darknet_weights(model, tmp_path / "w.weights")
+    data = (tmp_path / "w.weights").read_bytes()
+    (tmp_path / "short.weights").write_bytes(data[:-8])
+    with pytest.raises(UserError, match="floats but the cfg needs"):
+        load_darknet_weights(small_model(), tmp_path / "short.weights")
+
+
+def test_unsupported_section_is_named():
+    with pytest.raises(UserError, match=r"section \[dropout\] is not supported"):
+        parse_cfg("[net]\nwidth=32\n[dropout]\nprobability=.5\n")
+
+
+def test_maxpool_size2_stride1_pads_right_and_bottom():
+    x = torch.tensor([[[[1.0, -5.0], [-7.0, -2.0]]]])
+    out = MaxPoolDarknet(2, 1)(x)
+    assert out.shape == x.shape
+    assert out.flatten().tolist() == [1.0, -2.0, -2.0, -2.0]  # padded cells never win, even over negatives
+
+
+def test_yolo_decoding_of_zero_outputs_puts_anchors_at_cell_centres():
+    head = YoloHead([(10, 20)], num_classes=2)
+    decoded = head.decode(torch.zeros(1, 7, 2, 2), net_h=64, net_w=64)[0]
+    assert decoded.shape == (4, 7)
+    assert decoded[:, 0].tolist() == [16.0, 48.0, 16.0, 48.0] and decoded[:, 1].tolist() == [16.0, 16.0, 48.0, 48.0]
+    assert torch.allclose(decoded[:, 2:4], torch.tensor([10.0, 20.0]).expand(4, 2))
+    assert torch.allclose(decoded[:, 4:], torch.full((4, 3), 0.5))
+
+
+def test_nms_is_class_aware_and_thresholded():
+    rows = torch.tensor([
+        # cx, cy, w, h, obj, p(cls0), p(cls1)
+        [50, 50, 20, 20, 0.9, 0.9, 0.0],  # kept
+        [51, 50, 20, 20, 0.9, 0.8, 0.0],  # same class, overlaps the first: suppressed
+        [51, 50, 20, 20, 0.9, 0.0, 0.7],  # overlaps, but another class: kept
+        [10, 10, 5, 5, 0.9, 0.2, 0.0],    # below the score threshold
+    ])
+    boxes, scores, classes = select_detections(rows, conf_threshold=0.25, nms_threshold=0.45)
+    assert classes.tolist() == [0, 1] and scores.tolist() == pytest.approx([0.81, 0.63])
+    assert select_detections(rows, 0.25, 0.45, keep_classes=[1])[2].tolist() == [1]
+
+
+def test_letterbox_boxes_map_back_to_the_original_image():
+    image = torch.zeros(3, 100, 200, dtype=torch.uint8)
+    canvas, lb = letterbox(image, 64, 64)
+    assert canvas.shape == (1, 3, 64, 64) and lb.pad_y == 16 and lb.pad_x == 0
+    assert canvas[0, :, 0, 0].tolist() == [0.5] * 3  # grey bars
+    box = boxes_to_image(torch.tensor([[32.0, 32.0, 16.0, 8.0]]), lb, 200, 100)[0]
+    assert box.tolist() == pytest.approx([75.0, 37.5, 125.0, 62.5])  # (24..40, 28..36) - pad, / 0.32
+    stretched = boxes_to_image(torch.tensor([[32.0, 32.0, 16.0, 8.0]]), Letterbox(64 / 200, 64 / 100, 0, 0), 200, 100)
+    assert stretched[0].tolist() == pytest.approx([75.0, 43.75, 125.0, 56.25])
+
+
+# ---------------------------------------------------------------- the real yolov3-tiny weights
+
+@pytest.fixture(scope="session")
+def detector_factory():
+    from common.detector import build_detector
+
+    cache = Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights"))
+    return lambda **kw: build_detector(model="yolov3-tiny", weights_cache=cache, device="cpu", **kw)
+
+
+def labels(detections, min_score=0.0):
+    return {d.label: max(x.score for x in detections if x.label == d.label) for d in detections if d.score >= min_score}
+
+
+@needs_darknet
+def test_real_weights_match_the_reference_scores_on_dog_jpg(detector_factory):
+    from common.media import read_image
+
+    # Reference (OpenCV's importer, plain 416x416 resize): car 0.70, dog 0.69, truck 0.54
+    found = labels(detector_factory(resize="stretch", conf=0.2)(read_image(DARKNET_DATA / "dog.jpg")))
+    assert found["car"] == pytest.approx(0.70, abs=0.15)
+    assert found["dog"] == pytest.approx(0.69, abs=0.15)
+    assert found["truck"] == pytest.approx(0.54, abs=0.15)
+    assert "bicycle" in found
+    letterboxed = labels(detector_factory(conf=0.25)(read_image(DARKNET_DATA / "dog.jpg")))
+    assert {"dog", "bicycle"} <= set(letterboxed) and {"car", "truck"} & set(letterboxed)
+
+
+@needs_darknet
+@pytest.mark.parametrize("photo, expected", [
+    ("eagle.jpg", {"bird"}), ("kite.jpg", {"kite", "person"}), ("horses.jpg", {"horse"}),
+    ("person.jpg", {"person", "dog"}), ("giraffe.jpg", {"giraffe"}),
+])
+def test_real_photos_give_the_expected_classes(detector_factory, photo, expected):
+    from common.media import read_image
+
+    assert expected <= set(labels(detector_factory()(read_image(DARKNET_DATA / photo))))
+
+
+def test_grace_hopper_wears_a_tie(detector_factory):
+    import matplotlib
+    from common.media import read_image
+
+    photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    found = labels(detector_factory(conf=0.1)(read_image(photo)))
+    assert {"tie", "person"} <= set(found)
+
+
+def test_boxes_are_in_original_image_pixels(detector_factory):
+    from common.media import read_image
+
+    image = read_image(DARKNET_DATA / "dog.jpg") if DARKNET_DATA.is_dir() else torch.zeros(3, 300, 500, dtype=torch.uint8)
+    for d in detector_factory()(image):
+        x1, y1, x2, y2 = d.box
+        assert 0 <= x1 < x2 <= image.shape[2] and 0 <= y1 < y2 <= image.shape[1]
+
+
+def test_the_offline_weights_are_the_official_file(detector_factory):
+    from common.download import sha256_of
+    from common.weights import YOLO_REGISTRY, yolo_files
+
+    _, weights, _ = yolo_files("yolov3-tiny", Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")))
+    assert weights.stat().st_size == 35_434_956
+    assert sha256_of(weights) == YOLO_REGISTRY["yolov3-tiny"]["sha256"]
+
+
+def make_video(path, frames, size=(160, 120), fps=5):
+    from common.media import VideoWriter
+
+    writer = VideoWriter(path, fps, *size)
+    for f in frames:
+        writer.write(f)
+    writer.close()
+    return path
+
+
+def run_detect(*args):
+    return subprocess.run([sys.executable, str(ROOT / "partC/detect.py"), *args], capture_output=True, text=True,
+                          env={**os.environ, "INAT_WEIGHTS": str(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights"))},
+                          cwd=ROOT)
+
+
+@needs_darknet
+def test_detect_cli_on_an_image_and_a_video(tmp_path, detector_factory):
+    from PIL import Image
+
+    dog = np.asarray(Image.open(DARKNET_DATA / "dog.jpg").convert("RGB").resize((320, 240)))
+    video = make_video(tmp_path / "clip.mp4", [dog] * 4, size=(320, 240))
+    result = run_detect(str(DARKNET_DATA / "eagle.jpg"), str(video), "--out", str(tmp_path / "out"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out/eagle.jpg").exists() and (tmp_path / "out/clip.mp4").stat().st_size > 1000
+    rows = [json.loads(line) for line in (tmp_path / "out/detections.jsonl").read_text().splitlines()]
+    assert any(r["label"] == "bird" and r["frame"] is None for r in rows)
+    assert {r["frame"] for r in rows if r["source"].endswith("clip.mp4")} == {0, 1, 2, 3}
+
+
+def _file(name, content):
+    def make(folder):
+        path = folder / name
+        path.write_bytes(content)
+        return path
+
+    return make
+
+
+def _empty_folder(folder):
+    (folder / "empty").mkdir()
+    return folder / "empty"
+
+
+@pytest.mark.parametrize("make_input, message", [
+    (_empty_folder, "holds no images or videos"),
+    (_file("bad.jpg", b"nope"), "cannot read image"),
+    (_file("notes.txt", b"x"), "neither an image"),
+    (lambda folder: folder / "missing.jpg", "does not exist"),
+    (_file("bad.mp4", b"not a video"), "cannot open video"),
+])
+def test_detect_cli_bad_input_is_one_clear_line(tmp_path, make_input, message, detector_factory):
+    result = run_detect(str(make_input(tmp_path)), "--out", str(tmp_path / "out"))
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_damaged_video_packet_is_skipped_and_counted(tmp_path):
+    import av
+
+    from common.media import frames_from_packets
+
+    rng = np.random.default_rng(0)
+    video = make_video(tmp_path / "v.mp4", [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(6)])
+
+    class Broken:
+        def decode(self):
+            raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        packets = list(container.demux(stream))
+        packets.insert(2, Broken())
+        frames = list(frames_from_packets(iter(packets), stream.time_base, 5.0))
+    assert sum(f.image is None for f in frames) == 1
+    assert sum(f.image is not None for f in frames) == 6
