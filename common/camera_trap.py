@@ -60,13 +60,14 @@ class CropClassifier:
         self.model = model_from_checkpoint(ckpt, source=str(checkpoint_path)).to(device).eval()
         self.classes, self.mean, self.std = ckpt["classes"], ckpt["mean"], ckpt["std"]
         self.size = ckpt["train_config"]["image_size"]
+        self.resize = ckpt["train_config"].get("resize_size")
         self.device = device
 
     @torch.no_grad()
     def __call__(self, crop_uint8: torch.Tensor):
-        from common.data import _resize_center_crop
+        from common.data import resize_center_crop
 
-        x = _resize_center_crop(crop_uint8, self.size).float()[None] / 255.0
+        x = resize_center_crop(crop_uint8, self.size, self.resize).float()[None] / 255.0
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         probs = F.softmax(self.model(((x - mean) / std).to(self.device)).float(), 1)[0].cpu()

@@ -155,10 +155,13 @@ def load_or_make_split(scan: FolderScan, val_fraction=0.2, seed=42, cache_dir=DE
 
 # ---------------------------------------------------------------- decoding and the tensor cache
 
-def _resize_center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 C×H×W → uint8 C×size×size: shorter side to `size` (antialiased), centre crop."""
+def resize_center_crop(image: torch.Tensor, size: int, resize: int = None) -> torch.Tensor:
+    """uint8 C×H×W → uint8 C×size×size: shorter side to `resize` (default `size`, antialiased), centre crop.
+
+    Pretrained models use their weights' own pair, e.g. resize 256 → crop 224.
+    """
     _, h, w = image.shape
-    scale = size / min(h, w)
+    scale = (resize or size) / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     resized = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
     top, left = (nh - size) // 2, (nw - size) // 2
@@ -181,10 +184,10 @@ def decode_image(path) -> torch.Tensor:
     return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3).permute(2, 0, 1)
 
 
-def decode_and_resize(path, size):
+def decode_and_resize(path, size, resize=None):
     """(uint8 3×size×size tensor, None) or (None, reason) for an unreadable file."""
     try:
-        return _resize_center_crop(decode_image(path), size), None
+        return resize_center_crop(decode_image(path), size, resize), None
     except Exception as err:  # a bad file is reported and skipped, never fatal
         return None, f"{type(err).__name__}: {err}"
 
@@ -201,7 +204,8 @@ class TensorSet:
         return len(self.labels)
 
 
-def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progress=True, workers=None) -> TensorSet:
+def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progress=True, workers=None,
+                    resize=None) -> TensorSet:
     """Decode `samples` once at `size`; later calls with the same files and size read the cache.
 
     The cache key covers each file's path, byte size and mtime, so a changed file set builds a
@@ -212,8 +216,9 @@ def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progr
     for rel, _ in samples:
         st = (root / rel).stat()
         stats.append((rel, st.st_size, int(st.st_mtime)))
-    key = _fingerprint([str(root.resolve()), size, classes, samples, stats])
-    path = Path(cache_dir) / "images" / f"{root.parent.name}-{root.name}-{size}px-{key}.pt"
+    key = _fingerprint([str(root.resolve()), size, resize, classes, samples, stats])
+    tag = f"{size}px" if resize in (None, size) else f"{resize}to{size}px"
+    path = Path(cache_dir) / "images" / f"{root.parent.name}-{root.name}-{tag}-{key}.pt"
     if path.exists():
         cached = torch.load(path, weights_only=False)
         return TensorSet(**cached)
@@ -222,7 +227,7 @@ def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progr
     skipped = []
     workers = workers or os.cpu_count() or 1
     with ThreadPoolExecutor(workers) as pool:
-        results = pool.map(lambda s: decode_and_resize(root / s[0], size), samples)
+        results = pool.map(lambda s: decode_and_resize(root / s[0], size, resize), samples)
         for i, (image, reason) in enumerate(tqdm(results, total=len(samples), desc=f"decode {root.name} @{size}px",
                                                  disable=None if progress else True, unit="img")):
             if image is None:
@@ -274,12 +279,12 @@ class TrainValData:
 
 
 def load_train_val(data_dir, image_size, val_fraction=0.2, seed=42, cache_dir=DEFAULT_CACHE,
-                   download=True, progress=True) -> TrainValData:
+                   download=True, progress=True, resize=None) -> TrainValData:
     """Everything training needs — and nothing from the test folder."""
     dataset = locate_dataset(data_dir, download=download, progress=progress)
     scan = scan_image_folder(dataset.train_dir)
     train_samples, val_samples, split_file = load_or_make_split(scan, val_fraction, seed, cache_dir)
-    train = load_tensor_set(dataset.train_dir, train_samples, scan.classes, image_size, cache_dir, progress)
-    val = load_tensor_set(dataset.train_dir, val_samples, scan.classes, image_size, cache_dir, progress)
+    train = load_tensor_set(dataset.train_dir, train_samples, scan.classes, image_size, cache_dir, progress, resize=resize)
+    val = load_tensor_set(dataset.train_dir, val_samples, scan.classes, image_size, cache_dir, progress, resize=resize)
     mean, std = channel_stats(train.images)
     return TrainValData(train, val, scan.classes, mean, std, split_file, dataset)

@@ -38,7 +38,8 @@ def evaluate_on_test(run_dir, data_dir, out_dir, seed=0, per_class=3, device="au
     if not data_dir:
         raise UserError("pass --data-dir: the run record does not say which dataset it used")
     image_size = ckpt["train_config"]["image_size"]
-    test = load_test_set(data_dir, ckpt["classes"], image_size, cache_dir, progress=progress)
+    resize = ckpt["train_config"].get("resize_size")
+    test = load_test_set(data_dir, ckpt["classes"], image_size, cache_dir, progress=progress, resize=resize)
     model = model_from_checkpoint(ckpt, source=str(run_dir / "best.pt"))
     dev = resolve_device(device)
     model.to(dev)

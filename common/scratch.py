@@ -85,8 +85,8 @@ def run_scratch(options: dict, should_stop=None, data=None, extra=None):
     return fit(model, data, cfg, state, should_stop=should_stop)
 
 
-def resume_scratch(run, overrides: dict, runs_dir="runs", data=None):
-    """Continue a stopped run from its last.pt, exactly where it stopped."""
+def prepare_resume(run, overrides: dict, runs_dir="runs", data=None):
+    """Checks shared by every kind of resume → (run_dir, checkpoint, TrainConfig, data)."""
     run_dir = resolve_run_dir(run, runs_dir)
     ckpt = load_checkpoint(run_dir / "last.pt")
     record = load_record(run_dir)
@@ -94,11 +94,11 @@ def resume_scratch(run, overrides: dict, runs_dir="runs", data=None):
     if record.get("status") == "finished" and ckpt["epoch"] >= stored["epochs"]:
         raise UserError(f"run {run_dir.name} already finished all {stored['epochs']} epochs; nothing to resume "
                         f"(evaluate it with partA/evaluate.py --run {run_dir.name})")
-    model_cfg = ckpt["model_spec"]["config"]
+    spec_config = ckpt["model_spec"].get("config", ckpt["model_spec"])
     for key, value in overrides.items():
         if key in RESUME_FREE_KEYS or value is None:
             continue
-        old = stored.get(key, model_cfg.get(key))
+        old = stored.get(key, spec_config.get(key, record.get("finetune", {}).get(key)))
         if old is not None and _normalise(old) != _normalise(value):
             raise UserError(f"run {run_dir.name} was trained with {key}={old}, you gave {value}; drop the option "
                             f"to resume, or start a new run")
@@ -107,11 +107,19 @@ def resume_scratch(run, overrides: dict, runs_dir="runs", data=None):
             stored[key] = overrides[key]
     cfg = TrainConfig.from_dict(stored)
     data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
-                                  progress=not cfg.quiet)
+                                  progress=not cfg.quiet, resize=cfg.resize_size)
     if data.classes != ckpt["classes"]:
         raise UserError(f"the data in {cfg.data_dir} has classes {data.classes}, the run was trained on "
                         f"{ckpt['classes']}; point --data-dir at the run's data")
-    model = build_model(CNNConfig(**model_cfg))
+    return run_dir, ckpt, cfg, data, record
+
+
+def resume_scratch(run, overrides: dict, runs_dir="runs", data=None):
+    """Continue a stopped run from its last.pt, exactly where it stopped."""
+    run_dir, ckpt, cfg, data, _ = prepare_resume(run, overrides, runs_dir, data)
+    if ckpt["model_spec"]["kind"] != "cnn":
+        raise UserError(f"run {run_dir.name} is a fine-tuning run; resume it with partB/finetune.py --resume")
+    model = build_model(CNNConfig(**ckpt["model_spec"]["config"]))
     state = RunState(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
                      std=ckpt["std"], extra={"resumed_from_epoch": ckpt["epoch"]})
     return fit(model, data, cfg, state, resume_checkpoint=ckpt)

@@ -8,7 +8,7 @@ from common.data import DEFAULT_CACHE, locate_dataset, load_tensor_set, scan_ima
 from common.errors import UserError
 
 
-def load_test_set(data_dir, classes, image_size, cache_dir=DEFAULT_CACHE, progress=True):
+def load_test_set(data_dir, classes, image_size, cache_dir=DEFAULT_CACHE, progress=True, resize=None):
     """The decoded test images, checked to have the classes the model was trained on."""
     dataset = locate_dataset(data_dir, download=False)
     test_dir = dataset.root / "val"
@@ -16,4 +16,4 @@ def load_test_set(data_dir, classes, image_size, cache_dir=DEFAULT_CACHE, progre
     if scan.classes != list(classes):
         raise UserError(f"the test folder {test_dir} has classes {scan.classes}, but the checkpoint was trained on "
                         f"{list(classes)}; point --data-dir at the matching dataset")
-    return load_tensor_set(test_dir, scan.samples, scan.classes, image_size, cache_dir, progress=progress)
+    return load_tensor_set(test_dir, scan.samples, scan.classes, image_size, cache_dir, progress=progress, resize=resize)

@@ -36,6 +36,7 @@ class TrainConfig:
 
     data_dir: str = "data"
     image_size: int = 128
+    resize_size: Optional[int] = None  # decode: shorter side to this, then centre-crop image_size
     val_fraction: float = 0.2
     seed: int = 42
     epochs: int = 30
@@ -322,9 +323,9 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
             torch.manual_seed(cfg.seed * 100_003 + epoch)
             order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
             aug_gen = torch.Generator(device=device).manual_seed(cfg.seed * 104_729 + epoch)
-            if on_epoch_start is not None:
-                on_epoch_start(epoch, model)
             model.train()
+            if on_epoch_start is not None:  # after train(): it may put frozen BN layers back in eval mode
+                on_epoch_start(epoch, model)
             started = time.perf_counter()
             loss_sum, correct, seen = 0.0, 0, 0
             bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show, leave=False)

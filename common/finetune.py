@@ -1,0 +1,120 @@
+"""Part B: fine-tune a pretrained model with a freezing strategy, on the shared training loop.
+
+Same data pipeline (input size and normalisation from the weights), same `fit`, run records,
+wandb logging, checkpoints and exact resume as Part A. The strategy is re-applied at the start
+of every epoch (gradual unfreezing changes it over time), and batch-norm layers whose
+parameters are frozen are kept in eval mode so their ImageNet statistics stay intact.
+"""
+from pathlib import Path
+
+import torch
+
+from common.data import load_train_val
+from common.errors import UserError
+from common.pretrained import (apply_freeze, build_pretrained, freeze_batchnorm_of_frozen_layers, model_stages,
+                               parameter_groups)
+from common.scratch import default_run_name, prepare_resume
+from common.training import RunState, TrainConfig, fit, param_groups
+
+FINETUNE_KEYS = ("model", "weights", "freeze", "k", "backbone_lr_scale", "unfreeze_every")
+
+
+def stage_table(model, name):
+    """[(stage index, prefixes, parameter count)] for printing what a stage is."""
+    owner, stages = parameter_groups(model, name)
+    sizes = {}
+    for param_name, param in model.named_parameters():
+        sizes[owner[param_name]] = sizes.get(owner[param_name], 0) + param.numel()
+    return [(i, prefixes, sizes.get(i, 0)) for i, prefixes in enumerate(stages)] + [("head", [], sizes.get("head", 0))]
+
+
+def freeze_hook(name, strategy, k, unfreeze_every, num_stages, quiet):
+    """on_epoch_start: (re)apply the strategy — gradual unfreezes one more stage every N epochs."""
+    def hook(epoch, model):
+        unfrozen = min(num_stages, epoch // max(1, unfreeze_every)) if strategy == "gradual" else 0
+        trainable, total, _ = apply_freeze(model, name, strategy, k, unfrozen)
+        freeze_batchnorm_of_frozen_layers(model)
+        if strategy == "gradual" and not quiet:
+            print(f"epoch {epoch + 1}: head + top {unfrozen}/{num_stages} stages trainable "
+                  f"({trainable:,} of {total:,} parameters)", flush=True)
+
+    return hook
+
+
+def lr_scales(model, name, strategy, backbone_lr_scale):
+    """Backbone parameters learn at backbone_lr_scale × lr under none/gradual; the head at lr."""
+    owner, _ = parameter_groups(model, name)
+    scale = backbone_lr_scale if strategy in ("none", "gradual") else 1.0
+    return lambda param_name: 1.0 if owner[param_name] == "head" else scale
+
+
+def run_finetune(options: dict, data=None):
+    """Train a new fine-tuning run from flat options; returns its record."""
+    ft = {k: options.pop(k) for k in FINETUNE_KEYS if k in options}
+    name, weights = ft.get("model", "efficientnet_lite0"), ft.get("weights", "default")
+    strategy, k = ft.get("freeze", "all-but-last"), int(ft.get("k") or 0)
+    unfreeze_every, backbone_scale = int(ft.get("unfreeze_every") or 1), float(ft.get("backbone_lr_scale") or 0.1)
+    if backbone_scale <= 0:
+        raise UserError(f"--backbone-lr-scale must be > 0, got {backbone_scale}")
+    probe, info = build_pretrained(name, weights="none", num_classes=2)
+    preprocess = info["preprocess"]
+    stages = model_stages(probe, name)
+    apply_freeze(probe, name, strategy, k)  # a bad --k fails here, before any data is read
+    options.setdefault("image_size", None)
+    if options["image_size"] is None:
+        options["image_size"] = preprocess["crop_size"]
+        options["resize_size"] = preprocess["resize_size"]
+    cfg = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
+    cfg.run_name = cfg.run_name or default_run_name({**options, **ft}).replace("scratch", f"ft-{name}")
+    run_dir = Path(cfg.runs_dir) / cfg.run_name
+    if (run_dir / "last.pt").exists() or (run_dir / "record.json").exists():
+        raise UserError(f"run {cfg.run_name!r} already exists in {cfg.runs_dir}; resume it with --resume {cfg.run_name} "
+                        f"or choose another --run-name")
+    data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
+                                  progress=not cfg.quiet, resize=cfg.resize_size)
+    torch.manual_seed(cfg.seed)  # the new head's initialisation
+    model, info = build_pretrained(name, weights, num_classes=len(data.classes), progress=not cfg.quiet)
+    hook = freeze_hook(name, strategy, k, unfreeze_every, len(stages), cfg.quiet)
+    hook(0, model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if not cfg.quiet:
+        print_stages(model, name, strategy, k)
+    spec = {"kind": "pretrained", "name": name, "num_classes": len(data.classes)}
+    finetune = {"model": name, "weights": weights, "freeze": strategy, "k": k, "backbone_lr_scale": backbone_scale,
+                "unfreeze_every": unfreeze_every, "weights_source": info["weights_source"], "stages": len(stages)}
+    state = RunState(run_dir=run_dir, model_spec=spec, classes=data.classes, mean=preprocess["mean"],
+                     std=preprocess["std"],
+                     extra={"kind": "finetune", "finetune": finetune, "split_file": str(data.split_file),
+                            "dataset": str(data.dataset.root), "params": sum(p.numel() for p in model.parameters()),
+                            "trainable_params": trainable})
+    groups = param_groups(model, cfg.weight_decay, lr_scales(model, name, strategy, backbone_scale))
+    return fit(model, data, cfg, state, groups=groups, on_epoch_start=hook)
+
+
+def resume_finetune(run, overrides, runs_dir="runs", data=None):
+    run_dir, ckpt, cfg, data, record = prepare_resume(run, overrides, runs_dir, data)
+    if ckpt["model_spec"]["kind"] != "pretrained":
+        raise UserError(f"run {run_dir.name} is a from-scratch run; resume it with partA/train.py --resume")
+    ft = record["finetune"]
+    name = ft["model"]
+    model, _ = build_pretrained(name, weights="none", num_classes=ckpt["model_spec"]["num_classes"])
+    hook = freeze_hook(name, ft["freeze"], ft["k"], ft["unfreeze_every"], ft["stages"], cfg.quiet)
+    hook(ckpt["epoch"], model)
+    state = RunState(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
+                     std=ckpt["std"], extra={"resumed_from_epoch": ckpt["epoch"]})
+    groups = param_groups(model, cfg.weight_decay, lr_scales(model, name, ft["freeze"], ft["backbone_lr_scale"]))
+    return fit(model, data, cfg, state, groups=groups, on_epoch_start=hook, resume_checkpoint=ckpt)
+
+
+def print_stages(model, name, strategy, k):
+    trainable_names = {n for n, p in model.named_parameters() if p.requires_grad}
+    owner, _ = parameter_groups(model, name)
+    print(f"{name}: stages (input → output) and what --freeze {strategy}{f' --k {k}' if strategy == 'first-k' else ''} "
+          f"trains now:")
+    for index, prefixes, count in stage_table(model, name):
+        members = [n for n, o in owner.items() if o == index]
+        train = "train" if members and all(n in trainable_names for n in members) else "frozen"
+        label = f"stage {index}" if index != "head" else "head"
+        print(f"  {label:<9} {count:>12,} params  {train:<7} {' '.join(prefixes)[:70]}")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"  trainable {trainable:,} of {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)

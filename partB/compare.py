@@ -1,0 +1,87 @@
+"""Q3: scratch vs fine-tuned runs side by side, on the same split.
+
+    python partB/compare.py                                   # best scratch run + every fine-tune run
+    python partB/compare.py --run demo-scratch --run demo-finetune --eval-dir outputs/demo
+
+Reads run records (val accuracy, trainable parameters, time per epoch, learning curves) and, when
+`partA/evaluate.py` has been run on a run, its test_summary.json — this script never opens the
+test folder itself. Writes compare.md, compare.json and learning_curves.png to --out.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import click
+
+from common.checkpoints import load_record, resolve_run_dir
+from common.errors import UserError
+from common.io import load_json, save_json
+from common.viz import learning_curves
+
+
+def default_runs(runs_dir):
+    records = {p.parent: load_json(p) for p in Path(runs_dir).glob("*/record.json")}
+    scratch = [d for d, r in records.items() if r.get("kind") == "scratch" and r.get("summary")]
+    finetune = [d for d, r in records.items() if r.get("kind") == "finetune" and r.get("summary")]
+    best = max(scratch, key=lambda d: records[d]["summary"]["best_val_acc"], default=None)
+    return ([best] if best else []) + sorted(finetune)
+
+
+def row_for(run_dir, eval_dir):
+    record = load_record(run_dir)
+    epochs = record.get("epochs", [])
+    if not epochs:
+        raise UserError(f"run {run_dir.name} has no finished epoch yet")
+    test_file = Path(eval_dir) / run_dir.name / "test_summary.json"
+    ft = record.get("finetune", {})
+    return {
+        "run": run_dir.name,
+        "kind": record.get("kind", "?"),
+        "model": ft.get("model", "5-block CNN"),
+        "freeze": ft.get("freeze", "-") + (f" k={ft['k']}" if ft.get("freeze") == "first-k" else ""),
+        "image_size": record["config"]["image_size"],
+        "val_acc": record["summary"]["best_val_acc"],
+        "test_acc": load_json(test_file)["test_acc"] if test_file.is_file() else None,
+        "trainable_params": record.get("trainable_params", record.get("params")),
+        "params": record.get("params"),
+        "s_per_epoch": sum(e["epoch_time"] for e in epochs) / len(epochs),
+        "images_per_s": record["summary"]["mean_images_per_s"],
+        "epochs": len(epochs),
+        "split_file": record.get("split_file"),
+    }
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--run", "runs", multiple=True, help="Runs to compare [default: best scratch run + all fine-tune runs].")
+@click.option("--runs-dir", default="runs")
+@click.option("--eval-dir", default="outputs/test-eval", help="Where partA/evaluate.py wrote test summaries.")
+@click.option("--out", default="outputs/compare")
+def main(runs, runs_dir, eval_dir, out):
+    """Compare scratch and fine-tuned runs: accuracy, trainable parameters, time, curves."""
+    run_dirs = [resolve_run_dir(r, runs_dir) for r in runs] if runs else default_runs(runs_dir)
+    if not run_dirs:
+        raise UserError(f"no finished runs in {runs_dir}; train with partA/train.py and partB/finetune.py first")
+    rows = [row_for(d, eval_dir) for d in run_dirs]
+    splits = {r["split_file"] for r in rows}
+    same_split = len(splits) == 1
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    learning_curves({r["run"]: load_record(d) for r, d in zip(rows, run_dirs)}, out / "learning_curves.png",
+                    title="scratch vs fine-tuned: learning curves")
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    lines = ["| run | kind | model | freeze | input | best val acc | test acc | trainable params | s/epoch | img/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['kind']} | {r['model']} | {r['freeze']} | {r['image_size']} | {fmt(r['val_acc'])} "
+                     f"| {fmt(r['test_acc'])} | {r['trainable_params']:,} | {r['s_per_epoch']:.1f} | {r['images_per_s']:.0f} |")
+    note = ("All runs share one validation split." if same_split else
+            "WARNING: these runs used different splits (seed or data differ); validation accuracies are not comparable.")
+    text = "\n".join(lines) + f"\n\n{note}\n"
+    (out / "compare.md").write_text(text)
+    save_json(out / "compare.json", {"rows": rows, "same_split": same_split})
+    click.echo(text + f"wrote {out}/compare.md, compare.json, learning_curves.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Fine-tune an ImageNet-pretrained torchvision model on iNaturalist-12K (or the demo data).
+
+    python partB/finetune.py --freeze all-but-last                      # offline EfficientNet-Lite0
+    python partB/finetune.py --model resnet50 --freeze first-k --k 3
+    python partB/finetune.py --model vit_b_16 --freeze gradual --unfreeze-every 2
+    python partB/finetune.py --model resnet18 --weights ./resnet18.pth --freeze none
+    python partB/finetune.py --list-stages --model convnext_tiny        # what a stage is
+
+Input size and normalisation come from the weights' own transforms (inception_v3: 299,
+efficientnet_v2_s: 384, …); the 1000-way head is replaced for every family. Stages:
+resnet-like = stem, layer1..4; efficientnet/mobilenet/convnext/vgg/… = the children of
+`features`; vit = embedding, then each encoder block; googlenet/inception = top-level blocks.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import click
+
+from common.cli import data_options, explicit_options, training_options
+from common.finetune import print_stages, resume_finetune, run_finetune
+from common.pretrained import FREEZE_STRATEGIES, OFFLINE_MODEL, apply_freeze, available_models, build_pretrained
+
+
+class ModelName(click.ParamType):
+    name = "model"
+
+    def convert(self, value, param, ctx):
+        if value not in available_models():
+            self.fail(f"unknown model {value!r}; valid: {', '.join(available_models())}", param, ctx)
+        return value
+
+
+@click.command(context_settings={"show_default": True, "max_content_width": 110})
+@click.option("--model", type=ModelName(), default=OFFLINE_MODEL, help="Any torchvision classification model.")
+@click.option("--weights", default="default",
+              help="default (the model's best ImageNet weights), an enum name (IMAGENET1K_V2), a file path, or none.")
+@click.option("--freeze", type=click.Choice(FREEZE_STRATEGIES), default="all-but-last")
+@click.option("--k", type=int, default=0, help="first-k: number of stages frozen from the input side.")
+@click.option("--backbone-lr-scale", type=float, default=0.1, help="none/gradual: backbone lr = this x --lr.")
+@click.option("--unfreeze-every", type=int, default=1, help="gradual: epochs between unfreezing the next stage.")
+@click.option("--list-stages", is_flag=True, help="Print the model's stages and trainable counts, then exit.")
+@data_options
+@training_options
+@click.option("--resume", default=None, metavar="RUN", help="Continue the fine-tuning run RUN from last.pt.")
+@click.pass_context
+def main(ctx, model, weights, freeze, k, backbone_lr_scale, unfreeze_every, list_stages, resume, **options):
+    """Fine-tune a pretrained model with a freezing strategy."""
+    if list_stages:
+        net, _ = build_pretrained(model, weights="none", num_classes=10)
+        apply_freeze(net, model, freeze, k)
+        print_stages(net, model, freeze, k)
+        return
+    if ctx.get_parameter_source("image_size") != click.core.ParameterSource.COMMANDLINE:
+        options["image_size"] = None  # from the weights' transforms
+    if resume:
+        given = explicit_options(ctx, {**options, "model": model, "weights": weights, "freeze": freeze, "k": k})
+        record = resume_finetune(resume, given, runs_dir=options["runs_dir"])
+    else:
+        for key in ("epochs", "lr", "weight_decay", "label_smoothing"):  # fine-tuning defaults, unless given
+            if ctx.get_parameter_source(key) != click.core.ParameterSource.COMMANDLINE:
+                options[key] = {"epochs": 10, "lr": 1e-3, "weight_decay": 0.01, "label_smoothing": 0.1}[key]
+        record = run_finetune({**options, "model": model, "weights": weights, "freeze": freeze, "k": k,
+                               "backbone_lr_scale": backbone_lr_scale, "unfreeze_every": unfreeze_every})
+    summary = record["summary"]
+    click.echo(f"run {record['name']}: best val acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} "
+               f"({summary['epochs_done']} epochs, {summary['mean_images_per_s']:.0f} img/s) -> "
+               f"{Path(options['runs_dir']) / record['name']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Part B: the offline EfficientNet-Lite0, heads, stages, freezing strategies, weight downloads."""
+import hashlib
+import io
+import subprocess
+import sys
+
+import matplotlib
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torchvision.transforms import v2
+
+from common.data import decode_image, load_train_val
+from common.errors import UserError
+from common.finetune import run_finetune
+from common.pretrained import (MIRROR_ENV, apply_freeze, build_pretrained, fetch_torchvision_weights, head_paths,
+                               model_stages, parameter_groups, weights_enum)
+from conftest import DARKNET_DATA, ROOT
+
+CATEGORIES = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+GRACE = f"{matplotlib.get_data_path()}/sample_data/grace_hopper.jpg"
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    model, info = build_pretrained("efficientnet_lite0", "default")
+    return model.eval(), info
+
+
+def top3(model, path):
+    tf = v2.Compose([v2.Resize(256, antialias=True), v2.CenterCrop(224), v2.ToDtype(torch.float32, scale=True),
+                     v2.Normalize([0.5] * 3, [0.5] * 3)])
+    with torch.no_grad():
+        probs = F.softmax(model(tf(decode_image(path))[None]), 1)[0]
+    values, indices = probs.topk(3)
+    return [(CATEGORIES[i], float(v)) for v, i in zip(values, indices)]
+
+
+def test_offline_lite0_loads_strictly_with_the_expected_parameter_count(lite0):
+    model, info = lite0
+    assert sum(p.numel() for p in model.parameters()) == 4_652_008
+    assert info["preprocess"] == {"crop_size": 224, "resize_size": 256, "mean": [0.5] * 3, "std": [0.5] * 3}
+
+
+def test_offline_lite0_recognises_grace_hopper(lite0):
+    labels = top3(lite0[0], GRACE)
+    assert labels[0][0] == "academic gown" and labels[0][1] == pytest.approx(0.48, abs=0.05)
+    assert labels[1][0] == "mortarboard"
+
+
+@pytest.mark.skipif(not DARKNET_DATA.is_dir(), reason="needs Debian's darknet photos (apt-get install darknet)")
+def test_offline_lite0_recognises_the_dog_and_the_eagle(lite0):
+    dog = top3(lite0[0], DARKNET_DATA / "dog.jpg")
+    assert [name for name, _ in dog[:2]] == ["German shepherd", "malamute"]
+    assert dog[0][1] == pytest.approx(0.26, abs=0.05)
+    assert top3(lite0[0], DARKNET_DATA / "eagle.jpg")[0][0] == "kite"
+
+
+FAMILIES = ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "googlenet", "vit_b_16", "convnext_tiny", "vgg11",
+            "inception_v3"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request):
+    model, _ = build_pretrained(request.param, weights="none", num_classes=10)
+    return request.param, model
+
+
+def trainable_names(model):
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_every_family_gets_a_10_class_head(family):
+    name, model = family
+    for path in head_paths(model):
+        layer = model.get_submodule(path)
+        assert (layer.out_features if hasattr(layer, "out_features") else layer.out_channels) == 10
+    size = 299 if name == "inception_v3" else 224
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, size, size)).shape == (1, 10)
+
+
+def test_all_but_last_trains_exactly_the_heads(family):
+    name, model = family
+    apply_freeze(model, name, "all-but-last")
+    heads = tuple(f"{h}." for h in head_paths(model))
+    assert trainable_names(model) == {n for n, _ in model.named_parameters() if n.startswith(heads)}
+
+
+def test_first_k_freezes_exactly_the_first_k_stages(family):
+    name, model = family
+    owner, stages = parameter_groups(model, name)
+    k = len(stages) // 2
+    apply_freeze(model, name, "first-k", k=k)
+    expected = {n for n, g in owner.items() if g == "head" or g >= k}
+    assert trainable_names(model) == expected
+    assert any(g == 0 for g in owner.values()) and k > 0
+
+
+def test_none_trains_everything_and_gradual_grows_from_the_top(family):
+    name, model = family
+    apply_freeze(model, name, "none")
+    assert trainable_names(model) == {n for n, _ in model.named_parameters()}
+    owner, stages = parameter_groups(model, name)
+    apply_freeze(model, name, "gradual", unfrozen_stages=1)
+    assert trainable_names(model) == {n for n, g in owner.items() if g == "head" or g == len(stages) - 1}
+
+
+def test_k_beyond_the_stages_is_a_clear_error():
+    model, _ = build_pretrained("resnet18", weights="none", num_classes=10)
+    assert len(model_stages(model, "resnet18")) == 5
+    with pytest.raises(UserError, match="--k 9 is beyond the 5 stages of resnet18"):
+        apply_freeze(model, "resnet18", "first-k", k=9)
+
+
+def test_input_size_and_normalisation_come_from_the_weights():
+    _, info = build_pretrained("inception_v3", weights="none", num_classes=10)
+    assert info["preprocess"]["crop_size"] == 299
+    _, info = build_pretrained("efficientnet_v2_s", weights="none", num_classes=10)
+    assert info["preprocess"]["crop_size"] == 384
+
+
+def test_unknown_model_lists_the_valid_ones():
+    with pytest.raises(UserError, match="unknown model 'resnet5000'; choose one of: .*resnet50"):
+        build_pretrained("resnet5000")
+
+
+def test_a_weights_file_for_another_architecture_names_the_keys(tmp_path):
+    path = tmp_path / "wrong.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    with pytest.raises(UserError, match=r"does not match the model .*missing keys"):
+        build_pretrained("mobilenet_v3_small", weights=str(path), num_classes=10)
+
+
+def test_a_local_weights_file_is_accepted(tmp_path):
+    reference = torchvision.models.resnet18()
+    path = tmp_path / "mine.pth"
+    torch.save(reference.state_dict(), path)
+    model, info = build_pretrained("resnet18", weights=str(path))
+    assert info["weights_source"] == str(path)
+    assert torch.equal(model.conv1.weight, reference.conv1.weight)
+
+
+def torchvision_file(model_fn, name):
+    buffer = io.BytesIO()
+    torch.save(model_fn().state_dict(), buffer)
+    body = buffer.getvalue()
+    return f"{name}-{hashlib.sha256(body).hexdigest()[:8]}.pth", body
+
+
+def test_torchvision_download_path_against_a_local_server(http_server, tmp_path, monkeypatch):
+    file_name, body = torchvision_file(torchvision.models.resnet18, "resnet18")
+    http_server.handler.files[f"/{file_name}"] = body
+    monkeypatch.setenv(MIRROR_ENV, http_server.url)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    class FakeEnum:  # the real enum's file name carries the real hash; serve our own file under a new name
+        url = f"https://download.pytorch.org/models/{file_name}"
+
+    path = fetch_torchvision_weights(FakeEnum, progress=False)
+    assert path == tmp_path / "hub" / "checkpoints" / file_name and path.read_bytes() == body
+    assert weights_enum("resnet18", "default").url.endswith("resnet18-f37072fd.pth")
+
+
+def test_a_tampered_torchvision_download_is_rejected(http_server, tmp_path, monkeypatch):
+    file_name, body = torchvision_file(torchvision.models.resnet18, "resnet18")
+    http_server.handler.files[f"/{file_name}"] = body + b"tampered"
+    monkeypatch.setenv(MIRROR_ENV, http_server.url)
+
+    class FakeEnum:
+        url = f"https://download.pytorch.org/models/{file_name}"
+
+    with pytest.raises(UserError, match="failed its hash check"):
+        fetch_torchvision_weights(FakeEnum, cache_dir=tmp_path, progress=False)
+    assert not (tmp_path / file_name).exists()
+
+
+def test_offline_without_cached_weights_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv(MIRROR_ENV, "http://127.0.0.1:9")
+    with pytest.raises(UserError, match="efficientnet_lite0"):
+        fetch_torchvision_weights(weights_enum("resnet18", "default"), cache_dir=tmp_path, progress=False)
+
+
+def test_a_short_fine_tune_on_demo_data_beats_chance_by_far(demo_root, tmp_path):
+    data = load_train_val(demo_root, 96, cache_dir=tmp_path / "cache", progress=False, resize=110)
+    record = run_finetune({"model": "efficientnet_lite0", "freeze": "all-but-last", "image_size": 96,
+                           "resize_size": 110, "epochs": 4, "lr": 3e-3, "batch_size": 16, "wandb": "disabled",
+                           "quiet": True, "runs_dir": str(tmp_path / "runs"), "run_name": "ft"}, data=data)
+    assert record["summary"]["best_val_acc"] >= 0.5  # chance is 0.1
+    assert record["trainable_params"] == 12_810
+
+
+def test_frozen_batchnorm_keeps_imagenet_statistics(demo_root, tmp_path):
+    data = load_train_val(demo_root, 64, cache_dir=tmp_path / "cache", progress=False)
+    before, _ = build_pretrained("efficientnet_lite0", "default", num_classes=10)
+    run_finetune({"model": "efficientnet_lite0", "freeze": "first-k", "k": 8, "image_size": 64, "epochs": 1,
+                  "batch_size": 16, "wandb": "disabled", "quiet": True, "runs_dir": str(tmp_path / "runs"),
+                  "run_name": "bn"}, data=data)
+    after = torch.load(tmp_path / "runs/bn/last.pt", weights_only=False)["model"]
+    reference = before.state_dict()
+    assert torch.equal(after["features.0.1.running_mean"], reference["features.0.1.running_mean"])  # frozen stage
+    assert not torch.equal(after["features.8.1.running_mean"], reference["features.8.1.running_mean"])  # trained
+
+
+def test_finetune_cli_lists_stages_and_rejects_bad_input():
+    ok = subprocess.run([sys.executable, str(ROOT / "partB/finetune.py"), "--model", "resnet18", "--list-stages",
+                         "--freeze", "first-k", "--k", "2"], capture_output=True, text=True, cwd=ROOT)
+    assert ok.returncode == 0 and "layer1." in ok.stdout and "trainable" in ok.stdout
+    bad = subprocess.run([sys.executable, str(ROOT / "partB/finetune.py"), "--model", "resnet5000"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode != 0 and "unknown model 'resnet5000'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_compare_puts_scratch_and_fine_tuned_side_by_side(demo_root, tmp_path):
+    import json
+
+    from common.evaluation import evaluate_on_test
+    from common.scratch import run_scratch
+
+    common = {"wandb": "disabled", "quiet": True, "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "c"),
+              "data_dir": str(demo_root), "epochs": 1, "batch_size": 16}
+    run_scratch({**common, "image_size": 32, "filters": "4,4,8,8,8", "dense_units": 8, "run_name": "scratch"})
+    run_finetune({**common, "model": "efficientnet_lite0", "image_size": 64, "run_name": "tuned"})
+    evaluate_on_test(tmp_path / "runs/tuned", demo_root, tmp_path / "eval/tuned", cache_dir=tmp_path / "c",
+                     progress=False)
+    result = subprocess.run([sys.executable, str(ROOT / "partB/compare.py"), "--runs-dir", str(tmp_path / "runs"),
+                             "--eval-dir", str(tmp_path / "eval"), "--out", str(tmp_path / "cmp")],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "cmp/compare.json").read_text())
+    rows = {r["run"]: r for r in report["rows"]}
+    assert set(rows) == {"scratch", "tuned"} and report["same_split"]
+    assert rows["tuned"]["trainable_params"] == 12_810 and rows["tuned"]["test_acc"] is not None
+    assert rows["scratch"]["test_acc"] is None  # not evaluated: reported as such, never computed here
+    assert (tmp_path / "cmp/learning_curves.png").exists()
