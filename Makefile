@@ -14,7 +14,7 @@ RUN_NAME ?=
 EPOCHS ?= 30
 OUT ?= outputs
 
-.PHONY: help setup demo demo-data test train test-eval finetune compare bench detect watch bench-detect weights clean-demo
+.PHONY: help setup demo demo-data test train test-eval interpret finetune compare bench detect watch bench-detect weights clean-demo
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -37,6 +37,8 @@ demo: setup demo-data ## the whole pipeline, offline, on the demo data (a few mi
 	WANDB_MODE=$${WANDB_MODE:-offline} $(RUN) partA/train.py --data-dir $(DEMO_DATA) --run-name demo-scratch \
 		--image-size 64 --epochs 30 --filters 16,32,64,128,256 --dense-units 256 --aug-strength 0.5 --quiet
 	$(RUN) partA/evaluate.py --data-dir $(DEMO_DATA) --run demo-scratch --out $(OUT)/demo
+	$(RUN) partA/filters.py --run demo-scratch --out $(OUT)/demo
+	$(RUN) partA/guided_backprop.py --run demo-scratch --out $(OUT)/demo
 	rm -rf runs/demo-finetune
 	WANDB_MODE=$${WANDB_MODE:-offline} $(RUN) partB/finetune.py --data-dir $(DEMO_DATA) --run-name demo-finetune \
 		--model efficientnet_lite0 --freeze all-but-last --epochs 3 --quiet
@@ -44,7 +46,8 @@ demo: setup demo-data ## the whole pipeline, offline, on the demo data (a few mi
 	$(RUN) partB/compare.py --run demo-scratch --run demo-finetune --eval-dir $(OUT)/demo --out $(OUT)/demo/compare
 	$(RUN) partC/detect.py $(DEMO_PHOTOS) --out $(OUT)/demo/detect
 	$(RUN) partC/camera_trap.py --demo-clip --cooldown 3 --classifier runs/demo-scratch/best.pt --out $(OUT)/demo/camera_trap --quiet
-	@echo "demo outputs: runs/demo-scratch (run record, checkpoints), $(OUT)/demo/demo-scratch (test accuracy, confusion matrix, grid),"
+	@echo "demo outputs: runs/demo-scratch (run record, checkpoints), $(OUT)/demo/demo-scratch (test accuracy, confusion matrix,"
+	@echo "              test grid, first-layer filters and feature maps, guided backprop),"
 	@echo "              $(OUT)/demo/demo-finetune, $(OUT)/demo/compare (scratch vs fine-tuned),"
 	@echo "              $(OUT)/demo/detect (annotated photos, detections.jsonl), $(OUT)/demo/camera_trap (alerts, clip, contact sheet)"
 
@@ -56,6 +59,10 @@ train: setup ## train the Part A CNN on the real data (DATA=folder with inatural
 
 test-eval: setup ## evaluate the best checkpoint on the TEST set (RUN=name, default: best run)
 	$(RUN) partA/evaluate.py --data-dir $(DATA) $(if $(RUN),--run $(RUN),) --out $(OUT)/test-eval
+
+interpret: setup ## Q4: first-layer filters + guided backprop on CONV5 of RUN (default: best scratch run)
+	$(RUN) partA/filters.py $(if $(RUN),--run $(RUN),) --out $(OUT)/interpret
+	$(RUN) partA/guided_backprop.py $(if $(RUN),--run $(RUN),) --out $(OUT)/interpret
 
 MODEL ?= efficientnet_lite0
 FREEZE ?= all-but-last

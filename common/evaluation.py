@@ -71,3 +71,30 @@ def evaluate_on_test(run_dir, data_dir, out_dir, seed=0, per_class=3, device="au
     }
     save_json(out_dir / "test_summary.json", summary)
     return summary
+
+
+def load_run_for_inspection(run_dir, data_dir=None, source="test", cache_dir="cache", progress=True):
+    """(model in eval mode, checkpoint, images TensorSet) for the visualisation commands.
+
+    source="test" reads the test folder (these are test-evaluation commands); source="val"
+    reads the run's validation split instead.
+    """
+    run_dir = Path(run_dir)
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    record = load_record(run_dir)
+    data_dir = data_dir or record.get("dataset")
+    if not data_dir:
+        raise UserError("pass --data-dir: the run record does not say which dataset it used")
+    cfg = ckpt["train_config"]
+    if source == "test":
+        images = load_test_set(data_dir, ckpt["classes"], cfg["image_size"], cache_dir, progress=progress,
+                               resize=cfg.get("resize_size"))
+    elif source == "val":
+        from common.data import load_train_val
+
+        images = load_train_val(data_dir, cfg["image_size"], cfg["val_fraction"], cfg["seed"], cache_dir,
+                                download=False, progress=progress, resize=cfg.get("resize_size")).val
+    else:
+        raise UserError(f"--source must be test or val, got {source!r}")
+    model = model_from_checkpoint(ckpt, source=str(run_dir / "best.pt"))
+    return model, ckpt, images

@@ -1,0 +1,56 @@
+"""Q4: the first layer's filters, and its feature maps for one test image.
+
+    python partA/filters.py --run <run-name>                 # a seeded random test image
+    python partA/filters.py --run <run-name> --image photo.jpg
+
+Writes filters.png (every filter, normalised per filter, near-square grid: 64 → 8×8) and
+feature_maps.png (the output of each first-layer filter for the image, same layout, with the
+input beside it) into --out/<run>/.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import click
+import torch
+
+from common.checkpoints import resolve_run_dir
+from common.data import resize_center_crop
+from common.evaluation import best_run, load_run_for_inspection
+from common.interpret import feature_map_grid, filter_grid, layer_output
+from common.media import read_image
+from common.training import prepare_batch
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--run", default=None, help="Run name or folder [default: the best run].")
+@click.option("--runs-dir", default="runs")
+@click.option("--data-dir", default=None, help="Dataset [default: the run's].")
+@click.option("--image", default=None, help="Use this image file instead of a random test image.")
+@click.option("--seed", type=int, default=0, help="Chooses the random test image.")
+@click.option("--out", default="outputs/interpret")
+@click.option("--cache-dir", default="cache")
+def main(run, runs_dir, data_dir, image, seed, out, cache_dir):
+    """Plot first-layer filters and the feature maps of one image."""
+    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind="scratch")
+    model, ckpt, images = load_run_for_inspection(run_dir, data_dir, "test", cache_dir)
+    cfg = ckpt["train_config"]
+    if image:
+        picked = resize_center_crop(read_image(image), cfg["image_size"], cfg.get("resize_size"))
+        name = Path(image).name
+    else:
+        index = int(torch.randint(len(images), (1,), generator=torch.Generator().manual_seed(seed)))
+        picked, name = images.images[index], images.paths[index]
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    out_dir = Path(out) / run_dir.name
+    count = filter_grid(first_conv.weight, out_dir / "filters.png", title=f"{run_dir.name}: first-layer filters")
+    x = prepare_batch(picked[None], ckpt["mean"], ckpt["std"])
+    maps = layer_output(model, first_conv, x)[0]
+    feature_map_grid(picked.permute(1, 2, 0).numpy(), maps, out_dir / "feature_maps.png",
+                     title=f"conv1 feature maps of {name}")
+    click.echo(f"{count} filters -> {out_dir / 'filters.png'}; feature maps of {name} -> {out_dir / 'feature_maps.png'}")
+
+
+if __name__ == "__main__":
+    main()

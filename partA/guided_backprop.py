@@ -1,0 +1,83 @@
+"""Q4: guided backpropagation on 10 neurons of the CONV5 layer.
+
+    python partA/guided_backprop.py --run <run-name>
+    python partA/guided_backprop.py --run <run-name> --neurons 0,5,9 --reduce sum --source val
+
+A neuron is one channel of the CONV5 layer's output (conv5 → batch norm → activation). Its value
+is taken at its most active position (--reduce max, the default) or summed over all positions
+(--reduce sum); the gradient starts from that neuron, not from a class score. For each neuron the
+image (from --source test or val) that excites it most is found, and the 10×1 grid shows the
+image, its guided-backprop map, the neuron's index and activation. The guided rule (only positive
+gradients through positive activations) is applied to whatever activation the model uses.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import click
+import torch
+
+from common.checkpoints import resolve_run_dir
+from common.errors import UserError
+from common.evaluation import best_run, load_run_for_inspection
+from common.interpret import gradient_to_image, guided_backprop, guided_grid, top_images_for_channel
+from common.io import save_json
+from common.training import prepare_batch
+
+
+def conv5_output_layer(model):
+    """The module whose output is CONV5's activation: the activation of the fifth block."""
+    from common.interpret import ACTIVATION_TYPES
+
+    blocks = getattr(model, "features", None)
+    if blocks is None or len(blocks) < 5:
+        raise UserError("guided backprop needs a Part A (5-block) CNN checkpoint")
+    return next(m for m in blocks[4] if isinstance(m, ACTIVATION_TYPES))
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--run", default=None, help="Run name or folder [default: the best from-scratch run].")
+@click.option("--runs-dir", default="runs")
+@click.option("--data-dir", default=None)
+@click.option("--source", type=click.Choice(["test", "val"]), default="test", help="Where to look for top images.")
+@click.option("--neurons", default=None, help="Comma-separated CONV5 channels [default: 10 chosen by --seed].")
+@click.option("--count", type=int, default=10)
+@click.option("--reduce", type=click.Choice(["max", "sum"]), default="max",
+              help="max: the neuron at its most active position; sum: summed over positions.")
+@click.option("--seed", type=int, default=0)
+@click.option("--out", default="outputs/interpret")
+@click.option("--cache-dir", default="cache")
+def main(run, runs_dir, data_dir, source, neurons, count, reduce, seed, out, cache_dir):
+    """Guided backpropagation from CONV5 neurons to the input image."""
+    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind="scratch")
+    model, ckpt, images = load_run_for_inspection(run_dir, data_dir, source, cache_dir)
+    layer = conv5_output_layer(model)
+    channels_total = ckpt["model_spec"]["config"]["filters"][4]
+    if neurons:
+        channels = [int(c) for c in neurons.split(",")]
+        bad = [c for c in channels if not 0 <= c < channels_total]
+        if bad:
+            raise UserError(f"neurons {bad} do not exist: CONV5 has channels 0..{channels_total - 1}")
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        channels = sorted(torch.randperm(channels_total, generator=generator)[:count].tolist())
+    x_all = prepare_batch(images.images, ckpt["mean"], ckpt["std"])
+    rows, summary = [], []
+    for channel in channels:
+        index, _ = top_images_for_channel(model, layer, x_all, channel)
+        grad, activation, position = guided_backprop(model, layer, x_all[index], channel, reduce)
+        label = ckpt["classes"][int(images.labels[index])]
+        rows.append({"channel": channel, "activation": activation, "image": images.images[index].permute(1, 2, 0).numpy(),
+                     "map": gradient_to_image(grad).numpy(), "label": label})
+        summary.append({"channel": channel, "image": images.paths[index], "class": label, "activation": activation,
+                        "position": position})
+    out_dir = Path(out) / run_dir.name
+    path = guided_grid(rows, out_dir / "guided_backprop.png",
+                       title=f"{run_dir.name}: CONV5 neurons ({reduce}), top {source} images")
+    save_json(out_dir / "guided_backprop.json", {"reduce": reduce, "source": source, "neurons": summary})
+    click.echo(f"guided backprop for CONV5 neurons {channels} -> {path}")
+
+
+if __name__ == "__main__":
+    main()
