@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # tcmalloc: glibc malloc spends 30-40% of CPU training time in page faults on small VMs.
 TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
-RUN := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC) ,)$(PY)
+PYRUN := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC) ,)$(PY)
 
 DATA ?= data
 DEMO_PHOTOS ?= $(wildcard /usr/share/darknet/data/dog.jpg /usr/share/darknet/data/eagle.jpg /usr/share/darknet/data/horses.jpg /usr/share/darknet/data/person.jpg) $(shell test -x $(PY) && $(PY) -c "import matplotlib; print(matplotlib.get_data_path() + '/sample_data/grace_hopper.jpg')")
@@ -32,60 +32,60 @@ demo-data: setup ## write the synthetic 10-class demo dataset to data/demo
 	$(PY) -m common.demo_data --out $(DEMO_DATA)
 
 demo: setup demo-data ## the whole pipeline, offline, on the demo data (a few minutes on CPU)
-	WANDB_MODE=$${WANDB_MODE:-offline} $(RUN) partA/model_info.py --filters 16,32,64,128,256 --kernel-sizes 3 --dense-units 256 --image-size 224
+	WANDB_MODE=$${WANDB_MODE:-offline} $(PYRUN) partA/model_info.py --filters 16,32,64,128,256 --kernel-sizes 3 --dense-units 256 --image-size 224
 	rm -rf runs/demo-scratch
-	WANDB_MODE=$${WANDB_MODE:-offline} $(RUN) partA/train.py --data-dir $(DEMO_DATA) --run-name demo-scratch \
+	WANDB_MODE=$${WANDB_MODE:-offline} $(PYRUN) partA/train.py --data-dir $(DEMO_DATA) --run-name demo-scratch \
 		--image-size 64 --epochs 30 --filters 16,32,64,128,256 --dense-units 256 --aug-strength 0.5 --quiet
-	$(RUN) partA/evaluate.py --data-dir $(DEMO_DATA) --run demo-scratch --out $(OUT)/demo
-	$(RUN) partA/filters.py --run demo-scratch --out $(OUT)/demo
-	$(RUN) partA/guided_backprop.py --run demo-scratch --out $(OUT)/demo
+	$(PYRUN) partA/evaluate.py --data-dir $(DEMO_DATA) --run demo-scratch --out $(OUT)/demo
+	$(PYRUN) partA/filters.py --run demo-scratch --out $(OUT)/demo
+	$(PYRUN) partA/guided_backprop.py --run demo-scratch --out $(OUT)/demo
 	rm -rf runs/demo-finetune
-	WANDB_MODE=$${WANDB_MODE:-offline} $(RUN) partB/finetune.py --data-dir $(DEMO_DATA) --run-name demo-finetune \
+	WANDB_MODE=$${WANDB_MODE:-offline} $(PYRUN) partB/finetune.py --data-dir $(DEMO_DATA) --run-name demo-finetune \
 		--model efficientnet_lite0 --freeze all-but-last --epochs 3 --quiet
-	$(RUN) partA/evaluate.py --data-dir $(DEMO_DATA) --run demo-finetune --out $(OUT)/demo
-	$(RUN) partB/compare.py --run demo-scratch --run demo-finetune --eval-dir $(OUT)/demo --out $(OUT)/demo/compare
-	$(RUN) partC/detect.py $(DEMO_PHOTOS) --out $(OUT)/demo/detect
-	$(RUN) partC/camera_trap.py --demo-clip --cooldown 3 --classifier runs/demo-scratch/best.pt --out $(OUT)/demo/camera_trap --quiet
+	$(PYRUN) partA/evaluate.py --data-dir $(DEMO_DATA) --run demo-finetune --out $(OUT)/demo
+	$(PYRUN) partB/compare.py --run demo-scratch --run demo-finetune --eval-dir $(OUT)/demo --out $(OUT)/demo/compare
+	$(PYRUN) partC/detect.py $(DEMO_PHOTOS) --out $(OUT)/demo/detect
+	$(PYRUN) partC/camera_trap.py --demo-clip --cooldown 3 --classifier runs/demo-scratch/best.pt --out $(OUT)/demo/camera_trap --quiet
 	@echo "demo outputs: runs/demo-scratch (run record, checkpoints), $(OUT)/demo/demo-scratch (test accuracy, confusion matrix,"
 	@echo "              test grid, first-layer filters and feature maps, guided backprop),"
 	@echo "              $(OUT)/demo/demo-finetune, $(OUT)/demo/compare (scratch vs fine-tuned),"
 	@echo "              $(OUT)/demo/detect (annotated photos, detections.jsonl), $(OUT)/demo/camera_trap (alerts, clip, contact sheet)"
 
 test: setup ## run the test suite (CPU, a few minutes)
-	WANDB_MODE=disabled $(RUN) -m pytest
+	WANDB_MODE=disabled $(PYRUN) -m pytest
 
 train: setup ## train the Part A CNN on the real data (DATA=folder with inaturalist_12K or the zip)
-	$(RUN) partA/train.py --data-dir $(DATA) --epochs $(EPOCHS) $(if $(RUN_NAME),--run-name $(RUN_NAME),)
+	$(PYRUN) partA/train.py --data-dir $(DATA) --epochs $(EPOCHS) $(if $(RUN_NAME),--run-name $(RUN_NAME),)
 
 test-eval: setup ## evaluate the best checkpoint on the TEST set (RUN=name, default: best run)
-	$(RUN) partA/evaluate.py --data-dir $(DATA) $(if $(RUN),--run $(RUN),) --out $(OUT)/test-eval
+	$(PYRUN) partA/evaluate.py --data-dir $(DATA) $(if $(RUN),--run $(RUN),) --out $(OUT)/test-eval
 
 interpret: setup ## Q4: first-layer filters + guided backprop on CONV5 of RUN (default: best scratch run)
-	$(RUN) partA/filters.py $(if $(RUN),--run $(RUN),) --out $(OUT)/interpret
-	$(RUN) partA/guided_backprop.py $(if $(RUN),--run $(RUN),) --out $(OUT)/interpret
+	$(PYRUN) partA/filters.py $(if $(RUN),--run $(RUN),) --out $(OUT)/interpret
+	$(PYRUN) partA/guided_backprop.py $(if $(RUN),--run $(RUN),) --out $(OUT)/interpret
 
 MODEL ?= efficientnet_lite0
 FREEZE ?= all-but-last
 finetune: setup ## fine-tune MODEL (default: offline efficientnet_lite0) with FREEZE on DATA
-	$(RUN) partB/finetune.py --data-dir $(DATA) --model $(MODEL) --freeze $(FREEZE) $(if $(RUN_NAME),--run-name $(RUN_NAME),)
+	$(PYRUN) partB/finetune.py --data-dir $(DATA) --model $(MODEL) --freeze $(FREEZE) $(if $(RUN_NAME),--run-name $(RUN_NAME),)
 
 compare: setup ## Q3: best scratch run vs fine-tuned runs (val/test accuracy, params, time, curves)
-	$(RUN) partB/compare.py --out $(OUT)/compare
+	$(PYRUN) partB/compare.py --out $(OUT)/compare
 
 bench: setup demo-data ## seed pipeline vs ours, epoch throughput on 500x375 JPEGs at 128 px
-	$(RUN) partA/bench.py
+	$(PYRUN) partA/bench.py
 
 weights: setup ## fetch + sha256-verify the offline yolov3-tiny files into cache/weights
 	$(PY) -c "from common.weights import yolo_files; print(*yolo_files('yolov3-tiny'))"
 
 detect: setup ## YOLOv3 on INPUTS (images, folders, videos) -> outputs/detect
-	$(RUN) partC/detect.py $(INPUTS) --out $(OUT)/detect
+	$(PYRUN) partC/detect.py $(INPUTS) --out $(OUT)/detect
 
 watch: setup ## camera-trap watcher on INPUTS (a video or frame folder; default: a clip of real photos)
-	$(RUN) partC/camera_trap.py $(if $(filter-out $(DEMO_PHOTOS),$(INPUTS)),$(INPUTS),--demo-clip) --out $(OUT)/camera_trap
+	$(PYRUN) partC/camera_trap.py $(if $(filter-out $(DEMO_PHOTOS),$(INPUTS)),$(INPUTS),--demo-clip) --out $(OUT)/camera_trap
 
 bench-detect: setup ## detector frames/s on CPU, yolov3-tiny at 416
-	$(RUN) partC/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30
+	$(PYRUN) partC/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30
 
 clean-demo:
 	rm -rf $(DEMO_DATA) runs/demo-* $(OUT)/demo

@@ -114,7 +114,7 @@ def prepare_resume(run, overrides: dict, runs_dir="runs", data=None):
     return run_dir, ckpt, cfg, data, record
 
 
-def resume_scratch(run, overrides: dict, runs_dir="runs", data=None):
+def resume_scratch(run, overrides: dict, runs_dir="runs", data=None, should_stop=None):
     """Continue a stopped run from its last.pt, exactly where it stopped."""
     run_dir, ckpt, cfg, data, _ = prepare_resume(run, overrides, runs_dir, data)
     if ckpt["model_spec"]["kind"] != "cnn":
@@ -122,7 +122,7 @@ def resume_scratch(run, overrides: dict, runs_dir="runs", data=None):
     model = build_model(CNNConfig(**ckpt["model_spec"]["config"]))
     state = RunState(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
                      std=ckpt["std"], extra={"resumed_from_epoch": ckpt["epoch"]})
-    return fit(model, data, cfg, state, resume_checkpoint=ckpt)
+    return fit(model, data, cfg, state, resume_checkpoint=ckpt, should_stop=should_stop)
 
 
 def _normalise(value):

@@ -85,8 +85,14 @@ class WandbRun:
 
     def __init__(self, mode, project, name, config, run_dir, run_id=None, group=None, tags=None):
         self.run = None
+        self.owned = True
         self.mode = resolve_wandb_mode(mode)
         if self.mode == "disabled":
+            return
+        if self.mode == "active":  # inside a wandb sweep agent: log into the run the agent started
+            import wandb
+
+            self.run, self.owned = wandb.run, False
             return
         try:
             import wandb
@@ -113,6 +119,6 @@ class WandbRun:
                 self.run.summary[key] = value
 
     def finish(self, exit_code=0):
-        if self.run is not None:
+        if self.run is not None and self.owned:
             self.run.finish(exit_code=exit_code)
             self.run = None

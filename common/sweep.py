@@ -1,0 +1,306 @@
+"""Hyperparameter sweeps: wandb's sweep YAML, run online (wandb) or by a local controller.
+
+Local controller (offline, no account needed): the PyPI package `sweeps` (wandb's own grid /
+random / bayes search and hyperband code) proposes runs; the sweep's state lives in a folder
+(`runs/sweeps/<name>/`: the config and one JSON file per run). Agents — threads, processes or
+machines sharing the folder — take a file lock to propose a run, so no two agents ever run the
+same grid point; hyperband is applied between epochs; a run left "running" by a dead agent is
+resumed from its last checkpoint by the next agent. Sweep runs train on the validation split
+only: they go through `common.scratch.run_scratch`, which never sees the test folder.
+"""
+import copy
+import fcntl
+import json
+import os
+import socket
+import time
+import traceback
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from common.errors import UserError
+from common.io import load_json, save_json
+from common.models import CNNConfig
+from common.scratch import MODEL_KEYS, TRAIN_KEYS, split_options
+
+METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
+METHODS = ("grid", "random", "bayes")
+# Options a sweep may not set: they say where things go, not what is trained.
+RESERVED = {"run_name", "runs_dir", "resume", "quiet", "wandb", "cache_dir"}
+
+
+# ------------------------------------------------------------------------------ config
+
+def load_sweep_config(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"sweep config {path} does not exist")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    validate_sweep_config(config, source=str(path))
+    return config
+
+
+def _values_of(name, spec):
+    """Concrete values a parameter spec can take (for validation), or [] for a continuous range."""
+    if not isinstance(spec, dict):
+        raise UserError(f"parameter {name!r} must be a mapping like {{values: [...]}} or {{value: x}}")
+    if "values" in spec:
+        if not isinstance(spec["values"], list) or not spec["values"]:
+            raise UserError(f"parameter {name!r} has an empty 'values' list: the search space is empty")
+        return spec["values"]
+    if "value" in spec:
+        return [spec["value"]]
+    if "min" in spec and "max" in spec:
+        if spec["min"] > spec["max"]:
+            raise UserError(f"parameter {name!r} has min {spec['min']} > max {spec['max']}")
+        return [spec["min"], spec["max"]]
+    raise UserError(f"parameter {name!r} needs 'values', 'value' or 'min'/'max'")
+
+
+def validate_sweep_config(config, source="sweep config", base_options=None):
+    """Every problem a sweep could hit is reported here, before any run starts."""
+    if not isinstance(config, dict):
+        raise UserError(f"{source}: expected a mapping with method, metric and parameters")
+    method = config.get("method")
+    if method not in METHODS:
+        raise UserError(f"{source}: method must be one of {', '.join(METHODS)}, got {method!r}")
+    metric = config.get("metric") or {}
+    if metric.get("name") not in METRICS:
+        raise UserError(f"{source}: metric name must be one of {', '.join(METRICS)} (what train.py logs), "
+                        f"got {metric.get('name')!r}")
+    if metric.get("goal", "maximize") not in ("maximize", "minimize"):
+        raise UserError(f"{source}: metric goal must be maximize or minimize")
+    parameters = config.get("parameters")
+    if not isinstance(parameters, dict) or not parameters:
+        raise UserError(f"{source}: the search space is empty; add parameters")
+    known = (MODEL_KEYS | TRAIN_KEYS) - RESERVED
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        raise UserError(f"{source}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    searched = [n for n, s in parameters.items() if "value" not in s or "values" in s or "min" in s]
+    if not searched:
+        raise UserError(f"{source}: the search space is empty (every parameter is fixed)")
+    if method == "grid" and any("values" not in s and "value" not in s for s in parameters.values()):
+        raise UserError(f"{source}: grid search needs 'values' lists, not ranges")
+    et = config.get("early_terminate")
+    if et is not None and (not isinstance(et, dict) or et.get("type") != "hyperband"):
+        raise UserError(f"{source}: early_terminate supports type hyperband only")
+    base = dict(base_options or {})
+    fixed = {n: s["value"] for n, s in parameters.items() if "value" in s}
+    for name, spec in parameters.items():
+        for value in _values_of(name, spec):
+            try:
+                model_kwargs, cfg = split_options({**base, **fixed, name: value})
+                CNNConfig(**model_kwargs, input_size=cfg.image_size)
+            except UserError as err:
+                raise UserError(f"{source}: parameter {name}={value!r} is rejected by train.py: {err.message}") from None
+            except (TypeError, ValueError) as err:
+                raise UserError(f"{source}: parameter {name}={value!r} is invalid: {err}") from None
+    import sweeps
+
+    problems = sweeps.schema_violations_from_proposed_config(config)
+    if problems:
+        raise UserError(f"{source}: {problems[0]}")
+    return config
+
+
+# ------------------------------------------------------------------------ sweep folder
+
+class LocalSweep:
+    """A sweep's state on disk: config.yaml, options.json and runs/<id>.json, guarded by a file lock."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.runs_folder = self.folder / "runs"
+
+    @classmethod
+    def create_or_open(cls, folder, config, base_options):
+        sweep = cls(folder)
+        if (sweep.folder / "config.yaml").exists():
+            stored = yaml.safe_load((sweep.folder / "config.yaml").read_text())
+            if stored != config:
+                raise UserError(f"sweep folder {folder} holds a different config; use another --name to start a new "
+                                f"sweep, or the same config to continue this one")
+        else:
+            sweep.runs_folder.mkdir(parents=True, exist_ok=True)
+            tmp = sweep.folder / ".config.yaml.tmp"
+            tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+            os.replace(tmp, sweep.folder / "config.yaml")
+            save_json(sweep.folder / "options.json", base_options)
+        return sweep
+
+    @property
+    def config(self):
+        return yaml.safe_load((self.folder / "config.yaml").read_text())
+
+    @property
+    def base_options(self):
+        return load_json(self.folder / "options.json")
+
+    @contextmanager
+    def lock(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # one agent at a time proposes or updates
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def runs(self):
+        return [load_json(p) for p in sorted(self.runs_folder.glob("*.json"))]
+
+    def save_run(self, run):
+        save_json(self.runs_folder / f"{run['id']}.json", run)
+
+    def sweep_runs(self):
+        """Our run files as `sweeps.SweepRun`s (what its search and stopping code read)."""
+        from sweeps import RunState, SweepRun
+
+        states = {"running": RunState.running, "finished": RunState.finished, "failed": RunState.failed,
+                  "stopped": RunState.finished, "crashed": RunState.crashed}
+        return [SweepRun(name=r["id"], state=states.get(r["state"], RunState.running),
+                         config={k: {"value": v} for k, v in r["params"].items()},
+                         history=r.get("history", []), summary_metrics=r.get("summary", {}),
+                         search_info=r.get("search_info"))
+                for r in self.runs()]
+
+
+def _alive(run):
+    """Is the agent that holds this run still running? (same host: check the pid)"""
+    if run.get("host") != socket.gethostname():
+        return time.time() - run.get("heartbeat", 0) < 3600  # another machine: trust a recent heartbeat
+    try:
+        os.kill(run["pid"], 0)
+        return True
+    except (OSError, KeyError):
+        return False
+
+
+def claim_next_run(sweep: LocalSweep, count: int):
+    """Under the lock: an orphaned run to resume, else a new proposal, else None (sweep done)."""
+    import sweeps
+
+    with sweep.lock():
+        runs = sweep.runs()
+        for run in runs:
+            if run["state"] == "running" and not _alive(run):
+                run.update(pid=os.getpid(), host=socket.gethostname(), heartbeat=time.time(), resumed=True)
+                sweep.save_run(run)
+                return run
+        if len(runs) >= count:
+            return None
+        proposal = sweeps.next_run(sweep.config, sweep.sweep_runs())
+        if proposal is None:  # a finished grid
+            return None
+        run_id = uuid.uuid4().hex[:8]
+        run = {"id": run_id, "params": {k: v["value"] for k, v in proposal.config.items()}, "state": "running",
+               "history": [], "summary": {}, "pid": os.getpid(), "host": socket.gethostname(),
+               "heartbeat": time.time(), "created": time.time(), "search_info": proposal.search_info}
+        sweep.save_run(run)
+        return run
+
+
+def _record_epoch(sweep, run_id, metrics):
+    """Append an epoch to the run's history; True when hyperband says this run should stop."""
+    import sweeps
+
+    with sweep.lock():
+        path = sweep.runs_folder / f"{run_id}.json"
+        run = load_json(path)
+        run["history"] = [h for h in run["history"] if h.get("epoch") != metrics["epoch"]] + [
+            {k: v for k, v in metrics.items() if isinstance(v, (int, float))}]
+        run["heartbeat"] = time.time()
+        sweep.save_run(run)
+        config = sweep.config
+        if "early_terminate" not in config:
+            return False
+        to_stop = sweeps.stop_runs(config, sweep.sweep_runs())
+        return any(r.name == run_id for r in to_stop)
+
+
+def _finish(sweep, run_id, state, record=None, error=None):
+    with sweep.lock():
+        run = load_json(sweep.runs_folder / f"{run_id}.json")
+        run["state"] = state
+        run["ended"] = time.time()
+        if record is not None:
+            run["summary"] = record.get("summary", {})
+            run["record"] = str(Path(record.get("name", "")))
+        if error:
+            run["error"] = error
+        sweep.save_run(run)
+
+
+def scratch_trainer(runs_dir, data=None):
+    """The real trainer for sweep runs: (options, should_stop, resume, extra) → run record."""
+    from common.scratch import resume_scratch, run_scratch
+
+    def train(options, should_stop, resume, extra):
+        name = options["run_name"]
+        if resume and (Path(runs_dir) / name / "last.pt").exists():
+            return resume_scratch(name, {"quiet": True}, runs_dir=runs_dir, data=data, should_stop=should_stop)
+        if (Path(runs_dir) / name).exists():  # a run that died before its first checkpoint starts over
+            import shutil
+
+            shutil.rmtree(Path(runs_dir) / name)
+        return run_scratch(copy.deepcopy(options), should_stop=should_stop, data=data, extra=extra)
+
+    return train
+
+
+def run_agent(sweep: LocalSweep, count: int, runs_dir="runs", train=None, log=print):
+    """Take runs from the sweep until it is done; returns the ids this agent ran."""
+    train = train or scratch_trainer(runs_dir)
+    done = []
+    while True:
+        run = claim_next_run(sweep, count)
+        if run is None:
+            return done
+        name = f"{sweep.folder.name}-{run['id']}"
+        options = {**sweep.base_options, **run["params"], "run_name": name, "runs_dir": runs_dir, "quiet": True}
+        options.setdefault("wandb_group", sweep.folder.name)
+        stop = lambda epoch, metrics, rid=run["id"]: _record_epoch(sweep, rid, metrics)  # noqa: E731
+        extra = {"sweep": sweep.folder.name, "sweep_run": run["id"], "sweep_params": run["params"]}
+        log(f"[agent {os.getpid()}] run {run['id']}{' (resumed)' if run.get('resumed') else ''}: {run['params']}")
+        try:
+            record = train(options, stop, bool(run.get("resumed")), extra)
+            _finish(sweep, run["id"], "stopped" if record["status"] == "stopped" else "finished", record)
+            log(f"[agent {os.getpid()}] run {run['id']} {record['status']}: best val acc "
+                f"{record['summary'].get('best_val_acc', float('nan')):.4f}")
+        except KeyboardInterrupt:
+            raise  # leave the run "running": the next agent resumes it
+        except Exception as err:  # a crashing run is recorded as failed; the sweep goes on
+            _finish(sweep, run["id"], "failed", error=f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}")
+            log(f"[agent {os.getpid()}] run {run['id']} failed: {type(err).__name__}: {err}")
+        done.append(run["id"])
+
+
+# ------------------------------------------------------------------------- wandb backend
+
+def run_wandb_sweep(config, base_options, count, project, sweep_id=None, runs_dir="runs"):
+    """Create (or join) a wandb sweep and run `count` runs of it in this process."""
+    import wandb
+
+    from common.scratch import run_scratch
+
+    if sweep_id is None:
+        sweep_id = wandb.sweep(sweep=config, project=project)
+        print(f"created wandb sweep {sweep_id}; more agents join with: make agent SWEEP={sweep_id}")
+
+    def train():
+        with wandb.init() as active:
+            params = dict(active.config)
+            name = f"wandb-{sweep_id.split('/')[-1]}-{active.id}"
+            run_scratch({**base_options, **params, "run_name": name, "runs_dir": runs_dir, "quiet": True,
+                         "wandb": "active", "wandb_project": project},
+                        extra={"sweep": sweep_id, "sweep_params": params})
+
+    wandb.agent(sweep_id, function=train, count=count, project=project)
+    return sweep_id

@@ -1,0 +1,90 @@
+"""Q2: hyperparameter sweeps of the Part A CNN — online with wandb or offline with a local controller.
+
+    python partA/sweep.py --config partA/sweep.yaml --count 30              # backend auto
+    python partA/sweep.py --backend local --agents 2 --name my-sweep        # 2 agents, one folder
+    python partA/sweep.py --backend local --name my-sweep                   # continue an interrupted sweep
+    python partA/sweep.py --join <wandb-sweep-id>                           # another machine joins (make agent)
+
+auto = wandb when credentials exist, else local. Local sweeps keep their state in
+runs/sweeps/<name>/ (any number of agents, here or on machines sharing the folder, work on one
+sweep without running a config twice). Every run is a `train.py` run on the validation split; the
+test folder is never opened. Each run is also logged to wandb (offline without credentials).
+"""
+import multiprocessing
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import click
+
+from common.errors import UserError
+from common.sweep import LocalSweep, load_sweep_config, run_agent, run_wandb_sweep, validate_sweep_config
+from common.tracking import wandb_credentials_present
+
+
+def _agent_process(folder, count, runs_dir):
+    run_agent(LocalSweep(folder), count, runs_dir)
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--config", "config_path", default="partA/sweep.yaml", help="wandb sweep YAML.")
+@click.option("--count", type=int, default=30, help="Runs in the whole sweep (local) or for this agent (wandb).")
+@click.option("--backend", type=click.Choice(["auto", "wandb", "local"]), default="auto")
+@click.option("--name", default=None, help="Local sweep name [default: the config file's stem].")
+@click.option("--agents", type=int, default=1, help="Local agent processes working on the sweep at once.")
+@click.option("--join", default=None, metavar="SWEEP_ID", help="Join an existing wandb sweep as one more agent.")
+@click.option("--data-dir", default="data")
+@click.option("--seed", type=int, default=42)
+@click.option("--cache-dir", default="cache")
+@click.option("--runs-dir", default="runs")
+@click.option("--wandb-project", default="inat-lab")
+@click.option("--wandb", "wandb_mode", type=click.Choice(["auto", "offline", "disabled"]), default="auto",
+              help="How each local run logs to wandb.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_dir, runs_dir, wandb_project,
+         wandb_mode, device):
+    """Run (or continue, or join) a hyperparameter sweep of the Part A CNN."""
+    if count < 1 or agents < 1:
+        raise UserError("--count and --agents must be >= 1")
+    base = {"data_dir": data_dir, "seed": seed, "cache_dir": cache_dir, "wandb_project": wandb_project,
+            "device": device, "wandb": wandb_mode}
+    if backend == "auto":
+        backend = "wandb" if (join or wandb_credentials_present()) else "local"
+    if join:
+        run_wandb_sweep(None, base, count, wandb_project, sweep_id=join, runs_dir=runs_dir)
+        return
+    config = load_sweep_config(config_path)
+    validate_sweep_config(config, config_path, base)
+    if backend == "wandb":
+        run_wandb_sweep(config, base, count, wandb_project, runs_dir=runs_dir)
+        return
+    folder = Path(runs_dir) / "sweeps" / (name or Path(config_path).stem)
+    sweep = LocalSweep.create_or_open(folder, config, base)
+    # Decode the cache and write the split once, before agents start, so they share them.
+    from common.data import load_train_val
+
+    first_image_size = config["parameters"].get("image_size", {}).get("value", 128)
+    load_train_val(data_dir, first_image_size, seed=seed, cache_dir=cache_dir)
+    click.echo(f"local sweep {folder} ({config['method']}, {count} runs, {agents} agent(s)); "
+               f"state and resume: {folder}/runs/")
+    if agents == 1:
+        run_agent(sweep, count, runs_dir)
+    else:
+        workers = [multiprocessing.get_context("spawn").Process(target=_agent_process, args=(folder, count, runs_dir))
+                   for _ in range(agents)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    runs = sweep.runs()
+    states = {s: sum(r["state"] == s for r in runs) for s in ("finished", "stopped", "failed", "running")}
+    best = max((r for r in runs if r["summary"]), key=lambda r: r["summary"].get("best_val_acc", -1), default=None)
+    click.echo(f"sweep {folder.name}: {len(runs)} runs ({', '.join(f'{v} {k}' for k, v in states.items() if v)})")
+    if best:
+        click.echo(f"best: run {best['id']} val acc {best['summary']['best_val_acc']:.4f} with {best['params']}")
+    click.echo(f"report: python partA/report.py --sweep {folder.name}")
+
+
+if __name__ == "__main__":
+    main()

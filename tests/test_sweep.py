@@ -1,0 +1,181 @@
+"""The local sweep controller (on a fast fake objective), config validation, and the report."""
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from common.errors import UserError
+from common.sweep import LocalSweep, claim_next_run, run_agent, validate_sweep_config
+from conftest import ROOT
+
+GRID = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
+        "parameters": {"dropout": {"values": [0.0, 0.1, 0.2]}, "batch_norm": {"values": [True, False]}}}
+
+
+def fake_trainer(epochs=6, delay=0.0, fail_when=None, calls=None):
+    """A stand-in for training: val_acc rises towards a quality set by the params, one 'epoch' at a time."""
+    def train(options, should_stop, resume, extra):
+        if calls is not None:
+            calls.append((options["run_name"], resume))
+        if fail_when and fail_when(options):
+            raise RuntimeError("this config crashes")
+        quality = options.get("lr", 0.5) if "lr" in options else 0.9 - options.get("dropout", 0.0)
+        status, best = "finished", 0.0
+        for epoch in range(1, epochs + 1):
+            time.sleep(delay)
+            acc = quality * (1 - 0.5 ** epoch)
+            best = max(best, acc)
+            if should_stop(epoch, {"epoch": epoch, "val_acc": acc, "val_loss": 1 - acc}):
+                status = "stopped"
+                break
+        return {"name": options["run_name"], "status": status, "summary": {"best_val_acc": best, "epochs_done": epoch}}
+
+    return train
+
+
+def new_sweep(tmp_path, config, name="s"):
+    return LocalSweep.create_or_open(tmp_path / "sweeps" / name, config, {"data_dir": "unused"})
+
+
+def configs(sweep):
+    return [tuple(sorted(r["params"].items())) for r in sweep.runs()]
+
+
+def test_grid_proposes_every_point_once_then_stops(tmp_path):
+    sweep = new_sweep(tmp_path, GRID)
+    run_agent(sweep, count=100, runs_dir=str(tmp_path), train=fake_trainer(), log=lambda *_: None)
+    assert len(configs(sweep)) == 6 and len(set(configs(sweep))) == 6
+    assert all(r["state"] == "finished" for r in sweep.runs())
+
+
+@pytest.mark.parametrize("method", ["random", "bayes"])
+def test_random_and_bayes_propose_values_inside_the_space(tmp_path, method):
+    config = {"method": method, "metric": {"name": "val_acc", "goal": "maximize"},
+              "parameters": {"lr": {"distribution": "uniform", "min": 0.1, "max": 0.9},
+                             "dropout": {"values": [0.0, 0.3]}}}
+    sweep = new_sweep(tmp_path, config)
+    run_agent(sweep, count=6, runs_dir=str(tmp_path), train=fake_trainer(epochs=2), log=lambda *_: None)
+    runs = sweep.runs()
+    assert len(runs) == 6
+    assert all(0.1 <= r["params"]["lr"] <= 0.9 and r["params"]["dropout"] in (0.0, 0.3) for r in runs)
+    assert len({r["params"]["lr"] for r in runs}) == 6
+
+
+def test_hyperband_stops_runs_that_trail(tmp_path):
+    config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
+              "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
+              "parameters": {"lr": {"values": [0.9, 0.85, 0.1, 0.8, 0.05, 0.15]}}}
+    sweep = new_sweep(tmp_path, config)
+    run_agent(sweep, count=6, runs_dir=str(tmp_path), train=fake_trainer(epochs=8), log=lambda *_: None)
+    by_lr = {r["params"]["lr"]: r for r in sweep.runs()}
+    assert by_lr[0.9]["state"] == "finished" and len(by_lr[0.9]["history"]) == 8
+    stopped = [lr for lr, r in by_lr.items() if r["state"] == "stopped"]
+    finished = [lr for lr, r in by_lr.items() if r["state"] == "finished"]
+    assert len(stopped) >= 2 and max(stopped) < max(finished)  # only runs trailing the best are cut
+    assert {0.05, 0.1} <= set(stopped) or min(finished) in (0.05, 0.1)  # the worst are cut unless they ran first
+    assert all(len(by_lr[lr]["history"]) < 8 for lr in stopped)
+
+
+def _agent(folder, runs_dir):
+    run_agent(LocalSweep(folder), 100, runs_dir, train=fake_trainer(epochs=3, delay=0.05), log=lambda *_: None)
+
+
+def test_two_agents_on_one_grid_never_duplicate_a_config(tmp_path):
+    sweep = new_sweep(tmp_path, GRID)
+    context = multiprocessing.get_context("fork")
+    agents = [context.Process(target=_agent, args=(sweep.folder, str(tmp_path))) for _ in range(2)]
+    for a in agents:
+        a.start()
+    for a in agents:
+        a.join(60)
+    assert [a.exitcode for a in agents] == [0, 0]
+    assert len(configs(sweep)) == 6 and len(set(configs(sweep))) == 6
+    assert len({r["pid"] for r in sweep.runs()}) == 2  # both agents did work
+
+
+def test_an_interrupted_sweep_resumes_the_orphaned_run(tmp_path):
+    sweep = new_sweep(tmp_path, GRID)
+    orphan = claim_next_run(sweep, count=3)
+    orphan["pid"] = 2 ** 22 + 12345  # an agent that no longer exists
+    sweep.save_run(orphan)
+    calls = []
+    run_agent(sweep, count=3, runs_dir=str(tmp_path), train=fake_trainer(calls=calls), log=lambda *_: None)
+    assert calls[0] == (f"s-{orphan['id']}", True)  # the orphan first, resumed
+    assert len(sweep.runs()) == 3 and all(r["state"] == "finished" for r in sweep.runs())
+
+
+def test_a_crashing_run_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
+    sweep = new_sweep(tmp_path, GRID)
+    run_agent(sweep, count=6, runs_dir=str(tmp_path), log=lambda *_: None,
+              train=fake_trainer(fail_when=lambda o: o["dropout"] == 0.1))
+    states = [r["state"] for r in sweep.runs()]
+    assert states.count("failed") == 2 and states.count("finished") == 4
+    assert all("crashes" in r["error"] for r in sweep.runs() if r["state"] == "failed")
+
+
+def test_a_different_config_in_an_existing_sweep_folder_is_refused(tmp_path):
+    new_sweep(tmp_path, GRID)
+    with pytest.raises(UserError, match="different config"):
+        new_sweep(tmp_path, {**GRID, "method": "random"})
+
+
+VALID = {"method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
+         "parameters": {"activation": {"values": ["relu", "gelu"]}, "lr": {"min": 0.0001, "max": 0.01,
+                                                                          "distribution": "log_uniform_values"}}}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["parameters"].update(colour={"values": ["red"]}), "unknown parameter"),
+    (lambda c: c["parameters"].update(activation={"values": ["relu", "swish9"]}), "activation='swish9' is rejected"),
+    (lambda c: c["parameters"].update(lr={"values": [0.01, -1.0]}), "lr=-1.0 is rejected"),
+    (lambda c: c.update(parameters={}), "search space is empty"),
+    (lambda c: c["parameters"].update(activation={"values": []}), "search space is empty"),
+    (lambda c: c.update(metric={"name": "accuracy", "goal": "maximize"}), "metric name must be one of"),
+    (lambda c: c.update(method="genetic"), "method must be one of"),
+])
+def test_bad_sweep_configs_fail_before_any_run(change, message):
+    import copy
+
+    config = copy.deepcopy(VALID)
+    validate_sweep_config(config)
+    change(config)
+    with pytest.raises(UserError, match=message):
+        validate_sweep_config(config)
+
+
+def test_sweep_cli_rejects_a_bad_config_in_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: bayes\nmetric: {name: val_acc, goal: maximize}\nparameters:\n  activation: {values: [swish9]}\n")
+    result = subprocess.run([sys.executable, str(ROOT / "partA/sweep.py"), "--config", str(bad), "--backend", "local",
+                             "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0 and "swish9" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_shipped_sweep_configs_are_valid():
+    from common.sweep import load_sweep_config
+
+    for name in ("sweep.yaml", "sweep_demo.yaml"):
+        config = load_sweep_config(ROOT / "partA" / name)
+        assert config["early_terminate"]["type"] == "hyperband"
+
+
+def test_a_real_sweep_run_trains_on_validation_data_only(demo_root, tmp_path):
+    from common.sweep import scratch_trainer
+
+    config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
+              "parameters": {"activation": {"values": ["relu", "gelu"]}, "epochs": {"value": 1},
+                             "image_size": {"value": 32}, "base_filters": {"value": 4}, "dense_units": {"value": 8}}}
+    sweep = LocalSweep.create_or_open(tmp_path / "sweeps" / "real", config,
+                                      {"data_dir": str(demo_root), "cache_dir": str(tmp_path / "cache"),
+                                       "wandb": "disabled"})
+    run_agent(sweep, 2, str(tmp_path / "runs"), train=scratch_trainer(str(tmp_path / "runs")), log=lambda *_: None)
+    runs = sweep.runs()
+    assert [r["state"] for r in runs] == ["finished", "finished"] and all(r["history"] for r in runs)
+    from common.io import load_json
+
+    record = load_json(tmp_path / "runs" / f"real-{runs[0]['id']}" / "record.json")
+    assert record["sweep"] == "real" and record["val_images"] == 20  # 2 of 12 per class; the test split has 30
