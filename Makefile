@@ -12,9 +12,13 @@ INPUTS ?= $(DEMO_PHOTOS)
 DEMO_DATA ?= data/demo
 RUN_NAME ?=
 EPOCHS ?= 30
+DEMO_SWEEP_RUNS ?= 6
+SWEEP_CONFIG ?= partA/sweep.yaml
+COUNT ?= 30
+BACKEND ?= auto
 OUT ?= outputs
 
-.PHONY: help setup demo demo-data test train test-eval interpret finetune compare bench detect watch bench-detect weights clean-demo
+.PHONY: help setup demo demo-data test train sweep agent report test-eval interpret finetune compare bench detect watch bench-detect weights clean-demo
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -37,6 +41,9 @@ demo: setup demo-data ## the whole pipeline, offline, on the demo data (a few mi
 	WANDB_MODE=$${WANDB_MODE:-offline} $(PYRUN) partA/train.py --data-dir $(DEMO_DATA) --run-name demo-scratch \
 		--image-size 64 --epochs 30 --filters 16,32,64,128,256 --dense-units 256 --aug-strength 0.5 --quiet
 	$(PYRUN) partA/evaluate.py --data-dir $(DEMO_DATA) --run demo-scratch --out $(OUT)/demo
+	rm -rf runs/sweeps/sweep_demo runs/sweep_demo-*
+	WANDB_MODE=$${WANDB_MODE:-offline} $(PYRUN) partA/sweep.py --config partA/sweep_demo.yaml --backend local \
+		--count $(DEMO_SWEEP_RUNS) --data-dir $(DEMO_DATA)
 	$(PYRUN) partA/filters.py --run demo-scratch --out $(OUT)/demo
 	$(PYRUN) partA/guided_backprop.py --run demo-scratch --out $(OUT)/demo
 	rm -rf runs/demo-finetune
@@ -46,9 +53,11 @@ demo: setup demo-data ## the whole pipeline, offline, on the demo data (a few mi
 	$(PYRUN) partB/compare.py --run demo-scratch --run demo-finetune --eval-dir $(OUT)/demo --out $(OUT)/demo/compare
 	$(PYRUN) partC/detect.py $(DEMO_PHOTOS) --out $(OUT)/demo/detect
 	$(PYRUN) partC/camera_trap.py --demo-clip --cooldown 3 --classifier runs/demo-scratch/best.pt --out $(OUT)/demo/camera_trap --quiet
+	$(PYRUN) partA/report.py --sweep sweep_demo --out $(OUT)/demo/report --include $(OUT)/demo
 	@echo "demo outputs: runs/demo-scratch (run record, checkpoints), $(OUT)/demo/demo-scratch (test accuracy, confusion matrix,"
 	@echo "              test grid, first-layer filters and feature maps, guided backprop),"
 	@echo "              $(OUT)/demo/demo-finetune, $(OUT)/demo/compare (scratch vs fine-tuned),"
+	@echo "              $(OUT)/demo/report/report.html (sweep plots, observations and every figure above),"
 	@echo "              $(OUT)/demo/detect (annotated photos, detections.jsonl), $(OUT)/demo/camera_trap (alerts, clip, contact sheet)"
 
 test: setup ## run the test suite (CPU, a few minutes)
@@ -58,7 +67,17 @@ train: setup ## train the Part A CNN on the real data (DATA=folder with inatural
 	$(PYRUN) partA/train.py --data-dir $(DATA) --epochs $(EPOCHS) $(if $(RUN_NAME),--run-name $(RUN_NAME),)
 
 test-eval: setup ## evaluate the best checkpoint on the TEST set (RUN=name, default: best run)
-	$(PYRUN) partA/evaluate.py --data-dir $(DATA) $(if $(RUN),--run $(RUN),) --out $(OUT)/test-eval
+	$(PYRUN) partA/evaluate.py $(if $(filter command line environment,$(origin DATA)),--data-dir $(DATA),) $(if $(RUN),--run $(RUN),) --out $(OUT)/test-eval
+
+sweep: setup ## Q2: hyperparameter sweep (SWEEP_CONFIG, COUNT, BACKEND=auto|wandb|local) on DATA
+	$(PYRUN) partA/sweep.py --config $(SWEEP_CONFIG) --count $(COUNT) --backend $(BACKEND) --data-dir $(DATA)
+
+agent: setup ## join a wandb sweep from this machine: make agent SWEEP=<entity/project/id>
+	@test -n "$(SWEEP)" || { echo "usage: make agent SWEEP=<sweep id printed by make sweep>"; exit 2; }
+	$(PYRUN) partA/sweep.py --join $(SWEEP) --count $(COUNT) --data-dir $(DATA)
+
+report: setup ## Q2-Q3: sweep report (plots, importance, observations, HTML) of SWEEP_NAME
+	$(PYRUN) partA/report.py --sweep $(or $(SWEEP_NAME),$(basename $(notdir $(SWEEP_CONFIG)))) --include $(OUT)
 
 interpret: setup ## Q4: first-layer filters + guided backprop on CONV5 of RUN (default: best scratch run)
 	$(PYRUN) partA/filters.py $(if $(RUN),--run $(RUN),) --out $(OUT)/interpret

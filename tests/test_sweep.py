@@ -179,3 +179,25 @@ def test_a_real_sweep_run_trains_on_validation_data_only(demo_root, tmp_path):
 
     record = load_json(tmp_path / "runs" / f"real-{runs[0]['id']}" / "record.json")
     assert record["sweep"] == "real" and record["val_images"] == 20  # 2 of 12 per class; the test split has 30
+
+
+def test_report_builds_from_stored_run_records_with_all_three_plots(tmp_path):
+    import json
+
+    config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
+              "parameters": {"lr": {"values": [0.9, 0.7, 0.5, 0.3, 0.1, 0.2]},
+                             "activation": {"values": ["relu", "gelu"]}}}
+    sweep = new_sweep(tmp_path, config, name="rep")
+    run_agent(sweep, count=12, runs_dir=str(tmp_path), train=fake_trainer(epochs=6), log=lambda *_: None)
+    result = subprocess.run([sys.executable, str(ROOT / "partA/report.py"), "--sweep", str(sweep.folder),
+                             "--out", str(tmp_path / "report")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    for name in ("accuracy_vs_created.png", "parallel_coordinates.png", "importance.png", "report.html"):
+        assert (tmp_path / "report" / name).stat().st_size > 5000
+    report = json.loads((tmp_path / "report/report.json").read_text())
+    assert report["runs"] == 12 and report["best"]["params"]["lr"] == 0.9
+    assert report["importance"][0]["feature"] == "lr"  # the fake objective depends on lr alone
+    assert any(o.startswith("lr: higher values went with higher accuracy") for o in report["observations"])
+    assert any("activation: made no clear difference" in o for o in report["observations"])
+    html = (tmp_path / "report/report.html").read_text()
+    assert html.count("data:image/png;base64") == 3

@@ -1,0 +1,278 @@
+"""The sweep report: Q2's three plots, Q3's observations, and one self-contained HTML page.
+
+Works from the local sweep state (runs/sweeps/<name>/runs/*.json), so it needs no network.
+Observations are computed from the runs and each carries its statistic and sample size; a
+difference smaller than the noise floor is reported as no clear difference, not as a finding.
+"""
+import base64
+import datetime
+import html
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from common.errors import UserError  # noqa: E402
+from common.io import load_json  # noqa: E402
+from common.viz import save  # noqa: E402
+
+NO_CLEAR_DIFFERENCE = 0.01  # accuracy points below which a gap between groups is not called a difference
+
+
+def collect_sweep(sweep_folder):
+    """Rows of finished/stopped runs: params, best val acc, created time, state, epochs run."""
+    folder = Path(sweep_folder)
+    if not (folder / "runs").is_dir():
+        raise UserError(f"no sweep at {folder}; run one with `make sweep` or `python partA/sweep.py`")
+    rows = []
+    for path in sorted((folder / "runs").glob("*.json")):
+        run = load_json(path)
+        acc = run.get("summary", {}).get("best_val_acc")
+        if acc is None and run.get("history"):
+            acc = max(h.get("val_acc", float("nan")) for h in run["history"])
+        rows.append({"id": run["id"], "params": run["params"], "val_acc": acc, "created": run.get("created", 0),
+                     "state": run["state"], "epochs": len(run.get("history", [])), "error": run.get("error")})
+    if not any(r["val_acc"] is not None for r in rows):
+        raise UserError(f"sweep {folder.name} has no run with a validation accuracy yet")
+    return rows
+
+
+def swept_parameters(rows):
+    """Parameters that took more than one value across the runs (fixed ones are not 'swept')."""
+    names = sorted({k for r in rows for k in r["params"]})
+    return [n for n in names if len({repr(r["params"].get(n)) for r in rows}) > 1]
+
+
+def _is_numeric(values):
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def _scored(rows):
+    return [r for r in rows if r["val_acc"] is not None and not math.isnan(r["val_acc"])]
+
+
+# ---------------------------------------------------------------------------------- plots
+
+def plot_accuracy_vs_created(rows, path):
+    scored = sorted(_scored(rows), key=lambda r: r["created"])
+    start = scored[0]["created"]
+    minutes = [(r["created"] - start) / 60 for r in scored]
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    colours = {"finished": "#2166ac", "stopped": "#f4a582", "failed": "#b2182b", "running": "#999999"}
+    for state in colours:
+        xs = [m for m, r in zip(minutes, scored) if r["state"] == state]
+        ys = [r["val_acc"] for r in scored if r["state"] == state]
+        if xs:
+            ax.scatter(xs, ys, c=colours[state], label=f"{state} ({len(xs)})", s=40, edgecolor="black", linewidth=0.4)
+    best = np.maximum.accumulate([r["val_acc"] for r in scored])
+    ax.step(minutes, best, where="post", color="black", alpha=0.6, label="best so far")
+    ax.set(xlabel="minutes since the sweep's first run", ylabel="best validation accuracy",
+           title="validation accuracy vs created")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def _axis_positions(values):
+    """Map a parameter's values to [0, 1] and return (positions, tick positions, tick labels)."""
+    if _is_numeric(values):
+        arr = np.array(values, dtype=float)
+        use_log = arr.min() > 0 and arr.max() / arr.min() >= 10
+        scaled = np.log10(arr) if use_log else arr
+        low, high = scaled.min(), scaled.max()
+        pos = (scaled - low) / (high - low) if high > low else np.full_like(scaled, 0.5)
+        ticks = np.linspace(0, 1, 3)
+        labels = [f"{(10 ** (low + t * (high - low)) if use_log else low + t * (high - low)):.3g}" for t in ticks]
+        return pos, ticks, labels
+    categories = sorted({repr(v) for v in values})
+    index = {c: i for i, c in enumerate(categories)}
+    span = max(1, len(categories) - 1)
+    return (np.array([index[repr(v)] / span for v in values]),
+            [i / span for i in range(len(categories))], [c.strip("'") for c in categories])
+
+
+def plot_parallel_coordinates(rows, path):
+    scored = _scored(rows)
+    params = swept_parameters(scored)
+    if not params:
+        raise UserError("no parameter varied across the runs: nothing to draw in parallel coordinates")
+    columns = params + ["val_acc"]
+    positions = []
+    fig, ax = plt.subplots(figsize=(max(7, 1.5 * len(columns)), 4.8))
+    for c, name in enumerate(columns):
+        values = [r["val_acc"] if name == "val_acc" else r["params"].get(name) for r in scored]
+        pos, ticks, labels = _axis_positions(values)
+        positions.append(pos)
+        ax.axvline(c, color="black", lw=0.8)
+        for t, label in zip(ticks, labels):
+            ax.text(c + 0.03, t, label, fontsize=7, va="center")
+    accs = np.array([r["val_acc"] for r in scored])
+    norm = plt.Normalize(accs.min(), accs.max() if accs.max() > accs.min() else accs.min() + 1e-6)
+    cmap = plt.get_cmap("viridis")
+    for i in np.argsort(accs):  # best runs drawn last, on top
+        ax.plot(range(len(columns)), [p[i] for p in positions], color=cmap(norm(accs[i])), alpha=0.85, lw=1.6)
+    ax.set_xticks(range(len(columns)), columns, rotation=20)
+    ax.set_yticks([])
+    ax.set_xlim(-0.2, len(columns) - 0.5)
+    ax.set_title("parallel coordinates: every swept hyperparameter → validation accuracy")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="val acc")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def feature_matrix(rows, params):
+    """Numeric params as they are, categorical ones one-hot (as wandb's importance panel does)."""
+    names, columns = [], []
+    for p in params:
+        values = [r["params"].get(p) for r in rows]
+        if _is_numeric(values):
+            names.append(p)
+            columns.append(np.array(values, dtype=float))
+        else:
+            for v in sorted({repr(x) for x in values}):
+                names.append(f"{p}={v.strip(chr(39))}")
+                columns.append(np.array([repr(x) == v for x in values], dtype=float))
+    return names, np.stack(columns, 1)
+
+
+def parameter_importance(rows):
+    """[(feature, random-forest importance, Pearson correlation with val acc)], most important first."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    scored = _scored(rows)
+    params = swept_parameters(scored)
+    if len(scored) < 3 or not params:
+        raise UserError("parameter importance needs at least 3 scored runs with a varying parameter")
+    names, X = feature_matrix(scored, params)
+    y = np.array([r["val_acc"] for r in scored])
+    forest = RandomForestRegressor(n_estimators=300, random_state=0).fit(X, y)
+    table = []
+    for name, importance, column in zip(names, forest.feature_importances_, X.T):
+        corr = float(np.corrcoef(column, y)[0, 1]) if column.std() > 0 and y.std() > 0 else 0.0
+        table.append((name, float(importance), corr))
+    return sorted(table, key=lambda t: -t[1])
+
+
+def plot_importance(table, path):
+    top = table[:15][::-1]
+    fig, (ax_imp, ax_corr) = plt.subplots(1, 2, figsize=(10, 0.42 * len(top) + 1.5), sharey=True)
+    names = [t[0] for t in top]
+    ax_imp.barh(names, [t[1] for t in top], color="#4393c3")
+    ax_imp.set(title="importance (random forest)", xlabel="share of variance explained")
+    ax_corr.barh(names, [t[2] for t in top], color=["#1a9850" if t[2] >= 0 else "#d73027" for t in top])
+    ax_corr.axvline(0, color="black", lw=0.8)
+    ax_corr.set(title="correlation with val acc", xlabel="Pearson r", xlim=(-1, 1))
+    for ax in (ax_imp, ax_corr):
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+# ---------------------------------------------------------------------------- observations
+
+def observations(rows):
+    """Sentences derived from the runs, each with the statistic and sample size behind it."""
+    scored = _scored(rows)
+    out = []
+    n = len(scored)
+    caveat = " (few runs: suggestive, not conclusive)" if n < 10 else ""
+    best = max(scored, key=lambda r: r["val_acc"])
+    out.append(f"The best of {n} scored runs reached {best['val_acc']:.3f} validation accuracy with "
+               f"{_format_params(best['params'])}.")
+    for p in swept_parameters(scored):
+        values = [r["params"].get(p) for r in scored]
+        accs = np.array([r["val_acc"] for r in scored])
+        if _is_numeric(values) and len(set(values)) > 3:
+            if n < 5:
+                out.append(f"{p}: too few runs (n = {n}) to relate it to accuracy.")
+                continue
+            x = np.log10(values) if min(values) > 0 and max(values) / min(values) >= 10 else np.array(values, float)
+            r = float(np.corrcoef(x, accs)[0, 1]) if x.std() > 0 else 0.0
+            if abs(r) < 0.2:
+                out.append(f"{p}: no clear relation to accuracy across its range (r = {r:+.2f}, n = {n}{caveat.strip(' ()') and '; ' + caveat.strip(' ()')}).")
+            else:
+                direction = "higher" if r > 0 else "lower"
+                out.append(f"{p}: {direction} values went with higher accuracy (r = {r:+.2f}, n = {n}{caveat.strip(' ()') and '; ' + caveat.strip(' ()')}).")
+            continue
+        groups = {}
+        for v, a in zip(values, accs):
+            groups.setdefault(repr(v).strip("'"), []).append(a)
+        groups = {k: v for k, v in groups.items() if len(v) >= 2}
+        if len(groups) < 2:
+            continue
+        means = sorted(((float(np.mean(v)), k, len(v)) for k, v in groups.items()), reverse=True)
+        top, bottom = means[0], means[-1]
+        if top[0] - bottom[0] < NO_CLEAR_DIFFERENCE:
+            out.append(f"{p}: made no clear difference (mean accuracy {bottom[0]:.3f}–{top[0]:.3f} across values){caveat}.")
+        else:
+            out.append(f"{p}: {top[1]} averaged {top[0]:.3f} (n = {top[2]}) vs {bottom[1]} {bottom[0]:.3f} "
+                       f"(n = {bottom[2]}), a gap of {top[0] - bottom[0]:.3f}{caveat}.")
+    stopped = [r for r in rows if r["state"] == "stopped"]
+    if stopped:
+        out.append(f"Hyperband stopped {len(stopped)} of {len(rows)} runs early (after "
+                   f"{min(r['epochs'] for r in stopped)}–{max(r['epochs'] for r in stopped)} epochs).")
+    failed = [r for r in rows if r["state"] == "failed"]
+    if failed:
+        out.append(f"{len(failed)} run(s) failed; their errors are in the sweep folder.")
+    return out
+
+
+def _format_params(params):
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
+
+
+# ------------------------------------------------------------------------------------ HTML
+
+def _img(path):
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" style="max-width:100%">'
+
+
+def build_html(title, sections, path):
+    """sections: [(heading, html body)] → one self-contained page (images embedded)."""
+    body = "\n".join(f"<h2>{html.escape(h)}</h2>\n{b}" for h, b in sections)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+            "h2{border-bottom:2px solid #2166ac;margin-top:2em}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><p>generated {stamp}</p>{body}</body></html>")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(page)
+    return Path(path)
+
+
+def table_html(header, rows):
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+# Files other commands write, in the order the report shows them (Q4, Part B, Part C).
+EXTRA_SECTIONS = [
+    ("Test evaluation: predictions on the test set", "test_grid.png"),
+    ("Test evaluation: confusion matrix", "confusion_matrix.png"),
+    ("Q4: first-layer filters", "filters.png"),
+    ("Q4: first-layer feature maps", "feature_maps.png"),
+    ("Q4: guided backpropagation on CONV5 neurons", "guided_backprop.png"),
+    ("Part B: scratch vs fine-tuned learning curves", "learning_curves.png"),
+    ("Part C: camera-trap contact sheet", "contact_sheet.png"),
+]
+
+
+def extra_sections(folders):
+    sections = []
+    for heading, name in EXTRA_SECTIONS:
+        for folder in folders:
+            for found in sorted(Path(folder).rglob(name)):
+                label = f"{heading} ({found.parent.name})"
+                body = _img(found)
+                if name == "learning_curves.png" and (found.parent / "compare.md").exists():
+                    body = f"<pre>{html.escape((found.parent / 'compare.md').read_text())}</pre>" + body
+                sections.append((label, body))
+    return sections
