@@ -36,18 +36,18 @@ demo-data: setup ## write the synthetic 10-class demo dataset to data/demo
 	$(PY) -m common.demo_data --out $(DEMO_DATA)
 
 demo: setup demo-data ## the whole pipeline, offline, on the demo data (a few minutes on CPU)
-	WANDB_MODE=$${WANDB_MODE:-offline} $(PYRUN) partA/model_info.py --filters 16,32,64,128,256 --kernel-sizes 3 --dense-units 256 --image-size 224
+	WANDB_MODE=$${WANDB_MODE:-offline} WANDB_SILENT=true $(PYRUN) partA/model_info.py --filters 16,32,64,128,256 --kernel-sizes 3 --dense-units 256 --image-size 224
 	rm -rf runs/demo-scratch
-	WANDB_MODE=$${WANDB_MODE:-offline} $(PYRUN) partA/train.py --data-dir $(DEMO_DATA) --run-name demo-scratch \
+	WANDB_MODE=$${WANDB_MODE:-offline} WANDB_SILENT=true $(PYRUN) partA/train.py --data-dir $(DEMO_DATA) --run-name demo-scratch \
 		--image-size 64 --epochs 30 --filters 16,32,64,128,256 --dense-units 256 --aug-strength 0.5 --quiet
 	$(PYRUN) partA/evaluate.py --data-dir $(DEMO_DATA) --run demo-scratch --out $(OUT)/demo
 	rm -rf runs/sweeps/sweep_demo runs/sweep_demo-*
-	WANDB_MODE=$${WANDB_MODE:-offline} $(PYRUN) partA/sweep.py --config partA/sweep_demo.yaml --backend local \
+	WANDB_MODE=$${WANDB_MODE:-offline} WANDB_SILENT=true $(PYRUN) partA/sweep.py --config partA/sweep_demo.yaml --backend local \
 		--count $(DEMO_SWEEP_RUNS) --data-dir $(DEMO_DATA)
 	$(PYRUN) partA/filters.py --run demo-scratch --out $(OUT)/demo
 	$(PYRUN) partA/guided_backprop.py --run demo-scratch --out $(OUT)/demo
 	rm -rf runs/demo-finetune
-	WANDB_MODE=$${WANDB_MODE:-offline} $(PYRUN) partB/finetune.py --data-dir $(DEMO_DATA) --run-name demo-finetune \
+	WANDB_MODE=$${WANDB_MODE:-offline} WANDB_SILENT=true $(PYRUN) partB/finetune.py --data-dir $(DEMO_DATA) --run-name demo-finetune \
 		--model efficientnet_lite0 --freeze all-but-last --epochs 3 --quiet
 	$(PYRUN) partA/evaluate.py --data-dir $(DEMO_DATA) --run demo-finetune --out $(OUT)/demo
 	$(PYRUN) partB/compare.py --run demo-scratch --run demo-finetune --eval-dir $(OUT)/demo --out $(OUT)/demo/compare

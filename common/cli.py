@@ -8,7 +8,8 @@ from common.tracking import WANDB_MODES
 D = TrainConfig()
 
 
-def _stack(decorators):
+def stack_options(decorators):
+    """Apply a list of click decorators in reading order."""
     def apply(func):
         for decorator in reversed(decorators):
             func = decorator(func)
@@ -17,8 +18,15 @@ def _stack(decorators):
     return apply
 
 
+def echo_run_summary(record, runs_dir):
+    """The one line a training script ends with."""
+    summary = record["summary"]
+    click.echo(f"run {record['name']}: best val acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} "
+               f"({summary['epochs_done']} epochs, {summary['mean_images_per_s']:.0f} img/s) -> {runs_dir}/{record['name']}")
+
+
 def data_options(func):
-    return _stack([
+    return stack_options([
         click.option("--data-dir", default=D.data_dir, show_default=True,
                      help="Folder holding inaturalist_12K/{train,val} or nature_12K.zip (downloaded there if absent)."),
         click.option("--image-size", type=int, default=D.image_size, show_default=True, help="Square input size in pixels."),
@@ -30,7 +38,7 @@ def data_options(func):
 
 
 def training_options(func):
-    return _stack([
+    return stack_options([
         click.option("--epochs", type=int, default=D.epochs, show_default=True),
         click.option("--batch-size", type=int, default=D.batch_size, show_default=True),
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=D.optimizer, show_default=True),
@@ -63,7 +71,7 @@ def training_options(func):
 
 
 def model_options(func):
-    return _stack([
+    return stack_options([
         click.option("--filters", default=None, help="Filters per block, e.g. 32,64,128,256,512 [default: that]."),
         click.option("--base-filters", type=int, default=None, help="Base filter count, with --organisation."),
         click.option("--organisation", type=click.Choice(ORGANISATIONS), default=None,

@@ -1,6 +1,8 @@
 """Build a ready YOLO detector from options; the click options every Part C script shares."""
 import click
 
+from common.cli import stack_options
+
 from common.errors import UserError
 from common.weights import YOLO_REGISTRY, read_names, yolo_files
 from common.yolo import Detector, load_cfg, load_darknet_weights
@@ -28,16 +30,7 @@ def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, inpu
     return Detector(net, read_names(names), input_size, conf, nms, resize, keep, device)
 
 
-def _stack(decorators):
-    def apply(func):
-        for decorator in reversed(decorators):
-            func = decorator(func)
-        return func
-
-    return apply
-
-
-DETECT_OPTIONS = _stack([
+DETECT_OPTIONS = stack_options([
     click.option("--model", type=click.Choice(list(YOLO_REGISTRY)), default="yolov3-tiny",
                  help="Registered Darknet model (weights fetched and sha256-verified into cache/weights)."),
     click.option("--cfg", default=None, help="Your own Darknet cfg (with --weights and --names)."),

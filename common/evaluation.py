@@ -30,13 +30,19 @@ def best_run(runs_dir, kind=None):
     return best
 
 
-def evaluate_on_test(run_dir, data_dir, out_dir, seed=0, per_class=3, device="auto", cache_dir="cache", progress=True):
-    run_dir = Path(run_dir)
-    ckpt = load_checkpoint(run_dir / "best.pt")
+def _best_checkpoint_and_data(run_dir, data_dir):
+    """(best checkpoint, run record, dataset folder): --data-dir, else the one the run used."""
+    ckpt = load_checkpoint(Path(run_dir) / "best.pt")
     record = load_record(run_dir)
     data_dir = data_dir or record.get("dataset")
     if not data_dir:
         raise UserError("pass --data-dir: the run record does not say which dataset it used")
+    return ckpt, record, data_dir
+
+
+def evaluate_on_test(run_dir, data_dir, out_dir, seed=0, per_class=3, device="auto", cache_dir="cache", progress=True):
+    run_dir = Path(run_dir)
+    ckpt, record, data_dir = _best_checkpoint_and_data(run_dir, data_dir)
     image_size = ckpt["train_config"]["image_size"]
     resize = ckpt["train_config"].get("resize_size")
     test = load_test_set(data_dir, ckpt["classes"], image_size, cache_dir, progress=progress, resize=resize)
@@ -80,11 +86,7 @@ def load_run_for_inspection(run_dir, data_dir=None, source="test", cache_dir="ca
     reads the run's validation split instead.
     """
     run_dir = Path(run_dir)
-    ckpt = load_checkpoint(run_dir / "best.pt")
-    record = load_record(run_dir)
-    data_dir = data_dir or record.get("dataset")
-    if not data_dir:
-        raise UserError("pass --data-dir: the run record does not say which dataset it used")
+    ckpt, _, data_dir = _best_checkpoint_and_data(run_dir, data_dir)
     cfg = ckpt["train_config"]
     if source == "test":
         images = load_test_set(data_dir, ckpt["classes"], cfg["image_size"], cache_dir, progress=progress,

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 import click
 
-from common.cli import data_options, explicit_options, model_options, padding_value, training_options
+from common.cli import data_options, echo_run_summary, explicit_options, model_options, padding_value, training_options
 from common.scratch import resume_scratch, run_scratch
 
 
@@ -30,11 +30,7 @@ def main(ctx, resume, **options):
         record = resume_scratch(resume, explicit_options(ctx, options), runs_dir=options["runs_dir"])
     else:
         record = run_scratch(options)
-    summary = record["summary"]
-    click.echo(f"run {record['name']}: best val acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} "
-               f"({summary['epochs_done']} epochs, {summary['mean_images_per_s']:.0f} img/s) -> "
-               f"{Path(options['runs_dir']) / record['name']}")
-
+    echo_run_summary(record, options["runs_dir"])
 
 if __name__ == "__main__":
     main()

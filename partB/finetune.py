@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click
 
-from common.cli import data_options, explicit_options, training_options
+from common.cli import data_options, echo_run_summary, explicit_options, training_options
 from common.finetune import print_stages, resume_finetune, run_finetune
 from common.pretrained import FREEZE_STRATEGIES, OFFLINE_MODEL, apply_freeze, available_models, build_pretrained
 
@@ -63,11 +63,7 @@ def main(ctx, model, weights, freeze, k, backbone_lr_scale, unfreeze_every, list
                 options[key] = {"epochs": 10, "lr": 1e-3, "weight_decay": 0.01, "label_smoothing": 0.1}[key]
         record = run_finetune({**options, "model": model, "weights": weights, "freeze": freeze, "k": k,
                                "backbone_lr_scale": backbone_lr_scale, "unfreeze_every": unfreeze_every})
-    summary = record["summary"]
-    click.echo(f"run {record['name']}: best val acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} "
-               f"({summary['epochs_done']} epochs, {summary['mean_images_per_s']:.0f} img/s) -> "
-               f"{Path(options['runs_dir']) / record['name']}")
-
+    echo_run_summary(record, options["runs_dir"])
 
 if __name__ == "__main__":
     main()
