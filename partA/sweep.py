@@ -23,7 +23,11 @@ from common.sweep import LocalSweep, load_sweep_config, run_agent, run_wandb_swe
 from common.tracking import wandb_credentials_present
 
 
-def _agent_process(folder, count, runs_dir):
+def _agent_process(folder, count, runs_dir, gpu):
+    import os
+
+    if gpu is not None:  # one GPU per agent: set before this fresh process first touches CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     run_agent(LocalSweep(folder), count, runs_dir)
 
 
@@ -71,8 +75,12 @@ def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_
     if agents == 1:
         run_agent(sweep, count, runs_dir)
     else:
-        workers = [multiprocessing.get_context("spawn").Process(target=_agent_process, args=(folder, count, runs_dir))
-                   for _ in range(agents)]
+        import torch
+
+        gpus = torch.cuda.device_count() if device != "cpu" else 0
+        workers = [multiprocessing.get_context("spawn").Process(
+            target=_agent_process, args=(folder, count, runs_dir, i % gpus if gpus > 1 else None))
+            for i in range(agents)]
         for w in workers:
             w.start()
         for w in workers:

@@ -174,3 +174,29 @@ def test_evaluate_cli_missing_checkpoint_is_one_clear_line(tmp_path):
     (tmp_path / "runs/empty").mkdir(parents=True)
     result = run_cli(str(ROOT / "partA/evaluate.py"), "--runs-dir", str(tmp_path / "runs"), "--run", "empty")
     assert result.returncode != 0 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_resumed_run_continues_the_same_offline_wandb_run(tiny_data, tmp_path, monkeypatch):
+    import common.scratch as scratch
+    import common.training as training
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    real_fit = training.fit
+
+    def interrupted_fit(*args, **kwargs):
+        def stop_at_2(epoch, model):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+        return real_fit(*args, **{**kwargs, "on_epoch_start": stop_at_2})
+
+    monkeypatch.setattr(scratch, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        run_scratch(options(tmp_path, epochs=2, run_name="wb", wandb="offline"), data=tiny_data)
+    monkeypatch.undo()
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    first_id = json.loads((tmp_path / "runs/wb/record.json").read_text())["wandb_id"]
+    assert first_id and load_checkpoint(tmp_path / "runs/wb/last.pt")["wandb_id"] == first_id
+    record = resume_scratch("wb", {"wandb": "offline"}, runs_dir=str(tmp_path / "runs"), data=tiny_data)
+    assert record["wandb_id"] == first_id and record["wandb_mode"] == "offline"

@@ -302,3 +302,18 @@ def test_a_damaged_video_packet_is_skipped_and_counted(tmp_path):
         frames = list(frames_from_packets(iter(packets), stream.time_base, 5.0))
     assert sum(f.image is None for f in frames) == 1
     assert sum(f.image is not None for f in frames) == 6
+
+
+@needs_darknet
+def test_full_yolov3_cfg_needs_exactly_the_floats_of_the_official_weights():
+    from common.weights import YOLO_REGISTRY
+    from common.yolo import load_cfg
+
+    model = load_cfg(Path("/usr/share/darknet/cfg/yolov3.cfg"))
+    header = 20  # int32 major, minor, revision + int64 seen (version 0.2)
+    assert expected_floats(model) == (YOLO_REGISTRY["yolov3"]["size"] - header) // 4 == 62_001_757
+    with torch.no_grad():
+        heads = model(torch.zeros(1, 3, 128, 128))
+    assert [raw.shape[-1] for _, raw in heads] == [4, 8, 16] and all(raw.shape[1] == 255 for _, raw in heads)
+    tiny = load_cfg(Path("/usr/share/darknet/cfg/yolov3-tiny.cfg"))
+    assert expected_floats(tiny) == 8_858_734
