@@ -16,7 +16,57 @@ from common.pretrained import (apply_freeze, build_pretrained, freeze_batchnorm_
 from common.scratch import default_run_name, prepare_resume
 from common.training import RunState, TrainConfig, fit, param_groups
 
-FINETUNE_KEYS = ("model", "weights", "freeze", "k", "backbone_lr_scale", "unfreeze_every")
+FINETUNE_KEYS = ("model", "weights", "freeze", "k", "backbone_lr_scale", "unfreeze_every", "feature_cache")
+
+
+def uses_feature_cache(strategy, cfg, requested=True):
+    """A frozen backbone without augmentation computes the same features every epoch: do it once."""
+    return requested and strategy == "all-but-last" and not cfg.augment
+
+
+@torch.no_grad()
+def backbone_features(model, images, mean, std, device, batch_size=64, progress=False):
+    """The input of the main class layer for every image (float32 N×D, on the CPU)."""
+    from tqdm import tqdm
+
+    from common.pretrained import _get, _set, head_paths
+    from common.training import prepare_batch
+
+    path = head_paths(model)[0]
+    head = _get(model, path)
+    _set(model, path, torch.nn.Identity())
+    model.eval().to(device)
+    try:
+        chunks = [model(prepare_batch(chunk.to(device), mean, std)).float().cpu()
+                  for chunk in tqdm(images.split(batch_size), desc="backbone features", disable=None if progress else True)]
+    finally:
+        _set(model, path, head)
+    return torch.cat(chunks)
+
+
+def feature_data(model, data, name, weights_source, mean, std, cfg):
+    """TrainValData whose 'images' are cached backbone features (cache/features/…)."""
+    import copy
+    import hashlib
+    import json
+
+    from common.io import save_torch
+    from common.training import resolve_device
+
+    key = hashlib.sha1(json.dumps([name, str(weights_source), cfg.image_size, cfg.resize_size, data.train.paths,
+                                   data.val.paths, str(data.dataset.root) if data.dataset else ""]).encode()).hexdigest()[:16]
+    path = Path(cfg.cache_dir) / "features" / f"{name}-{key}.pt"
+    if path.exists():
+        train_x, val_x = torch.load(path, weights_only=True)
+    else:
+        device = resolve_device(cfg.device)
+        train_x = backbone_features(model, data.train.images, mean, std, device, progress=not cfg.quiet)
+        val_x = backbone_features(model, data.val.images, mean, std, device, progress=not cfg.quiet)
+        save_torch(path, (train_x, val_x))
+    out = copy.copy(data)
+    out.train, out.val = copy.copy(data.train), copy.copy(data.val)
+    out.train.images, out.val.images = train_x, val_x
+    return out
 
 
 def stage_table(model, name):
@@ -54,6 +104,7 @@ def run_finetune(options: dict, data=None):
     name, weights = ft.get("model", "efficientnet_lite0"), ft.get("weights", "default")
     strategy, k = ft.get("freeze", "all-but-last"), int(ft.get("k") or 0)
     unfreeze_every, backbone_scale = int(ft.get("unfreeze_every") or 1), float(ft.get("backbone_lr_scale") or 0.1)
+    feature_cache_requested = ft.get("feature_cache", True)
     if backbone_scale <= 0:
         raise UserError(f"--backbone-lr-scale must be > 0, got {backbone_scale}")
     probe, info = build_pretrained(name, weights="none", num_classes=2)
@@ -80,15 +131,37 @@ def run_finetune(options: dict, data=None):
     if not cfg.quiet:
         print_stages(model, name, strategy, k)
     spec = {"kind": "pretrained", "name": name, "num_classes": len(data.classes)}
+    use_features = uses_feature_cache(strategy, cfg, feature_cache_requested)
     finetune = {"model": name, "weights": weights, "freeze": strategy, "k": k, "backbone_lr_scale": backbone_scale,
-                "unfreeze_every": unfreeze_every, "weights_source": info["weights_source"], "stages": len(stages)}
+                "unfreeze_every": unfreeze_every, "weights_source": info["weights_source"], "stages": len(stages),
+                "feature_cache": use_features}
     state = RunState(run_dir=run_dir, model_spec=spec, classes=data.classes, mean=preprocess["mean"],
                      std=preprocess["std"],
                      extra={"kind": "finetune", "finetune": finetune, "split_file": str(data.split_file),
                             "dataset": str(data.dataset.root), "params": sum(p.numel() for p in model.parameters()),
                             "trainable_params": trainable})
+    if use_features:
+        return _fit_head_on_features(model, name, data, cfg, state, info["weights_source"])
     groups = param_groups(model, cfg.weight_decay, lr_scales(model, name, strategy, backbone_scale))
     return fit(model, data, cfg, state, groups=groups, on_epoch_start=hook)
+
+
+def _fit_head_on_features(model, name, data, cfg, state, weights_source, resume_checkpoint=None):
+    """Train only the class layer on backbone features computed once; checkpoints hold the whole model."""
+    from dataclasses import replace
+
+    from common.pretrained import _get, head_paths
+
+    if not cfg.quiet:
+        print("frozen backbone, no augmentation: computing backbone features once, then training the head on them",
+              flush=True)
+    if resume_checkpoint is not None:
+        model.load_state_dict(resume_checkpoint["model"])
+    features = feature_data(model, data, name, weights_source, state.mean, state.std, cfg)
+    head = _get(model, head_paths(model)[0])
+    head_cfg = replace(cfg, channels_last=False, compile=False)
+    return fit(head, features, head_cfg, state, groups=param_groups(head, cfg.weight_decay), save_model=model,
+               resume_checkpoint=resume_checkpoint)
 
 
 def resume_finetune(run, overrides, runs_dir="runs", data=None):
@@ -98,6 +171,11 @@ def resume_finetune(run, overrides, runs_dir="runs", data=None):
     ft = record["finetune"]
     name = ft["model"]
     model, _ = build_pretrained(name, weights="none", num_classes=ckpt["model_spec"]["num_classes"])
+    if ft.get("feature_cache"):
+        state = RunState(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
+                         std=ckpt["std"], extra={"resumed_from_epoch": ckpt["epoch"]})
+        apply_freeze(model, name, "all-but-last")
+        return _fit_head_on_features(model, name, data, cfg, state, ft["weights_source"], resume_checkpoint=ckpt)
     hook = freeze_hook(name, ft["freeze"], ft["k"], ft["unfreeze_every"], ft["stages"], cfg.quiet)
     hook(ckpt["epoch"], model)
     state = RunState(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],

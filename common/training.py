@@ -186,7 +186,13 @@ def _normalise(x, mean, std, channels_last):
 
 
 def prepare_batch(images_uint8, mean, std, augment: Optional[AugmentConfig] = None, generator=None, channels_last=False):
-    """uint8 batch (already on the device) → augmented, normalised float batch."""
+    """uint8 batch (already on the device) → augmented, normalised float batch.
+
+    A floating-point batch is already a batch of features (Part B's cached backbone outputs):
+    it passes through unchanged.
+    """
+    if images_uint8.is_floating_point():
+        return images_uint8
     x = images_uint8.float().div_(255.0)
     if augment is not None:
         x = augment_batch(x, augment, generator)
@@ -261,12 +267,15 @@ def checkpoint_dict(model, optimizer, scaler, epoch, cfg, state: RunState, best_
 
 def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
         on_epoch_start: Optional[Callable[[int, nn.Module], None]] = None, resume_checkpoint: Optional[dict] = None,
-        should_stop: Optional[Callable[[int, dict], bool]] = None):
+        should_stop: Optional[Callable[[int, dict], bool]] = None, save_model: Optional[nn.Module] = None):
     """Train `model` on `data.train`, validate on `data.val`; returns the run record's data.
 
     `on_epoch_start(epoch, model)` lets Part B unfreeze stages; `should_stop(epoch, metrics)`
-    lets a sweep controller (hyperband) stop a run between epochs.
+    lets a sweep controller (hyperband) stop a run between epochs. `save_model` is what the
+    checkpoints hold when it differs from what is trained (Part B trains a head on cached
+    features but saves the whole network).
     """
+    save_model = save_model if save_model is not None else model
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     run_dir = Path(state.run_dir)
@@ -294,7 +303,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
     record = RunRecord(run_dir) if resume_checkpoint is None else RunRecord.load(run_dir)
     start_epoch, best_val_acc, wandb_id = 0, -1.0, None
     if resume_checkpoint is not None:
-        model_to_load = getattr(model, "_orig_mod", model)
+        model_to_load = getattr(save_model, "_orig_mod", save_model)
         model_to_load.load_state_dict(resume_checkpoint["model"])
         optimizer.load_state_dict(resume_checkpoint["optimizer"])
         scaler.load_state_dict(resume_checkpoint["scaler"])
@@ -377,7 +386,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
             improved = metrics["val_acc"] > best_val_acc
             if improved:
                 best_val_acc = metrics["val_acc"]
-            ckpt = checkpoint_dict(model, optimizer, scaler, epoch + 1, cfg, state, best_val_acc, tracker.id)
+            ckpt = checkpoint_dict(save_model, optimizer, scaler, epoch + 1, cfg, state, best_val_acc, tracker.id)
             if improved:
                 save_torch(run_dir / "best.pt", ckpt)
             save_torch(run_dir / "last.pt", ckpt)  # after best.pt: a kill between the two loses nothing

@@ -40,12 +40,15 @@ class ModelName(click.ParamType):
 @click.option("--k", type=int, default=0, help="first-k: number of stages frozen from the input side.")
 @click.option("--backbone-lr-scale", type=float, default=0.1, help="none/gradual: backbone lr = this x --lr.")
 @click.option("--unfreeze-every", type=int, default=1, help="gradual: epochs between unfreezing the next stage.")
+@click.option("--feature-cache/--no-feature-cache", default=True,
+              help="With --freeze all-but-last and --no-augment: compute backbone features once, train the head on them.")
 @click.option("--list-stages", is_flag=True, help="Print the model's stages and trainable counts, then exit.")
 @data_options
 @training_options
 @click.option("--resume", default=None, metavar="RUN", help="Continue the fine-tuning run RUN from last.pt.")
 @click.pass_context
-def main(ctx, model, weights, freeze, k, backbone_lr_scale, unfreeze_every, list_stages, resume, **options):
+def main(ctx, model, weights, freeze, k, backbone_lr_scale, unfreeze_every, feature_cache, list_stages, resume,
+         **options):
     """Fine-tune a pretrained model with a freezing strategy."""
     if list_stages:
         net, _ = build_pretrained(model, weights="none", num_classes=10)
@@ -62,7 +65,8 @@ def main(ctx, model, weights, freeze, k, backbone_lr_scale, unfreeze_every, list
             if ctx.get_parameter_source(key) != click.core.ParameterSource.COMMANDLINE:
                 options[key] = {"epochs": 10, "lr": 1e-3, "weight_decay": 0.01, "label_smoothing": 0.1}[key]
         record = run_finetune({**options, "model": model, "weights": weights, "freeze": freeze, "k": k,
-                               "backbone_lr_scale": backbone_lr_scale, "unfreeze_every": unfreeze_every})
+                               "backbone_lr_scale": backbone_lr_scale, "unfreeze_every": unfreeze_every,
+                               "feature_cache": feature_cache})
     echo_run_summary(record, options["runs_dir"])
 
 if __name__ == "__main__":

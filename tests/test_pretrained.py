@@ -235,3 +235,51 @@ def test_compare_puts_scratch_and_fine_tuned_side_by_side(demo_root, tmp_path):
     assert rows["tuned"]["trainable_params"] == 12_810 and rows["tuned"]["test_acc"] is not None
     assert rows["scratch"]["test_acc"] is None  # not evaluated: reported as such, never computed here
     assert (tmp_path / "cmp/learning_curves.png").exists()
+
+
+def test_frozen_backbone_without_augmentation_trains_the_head_on_cached_features(demo_root, tmp_path):
+    from common.checkpoints import load_checkpoint, model_from_checkpoint
+    from common.finetune import resume_finetune
+    from common.training import evaluate
+
+    data = load_train_val(demo_root, 64, cache_dir=tmp_path / "cache", progress=False)
+    opts = {"model": "efficientnet_lite0", "freeze": "all-but-last", "image_size": 64, "augment": False, "epochs": 3,
+            "batch_size": 16, "wandb": "disabled", "quiet": True, "runs_dir": str(tmp_path / "runs"),
+            "cache_dir": str(tmp_path / "cache")}
+    record = run_finetune({**opts, "run_name": "feat"}, data=data)
+    assert record["finetune"]["feature_cache"] and list((tmp_path / "cache/features").glob("*.pt"))
+    ckpt = load_checkpoint(tmp_path / "runs/feat/last.pt")
+    imagenet, _ = build_pretrained("efficientnet_lite0", "default", num_classes=10)
+    reference = imagenet.state_dict()
+    assert all(torch.equal(ckpt["model"][k], reference[k]) for k in reference if not k.startswith("classifier"))
+    assert not torch.equal(ckpt["model"]["classifier.1.weight"], reference["classifier.1.weight"])
+    # the saved whole network scores the validation images exactly as the head did on their features
+    full = model_from_checkpoint(ckpt)
+    val = evaluate(full, data.val, ckpt["mean"], ckpt["std"], torch.device("cpu"))
+    assert val["acc"] == pytest.approx(record["epochs"][-1]["val_acc"], abs=1e-6)
+    # a run cut after epoch 2 resumes on the cached features and ends where the uninterrupted one did
+    import common.finetune as finetune_module
+    import common.training as training
+
+    real_fit = training.fit
+
+    def cut(*args, **kwargs):
+        return real_fit(*args, **{**kwargs, "should_stop": lambda epoch, metrics: epoch == 2})
+
+    finetune_module.fit = cut
+    try:
+        run_finetune({**opts, "run_name": "cut"}, data=data)
+    finally:
+        finetune_module.fit = real_fit
+    from common.io import load_json
+
+    record_path = tmp_path / "runs/cut/record.json"
+    stored = load_json(record_path)
+    stored["status"] = "interrupted"  # as a killed run leaves it
+    from common.io import save_json
+
+    save_json(record_path, stored)
+    resumed = resume_finetune("cut", {}, runs_dir=str(tmp_path / "runs"), data=data)
+    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2, 3]
+    final = load_checkpoint(tmp_path / "runs/cut/last.pt")["model"]
+    assert torch.equal(final["classifier.1.weight"], ckpt["model"]["classifier.1.weight"])
