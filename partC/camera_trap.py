@@ -63,13 +63,22 @@ def fit_canvas(pil, size):
     return canvas
 
 
-def make_demo_clip(path, photos_dir=Path("/usr/share/darknet/data"), fps=4, seconds=2.0, size=(480, 360)):
+def demo_photos(photos_dir=Path("/usr/share/darknet/data")):
+    """Debian darknet's animal photos; without that package, matplotlib's grace_hopper.jpg (a person)."""
+    photos = [photos_dir / name for name in DEMO_PHOTOS]
+    if all(p.is_file() for p in photos):
+        return photos
+    import matplotlib
+
+    click.echo("note: Debian's darknet photos are not installed (apt-get install darknet); "
+               "the demo clip uses matplotlib's grace_hopper.jpg only")
+    return [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"] * 2
+
+
+def make_demo_clip(path, photos=None, fps=4, seconds=2.0, size=(480, 360)):
     """A short 'camera-trap' clip from real photos: each held for `seconds` with a slow zoom."""
     writer = None
-    for name in DEMO_PHOTOS:
-        source = photos_dir / name
-        if not source.is_file():
-            raise UserError(f"demo photo {source} is missing; install Debian's darknet package (apt-get install darknet)")
+    for source in photos or demo_photos():
         photo = fit_canvas(Image.open(source).convert("RGB"), size)
         frames = int(fps * seconds)
         for i in range(frames):
