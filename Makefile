@@ -92,7 +92,7 @@ finetune: setup ## fine-tune MODEL (default: offline efficientnet_lite0) with FR
 	$(PYRUN) partB/finetune.py --data-dir $(DATA) --model $(MODEL) --freeze $(FREEZE) $(if $(RUN_NAME),--run-name $(RUN_NAME),)
 
 compare: setup ## Q3: best scratch run vs fine-tuned runs (val/test accuracy, params, time, curves)
-	$(PYRUN) partB/compare.py --out $(OUT)/compare
+	$(PYRUN) partB/compare.py --eval-dir $(OUT)/test-eval --out $(OUT)/compare
 
 bench: setup demo-data ## seed pipeline vs ours, epoch throughput on 500x375 JPEGs at 128 px
 	$(PYRUN) partA/bench.py
