@@ -116,6 +116,9 @@ def run_finetune(options: dict, data=None):
         options["image_size"] = preprocess["crop_size"]
         options["resize_size"] = preprocess["resize_size"]
     cfg = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
+    fixed_size = getattr(probe, "image_size", None)  # vision transformers take one input size only
+    if fixed_size and cfg.image_size != fixed_size:
+        raise UserError(f"{name} takes {fixed_size}x{fixed_size} inputs only; drop --image-size or pass {fixed_size}")
     cfg.run_name = cfg.run_name or default_run_name({**options, **ft}).replace("scratch", f"ft-{name}")
     run_dir = Path(cfg.runs_dir) / cfg.run_name
     if (run_dir / "last.pt").exists() or (run_dir / "record.json").exists():

@@ -226,6 +226,17 @@ class TrainingDiverged(UserError):
     pass
 
 
+def training_loss(output, targets, criterion):
+    """(main logits, loss). Auxiliary heads in training mode add their weighted losses:
+    inception_v3 (InceptionOutputs: 0.4 × aux) and googlenet (GoogLeNetOutputs: 0.3 × each aux)."""
+    if isinstance(output, tuple) and hasattr(output, "_fields") and "logits" in output._fields:
+        aux = [v for k, v in output._asdict().items() if k != "logits" and v is not None]
+        weight = 0.4 if len(aux) == 1 else 0.3
+        loss = criterion(output.logits.float(), targets) + sum(weight * criterion(a.float(), targets) for a in aux)
+        return output.logits, loss
+    return output, criterion(output.float(), targets)
+
+
 @dataclass
 class RunState:
     """What `fit` needs besides the model: where, what data, and how to rebuild the model."""
@@ -348,8 +359,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
                 y = train_labels[idx.to(device)]
                 x = prepare_batch(x, state.mean, state.std, augment, aug_gen, cfg.channels_last)
                 with autocast(device, precision):
-                    logits = run_model(x)
-                    loss = criterion(logits.float(), y)
+                    logits, loss = training_loss(run_model(x), y, criterion)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; lower --lr or enable "

@@ -283,3 +283,27 @@ def test_frozen_backbone_without_augmentation_trains_the_head_on_cached_features
     assert [e["epoch"] for e in resumed["epochs"]] == [1, 2, 3]
     final = load_checkpoint(tmp_path / "runs/cut/last.pt")["model"]
     assert torch.equal(final["classifier.1.weight"], ckpt["model"]["classifier.1.weight"])
+
+
+def test_auxiliary_heads_join_the_training_loss():
+    from common.training import training_loss
+
+    torch.manual_seed(0)
+    targets = torch.tensor([0, 1])
+    criterion = torch.nn.CrossEntropyLoss()
+    for name, weight in (("inception_v3", 0.4), ("googlenet", 0.3)):
+        model, _ = build_pretrained(name, weights="none", num_classes=3)
+        model.train()
+        output = model(torch.randn(2, 3, 299 if name == "inception_v3" else 96, 299 if name == "inception_v3" else 96))
+        logits, loss = training_loss(output, targets, criterion)
+        aux = [v for k, v in output._asdict().items() if k != "logits"]
+        expected = criterion(output.logits, targets) + sum(weight * criterion(a, targets) for a in aux)
+        assert logits.shape == (2, 3) and torch.allclose(loss, expected)
+        loss.backward()
+        assert model.AuxLogits.fc.weight.grad is not None if name == "inception_v3" else model.aux1.fc2.weight.grad is not None
+
+
+def test_a_vision_transformer_refuses_another_input_size(demo_root, tmp_path):
+    with pytest.raises(UserError, match="vit_b_16 takes 224x224 inputs only"):
+        run_finetune({"model": "vit_b_16", "weights": "none", "image_size": 128, "data_dir": str(demo_root),
+                      "runs_dir": str(tmp_path), "wandb": "disabled", "quiet": True})
