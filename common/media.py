@@ -144,18 +144,25 @@ def _font(size):
 
 
 def draw_detections(image: torch.Tensor, detections, extra_labels=None) -> Image.Image:
-    """uint8 C×H×W tensor + detections → a PIL image with boxes and 'label score' tags."""
+    """uint8 C×H×W tensor + detections → a PIL image with boxes and 'label score' tags.
+
+    One box reported for several classes (YOLO is multi-label) is drawn once, tagged with every
+    label in score order ('car 0.65 / truck 0.41'), so tags never pile up on each other.
+    """
     pil = Image.fromarray(image.permute(1, 2, 0).numpy())
     draw = ImageDraw.Draw(pil)
     width = max(2, round(min(pil.size) / 200))
     font = _font(max(12, round(min(pil.size) / 35)))
+    boxes = {}
     for i, det in enumerate(detections):
-        colour = class_colour(det.class_id)
-        x1, y1, x2, y2 = det.box
-        draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
         text = f"{det.label} {det.score:.2f}"
         if extra_labels and extra_labels[i]:
             text += f" | {extra_labels[i]}"
+        boxes.setdefault(tuple(round(v) for v in det.box), []).append((det, text))
+    for (x1, y1, x2, y2), tagged in boxes.items():
+        colour = class_colour(tagged[0][0].class_id)  # the colour of its best class
+        draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
+        text = " / ".join(t for _, t in tagged)
         left, top, right, bottom = draw.textbbox((x1, y1), text, font=font)
         ty = y1 - (bottom - top) - 4 if y1 - (bottom - top) - 4 > 0 else y1
         draw.rectangle([x1, ty, x1 + (right - left) + 6, ty + (bottom - top) + 4], fill=colour)

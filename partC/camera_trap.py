@@ -36,8 +36,30 @@ from common.media import VideoWriter, draw_detections, expand_inputs, iter_video
 DEMO_PHOTOS = ["horses.jpg", "dog.jpg", "giraffe.jpg", "eagle.jpg", "horses.jpg", "person.jpg"]
 
 
+def capture_time(path):
+    """EXIF DateTimeOriginal of a still (camera traps stamp every shot), in seconds, or None."""
+    import datetime
+
+    try:
+        with Image.open(path) as img:
+            exif = img.getexif()
+            stamp = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)  # DateTimeOriginal, else DateTime
+        return datetime.datetime.strptime(stamp, "%Y:%m:%d %H:%M:%S").timestamp() if stamp else None
+    except Exception:
+        return None
+
+
 def frames_of(inputs, fps, stride):
-    """(source, frame index, time s, image) over videos and image sequences; None images are bad frames."""
+    """(source, frame index, time s, image) over videos and image sequences; None images are bad frames.
+
+    Stills are timed by their EXIF capture time when every still has one (real traps fire at
+    irregular intervals), else by position / --fps.
+    """
+    stills = [p for kind, p in inputs if kind == "image"]
+    stamps = [capture_time(p) for p in stills]
+    use_exif = bool(stills) and all(s is not None for s in stamps)
+    start = min(stamps) if use_exif else 0.0
+    when = {p: (s - start if use_exif else i / fps) for i, (p, s) in enumerate(zip(stills, stamps))}
     sequence_index = 0
     for kind, path in inputs:
         if kind == "video":
@@ -50,7 +72,7 @@ def frames_of(inputs, fps, stride):
                     image = read_image(path)
                 except UserError:
                     image = None  # an unreadable trap frame is skipped and counted, not fatal
-                yield str(path), sequence_index, sequence_index / fps, image
+                yield str(path), sequence_index, when[path], image
             sequence_index += 1
 
 
@@ -100,7 +122,8 @@ def make_demo_clip(path, photos=None, fps=4, seconds=2.0, size=(480, 360)):
 @click.option("--alert", default=",".join(ANIMALS), help="Classes that raise an alert.")
 @click.option("--cooldown", type=float, default=30.0, help="Seconds a class must be out of view before it alerts again.")
 @click.option("--min-score", type=float, default=0.35, help="Score a detection needs to keep a frame or alert.")
-@click.option("--fps", type=float, default=1.0, help="Frame rate of a folder of trap frames (for times and the clip).")
+@click.option("--fps", type=float, default=1.0,
+              help="Frame rate of a folder of trap frames without EXIF capture times (for times and the clip).")
 @click.option("--stride", type=int, default=1, help="Process every N-th frame.")
 @click.option("--classifier", default=None, help="A Part A/B best.pt: label each animal crop with its class.")
 @click.option("--demo-clip", is_flag=True, help="Build a clip from Debian darknet's real photos and watch it.")

@@ -64,3 +64,23 @@ def test_watcher_on_a_clip_of_real_photos_alerts_keeps_and_labels(tmp_path, demo
     assert (out / "watched.mp4").stat().st_size > 10_000 and (out / "contact_sheet.png").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["alerts"] == len(alerts) and summary["frames"] == 48
+
+
+def test_stills_are_timed_by_their_exif_capture_time(tmp_path):
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT / "partC"))
+    from camera_trap import frames_of
+
+    from common.media import expand_inputs
+
+    for name, stamp in (("a.jpg", "2026:05:01 06:00:00"), ("b.jpg", "2026:05:01 06:00:05"),
+                        ("c.jpg", "2026:05:01 06:10:00")):
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x9003] = stamp
+        Image.new("RGB", (32, 24), (90, 120, 30)).save(tmp_path / name, exif=exif)
+    times = [t for _, _, t, _ in frames_of(expand_inputs([tmp_path]), fps=1.0, stride=1)]
+    assert times == [0.0, 5.0, 600.0]
+    (tmp_path / "d.jpg").write_bytes(b"broken")  # no EXIF on one still: position / fps for all, bad frame counted
+    frames = list(frames_of(expand_inputs([tmp_path]), fps=2.0, stride=1))
+    assert [t for _, _, t, _ in frames] == [0.0, 0.5, 1.0, 1.5] and frames[-1][3] is None
