@@ -30,10 +30,7 @@ def conv5_output_layer(model):
     """The module whose output is CONV5's activation: the activation of the fifth block."""
     from common.interpret import ACTIVATION_TYPES
 
-    blocks = getattr(model, "features", None)
-    if blocks is None or len(blocks) < 5:
-        raise UserError("guided backprop needs a Part A (5-block) CNN checkpoint")
-    return next(m for m in blocks[4] if isinstance(m, ACTIVATION_TYPES))
+    return next(m for m in model.features[4] if isinstance(m, ACTIVATION_TYPES))
 
 
 @click.command(context_settings={"show_default": True})
@@ -52,6 +49,8 @@ def main(run, runs_dir, data_dir, source, neurons, count, reduce, seed, out, cac
     """Guided backpropagation from CONV5 neurons to the input image."""
     run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind="scratch")
     model, ckpt, images = load_run_for_inspection(run_dir, data_dir, source, cache_dir)
+    if ckpt["model_spec"].get("kind") != "cnn":
+        raise UserError(f"run {run_dir.name} is not a Part A CNN; guided backprop on CONV5 needs a partA/train.py run")
     layer = conv5_output_layer(model)
     channels_total = ckpt["model_spec"]["config"]["filters"][4]
     if neurons:

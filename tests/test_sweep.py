@@ -80,7 +80,7 @@ def test_hyperband_stops_runs_that_trail(tmp_path):
 
 
 def _agent(folder, runs_dir):
-    run_agent(LocalSweep(folder), 100, runs_dir, train=fake_trainer(epochs=3, delay=0.05), log=lambda *_: None)
+    run_agent(LocalSweep(folder), 100, runs_dir, train=fake_trainer(epochs=3, delay=0.1), log=lambda *_: None)
 
 
 def test_two_agents_on_one_grid_never_duplicate_a_config(tmp_path):
