@@ -46,27 +46,30 @@ def test_run_record_holds_config_metrics_summary_and_environment(tiny_data, tmp_
     assert "torch" in record["environment"] and record["split_file"].endswith(".json")
 
 
+def patch_fit(monkeypatch, on_epoch_start):
+    """Make run_scratch's training loop call `on_epoch_start(epoch, model)` (to kill or poison a run)."""
+    import common.scratch as scratch
+    import common.training as training
+
+    real_fit = training.fit
+    monkeypatch.setattr(scratch, "fit", lambda *a, **kw: real_fit(*a, **{**kw, "on_epoch_start": on_epoch_start}))
+
+
+def kill_at(epoch_to_kill):
+    def hook(epoch, model):
+        if epoch == epoch_to_kill:
+            raise KeyboardInterrupt  # what Ctrl-C or a killed job does mid-run
+
+    return hook
+
+
 def _weights(path):
     return load_checkpoint(path)["model"]
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
     run_scratch(options(tmp_path, epochs=3, run_name="whole"), data=tiny_data)
-
-    import common.training as training
-
-    real_fit = training.fit
-
-    def interrupted_fit(*args, **kwargs):
-        def kill_at_epoch_2(epoch, model):
-            if epoch == 2:
-                raise KeyboardInterrupt
-
-        return real_fit(*args, **{**kwargs, "on_epoch_start": kill_at_epoch_2})
-
-    import common.scratch as scratch
-
-    monkeypatch.setattr(scratch, "fit", interrupted_fit)
+    patch_fit(monkeypatch, kill_at(2))
     with pytest.raises(KeyboardInterrupt):
         run_scratch(options(tmp_path, epochs=3, run_name="cut"), data=tiny_data)
     monkeypatch.undo()
@@ -94,20 +97,12 @@ def test_resume_refuses_a_changed_option(tiny_data, tmp_path):
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
-    import common.scratch as scratch
-    import common.training as training
+    def poison(epoch, model):
+        if epoch == 1:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
 
-    real_fit = training.fit
-
-    def poisoned_fit(*args, **kwargs):
-        def poison(epoch, model):
-            if epoch == 1:
-                with torch.no_grad():
-                    next(model.parameters()).fill_(float("nan"))
-
-        return real_fit(*args, **{**kwargs, "on_epoch_start": poison})
-
-    monkeypatch.setattr(scratch, "fit", poisoned_fit)
+    patch_fit(monkeypatch, poison)
     with pytest.raises(TrainingDiverged, match="last good checkpoint"):
         run_scratch(options(tmp_path, epochs=3, run_name="nan"), data=tiny_data)
     ckpt = load_checkpoint(tmp_path / "runs/nan/last.pt")
@@ -177,21 +172,9 @@ def test_evaluate_cli_missing_checkpoint_is_one_clear_line(tmp_path):
 
 
 def test_a_resumed_run_continues_the_same_offline_wandb_run(tiny_data, tmp_path, monkeypatch):
-    import common.scratch as scratch
-    import common.training as training
-
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
-    real_fit = training.fit
-
-    def interrupted_fit(*args, **kwargs):
-        def stop_at_2(epoch, model):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
-        return real_fit(*args, **{**kwargs, "on_epoch_start": stop_at_2})
-
-    monkeypatch.setattr(scratch, "fit", interrupted_fit)
+    patch_fit(monkeypatch, kill_at(1))
     with pytest.raises(KeyboardInterrupt):
         run_scratch(options(tmp_path, epochs=2, run_name="wb", wandb="offline"), data=tiny_data)
     monkeypatch.undo()
