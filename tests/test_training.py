@@ -90,8 +90,17 @@ def test_a_finished_run_cannot_be_resumed_and_an_existing_run_is_not_overwritten
     assert (tmp_path / "runs/done/last.pt").read_bytes() == before
 
 
-def test_resume_refuses_a_changed_option(tiny_data, tmp_path):
-    (tmp_path / "runs").mkdir()
+def test_resume_refuses_a_changed_option_and_a_missing_run(tiny_data, tmp_path, monkeypatch):
+    patch_fit(monkeypatch, kill_at(1))
+    with pytest.raises(KeyboardInterrupt):
+        run_scratch(options(tmp_path, epochs=2, run_name="half"), data=tiny_data)
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="was trained with lr=0.003, you gave 0.1"):
+        resume_scratch("half", {"lr": 0.1}, runs_dir=str(tmp_path / "runs"), data=tiny_data)
+    with pytest.raises(UserError, match="was trained with filters="):
+        resume_scratch("half", {"filters": "8,8,8,8,8"}, runs_dir=str(tmp_path / "runs"), data=tiny_data)
+    assert resume_scratch("half", {"quiet": True, "filters": "4,8,8,16,16"}, runs_dir=str(tmp_path / "runs"),
+                          data=tiny_data)["status"] == "finished"
     with pytest.raises(UserError, match="no run"):
         resume_scratch("missing", {}, runs_dir=str(tmp_path / "runs"))
 
