@@ -183,6 +183,23 @@ def _alive(run):
         return False
 
 
+def _seeded(seed, propose):
+    """Call `propose` with Python's and NumPy's global RNGs (what `sweeps` samples from) seeded:
+    the same sweep seed and history give the same proposal. The RNG states are restored after."""
+    import random
+
+    import numpy as np
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        return propose()
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
 def claim_next_run(sweep: LocalSweep, count: int):
     """Under the lock: an orphaned run to resume, else a new proposal, else None (sweep done)."""
     import sweeps
@@ -196,7 +213,8 @@ def claim_next_run(sweep: LocalSweep, count: int):
                 return run
         if len(runs) >= count:
             return None
-        proposal = sweeps.next_run(sweep.config, sweep.sweep_runs())
+        proposal = _seeded(sweep.base_options.get("seed", 42) * 1000 + len(runs),
+                           lambda: sweeps.next_run(sweep.config, sweep.sweep_runs()))
         if proposal is None:  # a finished grid
             return None
         run_id = uuid.uuid4().hex[:8]

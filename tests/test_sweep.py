@@ -201,3 +201,15 @@ def test_report_builds_from_stored_run_records_with_all_three_plots(tmp_path):
     assert any("activation: made no clear difference" in o for o in report["observations"])
     html = (tmp_path / "report/report.html").read_text()
     assert html.count("data:image/png;base64") == 3
+
+
+def test_the_same_seed_proposes_the_same_random_sweep(tmp_path):
+    config = {"method": "random", "metric": {"name": "val_acc", "goal": "maximize"},
+              "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1},
+                             "activation": {"values": ["relu", "gelu", "mish"]}}}
+    proposals = []
+    for name in ("a", "b"):
+        sweep = new_sweep(tmp_path, config, name=name)
+        run_agent(sweep, count=4, runs_dir=str(tmp_path), train=fake_trainer(epochs=1), log=lambda *_: None)
+        proposals.append(sorted(configs(sweep)))
+    assert proposals[0] == proposals[1]
