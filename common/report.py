@@ -205,13 +205,17 @@ def observations(rows):
         groups = {k: v for k, v in groups.items() if len(v) >= 2}
         if len(groups) < 2:
             continue
-        means = sorted(((float(np.mean(v)), k, len(v)) for k, v in groups.items()), reverse=True)
+        means = sorted(((float(np.mean(v)), k, len(v), float(np.var(v, ddof=1))) for k, v in groups.items()),
+                       reverse=True)
         top, bottom = means[0], means[-1]
-        if top[0] - bottom[0] < NO_CLEAR_DIFFERENCE:
-            out.append(f"{p}: made no clear difference (mean accuracy {bottom[0]:.3f}–{top[0]:.3f} across values){caveat}.")
+        gap = top[0] - bottom[0]
+        noise = 2 * math.sqrt(top[3] / top[2] + bottom[3] / bottom[2])  # two standard errors of the gap
+        if gap < max(NO_CLEAR_DIFFERENCE, noise):
+            out.append(f"{p}: made no clear difference (mean accuracy {bottom[0]:.3f}–{top[0]:.3f} across values, "
+                       f"gap {gap:.3f} within the run-to-run noise of ±{noise:.3f}){caveat}.")
         else:
             out.append(f"{p}: {top[1]} averaged {top[0]:.3f} (n = {top[2]}) vs {bottom[1]} {bottom[0]:.3f} "
-                       f"(n = {bottom[2]}), a gap of {top[0] - bottom[0]:.3f}{caveat}.")
+                       f"(n = {bottom[2]}), a gap of {gap:.3f}, beyond two standard errors ({noise:.3f}){caveat}.")
     stopped = [r for r in rows if r["state"] == "stopped"]
     if stopped:
         out.append(f"Hyperband stopped {len(stopped)} of {len(rows)} runs early (after "
