@@ -68,6 +68,11 @@ def locate_dataset(data_dir, download=True, url=DATASET_URL, progress=True) -> D
         root = _dataset_root_in(data_dir) if data_dir.is_dir() else None
         if root is not None:
             return DatasetPaths(root=root, train_dir=root / "train")
+        for candidate in (data_dir, data_dir / DATASET_FOLDER):
+            if (candidate / "train").is_dir() or (candidate / "val").is_dir():
+                missing = "val" if (candidate / "train").is_dir() else "train"
+                raise UserError(f"{candidate} has {'train' if missing == 'val' else 'val'}/ but no {missing}/: the "
+                                f"dataset is incomplete; restore {candidate / missing} or point --data-dir elsewhere")
         zip_path = data_dir / ZIP_NAME
         if not zip_path.is_file():
             if not download:

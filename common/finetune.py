@@ -12,7 +12,7 @@ import torch
 from common.data import load_train_val
 from common.errors import UserError
 from common.pretrained import (apply_freeze, build_pretrained, freeze_batchnorm_of_frozen_layers, model_stages,
-                               parameter_groups)
+                               parameter_groups, preprocess_for)
 from common.scratch import default_run_name, prepare_resume
 from common.training import RunState, TrainConfig, fit, param_groups
 
@@ -107,8 +107,8 @@ def run_finetune(options: dict, data=None):
     feature_cache_requested = ft.get("feature_cache", True)
     if backbone_scale <= 0:
         raise UserError(f"--backbone-lr-scale must be > 0, got {backbone_scale}")
-    probe, info = build_pretrained(name, weights="none", num_classes=2)
-    preprocess = info["preprocess"]
+    probe, _ = build_pretrained(name, weights="none", num_classes=2)
+    preprocess = preprocess_for(name, weights).__dict__  # the requested weights' own transforms
     stages = model_stages(probe, name)
     apply_freeze(probe, name, strategy, k)  # a bad --k fails here, before any data is read
     options.setdefault("image_size", None)

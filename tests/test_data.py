@@ -144,3 +144,9 @@ def test_flip_only_augmentation_mirrors_images():
     # with crop area 1 the aspect jitter still resamples; a flipped image is closer to its mirror
     flipped = [(o - xi.flip(-1)).abs().mean() < (o - xi).abs().mean() for o, xi in zip(out, x)]
     assert 10 < sum(flipped) < 54
+
+
+def test_a_dataset_without_its_test_folder_is_reported_not_downloaded(tmp_path):
+    make_folder(tmp_path / "inaturalist_12K" / "train", {"a": 1})
+    with pytest.raises(UserError, match="has train/ but no val/"):
+        locate_dataset(tmp_path, download=True, url="http://127.0.0.1:9/never-asked.zip")

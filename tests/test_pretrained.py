@@ -307,3 +307,12 @@ def test_a_vision_transformer_refuses_another_input_size(demo_root, tmp_path):
     with pytest.raises(UserError, match="vit_b_16 takes 224x224 inputs only"):
         run_finetune({"model": "vit_b_16", "weights": "none", "image_size": 128, "data_dir": str(demo_root),
                       "runs_dir": str(tmp_path), "wandb": "disabled", "quiet": True})
+
+
+def test_the_requested_weights_decide_the_preprocessing():
+    from common.pretrained import preprocess_for
+
+    assert preprocess_for("resnet50", "IMAGENET1K_V1").resize_size == 256
+    assert preprocess_for("resnet50", "IMAGENET1K_V2").resize_size == 232
+    with pytest.raises(UserError, match="resnet50 has no weights 'IMAGENET1K_V9'"):
+        preprocess_for("resnet50", "IMAGENET1K_V9")
