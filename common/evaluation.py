@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoints import load_checkpoint, load_record, model_from_checkpoint, resolve_run_dir
+from common.checkpoints import load_checkpoint, load_record, model_from_checkpoint
 from common.errors import UserError
 from common.io import load_json, save_json
 from common.testset import load_test_set

@@ -193,11 +193,12 @@ def observations(rows):
                 continue
             x = np.log10(values) if min(values) > 0 and max(values) / min(values) >= 10 else np.array(values, float)
             r = float(np.corrcoef(x, accs)[0, 1]) if x.std() > 0 else 0.0
+            stat = f"r = {r:+.2f}, n = {n}" + (f"; {caveat.strip(' ()')}" if caveat else "")
             if abs(r) < 0.2:
-                out.append(f"{p}: no clear relation to accuracy across its range (r = {r:+.2f}, n = {n}{caveat.strip(' ()') and '; ' + caveat.strip(' ()')}).")
+                out.append(f"{p}: no clear relation to accuracy across its range ({stat}).")
             else:
                 direction = "higher" if r > 0 else "lower"
-                out.append(f"{p}: {direction} values went with higher accuracy (r = {r:+.2f}, n = {n}{caveat.strip(' ()') and '; ' + caveat.strip(' ()')}).")
+                out.append(f"{p}: {direction} values went with higher accuracy ({stat}).")
             continue
         groups = {}
         for v, a in zip(values, accs):

@@ -10,7 +10,6 @@ only: they go through `common.scratch.run_scratch`, which never sees the test fo
 """
 import copy
 import fcntl
-import json
 import os
 import socket
 import time

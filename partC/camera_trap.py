@@ -207,10 +207,11 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
         visits_seen = list(best_crop.values())[:64]
         contact_sheet([v[1] for v in visits_seen], [v[2] for v in visits_seen], out / "contact_sheet.png",
                       title=f"camera trap: {len(best_crop)} visits, {stats['alerts']} alerts")
+    outputs = {"events": "events.jsonl", "clip": "watched.mp4" if writer else None, "kept": "kept/",
+               "contact_sheet": "contact_sheet.png" if best_crop else None}
     summary = {**stats, "seconds": round(elapsed, 2), "frames_per_s": round(stats["frames"] / max(elapsed, 1e-9), 2),
                "alerts_list": alerts_log, "cooldown_s": cooldown, "watched": watched, "alert_classes": alert_classes,
-               "classifier": classifier, "outputs": {"events": "events.jsonl", "clip": "watched.mp4" if writer else None,
-                                                     "kept": "kept/", "contact_sheet": "contact_sheet.png" if best_crop else None}}
+               "classifier": classifier, "outputs": outputs}
     save_json(out / "summary.json", summary)
     bad = f", {stats['bad_frames']} unreadable frames skipped" if stats["bad_frames"] else ""
     click.echo(f"{stats['frames']} frames in {elapsed:.1f}s ({summary['frames_per_s']} frames/s): {stats['kept']} kept, "

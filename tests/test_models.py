@@ -33,7 +33,8 @@ def _valid_configs(n, seed=0):
     return configs
 
 
-@pytest.mark.parametrize("cfg", _valid_configs(25), ids=lambda c: f"f{c.filters}-k{c.kernel_sizes}-p{c.padding}-bn{int(c.batch_norm)}")
+@pytest.mark.parametrize("cfg", _valid_configs(25),
+                         ids=lambda c: f"f{c.filters}-k{c.kernel_sizes}-p{c.padding}-bn{int(c.batch_norm)}")
 def test_closed_form_counts_match_the_real_model(cfg):
     model = build_model(cfg)
     assert count_params(cfg) == sum(p.numel() for p in model.parameters())

@@ -1,6 +1,5 @@
 """The local sweep controller (on a fast fake objective), config validation, and the report."""
 import multiprocessing
-import os
 import subprocess
 import sys
 import time
