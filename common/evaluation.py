@@ -45,7 +45,7 @@ def evaluate_on_test(run_dir, data_dir, out_dir, seed=0, per_class=3, device="au
     ckpt, record, data_dir = _best_checkpoint_and_data(run_dir, data_dir)
     image_size = ckpt["train_config"]["image_size"]
     resize = ckpt["train_config"].get("resize_size")
-    test = load_test_set(data_dir, ckpt["classes"], image_size, cache_dir, progress=progress, resize=resize)
+    test, test_dir = load_test_set(data_dir, ckpt["classes"], image_size, cache_dir, progress=progress, resize=resize)
     model = model_from_checkpoint(ckpt, source=str(run_dir / "best.pt"))
     dev = resolve_device(device)
     model.to(dev)
@@ -58,10 +58,6 @@ def evaluate_on_test(run_dir, data_dir, out_dir, seed=0, per_class=3, device="au
     per_class_acc = {c: float(matrix[i, i] / max(1, matrix[i].sum())) for i, c in enumerate(classes)}
     accuracy = float((preds == labels).float().mean())
     out_dir = Path(out_dir)
-    test_root = Path(data_dir)
-    from common.data import locate_dataset
-
-    test_dir = locate_dataset(test_root, download=False).root / "val"
     rows = choose_grid_samples(labels.tolist(), len(classes), per_class, seed)
     grid = prediction_grid([test_dir / p for p in test.paths], rows, labels.tolist(), probs.numpy(), classes,
                            out_dir / "test_grid.png",
@@ -89,7 +85,7 @@ def load_run_for_inspection(run_dir, data_dir=None, source="test", cache_dir="ca
     ckpt, _, data_dir = _best_checkpoint_and_data(run_dir, data_dir)
     cfg = ckpt["train_config"]
     if source == "test":
-        images = load_test_set(data_dir, ckpt["classes"], cfg["image_size"], cache_dir, progress=progress,
+        images, _ = load_test_set(data_dir, ckpt["classes"], cfg["image_size"], cache_dir, progress=progress,
                                resize=cfg.get("resize_size"))
     elif source == "val":
         from common.data import load_train_val

@@ -29,18 +29,18 @@ def backbone_features(model, images, mean, std, device, batch_size=64, progress=
     """The input of the main class layer for every image (float32 N×D, on the CPU)."""
     from tqdm import tqdm
 
-    from common.pretrained import _get, _set, head_paths
+    from common.pretrained import head_paths, module_at, replace_module_at
     from common.training import prepare_batch
 
     path = head_paths(model)[0]
-    head = _get(model, path)
-    _set(model, path, torch.nn.Identity())
+    head = module_at(model, path)
+    replace_module_at(model, path, torch.nn.Identity())
     model.eval().to(device)
     try:
         chunks = [model(prepare_batch(chunk.to(device), mean, std)).float().cpu()
                   for chunk in tqdm(images.split(batch_size), desc="backbone features", disable=None if progress else True)]
     finally:
-        _set(model, path, head)
+        replace_module_at(model, path, head)
     return torch.cat(chunks)
 
 
@@ -153,7 +153,7 @@ def _fit_head_on_features(model, name, data, cfg, state, weights_source, resume_
     """Train only the class layer on backbone features computed once; checkpoints hold the whole model."""
     from dataclasses import replace
 
-    from common.pretrained import _get, head_paths
+    from common.pretrained import head_paths, module_at
 
     if not cfg.quiet:
         print("frozen backbone, no augmentation: computing backbone features once, then training the head on them",
@@ -161,7 +161,7 @@ def _fit_head_on_features(model, name, data, cfg, state, weights_source, resume_
     if resume_checkpoint is not None:
         model.load_state_dict(resume_checkpoint["model"])
     features = feature_data(model, data, name, weights_source, state.mean, state.std, cfg)
-    head = _get(model, head_paths(model)[0])
+    head = module_at(model, head_paths(model)[0])
     head_cfg = replace(cfg, channels_last=False, compile=False)
     return fit(head, features, head_cfg, state, groups=param_groups(head, cfg.weight_decay), save_model=model,
                resume_checkpoint=resume_checkpoint)

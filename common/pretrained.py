@@ -91,15 +91,17 @@ def lite0_state_dict_to_torchvision(state: dict) -> dict:
 
 # ------------------------------------------------------------------------ heads and stages
 
-def _get(model, path):
+def module_at(model, path):
+    """The sub-module at a dotted attribute path ('classifier.1', 'heads.head')."""
     for part in path.split("."):
         model = model[int(part)] if part.lstrip("-").isdigit() else getattr(model, part)
     return model
 
 
-def _set(model, path, module):
+def replace_module_at(model, path, module):
+    """Put `module` at a dotted attribute path."""
     parent_path, _, last = path.rpartition(".")
-    parent = _get(model, parent_path) if parent_path else model
+    parent = module_at(model, parent_path) if parent_path else model
     if last.lstrip("-").isdigit():
         parent[int(last)] = module
     else:
@@ -134,11 +136,11 @@ def replace_heads(model: nn.Module, num_classes: int) -> List[str]:
     """Swap every class layer for a fresh one with `num_classes` outputs."""
     paths = head_paths(model)
     for path in paths:
-        old = _get(model, path)
+        old = module_at(model, path)
         if isinstance(old, nn.Conv2d):  # squeezenet's 1×1 conv classifier
-            _set(model, path, nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride))
+            replace_module_at(model, path, nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride))
         else:
-            _set(model, path, nn.Linear(old.in_features, num_classes))
+            replace_module_at(model, path, nn.Linear(old.in_features, num_classes))
     return paths
 
 

@@ -183,7 +183,7 @@ def observations(rows):
     caveat = " (few runs: suggestive, not conclusive)" if n < 10 else ""
     best = max(scored, key=lambda r: r["val_acc"])
     out.append(f"The best of {n} scored runs reached {best['val_acc']:.3f} validation accuracy with "
-               f"{_format_params(best['params'])}.")
+               f"{format_params(best['params'])}.")
     for p in swept_parameters(scored):
         values = [r["params"].get(p) for r in scored]
         accs = np.array([r["val_acc"] for r in scored])
@@ -227,13 +227,13 @@ def observations(rows):
     return out
 
 
-def _format_params(params):
+def format_params(params):
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
 
 
 # ------------------------------------------------------------------------------------ HTML
 
-def _img(path):
+def embed_png(path):
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return f'<img src="data:image/png;base64,{data}" style="max-width:100%">'
 
@@ -276,7 +276,7 @@ def extra_sections(folders):
         for folder in folders:
             for found in sorted(Path(folder).rglob(name)):
                 label = f"{heading} ({found.parent.name})"
-                body = _img(found)
+                body = embed_png(found)
                 if name == "learning_curves.png" and (found.parent / "compare.md").exists():
                     body = f"<pre>{html.escape((found.parent / 'compare.md').read_text())}</pre>" + body
                 sections.append((label, body))

@@ -86,7 +86,7 @@ def run_scratch(options: dict, should_stop=None, data=None, extra=None):
 
 
 def prepare_resume(run, overrides: dict, runs_dir="runs", data=None):
-    """Checks shared by every kind of resume → (run_dir, checkpoint, TrainConfig, data)."""
+    """Checks shared by every kind of resume → (run_dir, checkpoint, TrainConfig, data, record)."""
     run_dir = resolve_run_dir(run, runs_dir)
     ckpt = load_checkpoint(run_dir / "last.pt")
     record = load_record(run_dir)

@@ -9,11 +9,12 @@ from common.errors import UserError
 
 
 def load_test_set(data_dir, classes, image_size, cache_dir=DEFAULT_CACHE, progress=True, resize=None):
-    """The decoded test images, checked to have the classes the model was trained on."""
+    """(decoded test images, test folder), checked to have the classes the model was trained on."""
     dataset = locate_dataset(data_dir, download=False)
     test_dir = dataset.root / "val"
     scan = scan_image_folder(test_dir)
     if scan.classes != list(classes):
         raise UserError(f"the test folder {test_dir} has classes {scan.classes}, but the checkpoint was trained on "
                         f"{list(classes)}; point --data-dir at the matching dataset")
-    return load_tensor_set(test_dir, scan.samples, scan.classes, image_size, cache_dir, progress=progress, resize=resize)
+    images = load_tensor_set(test_dir, scan.samples, scan.classes, image_size, cache_dir, progress=progress, resize=resize)
+    return images, test_dir

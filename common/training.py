@@ -179,8 +179,9 @@ def lr_multiplier(scheduler, step, total_steps, warmup_steps, steps_per_epoch, s
 # ----------------------------------------------------------------------------- evaluation
 
 def _normalise(x, mean, std, channels_last):
-    mean_t = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    # mean/std may be lists or tensors already on the device (then as_tensor copies nothing)
+    mean_t = torch.as_tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    std_t = torch.as_tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     x = (x - mean_t) / std_t
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
@@ -205,6 +206,7 @@ def predict(model, images_uint8, mean, std, device, batch_size=256, precision="o
     was_training = model.training
     model.eval()
     outputs = []
+    mean, std = torch.tensor(mean, device=device), torch.tensor(std, device=device)
     for chunk in images_uint8.split(batch_size):
         x = prepare_batch(chunk.to(device, non_blocking=True), mean, std, channels_last=channels_last)
         with autocast(device, precision):
@@ -221,6 +223,9 @@ def evaluate(model, tensor_set, mean, std, device, precision="off", channels_las
 
 
 # ------------------------------------------------------------------------------ training
+
+CHECK_EVERY = 25  # steps between host reads of the running loss (each read waits for the GPU)
+
 
 class TrainingDiverged(UserError):
     pass
@@ -308,8 +313,9 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
     augment = AugmentConfig(enabled=cfg.augment, strength=cfg.aug_strength) if cfg.augment else None
 
     # Keep the whole uint8 set on the GPU when there is one: no host→device copy per batch.
-    train_images = train.images.to(device) if device.type == "cuda" else train.images
+    train_images = train.images.to(device)
     train_labels = train.labels.to(device)
+    mean, std = torch.tensor(state.mean, device=device), torch.tensor(state.std, device=device)
 
     record = RunRecord(run_dir) if resume_checkpoint is None else RunRecord.load(run_dir)
     start_epoch, best_val_acc, wandb_id = 0, -1.0, None
@@ -341,13 +347,17 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
         for epoch in range(start_epoch, cfg.epochs):
             # Everything random in this epoch derives from (seed, epoch): resume is exact.
             torch.manual_seed(cfg.seed * 100_003 + epoch)
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch)).to(device)
             aug_gen = torch.Generator(device=device).manual_seed(cfg.seed * 104_729 + epoch)
             model.train()
             if on_epoch_start is not None:  # after train(): it may put frozen BN layers back in eval mode
                 on_epoch_start(epoch, model)
             started = time.perf_counter()
-            loss_sum, correct, seen = 0.0, 0, 0
+            # Running sums stay on the device: reading them forces a GPU sync, so only every CHECK_EVERY steps.
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            nonfinite = torch.zeros((), device=device, dtype=torch.bool)
+            seen = 0
             bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show, leave=False)
             for i in bar:
                 step = epoch * steps_per_epoch + i
@@ -355,16 +365,10 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
                     g["lr"] = base * lr_multiplier(cfg.scheduler, step, total_steps, warmup_steps, steps_per_epoch,
                                                    cfg.step_size, cfg.gamma)
                 idx = order[i * batch_size:(i + 1) * batch_size]
-                x = train_images[idx.to(train_images.device)].to(device, non_blocking=True)
-                y = train_labels[idx.to(device)]
-                x = prepare_batch(x, state.mean, state.std, augment, aug_gen, cfg.channels_last)
+                x = prepare_batch(train_images[idx], mean, std, augment, aug_gen, cfg.channels_last)
+                y = train_labels[idx]
                 with autocast(device, precision):
                     logits, loss = training_loss(run_model(x), y, criterion)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; lower --lr or enable "
-                        f"--grad-clip. The last good checkpoint ({run_dir / 'last.pt'}) is intact."
-                    )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if cfg.grad_clip > 0:
@@ -372,11 +376,17 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
-                loss_sum += loss.item() * len(y)
-                correct += (logits.argmax(1) == y).sum().item()
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.detach().argmax(1) == y).sum()
+                nonfinite |= ~torch.isfinite(loss.detach())
                 seen += len(y)
-                if show:
-                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+                if (i + 1) % CHECK_EVERY == 0 or i + 1 == steps_per_epoch:
+                    if nonfinite.item():  # nothing is saved after this: last.pt stays the last good epoch
+                        raise TrainingDiverged(
+                            f"the loss became NaN/inf in epoch {epoch + 1} (by step {i + 1}); lower --lr or enable "
+                            f"--grad-clip. The last good checkpoint ({run_dir / 'last.pt'}) is intact.")
+                    if show:
+                        bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
             if device.type == "cuda":
                 torch.cuda.synchronize()
             train_time = time.perf_counter() - started
@@ -384,8 +394,8 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
             epoch_time = time.perf_counter() - started
             metrics = {
                 "epoch": epoch + 1,
-                "train_loss": loss_sum / max(1, seen),
-                "train_acc": correct / max(1, seen),
+                "train_loss": loss_sum.item() / max(1, seen),
+                "train_acc": correct.item() / max(1, seen),
                 "val_loss": val_metrics["loss"],
                 "val_acc": val_metrics["acc"],
                 "lr": optimizer.param_groups[0]["lr"],

@@ -47,7 +47,7 @@ def _verified(path, sha256):
 
 def _from_installed_package(package, wanted, dest_dir):
     """Copy files out of an installed package's folder without importing the package."""
-    spec = importlib.util.find_spec(package) if importlib.util.find_spec else None
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return False
     folder = Path(list(spec.submodule_search_locations)[0]) / "mlmodels"

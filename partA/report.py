@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import click
 
 from common.io import save_json
-from common.report import (_format_params, _img, build_html, collect_sweep, extra_sections, observations,
+from common.report import (format_params, embed_png, build_html, collect_sweep, extra_sections, observations,
                            parameter_importance, plot_accuracy_vs_created, plot_importance, plot_parallel_coordinates,
                            swept_parameters, table_html)
 
@@ -49,11 +49,11 @@ def main(sweep_name, runs_dir, out, include):
     sections = [
         ("Sweep", table_html(["runs", "finished", "stopped early", "failed", "best val acc", "best config"],
                              [[len(rows), states["finished"], states["stopped"], states["failed"], f"{best['val_acc']:.4f}",
-                               _format_params(best["params"])]])
+                               format_params(best["params"])]])
          + "<h3>Values swept</h3>" + table_html(["parameter", "values"], [[p, ", ".join(v)] for p, v in values.items()])),
-        ("Q2: validation accuracy vs created", _img(created)),
-        ("Q2: parallel coordinates", _img(parallel)),
-        ("Q2: parameter importance and correlation", _img(importance) + table_html(
+        ("Q2: validation accuracy vs created", embed_png(created)),
+        ("Q2: parallel coordinates", embed_png(parallel)),
+        ("Q2: parameter importance and correlation", embed_png(importance) + table_html(
             ["feature", "importance", "correlation with val acc"], [[f, f"{i:.3f}", f"{c:+.3f}"] for f, i, c in table])),
         ("Q3: observations (computed from the runs)", "<ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>"),
     ] + extra_sections(include)
