@@ -66,11 +66,11 @@ class CropClassifier:
     @torch.no_grad()
     def __call__(self, crop_uint8: torch.Tensor):
         from common.data import resize_center_crop
+        from common.training import prepare_batch
 
-        x = resize_center_crop(crop_uint8, self.size, self.resize).float()[None] / 255.0
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        probs = F.softmax(self.model(((x - mean) / std).to(self.device)).float(), 1)[0].cpu()
+        # the same preprocessing as training and evaluation: the checkpoint's crop and normalisation
+        x = resize_center_crop(crop_uint8, self.size, self.resize)[None].to(self.device)
+        probs = F.softmax(self.model(prepare_batch(x, self.mean, self.std)).float(), 1)[0].cpu()
         best = int(probs.argmax())
         return self.classes[best], float(probs[best])
 
