@@ -7,13 +7,15 @@ from pathlib import Path
 import torch
 
 
+_UMASK = os.umask(0o022)  # read once at import (setting it is the only way to read it), then restored
+os.umask(_UMASK)
+
+
 def _atomic_write(path, write_fn):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
         with os.fdopen(fd, "wb") as handle:
             write_fn(handle)
