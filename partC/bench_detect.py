@@ -1,44 +1,116 @@
-"""`make bench-detect`: frames/s of our PyTorch YOLOv3 on this machine.
+"""`make bench-detect`: end-to-end detection speed on the CPU or GPU, against OpenCV's DNN.
 
-    python partC/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30
+    python partC/bench_detect.py --frames 30 --threads 1
+    python partC/bench_detect.py --frames 30 --threads 2 --resize stretch
+
+Each frame runs every stage the apps run: preprocess (letterbox or resize of the decoded image),
+forward (network + decoding of the [yolo] heads), postprocess (threshold, class-aware NMS, boxes
+back to image pixels). After a warm-up, the median and the 10th-90th percentile spread over
+--frames frames are printed, per stage and end to end. When OpenCV is installed
+(`pip install -e .[opencv]`), the same photo goes through `cv2.dnn.readNetFromDarknet` in the same
+process with the same thread count, alternating frame by frame with ours so both see the same
+machine load, and the ratio of the medians is printed.
 """
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.cpu_threads import prefer_passive_openmp
+
+prefer_passive_openmp()  # before torch loads OpenMP
+
+import time
+
 import click
 import matplotlib
+import numpy as np
 import torch
 
-from common.detector import build_detector
+from common import opencv_reference
+from common.detector import PRECISION_DTYPES, build_detector
 from common.media import read_image
+from common.weights import YOLO_REGISTRY, read_names, yolo_files
 
 DOG = Path("/usr/share/darknet/data/dog.jpg")
 
 
-@click.command(context_settings={"show_default": True})
-@click.option("--model", default="yolov3-tiny")
-@click.option("--input-size", type=int, default=416)
-@click.option("--frames", type=int, default=30)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu")
-@click.option("--image", default=None, help="Photo to run on [default: darknet's dog.jpg, else grace_hopper.jpg].")
-def main(model, input_size, frames, device, image):
-    """Time end-to-end detection (letterbox, forward, decode, NMS) per frame."""
-    path = Path(image) if image else DOG if DOG.is_file() else Path(matplotlib.get_data_path()) / "sample_data/grace_hopper.jpg"
-    detector = build_detector(model=model, input_size=input_size, device=device)
-    frame = read_image(path)
-    for _ in range(3):  # warm-up
-        detector(frame)
+def spread(seconds):
+    """'median ms (p10-p90)' of a list of durations in seconds."""
+    ms = 1000 * np.asarray(seconds)
+    return f"{np.median(ms):7.1f} ms ({np.percentile(ms, 10):.1f}-{np.percentile(ms, 90):.1f})"
+
+
+def time_ours(detector, frame):
+    """(preprocess, forward, postprocess) seconds for one frame."""
+    t0 = time.perf_counter()
+    x, lb = detector.preprocess(frame)
+    t1 = time.perf_counter()
+    decoded = detector.forward(x)  # ends with .cpu(): waits for the GPU
+    t2 = time.perf_counter()
+    detector.postprocess(decoded, lb, frame.shape[2], frame.shape[1])
+    return t1 - t0, t2 - t1, time.perf_counter() - t2
+
+
+def time_opencv(reference, rgb):
     started = time.perf_counter()
-    for _ in range(frames):
-        detector(frame)
-    if detector.device.type == "cuda":
-        torch.cuda.synchronize()
-    elapsed = time.perf_counter() - started
-    click.echo(f"{model} @ {input_size}px on {detector.device} ({torch.get_num_threads()} threads), {path.name} "
-               f"{frame.shape[2]}x{frame.shape[1]}: {frames / elapsed:.1f} frames/s ({1000 * elapsed / frames:.0f} ms/frame)")
+    reference(rgb)
+    return time.perf_counter() - started
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--model", type=click.Choice(list(YOLO_REGISTRY)), default="yolov3-tiny")
+@click.option("--input-size", type=int, default=416)
+@click.option("--frames", type=int, default=30, help="Timed frames (after the warm-up).")
+@click.option("--warmup", type=int, default=5)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--threads", type=int, default=0, help="CPU threads, ours and OpenCV's (0: one per core).")
+@click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox")
+@click.option("--precision", type=click.Choice(list(PRECISION_DTYPES)), default="fp32")
+@click.option("--opencv/--no-opencv", default=True, help="Also time OpenCV's DNN when it is installed.")
+@click.option("--image", default=None, help="Photo to run on [default: darknet's dog.jpg, else grace_hopper.jpg].")
+def main(model, input_size, frames, warmup, device, threads, resize, precision, opencv, image):
+    """Time end-to-end detection per frame, with a per-stage breakdown and OpenCV's DNN beside it."""
+    if frames < 1 or warmup < 0:
+        raise click.BadParameter("--frames must be >= 1 and --warmup >= 0")
+    path = Path(image) if image else DOG if DOG.is_file() else Path(matplotlib.get_data_path()) / "sample_data/grace_hopper.jpg"
+    detector = build_detector(model=model, input_size=input_size, device=device, resize=resize, precision=precision,
+                              threads=threads)
+    threads = torch.get_num_threads()
+    frame = read_image(path)
+    rgb = frame.permute(1, 2, 0).numpy().copy()
+    reference = None
+    if opencv and detector.device.type == "cpu":
+        if opencv_reference.available():
+            cfg, weights, names = yolo_files(model)
+            reference = opencv_reference.OpenCVDetector(cfg, weights, read_names(names), input_size, resize=resize,
+                                                        threads=threads)
+        else:
+            click.echo("OpenCV is not installed (pip install -e .[opencv]): timing ours alone")
+    for _ in range(warmup):
+        time_ours(detector, frame)
+        if reference is not None:
+            time_opencv(reference, rgb)
+    stages, total, theirs = [], [], []
+    for i in range(frames):
+        # alternate who goes first, so neither always runs right after the other's cache traffic
+        if reference is not None and i % 2:
+            theirs.append(time_opencv(reference, rgb))
+        stages.append(time_ours(detector, frame))
+        total.append(sum(stages[-1]))
+        if reference is not None and not i % 2:
+            theirs.append(time_opencv(reference, rgb))
+    pre, fwd, post = zip(*stages)
+    click.echo(f"{model} @ {input_size}px, {resize}, {precision}, on {detector.device} ({threads} threads), {path.name} "
+               f"{frame.shape[2]}x{frame.shape[1]}, median (p10-p90) over {frames} frames after {warmup} warm-up:")
+    click.echo(f"  ours    preprocess  {spread(pre)}")
+    click.echo(f"  ours    forward     {spread(fwd)}")
+    click.echo(f"  ours    postprocess {spread(post)}")
+    click.echo(f"  ours    end to end  {spread(total)}  = {1 / np.median(total):.1f} frames/s")
+    if reference is not None:
+        ratio = np.median(theirs) / np.median(total)
+        click.echo(f"  OpenCV  end to end  {spread(theirs)}  = {1 / np.median(theirs):.1f} frames/s")
+        click.echo(f"  ratio: OpenCV median / ours = {ratio:.2f} ({'ours faster' if ratio >= 1 else 'OpenCV faster'})")
 
 
 if __name__ == "__main__":

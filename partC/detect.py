@@ -14,6 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.cpu_threads import prefer_passive_openmp
+
+prefer_passive_openmp()  # before torch loads OpenMP
+
 import click
 import numpy as np
 from tqdm import tqdm
