@@ -2,10 +2,15 @@
 import click
 
 from common.models import ACTIVATIONS, DROPOUT_PLACES, ORGANISATIONS
-from common.training import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULERS, TrainConfig
+from common.device import DEVICES, PRECISIONS
+from common.training import OPTIMIZERS, SCHEDULERS, TrainConfig
 from common.tracking import WANDB_MODES
 
 D = TrainConfig()
+
+
+DEVICE_OPTION = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                             help="auto = the GPU when there is one.")
 
 
 def stack_options(decorators):
@@ -60,7 +65,14 @@ def training_options(func):
                      help="auto: bf16 where the hardware has it, fp16+GradScaler on older GPUs, else fp32."),
         click.option("--channels-last/--no-channels-last", default=D.channels_last, show_default=True),
         click.option("--compile", "compile", is_flag=True, default=False, help="torch.compile the model."),
-        click.option("--device", type=click.Choice(DEVICES), default=D.device, show_default=True),
+        DEVICE_OPTION,
+        click.option("--deterministic", is_flag=True, default=D.deterministic,
+                     help="Bit-exact GPU runs and resumes: cuDNN/cuBLAS deterministic kernels, no autotuning (slower)."),
+        click.option("--tf32/--no-tf32", default=D.tf32, show_default=True,
+                     help="Allow TF32 tensor cores for fp32 matmuls/convs on sm80+ GPUs."),
+        click.option("--data-on-device", type=click.Choice(["auto", "yes", "no"]), default=D.data_on_device,
+                     show_default=True, help="Keep the uint8 training set on the GPU (auto: if it fits in half the "
+                     "free memory; else batches stream from pinned host memory)."),
         click.option("--runs-dir", default=D.runs_dir, show_default=True),
         click.option("--run-name", default=None, help="Folder name under --runs-dir (default: time + hash)."),
         click.option("--wandb", type=click.Choice(WANDB_MODES), default=D.wandb, show_default=True,

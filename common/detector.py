@@ -1,7 +1,7 @@
 """Build a ready YOLO detector from options; the click options every Part C script shares."""
 import click
 
-from common.cli import stack_options
+from common.cli import DEVICE_OPTION, stack_options
 
 from common.errors import UserError
 from common.weights import YOLO_REGISTRY, read_names, yolo_files
@@ -14,7 +14,7 @@ def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, inpu
     import torch
 
     from common.cpu_threads import set_inference_threads
-    from common.training import resolve_device
+    from common.device import resolve_device
 
     set_inference_threads(threads)
     if input_size is not None and (input_size <= 0 or input_size % 32):
@@ -52,7 +52,7 @@ DETECT_OPTIONS = stack_options([
     click.option("--conf", type=float, default=0.25, help="Score threshold (objectness x class probability)."),
     click.option("--nms", type=float, default=0.45, help="IoU threshold of class-aware NMS."),
     click.option("--classes", default=None, help="Comma-separated class names to keep, e.g. person,bird,dog."),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto"),
+    DEVICE_OPTION,
     click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox",
                  help="letterbox keeps the aspect ratio (grey bars, Darknet's integer geometry); stretch resizes plainly."),
     click.option("--precision", type=click.Choice(list(PRECISION_DTYPES)), default="fp32",

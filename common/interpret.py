@@ -68,52 +68,69 @@ def layer_output(model, layer, images):
     """The output of `layer` for `images` (no gradients)."""
     captured = {}
     handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("out", o.detach()))
-    with torch.no_grad():
-        model(images)
-    handle.remove()
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        handle.remove()
     return captured["out"]
 
 
+def channel_maxima(model, layer, images, batch_size=256, prepare=None):
+    """N×C: each image's largest `layer` activation per channel, over all positions — one forward
+    pass over the image set answers "which image excites channel c most" for every channel at once.
+
+    `images` may live on the CPU; `prepare(chunk)` moves and normalises a chunk (default: as is).
+    """
+    model.eval()
+    maxima = []
+    for chunk in images.split(batch_size):
+        x = prepare(chunk) if prepare is not None else chunk
+        maxima.append(layer_output(model, layer, x).flatten(2).amax(2).float().cpu())
+    return torch.cat(maxima)
+
+
+def guided_backprop_batch(model, layer, images, channels, reduce="max"):
+    """Guided gradients of K neurons, one per image, in one forward and one backward pass.
+
+    images K×C×H×W (normalised, on the model's device); neuron k is channel `channels[k]` of
+    `layer`'s output for image k, at its most active position (reduce="max") or summed
+    (reduce="sum"). In eval mode the images do not interact (batch norm uses its running
+    statistics), so the gradient of the sum of the K targets w.r.t. image k is image k's own map.
+    Returns (gradients K×C×H×W on the CPU, activation values [K], positions [(row, col) or None]).
+    """
+    if reduce not in ("max", "sum"):
+        raise ValueError(f"reduce must be 'max' or 'sum', got {reduce!r}")
+    model.eval()
+    captured = {}
+    x = images.detach().clone().requires_grad_(True)
+    rows = torch.arange(len(channels), device=x.device)
+    with guided(model) as wrappers:
+        handle = wrappers.get(layer, layer).register_forward_hook(lambda m, i, o: captured.__setitem__("out", o))
+        try:
+            model(x)
+        finally:
+            handle.remove()
+        maps = captured["out"][rows, torch.as_tensor(channels, device=x.device)]  # K×h×w
+        if reduce == "max":
+            flat = maps.flatten(1).argmax(1)
+            targets = maps.flatten(1)[rows, flat]
+            positions = [divmod(int(f), maps.shape[2]) for f in flat]
+        else:
+            targets, positions = maps.flatten(1).sum(1), [None] * len(channels)
+        targets.sum().backward()
+    return x.grad.detach().cpu(), [float(t) for t in targets.detach()], positions
+
+
 def guided_backprop(model, layer, image, channel, reduce="max"):
-    """Guided gradient of one neuron w.r.t. the input image (C×H×W float, normalised).
+    """Guided gradient of one neuron w.r.t. one image (C×H×W float, normalised).
 
     The neuron is channel `channel` of `layer`'s output, taken at its most active position
     (reduce="max") or summed over all positions (reduce="sum"). Returns (gradient C×H×W,
     activation value, (row, col) of the position or None).
     """
-    model.eval()
-    captured = {}
-    x = image[None].clone().requires_grad_(True)
-    with guided(model) as wrappers:
-        hooked = wrappers.get(layer, layer)
-        handle = hooked.register_forward_hook(lambda m, i, o: captured.__setitem__("out", o))
-        try:
-            model(x)
-            fmap = captured["out"][0, channel]
-            if reduce == "max":
-                flat = int(fmap.argmax())
-                row, col = divmod(flat, fmap.shape[1])
-                target, position = fmap[row, col], (row, col)
-            elif reduce == "sum":
-                target, position = fmap.sum(), None
-            else:
-                raise ValueError(f"reduce must be 'max' or 'sum', got {reduce!r}")
-            target.backward()
-        finally:
-            handle.remove()
-    return x.grad[0].detach(), float(target.detach()), position
-
-
-def top_images_for_channel(model, layer, images, channel, batch_size=64):
-    """Index of the image whose `layer` output has the largest activation in `channel`, and that value."""
-    best_index, best_value = -1, -float("inf")
-    for start in range(0, len(images), batch_size):
-        out = layer_output(model, layer, images[start:start + batch_size])
-        values = out[:, channel].flatten(1).max(1).values
-        i = int(values.argmax())
-        if float(values[i]) > best_value:
-            best_index, best_value = start + i, float(values[i])
-    return best_index, best_value
+    grads, values, positions = guided_backprop_batch(model, layer, image[None], [channel], reduce)
+    return grads[0], values[0], positions[0]
 
 
 def gradient_to_image(grad: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,8 @@ from common.training import RunState, TrainConfig, fit
 MODEL_KEYS = {f.name for f in fields(CNNConfig)} | {"base_filters", "organisation"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 # Options that may change on resume without changing what is computed.
-RESUME_FREE_KEYS = {"quiet", "wandb", "device", "runs_dir", "run_name", "data_dir", "cache_dir", "wandb_project", "wandb_group"}
+RESUME_FREE_KEYS = {"quiet", "wandb", "device", "runs_dir", "run_name", "data_dir", "cache_dir", "wandb_project", "wandb_group",
+                    "deterministic", "tf32", "data_on_device"}
 
 
 def _as_list(value):

@@ -28,7 +28,7 @@ from common.scratch import MODEL_KEYS, TRAIN_KEYS, split_options
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 METHODS = ("grid", "random", "bayes")
 # Options a sweep may not set: they say where things go, not what is trained.
-RESERVED = {"run_name", "runs_dir", "resume", "quiet", "wandb", "cache_dir"}
+RESERVED = {"run_name", "runs_dir", "resume", "quiet", "wandb", "cache_dir", "data_on_device"}
 
 
 # ------------------------------------------------------------------------------ config

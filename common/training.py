@@ -20,14 +20,13 @@ from torch import nn
 from tqdm import tqdm
 
 from common.augment import AugmentConfig, augment_batch
+from common.device import DEVICES, PRECISIONS, configure_backends, data_fits_on_device, resolve_device, resolve_precision  # noqa: F401
 from common.errors import UserError
 from common.io import save_torch
 from common.tracking import RunRecord, WandbRun, environment_info, now_iso
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "radam")
 SCHEDULERS = ("cosine", "step", "onecycle", "none")
-PRECISIONS = ("auto", "bf16", "fp16", "off")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -57,6 +56,9 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     device: str = "auto"
+    deterministic: bool = False  # bit-exact GPU runs and resumes (cuDNN/cuBLAS deterministic, no autotuning)
+    tf32: bool = True  # fp32 matmuls/convs on tensor cores on sm80+ GPUs
+    data_on_device: str = "auto"  # keep the uint8 training set on the GPU: auto (if it fits) / yes / no
     runs_dir: str = "runs"
     run_name: Optional[str] = None
     wandb: str = "auto"
@@ -71,6 +73,8 @@ class TrainConfig:
             (self.scheduler in SCHEDULERS, f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}"),
             (self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"),
             (self.device in DEVICES, f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}"),
+            (self.data_on_device in ("auto", "yes", "no"),
+             f"--data-on-device must be auto, yes or no, got {self.data_on_device!r}"),
             (self.lr > 0 and math.isfinite(self.lr), f"learning rate must be a positive number, got {self.lr}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
@@ -94,34 +98,6 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------ device, precision, optimiser
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA GPU is available; use --device auto or cpu")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def cpu_has_bf16() -> bool:
-    """True where the CPU computes bf16 in hardware (AVX-512 BF16 or AMX); elsewhere it is slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """auto: bf16 on sm80+ GPUs and bf16-capable CPUs, fp16 (+GradScaler) on older GPUs, else off."""
-    if name != "auto":
-        if name == "fp16" and device.type != "cuda":
-            raise UserError("fp16 autocast needs a CUDA device; use --precision bf16, off or auto")
-        return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_bf16() else "off"
-
 
 def autocast(device: torch.device, precision: str):
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -281,6 +257,43 @@ def checkpoint_dict(model, optimizer, scaler, epoch, cfg, state: RunState, best_
     }
 
 
+class BatchSource:
+    """Training batches by index: from a copy of the set on the device, or streamed from pinned host memory.
+
+    Streaming gathers each batch on the host into one of two pinned buffers and copies it with
+    non_blocking=True, so the copy of batch i+1 overlaps the GPU work on batch i; an event per
+    buffer keeps a buffer from being refilled before its copy has finished.
+    """
+
+    def __init__(self, images, labels, device, on_device: bool):
+        self.device, self.on_device = device, on_device
+        self.streaming = device.type == "cuda" and not on_device
+        self.images = images.to(device) if on_device else images
+        self.labels = labels.to(device)
+        self._buffers, self._events, self._turn = [], [], 0
+
+    def order(self, permutation):
+        """The epoch's index order, where the gathers run (device or host)."""
+        return permutation.to(self.device) if not self.streaming else permutation
+
+    def batch(self, idx):
+        labels = self.labels[idx.to(self.device, non_blocking=True)]
+        if not self.streaming:
+            return self.images[idx], labels
+        shape = (len(idx),) + tuple(self.images.shape[1:])
+        if not self._buffers or self._buffers[0].shape != shape:
+            self._buffers = [torch.empty(shape, dtype=self.images.dtype).pin_memory() for _ in range(2)]
+            self._events = [None, None]
+        turn, self._turn = self._turn, 1 - self._turn
+        if self._events[turn] is not None:
+            self._events[turn].synchronize()  # the copy out of this buffer has finished
+        torch.index_select(self.images, 0, idx, out=self._buffers[turn])
+        images = self._buffers[turn].to(self.device, non_blocking=True)
+        self._events[turn] = torch.cuda.Event()
+        self._events[turn].record()
+        return images, labels
+
+
 def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
         on_epoch_start: Optional[Callable[[int, nn.Module], None]] = None, resume_checkpoint: Optional[dict] = None,
         should_stop: Optional[Callable[[int, dict], bool]] = None, save_model: Optional[nn.Module] = None):
@@ -294,6 +307,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
     save_model = save_model if save_model is not None else model
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
+    backends = configure_backends(device, cfg.deterministic, cfg.tf32)
     run_dir = Path(state.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
@@ -312,9 +326,9 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
     warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
     augment = AugmentConfig(enabled=cfg.augment, strength=cfg.aug_strength) if cfg.augment else None
 
-    # Keep the whole uint8 set on the GPU when there is one: no host→device copy per batch.
-    train_images = train.images.to(device)
-    train_labels = train.labels.to(device)
+    # The whole uint8 set on the GPU when it fits (no host→device copy per batch), else streamed.
+    on_device = data_fits_on_device(cfg.data_on_device, device, train.images.numel() * train.images.element_size())
+    batches = BatchSource(train.images, train.labels, device, on_device)
     mean, std = torch.tensor(state.mean, device=device), torch.tensor(state.std, device=device)
 
     record = RunRecord(run_dir) if resume_checkpoint is None else RunRecord.load(run_dir)
@@ -330,6 +344,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
     record.data.update({
         "name": run_dir.name, "status": "running", "config": cfg.to_dict(), "model_spec": state.model_spec,
         "classes": state.classes, "precision": precision, "environment": environment_info(device),
+        "backends": {**backends, "data_on_device": on_device},
         "train_images": n, "val_images": len(val), **state.extra,
     })
     record.save()
@@ -347,7 +362,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
         for epoch in range(start_epoch, cfg.epochs):
             # Everything random in this epoch derives from (seed, epoch): resume is exact.
             torch.manual_seed(cfg.seed * 100_003 + epoch)
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch)).to(device)
+            order = batches.order(torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch)))
             aug_gen = torch.Generator(device=device).manual_seed(cfg.seed * 104_729 + epoch)
             model.train()
             if on_epoch_start is not None:  # after train(): it may put frozen BN layers back in eval mode
@@ -364,9 +379,8 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
                 for g, base in zip(optimizer.param_groups, base_lrs):
                     g["lr"] = base * lr_multiplier(cfg.scheduler, step, total_steps, warmup_steps, steps_per_epoch,
                                                    cfg.step_size, cfg.gamma)
-                idx = order[i * batch_size:(i + 1) * batch_size]
-                x = prepare_batch(train_images[idx], mean, std, augment, aug_gen, cfg.channels_last)
-                y = train_labels[idx]
+                images, y = batches.batch(order[i * batch_size:(i + 1) * batch_size])
+                x = prepare_batch(images, mean, std, augment, aug_gen, cfg.channels_last)
                 with autocast(device, precision):
                     logits, loss = training_loss(run_model(x), y, criterion)
                 optimizer.zero_grad(set_to_none=True)

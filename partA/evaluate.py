@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import click
 
 from common.checkpoints import resolve_run_dir
+from common.cli import DEVICE_OPTION
 from common.evaluation import best_run, evaluate_on_test
 
 
@@ -24,7 +25,7 @@ from common.evaluation import best_run, evaluate_on_test
 @click.option("--out", default="outputs/test-eval", help="Folder for the PNGs and JSON (a sub-folder per run).")
 @click.option("--seed", type=int, default=0, help="Chooses the grid's images.")
 @click.option("--per-class", type=int, default=3, help="Grid images per class.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@DEVICE_OPTION
 @click.option("--cache-dir", default="cache")
 def main(run, runs_dir, data_dir, out, seed, per_class, device, cache_dir):
     """Evaluate a run's best checkpoint on the test set."""

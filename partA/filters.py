@@ -16,6 +16,8 @@ import click
 import torch
 
 from common.checkpoints import resolve_run_dir
+from common.cli import DEVICE_OPTION
+from common.device import resolve_device
 from common.data import resize_center_crop
 from common.evaluation import best_run, load_run_for_inspection
 from common.interpret import feature_map_grid, filter_grid, layer_output
@@ -31,7 +33,8 @@ from common.training import prepare_batch
 @click.option("--seed", type=int, default=0, help="Chooses the random test image.")
 @click.option("--out", default="outputs/interpret")
 @click.option("--cache-dir", default="cache")
-def main(run, runs_dir, data_dir, image, seed, out, cache_dir):
+@DEVICE_OPTION
+def main(run, runs_dir, data_dir, image, seed, out, cache_dir, device):
     """Plot first-layer filters and the feature maps of one image."""
     run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind="scratch")
     model, ckpt, images = load_run_for_inspection(run_dir, data_dir, "test", cache_dir)
@@ -45,8 +48,10 @@ def main(run, runs_dir, data_dir, image, seed, out, cache_dir):
     first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     out_dir = Path(out) / run_dir.name
     count = filter_grid(first_conv.weight, out_dir / "filters.png", title=f"{run_dir.name}: first-layer filters")
-    x = prepare_batch(picked[None], ckpt["mean"], ckpt["std"])
-    maps = layer_output(model, first_conv, x)[0]
+    dev = resolve_device(device)
+    model.to(dev)
+    x = prepare_batch(picked[None].to(dev), ckpt["mean"], ckpt["std"])
+    maps = layer_output(model, first_conv, x)[0].cpu()
     feature_map_grid(picked.permute(1, 2, 0).numpy(), maps, out_dir / "feature_maps.png",
                      title=f"conv1 feature maps of {name}")
     click.echo(f"{count} filters -> {out_dir / 'filters.png'}; feature maps of {name} -> {out_dir / 'feature_maps.png'}")

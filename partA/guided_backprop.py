@@ -21,7 +21,9 @@ import torch
 from common.checkpoints import resolve_run_dir
 from common.errors import UserError
 from common.evaluation import best_run, load_run_for_inspection
-from common.interpret import gradient_to_image, guided_backprop, guided_grid, top_images_for_channel
+from common.cli import DEVICE_OPTION
+from common.device import resolve_device
+from common.interpret import channel_maxima, gradient_to_image, guided_backprop_batch, guided_grid
 from common.io import save_json
 from common.training import prepare_batch
 
@@ -45,7 +47,8 @@ def conv5_output_layer(model):
 @click.option("--seed", type=int, default=0)
 @click.option("--out", default="outputs/interpret")
 @click.option("--cache-dir", default="cache")
-def main(run, runs_dir, data_dir, source, neurons, count, reduce, seed, out, cache_dir):
+@DEVICE_OPTION
+def main(run, runs_dir, data_dir, source, neurons, count, reduce, seed, out, cache_dir, device):
     """Guided backpropagation from CONV5 neurons to the input image."""
     run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind="scratch")
     model, ckpt, images = load_run_for_inspection(run_dir, data_dir, source, cache_dir)
@@ -61,11 +64,16 @@ def main(run, runs_dir, data_dir, source, neurons, count, reduce, seed, out, cac
     else:
         generator = torch.Generator().manual_seed(seed)
         channels = sorted(torch.randperm(channels_total, generator=generator)[:count].tolist())
-    x_all = prepare_batch(images.images, ckpt["mean"], ckpt["std"])
+    dev = resolve_device(device)
+    model.to(dev)
+    mean, std = torch.tensor(ckpt["mean"], device=dev), torch.tensor(ckpt["std"], device=dev)
+    prepare = lambda chunk: prepare_batch(chunk.to(dev, non_blocking=True), mean, std)
+    # One pass over the image set gives every channel's best image; one backward pass all 10 maps.
+    maxima = channel_maxima(model, layer, images.images, prepare=prepare)
+    top = [int(maxima[:, c].argmax()) for c in channels]
+    grads, activations, positions = guided_backprop_batch(model, layer, prepare(images.images[top]), channels, reduce)
     rows, summary = [], []
-    for channel in channels:
-        index, _ = top_images_for_channel(model, layer, x_all, channel)
-        grad, activation, position = guided_backprop(model, layer, x_all[index], channel, reduce)
+    for channel, index, grad, activation, position in zip(channels, top, grads, activations, positions):
         label = ckpt["classes"][int(images.labels[index])]
         rows.append({"channel": channel, "activation": activation, "image": images.images[index].permute(1, 2, 0).numpy(),
                      "map": gradient_to_image(grad).numpy(), "label": label})

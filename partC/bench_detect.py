@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from common import opencv_reference
+from common.cli import DEVICE_OPTION
 from common.detector import PRECISION_DTYPES, build_detector
 from common.media import read_image
 from common.weights import YOLO_REGISTRY, read_names, yolo_files
@@ -63,7 +64,7 @@ def time_opencv(reference, rgb):
 @click.option("--input-size", type=int, default=416)
 @click.option("--frames", type=int, default=30, help="Timed frames (after the warm-up).")
 @click.option("--warmup", type=int, default=5)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@DEVICE_OPTION
 @click.option("--threads", type=int, default=0, help="CPU threads, ours and OpenCV's (0: one per core).")
 @click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox")
 @click.option("--precision", type=click.Choice(list(PRECISION_DTYPES)), default="fp32")

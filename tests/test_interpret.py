@@ -99,3 +99,37 @@ def test_filters_and_guided_backprop_commands(demo_root, tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "partA/guided_backprop.py"), *common, "--neurons", "99"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode != 0 and "CONV5 has channels 0..11" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_batched_guided_backprop_equals_one_image_at_a_time():
+    """The 10 maps of partA/guided_backprop.py come from one backward pass over 10 images: each must
+    equal the map of its image alone (eval mode: batch norm uses running statistics, images do not mix)."""
+    from common.interpret import guided_backprop_batch
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.GELU(), nn.Conv2d(6, 5, 3, padding=1),
+                          nn.BatchNorm2d(5), nn.ReLU()).eval()
+    for bn in (model[1], model[4]):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2)
+    layer = model[5]
+    images, channels = torch.randn(4, 3, 10, 10), [0, 3, 3, 4]
+    for reduce in ("max", "sum"):
+        grads, values, positions = guided_backprop_batch(model, layer, images, channels, reduce)
+        for k in range(4):
+            grad, value, position = guided_backprop(model, layer, images[k], channels[k], reduce)
+            assert torch.allclose(grads[k], grad, atol=1e-6) and values[k] == pytest.approx(value, rel=1e-5)
+            assert positions[k] == position
+        assert grads.abs().sum() > 0
+
+
+def test_channel_maxima_find_each_channels_top_image_in_one_pass():
+    from common.interpret import channel_maxima
+
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    images = torch.randn(37, 3, 8, 8)
+    maxima = channel_maxima(model, model[1], images, batch_size=10)  # 4 chunks, the last one ragged
+    with torch.no_grad():
+        expected = model(images).flatten(2).amax(2)  # the whole set at once, by hand
+    assert maxima.shape == (37, 4) and torch.allclose(maxima, expected)

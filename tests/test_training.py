@@ -67,17 +67,20 @@ def _weights(path):
     return load_checkpoint(path)["model"]
 
 
-def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
-    run_scratch(options(tmp_path, epochs=3, run_name="whole"), data=tiny_data)
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch, deterministic):
+    run_scratch(options(tmp_path, epochs=3, run_name="whole", deterministic=deterministic), data=tiny_data)
     patch_fit(monkeypatch, kill_at(2))
     with pytest.raises(KeyboardInterrupt):
-        run_scratch(options(tmp_path, epochs=3, run_name="cut"), data=tiny_data)
+        run_scratch(options(tmp_path, epochs=3, run_name="cut", deterministic=deterministic), data=tiny_data)
     monkeypatch.undo()
     assert load_checkpoint(tmp_path / "runs" / "cut" / "last.pt")["epoch"] == 2
     record = resume_scratch("cut", {}, runs_dir=str(tmp_path / "runs"), data=tiny_data)
     assert record["status"] == "finished" and [e["epoch"] for e in record["epochs"]] == [1, 2, 3]
     whole, cut = _weights(tmp_path / "runs/whole/last.pt"), _weights(tmp_path / "runs/cut/last.pt")
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    assert record["backends"]["deterministic"] is deterministic
+    assert torch.are_deterministic_algorithms_enabled() is deterministic
 
 
 def test_a_finished_run_cannot_be_resumed_and_an_existing_run_is_not_overwritten(tiny_data, tmp_path):
