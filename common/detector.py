@@ -11,7 +11,6 @@ from common.yolo import Detector, load_cfg, load_darknet_weights
 def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, input_size=None, conf=0.25, nms=0.45,
                    classes=None, device="auto", resize="letterbox", weights_cache=None, precision="fp32", threads=0):
     """A Detector for a registered model, or for your own --cfg/--weights/--names files."""
-    import torch
 
     from common.cpu_threads import set_inference_threads
     from common.device import resolve_device
