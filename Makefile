@@ -18,7 +18,7 @@ COUNT ?= 30
 BACKEND ?= auto
 OUT ?= outputs
 
-.PHONY: help setup demo demo-data test train sweep agent report test-eval interpret finetune compare bench detect watch bench-detect weights clean-demo
+.PHONY: help setup demo demo-data test train sweep agent report test-eval interpret finetune compare bench detect watch bench-detect weights clean-demo gpu-check
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -106,8 +106,12 @@ detect: setup ## YOLOv3 on INPUTS (images, folders, videos) -> outputs/detect
 watch: setup ## camera-trap watcher on INPUTS (a video or frame folder; default: a clip of real photos)
 	$(PYRUN) partC/camera_trap.py $(if $(filter-out $(DEMO_PHOTOS),$(INPUTS)),$(INPUTS),--demo-clip) --out $(OUT)/camera_trap
 
-bench-detect: setup ## detector frames/s on CPU, yolov3-tiny at 416
-	$(PYRUN) partC/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30
+bench-detect: setup ## detector speed (stages, median, spread) vs OpenCV's DNN at 1 and 2 threads, yolov3-tiny at 416
+	$(PYRUN) partC/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30 --threads 1
+	$(PYRUN) partC/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30 --threads 2
 
-clean-demo:
+gpu-check: ## GPU smoke check: every GPU path + a timing table (< 4 min on one CUDA GPU; no wandb, no network)
+	$(or $(wildcard $(PY)),python3) tests/gpu_check.py
+
+clean-demo: ## remove the demo data, demo runs and demo outputs
 	rm -rf $(DEMO_DATA) runs/demo-* $(OUT)/demo

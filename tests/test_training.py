@@ -195,3 +195,12 @@ def test_a_resumed_run_continues_the_same_offline_wandb_run(tiny_data, tmp_path,
     assert first_id and load_checkpoint(tmp_path / "runs/wb/last.pt")["wandb_id"] == first_id
     record = resume_scratch("wb", {"wandb": "offline"}, runs_dir=str(tmp_path / "runs"), data=tiny_data)
     assert record["wandb_id"] == first_id and record["wandb_mode"] == "offline"
+
+
+def test_bench_prints_both_speed_ratios(demo_root, tmp_path):
+    result = run_cli("partA/bench.py", "--data-dir", str(demo_root), "--images", "32", "--image-size", "32",
+                     "--batch-size", "16", "--epochs", "1", "--cache-dir", str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr
+    for pipeline in ("seed epoch 1", "competent epoch 1", "ours epoch 1"):
+        assert pipeline in result.stdout
+    assert "x the seed's" in result.stdout and "x the competent pipeline's" in result.stdout
