@@ -1,4 +1,5 @@
 """Finding runs, loading checkpoints and rebuilding their models — with clear errors."""
+import pickle
 from pathlib import Path
 
 import torch
@@ -23,7 +24,11 @@ def load_checkpoint(path) -> dict:
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; train first (make train) or name another run")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors, numbers, strings and containers only — a crafted file cannot run code
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"checkpoint {path} holds more than tensors and plain data (objects that would run code "
+                        f"when loaded); refused — only load checkpoints you trust, written by this project") from None
     except Exception as err:
         raise UserError(f"checkpoint {path} cannot be read ({type(err).__name__}); it is damaged or not ours") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "inat-lab/1":

@@ -53,44 +53,108 @@ def _dataset_root_in(folder: Path):
     return None
 
 
+EXTRACTED_MARKER = ".extracted-from.json"  # written inside inaturalist_12K/ after a complete extraction
+
+
 def locate_dataset(data_dir, download=True, url=DATASET_URL, progress=True) -> DatasetPaths:
-    """Find `train/`+`val/` in `data_dir`, else extract a zip there, else download the zip.
+    """Find `train/`+`val/` in `data_dir`, else extract a zip there (once), else download the zip.
 
     `data_dir` may be the dataset folder itself, its parent, a folder holding `nature_12K.zip`,
-    or the zip file.
+    or the zip file. A zip is extracted once: a marker remembers which zip (name, size, mtime)
+    the folder came from, later runs reuse the folder, and a lock makes concurrent runs wait for
+    one extraction instead of racing.
     """
     data_dir = Path(data_dir)
-    if data_dir.suffix == ".zip":
+    if data_dir.suffix.lower() == ".zip":
         if not data_dir.is_file():
             raise UserError(f"zip file {data_dir} does not exist; pass the folder or the zip you have with --data-dir")
-        zip_path, data_dir = data_dir, data_dir.parent
-    else:
-        root = _dataset_root_in(data_dir) if data_dir.is_dir() else None
+        return _dataset_from_zip(data_dir, data_dir.parent, progress)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UserError(f"--data-dir {data_dir} is a file, not a folder or a .zip: pass the folder that holds "
+                        f"{DATASET_FOLDER}/ (or {ZIP_NAME})")
+    root = _dataset_root_in(data_dir) if data_dir.is_dir() else None
+    if root is not None:
+        return DatasetPaths(root=root, train_dir=root / "train")
+    for candidate in (data_dir, data_dir / DATASET_FOLDER):
+        if (candidate / "train").is_dir() or (candidate / "val").is_dir():
+            missing = "val" if (candidate / "train").is_dir() else "train"
+            raise UserError(f"{candidate} has {'train' if missing == 'val' else 'val'}/ but no {missing}/: the "
+                            f"dataset is incomplete; restore {candidate / missing} or point --data-dir elsewhere")
+    zip_path = data_dir / ZIP_NAME
+    if not zip_path.is_file():
+        _refuse_image_folder_as_download_target(data_dir)
+        if not download:
+            raise UserError(
+                f"no dataset in {data_dir}: expected {DATASET_FOLDER}/train and /val or {ZIP_NAME}; "
+                f"download {url} there, or run `make demo-data` and use --data-dir data/demo (make: DATA=data/demo)"
+            )
+        download_file(url, zip_path, progress=progress, verify=_verify_dataset_zip, hint=(
+            f"Download {url} by hand into {data_dir}/ (or pass --data-dir to a folder holding it), "
+            f"or try offline with the demo data: `make demo-data` then --data-dir data/demo"
+        ))
+    return _dataset_from_zip(zip_path, data_dir, progress)
+
+
+def _refuse_image_folder_as_download_target(folder: Path):
+    """A folder that already holds images or class folders is the wrong --data-dir, not a download target."""
+    if not folder.is_dir():
+        return
+    entries = list(folder.iterdir())
+    has_images = any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in entries)
+    has_classes = any(p.is_dir() and any(q.suffix.lower() in IMAGE_EXTENSIONS for q in p.iterdir() if q.is_file())
+                      for p in entries)
+    if not (has_images or has_classes):
+        return
+    hint = ""
+    for parent in folder.parents:
+        root = _dataset_root_in(parent)
         if root is not None:
-            return DatasetPaths(root=root, train_dir=root / "train")
-        for candidate in (data_dir, data_dir / DATASET_FOLDER):
-            if (candidate / "train").is_dir() or (candidate / "val").is_dir():
-                missing = "val" if (candidate / "train").is_dir() else "train"
-                raise UserError(f"{candidate} has {'train' if missing == 'val' else 'val'}/ but no {missing}/: the "
-                                f"dataset is incomplete; restore {candidate / missing} or point --data-dir elsewhere")
-        zip_path = data_dir / ZIP_NAME
-        if not zip_path.is_file():
-            if not download:
-                raise UserError(
-                    f"no dataset in {data_dir}: expected {DATASET_FOLDER}/train and /val or {ZIP_NAME}; "
-                    f"download {url} there, or run `make demo-data` and use --data-dir data/demo"
-                )
-            download_file(url, zip_path, progress=progress, hint=(
-                f"Download {url} by hand into {data_dir}/ (or pass --data-dir to a folder holding it), "
-                f"or try offline with the demo data: `make demo-data` then --data-dir data/demo"
-            ))
-    try:
-        verify_zip(zip_path, required_prefixes=(f"{DATASET_FOLDER}/train/", f"{DATASET_FOLDER}/val/"))
-    except UserError:
-        rejected = zip_path.with_name(zip_path.name + ".corrupt")
-        os.replace(zip_path, rejected)  # never used again; the next run downloads a fresh copy
-        raise
-    extract_zip(zip_path, data_dir)
+            hint = f" The dataset is at {root}: use --data-dir {root}."
+            break
+    raise UserError(f"{folder} already holds {'images' if has_images else 'class folders of images'}: it is a part of "
+                    f"a dataset, not a place to download one into. Pass the folder that holds {DATASET_FOLDER}/ "
+                    f"(with train/ and val/).{hint}")
+
+
+def _zip_stamp(zip_path: Path) -> dict:
+    st = zip_path.stat()
+    return {"zip": zip_path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _verify_dataset_zip(zip_path):
+    verify_zip(zip_path, required_prefixes=(f"{DATASET_FOLDER}/train/", f"{DATASET_FOLDER}/val/"))
+
+
+def _dataset_from_zip(zip_path: Path, data_dir: Path, progress=True) -> DatasetPaths:
+    """The dataset extracted from `zip_path` into `data_dir`: extracted now under a lock, or reused."""
+    from common.locks import file_lock
+
+    stamp = _zip_stamp(zip_path)
+    with file_lock(data_dir / f".{zip_path.name}.lock",
+                   waiting_message=f"waiting for another process that is extracting {zip_path} ..."):
+        root = _dataset_root_in(data_dir)
+        marker = data_dir / DATASET_FOLDER / EXTRACTED_MARKER
+        if root is not None:
+            stored = json.loads(marker.read_text()) if marker.is_file() else None
+            if stored == stamp:
+                return DatasetPaths(root=root, train_dir=root / "train")
+            origin = "from another copy of the zip" if stored else "by hand (it has no extraction marker)"
+            raise UserError(f"{root} already exists, made {origin}; use --data-dir {root} to train on it, or move it "
+                            f"away to extract {zip_path} afresh")
+        try:
+            verify_zip(zip_path)
+        except UserError as err:
+            rejected = zip_path.with_name(zip_path.name + ".corrupt")
+            os.replace(zip_path, rejected)  # never used again; the next run downloads a fresh copy
+            raise UserError(f"{err.message.split(';')[0]}; moved it aside to {rejected} — run again to download a "
+                            f"fresh copy, or put a good {zip_path.name} there") from None
+        try:
+            _verify_dataset_zip(zip_path)
+        except UserError:
+            raise UserError(f"{zip_path} is a valid zip but not the iNaturalist-12K archive: it has no "
+                            f"{DATASET_FOLDER}/train/ and {DATASET_FOLDER}/val/ (left as it is)") from None
+        extract_zip(zip_path, data_dir, progress=progress)
+        save_json(marker, stamp)
     root = _dataset_root_in(data_dir)
     if root is None:
         raise UserError(f"{zip_path} extracted, but {data_dir} still has no {DATASET_FOLDER}/train and /val")
@@ -138,6 +202,10 @@ def stratified_split(samples, num_classes, val_fraction, seed):
     train, val = [], []
     for label in range(num_classes):
         members = sorted(path for path, lab in samples if lab == label)
+        if len(members) < 2:
+            folder = Path(members[0]).parent if members else f"class {label}"
+            raise UserError(f"{folder} has {len(members)} image(s): each class needs at least 2, one for training and "
+                            f"one for the validation split (which would otherwise be empty); add images")
         rng.shuffle(members)
         n_val = min(max(1, round(val_fraction * len(members))), len(members) - 1)
         val += [(p, label) for p in members[:n_val]]
@@ -173,6 +241,18 @@ def resize_center_crop(image: torch.Tensor, size: int, resize: int = None) -> to
     return resized[:, top:top + size, left:left + size].round().clamp(0, 255).to(torch.uint8)
 
 
+def _to_8bit_gray(img):
+    """16-bit (or 32-bit integer/float) grayscale → 8-bit L. PIL's own convert clips at 255, which
+    turns a 16-bit PNG almost white; scale the sample range down instead (65535 → 255)."""
+    import numpy as np
+
+    values = np.asarray(img, dtype=np.float64)
+    top = 65535.0 if img.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+    if img.mode == "F" and values.max(initial=0) <= 1.0:
+        top = 1.0
+    return Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+
+
 def decode_image(path) -> torch.Tensor:
     """Decode any image file as uint8 RGB C×H×W; grayscale, CMYK, palette and alpha converted.
 
@@ -181,6 +261,8 @@ def decode_image(path) -> torch.Tensor:
     """
     with Image.open(path) as img:
         img.load()
+        if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+            img = _to_8bit_gray(img)
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA")
             background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -224,9 +306,9 @@ def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progr
     key = _fingerprint([str(root.resolve()), size, resize, classes, samples, stats])
     tag = f"{size}px" if resize in (None, size) else f"{resize}to{size}px"
     path = Path(cache_dir) / "images" / f"{root.parent.name}-{root.name}-{tag}-{key}.pt"
-    if path.exists():
-        cached = torch.load(path, weights_only=False)
-        return TensorSet(**cached)
+    cached = _read_tensor_cache(path, len(samples), size)
+    if cached is not None:
+        return cached
     out = torch.empty(len(samples), 3, size, size, dtype=torch.uint8)
     ok = torch.zeros(len(samples), dtype=torch.bool)
     skipped = []
@@ -252,10 +334,36 @@ def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progr
     )
     if len(tensor_set) == 0:
         raise UserError(f"none of the {len(samples)} images in {root} could be decoded")
+    present = set(tensor_set.labels.tolist())
+    empty = [c for i, c in enumerate(classes) if i not in present and any(label == i for _, label in samples)]
+    if empty:
+        raise UserError(f"every image of class {empty[0]!r} in {root} is unreadable ({len(empty)} such class(es)); "
+                        f"fix or remove {root / empty[0]}")
     from common.io import save_torch  # local: keeps the import graph of this module small
 
     save_torch(path, tensor_set.__dict__)
     return tensor_set
+
+
+def _read_tensor_cache(path: Path, count: int, size: int):
+    """The cached TensorSet at `path`, or None when it is missing, unreadable or not what it should be.
+
+    Loaded with weights_only (a crafted cache file cannot run code); a damaged file is rebuilt
+    with a warning naming it, never trusted and never fatal.
+    """
+    if not path.exists():
+        return None
+    try:
+        cached = torch.load(path, weights_only=True)
+        tensor_set = TensorSet(**cached)
+        images = tensor_set.images
+        if (images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size)
+                or len(tensor_set.labels) != len(images) or len(images) + len(tensor_set.skipped) != count):
+            raise ValueError("unexpected contents")
+        return tensor_set
+    except Exception as err:
+        warnings.warn(f"decode cache {path} is damaged ({type(err).__name__}: {err}); rebuilding it")
+        return None
 
 
 def channel_stats(images: torch.Tensor):

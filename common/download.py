@@ -6,6 +6,7 @@ complete. `verify_zip` checks every member's CRC and the expected folder layout 
 extracted (into a temporary folder renamed into place, so extraction is atomic too).
 """
 import hashlib
+import http.client
 import os
 import shutil
 import urllib.error
@@ -35,8 +36,13 @@ def _open(url, start, timeout):
     return urllib.request.urlopen(request, timeout=timeout)
 
 
-def download_file(url, dest, sha256=None, size=None, timeout=60, progress=True, hint=""):
-    """Download `url` to `dest` (resuming `dest.part`), verify, then rename atomically."""
+def download_file(url, dest, sha256=None, size=None, timeout=60, progress=True, hint="", verify=None):
+    """Download `url` to `dest` (resuming `dest.part`), verify, then rename atomically.
+
+    Completeness: the server's Content-Length, else the expected `size`/`sha256`, else `verify`
+    (a callable that raises UserError for an incomplete file, e.g. a zip's CRC check). A download
+    that none of these can vouch for is never renamed into place as complete.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -65,7 +71,7 @@ def download_file(url, dest, sha256=None, size=None, timeout=60, progress=True, 
                     for block in iter(lambda: response.read(CHUNK), b""):
                         out.write(block)
                         bar.update(len(block))
-                except (OSError, urllib.error.URLError) as err:
+                except (OSError, urllib.error.URLError, http.client.HTTPException) as err:
                     raise UserError(
                         f"download of {url} was interrupted ({err}); run the same command again to resume"
                     ) from None
@@ -83,6 +89,17 @@ def download_file(url, dest, sha256=None, size=None, timeout=60, progress=True, 
         if got != sha256:
             part.unlink()
             raise UserError(f"{url} failed its sha256 check (got {got[:12]}…, expected {sha256[:12]}…); removed it, try again")
+    length_known = response is not None and response.headers.get("Content-Length") is not None
+    if not length_known and sha256 is None and size is None:
+        # Without a length, a dropped connection looks like the end of the file: only `verify` can tell.
+        if verify is None:
+            raise UserError(f"{url} sent no length and nothing else can check the file; kept as {part} — verify "
+                            f"it yourself and rename it to {dest.name}")
+        try:
+            verify(part)
+        except UserError as err:  # kept as .part: a dropped connection is resumed by the next run
+            raise UserError(f"the download of {url} is incomplete or damaged ({err.message}); run the same command "
+                            f"again to resume it, or delete {part} to start over") from None
     os.replace(part, dest)
     return dest
 
@@ -103,24 +120,32 @@ def verify_zip(path, required_prefixes=()):
     return names
 
 
-def extract_zip(path, dest_dir):
-    """Extract into a temporary sibling folder, then move the top-level entries into place."""
+def extract_zip(path, dest_dir, progress=True):
+    """Extract into a temporary sibling folder, then move the top-level entries into place.
+
+    An existing entry of the same name is never deleted or merged into: that is an error.
+    """
     dest_dir = Path(dest_dir)
-    tmp = dest_dir / f".extract-{Path(path).stem}.tmp"
+    tmp = dest_dir / f".extract-{Path(path).stem}.tmp"  # ours: left only by a killed extraction
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     with zipfile.ZipFile(path) as archive:
-        for member in tqdm(archive.infolist(), desc=f"extract {Path(path).name}", unit="file"):
+        members = archive.infolist()
+        tops = {m.filename.split("/", 1)[0] for m in members if not m.filename.startswith("__MACOSX")}
+        clash = sorted(t for t in tops if t and (dest_dir / t).exists())
+        if clash:
+            shutil.rmtree(tmp)
+            raise UserError(f"{dest_dir / clash[0]} already exists; extracting {Path(path).name} would replace it — "
+                            f"move it away first (nothing was changed)")
+        for member in tqdm(members, desc=f"extract {Path(path).name}", unit="file", disable=not progress):
             target = (tmp / member.filename).resolve()
             if not str(target).startswith(str(tmp.resolve())):  # refuse zip-slip paths
+                shutil.rmtree(tmp)
                 raise UserError(f"{path} holds an unsafe path {member.filename!r}; refusing to extract")
             archive.extract(member, tmp)
     for entry in tmp.iterdir():
         if entry.name.startswith("__MACOSX"):
             continue
-        final = dest_dir / entry.name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(entry, final)
+        os.replace(entry, dest_dir / entry.name)
     shutil.rmtree(tmp)

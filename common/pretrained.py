@@ -279,7 +279,11 @@ def fetch_torchvision_weights(enum_value, cache_dir=None, progress=True) -> Path
     target = cache / url.rsplit("/", 1)[-1]
     prefix = target.stem.rsplit("-", 1)[-1] if "-" in target.stem else None
     if not target.is_file():
-        download_file(url, target, progress=progress, hint=(
+        def check_prefix(path):
+            if prefix and not sha256_of(path).startswith(prefix):
+                raise UserError(f"sha256 does not start with {prefix}")
+
+        download_file(url, target, progress=progress, verify=check_prefix, hint=(
             f"Download {enum_value.url} by hand into {cache}/, pass --weights PATH, or use the offline model: "
             f"--model {OFFLINE_MODEL}"))
     if prefix and not sha256_of(target).startswith(prefix):

@@ -84,8 +84,19 @@ def _text_file(name, dest_dir, local_candidates, url):
         if candidate.is_file():
             shutil.copyfile(candidate, target)
             return target
-    return download_file(url, target, progress=False,
+    return download_file(url, target, progress=False, verify=_verify_text,
                          hint=f"install Debian's darknet package (apt-get install darknet) or put {name} in {dest_dir}")
+
+
+def _verify_text(path):
+    """A cfg or names file: non-empty UTF-8 text ending in a newline (a cut-off download usually does not)."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text") from None
+    if not data.strip() or not data.endswith(b"\n"):
+        raise UserError(f"{path} is empty or ends mid-line")
 
 
 def yolo_files(name, cache_dir=None, offline_only=False):

@@ -38,6 +38,7 @@ class _Handler(BaseHTTPRequestHandler):
     drop_after = {}  # path → byte count after which the first response is cut off
     honour_range = True
     requests = []
+    no_length = set()
 
     def log_message(self, *args):
         pass
@@ -60,13 +61,15 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         chunk = body[start:]
-        self.send_header("Content-Length", str(len(chunk)))
+        if self.path not in self.no_length:  # without a length, the end of the body is the closed connection
+            self.send_header("Content-Length", str(len(chunk)))
         self.end_headers()
         cut = self.drop_after.pop(self.path, None)
         if cut is not None:
             self.wfile.write(chunk[:cut])
             self.wfile.flush()
             self.connection.shutdown(2)  # the transfer dies half-way, like a dropped connection
+            self.close_connection = True
             return
         self.wfile.write(chunk)
 
@@ -74,7 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def http_server():
     """A file server on 127.0.0.1 with Range support; `server.files['/x'] = bytes`."""
-    handler = type("Handler", (_Handler,), {"files": {}, "drop_after": {}, "requests": [], "honour_range": True})
+    handler = type("Handler", (_Handler,), {"files": {}, "drop_after": {}, "requests": [], "honour_range": True,
+                                            "no_length": set()})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -150,3 +150,67 @@ def test_a_dataset_without_its_test_folder_is_reported_not_downloaded(tmp_path):
     make_folder(tmp_path / "inaturalist_12K" / "train", {"a": 1})
     with pytest.raises(UserError, match="has train/ but no val/"):
         locate_dataset(tmp_path, download=True, url="http://127.0.0.1:9/never-asked.zip")
+
+
+def test_a_damaged_decode_cache_is_rebuilt_with_a_warning_naming_it(tmp_path):
+    root = make_folder(tmp_path / "train", {"a": 3, "b": 3})
+    scan = scan_image_folder(root)
+    first = load_tensor_set(root, scan.samples, scan.classes, 16, cache_dir=tmp_path / "c", progress=False)
+    (cache_file,) = (tmp_path / "c" / "images").glob("*.pt")
+    cache_file.write_bytes(cache_file.read_bytes()[:200])  # truncated, as by a full disk or a kill
+    with pytest.warns(UserWarning, match=f"decode cache {cache_file} is damaged.*rebuilding"):
+        again = load_tensor_set(root, scan.samples, scan.classes, 16, cache_dir=tmp_path / "c", progress=False)
+    assert torch.equal(first.images, again.images)
+    assert torch.load(cache_file, weights_only=True)["images"].shape == first.images.shape  # rewritten whole
+
+
+def test_a_decode_cache_that_would_run_code_is_never_executed(tmp_path):
+    root = make_folder(tmp_path / "train", {"a": 3, "b": 3})
+    scan = scan_image_folder(root)
+    load_tensor_set(root, scan.samples, scan.classes, 16, cache_dir=tmp_path / "c", progress=False)
+    (cache_file,) = (tmp_path / "c" / "images").glob("*.pt")
+    marker = tmp_path / "pwned"
+    torch.save({"x": Exploit(marker)}, cache_file)
+    with pytest.warns(UserWarning, match="is damaged"):
+        load_tensor_set(root, scan.samples, scan.classes, 16, cache_dir=tmp_path / "c", progress=False)
+    assert not marker.exists()
+
+
+class Exploit:
+    """Unpickling this runs a shell command: what a hostile .pt file does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_class_whose_every_image_is_unreadable_is_an_error(tmp_path):
+    make_folder(tmp_path, {"a": 3})
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x.jpg").write_bytes(b"not an image")
+    (tmp_path / "b" / "y.jpg").write_bytes(b"nor this")
+    scan = scan_image_folder(tmp_path)
+    with pytest.warns(UserWarning), pytest.raises(UserError, match="every image of class 'b'.*is unreadable"):
+        load_tensor_set(tmp_path, scan.samples, scan.classes, 16, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_one_image_in_a_class_names_the_empty_validation_split():
+    samples = [("a/0.jpg", 0), ("a/1.jpg", 0), ("b/0.jpg", 1)]
+    with pytest.raises(UserError, match="b has 1 image.*at least 2.*validation split"):
+        stratified_split(samples, 2, 0.2, seed=0)
+
+
+def test_a_16_bit_grayscale_png_keeps_its_tones(tmp_path):
+    import numpy as np
+
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    image = decode_image(tmp_path / "g16.png")
+    # 0..65535 scaled by 255/65535: the ramp's mean stays mid-grey (~127.5), black and white at the ends
+    assert image.shape == (3, 32, 32) and abs(image.float().mean().item() - 127.5) < 1.0
+    assert image.min() == 0 and image.max() == 255

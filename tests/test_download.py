@@ -103,3 +103,92 @@ def test_a_local_zip_is_accepted_without_download(tmp_path):
     path.write_bytes(dataset_zip(tmp_path))
     paths = locate_dataset(path, download=False)
     assert paths.train_dir.is_dir() and (paths.root / "val").is_dir()
+
+
+def test_a_zip_data_dir_is_extracted_once_and_then_reused(tmp_path):
+    zip_path = tmp_path / "mine" / "nature_12K.zip"
+    zip_path.parent.mkdir()
+    zip_path.write_bytes(dataset_zip(tmp_path))
+    first = locate_dataset(zip_path, download=False, progress=False)
+    added = first.train_dir / "Aves" / "mine.jpg"  # the user's own file
+    added.write_bytes(b"x")
+    mtime = (first.train_dir / "Fungi").stat().st_mtime_ns
+    second = locate_dataset(zip_path, download=False, progress=False)
+    assert second.root == first.root and added.exists()  # not deleted by a re-extraction
+    assert (first.train_dir / "Fungi").stat().st_mtime_ns == mtime  # not re-extracted (the decode cache stays valid)
+
+
+def test_concurrent_runs_wait_for_one_extraction(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    zip_path = tmp_path / "nature_12K.zip"
+    zip_path.write_bytes(dataset_zip(tmp_path))
+    code = ("import sys; from common.data import locate_dataset; "
+            "print(len(list(locate_dataset(sys.argv[1], download=False, progress=False).train_dir.rglob('*.jpg'))))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(zip_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in results]
+    assert [out.strip() for out, _ in results] == ["6", "6", "6"]
+
+
+def test_an_existing_folder_is_never_replaced_by_an_extraction(tmp_path):
+    zip_path = tmp_path / "nature_12K.zip"
+    zip_path.write_bytes(dataset_zip(tmp_path))
+    mine = tmp_path / "inaturalist_12K" / "train" / "Aves"
+    mine.mkdir(parents=True)
+    (mine / "keep.jpg").write_bytes(b"mine")
+    (tmp_path / "inaturalist_12K" / "val").mkdir()
+    with pytest.raises(UserError, match="already exists, made by hand.*use --data-dir"):
+        locate_dataset(zip_path, download=False, progress=False)
+    assert (mine / "keep.jpg").read_bytes() == b"mine"
+    from common.download import extract_zip
+
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "inaturalist_12K").mkdir()
+    with pytest.raises(UserError, match="would replace it"):
+        extract_zip(zip_path, tmp_path / "other", progress=False)
+
+
+def test_a_train_folder_as_data_dir_is_not_a_download_target(tmp_path, http_server):
+    root = tmp_path / "data" / "inaturalist_12K"
+    for split in ("train", "val"):
+        (root / split / "Aves").mkdir(parents=True)
+        write_image(root / split / "Aves" / "a.jpg")
+    with pytest.raises(UserError, match=f"not a place to download one into.*use --data-dir {root}"):
+        locate_dataset(root / "train", url=f"{http_server.url}/nature_12K.zip", progress=False)
+    assert not http_server.handler.requests and not (root / "train" / "nature_12K.zip.part").exists()
+
+
+def test_a_plain_file_as_data_dir_is_one_clear_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match="is a file, not a folder or a .zip"):
+        locate_dataset(tmp_path / "notes.txt")
+
+
+def test_a_valid_zip_of_another_layout_is_left_alone_and_named(tmp_path):
+    path = tmp_path / "nature_12K.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("photos/a.jpg", b"123")
+    with pytest.raises(UserError, match="valid zip but not the iNaturalist-12K archive.*left as it is"):
+        locate_dataset(tmp_path, download=False)
+    assert path.exists() and not (tmp_path / "nature_12K.zip.corrupt").exists()
+
+
+def test_a_dropped_download_without_a_length_is_not_taken_as_complete(http_server, tmp_path):
+    body = dataset_zip(tmp_path)
+    http_server.handler.files["/nature_12K.zip"] = body
+    http_server.handler.no_length.add("/nature_12K.zip")
+    http_server.handler.drop_after["/nature_12K.zip"] = len(body) // 2
+    with pytest.raises(UserError, match="incomplete or damaged.*again to resume"):
+        locate_dataset(tmp_path / "data", url=f"{http_server.url}/nature_12K.zip", progress=False)
+    assert not (tmp_path / "data" / "nature_12K.zip").exists()
+    assert (tmp_path / "data" / "nature_12K.zip.part").stat().st_size == len(body) // 2
+    paths = locate_dataset(tmp_path / "data", url=f"{http_server.url}/nature_12K.zip", progress=False)  # resumes
+    assert len(list(paths.train_dir.rglob("*.jpg"))) == 6
+    with pytest.raises(UserError, match="sent no length"):  # no length and nothing to check it with
+        download_file(f"{http_server.url}/nature_12K.zip", tmp_path / "raw.bin", progress=False)
+    assert not (tmp_path / "raw.bin").exists()

@@ -1,0 +1,76 @@
+"""Advisory file locks (fcntl.flock) so that processes sharing a folder take turns.
+
+flock works between processes on one machine, and across machines only on filesystems that
+implement it (local disks, NFSv4 with locking, most cluster filesystems; not every SMB/FUSE
+mount). The lock is released when the holder closes the file or dies — a killed process never
+leaves a stale lock behind.
+"""
+import contextlib
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+
+from common.errors import UserError
+
+
+@contextlib.contextmanager
+def file_lock(path, waiting_message=None):
+    """Hold an exclusive lock on `path` (created if needed) for the block; wait for other holders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting_message:
+                print(waiting_message, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def process_identity() -> dict:
+    """host, pid and the process's start time: a pid alone is recycled, and is meaningless on another host."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": process_start_time(os.getpid())}
+
+
+def process_start_time(pid):
+    """Start time of `pid` in clock ticks since boot (Linux), or None where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19])  # field 22 of stat; fields here start at field 3
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_alive(identity: dict) -> bool:
+    """Is the process `identity` (from process_identity) still running? Only answerable on its own host."""
+    if identity.get("host") != socket.gethostname():
+        raise UserError("cannot check a process on another host")  # callers use heartbeats across hosts
+    pid = identity.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's process
+    started = process_start_time(pid)
+    return started is None or identity.get("started") is None or started == identity["started"]
+
+
+def try_lock(handle) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def now() -> float:
+    return time.time()
