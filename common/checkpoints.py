@@ -82,8 +82,20 @@ def model_from_checkpoint(ckpt, source="checkpoint"):
     return model
 
 
-def load_record(run_dir):
+def load_record(run_dir, ckpt=None):
+    """The run's record.json. With the run's last checkpoint: the more complete of the two.
+
+    Every checkpoint carries a copy of the record as of its epoch, so a kill between writing
+    last.pt and record.json (or a lost record.json) never loses an epoch from the record.
+    """
     path = Path(run_dir) / "record.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no record.json; is it a run folder?")
-    return load_json(path)
+    try:
+        record = load_json(path) if path.is_file() else None
+    except ValueError:
+        record = None
+    stored = (ckpt or {}).get("record")
+    if stored and (record is None or len(record.get("epochs", [])) < len(stored.get("epochs", []))):
+        return stored
+    if record is None:
+        raise UserError(f"{run_dir} has no readable record.json; is it a run folder?")
+    return record

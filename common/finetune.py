@@ -13,7 +13,8 @@ from common.data import load_train_val
 from common.errors import UserError
 from common.pretrained import (apply_freeze, build_pretrained, freeze_batchnorm_of_frozen_layers, model_stages,
                                parameter_groups, preprocess_for)
-from common.scratch import default_run_name, prepare_resume
+from common.runs import claim_run_dir, data_fingerprint, default_run_name, release_run_dir
+from common.scratch import prepare_resume
 from common.training import RunState, TrainConfig, fit, param_groups
 
 FINETUNE_KEYS = ("model", "weights", "freeze", "k", "backbone_lr_scale", "unfreeze_every", "feature_cache")
@@ -103,10 +104,15 @@ def run_finetune(options: dict, data=None):
     ft = {k: options.pop(k) for k in FINETUNE_KEYS if k in options}
     name, weights = ft.get("model", "efficientnet_lite0"), ft.get("weights", "default")
     strategy, k = ft.get("freeze", "all-but-last"), int(ft.get("k") or 0)
-    unfreeze_every, backbone_scale = int(ft.get("unfreeze_every") or 1), float(ft.get("backbone_lr_scale") or 0.1)
+    unfreeze_every = int(ft["unfreeze_every"]) if ft.get("unfreeze_every") is not None else 1
+    backbone_scale = float(ft["backbone_lr_scale"]) if ft.get("backbone_lr_scale") is not None else 0.1
     feature_cache_requested = ft.get("feature_cache", True)
-    if backbone_scale <= 0:
-        raise UserError(f"--backbone-lr-scale must be > 0, got {backbone_scale}")
+    if not backbone_scale > 0:
+        raise UserError(f"--backbone-lr-scale must be > 0 (a frozen backbone is --freeze all-but-last), got {backbone_scale}")
+    if unfreeze_every < 1:
+        raise UserError(f"--unfreeze-every must be >= 1 epoch, got {unfreeze_every}")
+    if strategy == "first-k" and k < 1:
+        raise UserError("--freeze first-k needs --k N (N >= 1 stages frozen from the input side); see --list-stages")
     probe, _ = build_pretrained(name, weights="none", num_classes=2)
     preprocess = preprocess_for(name, weights).__dict__  # the requested weights' own transforms
     stages = model_stages(probe, name)
@@ -119,13 +125,14 @@ def run_finetune(options: dict, data=None):
     fixed_size = getattr(probe, "image_size", None)  # vision transformers take one input size only
     if fixed_size and cfg.image_size != fixed_size:
         raise UserError(f"{name} takes {fixed_size}x{fixed_size} inputs only; drop --image-size or pass {fixed_size}")
-    cfg.run_name = cfg.run_name or default_run_name({**options, **ft}).replace("scratch", f"ft-{name}")
-    run_dir = Path(cfg.runs_dir) / cfg.run_name
-    if (run_dir / "last.pt").exists() or (run_dir / "record.json").exists():
-        raise UserError(f"run {cfg.run_name!r} already exists in {cfg.runs_dir}; resume it with --resume {cfg.run_name} "
-                        f"or choose another --run-name")
-    data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
-                                  progress=not cfg.quiet, resize=cfg.resize_size)
+    cfg.run_name = cfg.run_name or default_run_name({**options, **ft}, kind=f"ft-{name}")
+    run_dir = claim_run_dir(Path(cfg.runs_dir) / cfg.run_name)  # exclusive: a second run of that name fails here
+    try:
+        data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
+                                      progress=not cfg.quiet, resize=cfg.resize_size)
+    except BaseException:
+        release_run_dir(run_dir)
+        raise
     torch.manual_seed(cfg.seed)  # the new head's initialisation
     model, info = build_pretrained(name, weights, num_classes=len(data.classes), progress=not cfg.quiet)
     hook = freeze_hook(name, strategy, k, unfreeze_every, len(stages), cfg.quiet)
@@ -141,6 +148,7 @@ def run_finetune(options: dict, data=None):
     state = RunState(run_dir=run_dir, model_spec=spec, classes=data.classes, mean=preprocess["mean"],
                      std=preprocess["std"],
                      extra={"kind": "finetune", "finetune": finetune, "split_file": str(data.split_file),
+                            "data_fingerprint": data_fingerprint(data.train.paths, data.val.paths, data.classes),
                             "dataset": str(data.dataset.root), "params": sum(p.numel() for p in model.parameters()),
                             "trainable_params": trainable})
     if use_features:

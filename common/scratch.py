@@ -4,9 +4,6 @@
 or resumes a stopped one. Both `partA/train.py` and the sweep agents call `run_scratch`, so a
 sweep run is exactly a `train.py` run with those options.
 """
-import datetime
-import hashlib
-import json
 from dataclasses import fields
 from pathlib import Path
 
@@ -14,6 +11,7 @@ from common.checkpoints import load_checkpoint, load_record, resolve_run_dir
 from common.data import load_train_val
 from common.errors import UserError
 from common.models import CNNConfig, build_model, filters_from_organisation
+from common.runs import claim_run_dir, data_fingerprint, default_run_name, release_run_dir
 from common.training import RunState, TrainConfig, fit
 
 MODEL_KEYS = {f.name for f in fields(CNNConfig)} | {"base_filters", "organisation"}
@@ -55,24 +53,19 @@ def split_options(options: dict):
     return model, train
 
 
-def default_run_name(options: dict) -> str:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    digest = hashlib.sha1(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:6]
-    return f"scratch-{stamp}-{digest}"
-
-
 def run_scratch(options: dict, should_stop=None, data=None, extra=None):
     """Train a new Part A run; returns its record."""
     model_kwargs, cfg = split_options(options)
     cfg.run_name = cfg.run_name or default_run_name(options)
-    run_dir = Path(cfg.runs_dir) / cfg.run_name
-    if (run_dir / "last.pt").exists() or (run_dir / "record.json").exists():
-        raise UserError(f"run {cfg.run_name!r} already exists in {cfg.runs_dir}; resume it with --resume {cfg.run_name} "
-                        f"or choose another --run-name")
     # Validate the architecture before any data is read: an impossible config fails at once.
     CNNConfig(**model_kwargs, input_size=cfg.image_size)
-    data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
-                                  progress=not cfg.quiet)
+    run_dir = claim_run_dir(Path(cfg.runs_dir) / cfg.run_name)  # exclusive: a second run of that name fails here
+    try:
+        data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
+                                      progress=not cfg.quiet)
+    except BaseException:
+        release_run_dir(run_dir)
+        raise
     model_cfg = CNNConfig(**model_kwargs, input_size=cfg.image_size, num_classes=len(data.classes))
     # One seed controls the split (above), the initial weights (here) and the batch order (fit).
     import torch
@@ -82,6 +75,7 @@ def run_scratch(options: dict, should_stop=None, data=None, extra=None):
     state = RunState(run_dir=run_dir, model_spec={"kind": "cnn", "config": model_cfg.to_dict()}, classes=data.classes,
                      mean=data.mean, std=data.std,
                      extra={"kind": "scratch", "split_file": str(data.split_file), "dataset": str(data.dataset.root),
+                            "data_fingerprint": data_fingerprint(data.train.paths, data.val.paths, data.classes),
                             "params": sum(p.numel() for p in model.parameters()), **(extra or {})})
     return fit(model, data, cfg, state, should_stop=should_stop)
 
@@ -89,8 +83,17 @@ def run_scratch(options: dict, should_stop=None, data=None, extra=None):
 def prepare_resume(run, overrides: dict, runs_dir="runs", data=None):
     """Checks shared by every kind of resume → (run_dir, checkpoint, TrainConfig, data, record)."""
     run_dir = resolve_run_dir(run, runs_dir)
+    claim_run_dir(run_dir, resume=True)  # a run that is still training cannot be resumed twice
+    try:
+        return _checked_resume(run_dir, overrides, data)
+    except BaseException:
+        release_run_dir(run_dir)
+        raise
+
+
+def _checked_resume(run_dir, overrides, data):
     ckpt = load_checkpoint(run_dir / "last.pt")
-    record = load_record(run_dir)
+    record = load_record(run_dir, ckpt)
     stored = dict(ckpt["train_config"])
     if record.get("status") == "finished" and ckpt["epoch"] >= stored["epochs"]:
         raise UserError(f"run {run_dir.name} already finished all {stored['epochs']} epochs; nothing to resume "
@@ -112,6 +115,11 @@ def prepare_resume(run, overrides: dict, runs_dir="runs", data=None):
     if data.classes != ckpt["classes"]:
         raise UserError(f"the data in {cfg.data_dir} has classes {data.classes}, the run was trained on "
                         f"{ckpt['classes']}; point --data-dir at the run's data")
+    stored_print = record.get("data_fingerprint")
+    if stored_print and data_fingerprint(data.train.paths, data.val.paths, data.classes) != stored_print:
+        raise UserError(f"the data in {cfg.data_dir} is not what run {run_dir.name} trained on (other images, so another "
+                        f"train/validation split than {Path(record.get('split_file', '?')).name}); point --data-dir at "
+                        f"the run's data, or start a new run")
     return run_dir, ckpt, cfg, data, record
 
 

@@ -76,8 +76,8 @@ class RunRecord:
         save_json(self.path, self.data)
 
     def log_epoch(self, metrics: dict):
+        """Add (or replace) one epoch's metrics in memory; `save()` writes them."""
         self.data["epochs"] = [e for e in self.data["epochs"] if e["epoch"] != metrics["epoch"]] + [metrics]
-        self.save()
 
 
 class WandbRun:

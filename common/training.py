@@ -7,6 +7,7 @@ gradients. After every epoch the run record and `last.pt` are written atomically
 when validation accuracy improves. All randomness inside epoch e is derived from (seed, e), so a
 run resumed from `last.pt` continues exactly as if it had never stopped.
 """
+import json
 import math
 import os
 import time
@@ -23,6 +24,7 @@ from common.augment import AugmentConfig, augment_batch
 from common.device import DEVICES, PRECISIONS, configure_backends, data_fits_on_device, resolve_device, resolve_precision  # noqa: F401
 from common.errors import UserError
 from common.io import save_torch
+from common.runs import claim_run_dir, release_run_dir
 from common.tracking import RunRecord, WandbRun, environment_info, now_iso
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "radam")
@@ -191,9 +193,11 @@ def predict(model, images_uint8, mean, std, device, batch_size=256, precision="o
     return torch.cat(outputs)
 
 
-def evaluate(model, tensor_set, mean, std, device, precision="off", channels_last=False, batch_size=256):
+def evaluate(model, tensor_set, mean, std, device, precision="off", channels_last=False, batch_size=256,
+             label_smoothing=0.0):
+    """Validation loss (with the training loss's label smoothing, so the two curves compare) and accuracy."""
     logits = predict(model, tensor_set.images, mean, std, device, batch_size, precision, channels_last)
-    loss = F.cross_entropy(logits, tensor_set.labels).item()
+    loss = F.cross_entropy(logits, tensor_set.labels, label_smoothing=label_smoothing).item()
     accuracy = (logits.argmax(1) == tensor_set.labels).float().mean().item()
     return {"loss": loss, "acc": accuracy, "logits": logits}
 
@@ -237,7 +241,16 @@ def _rng_state():
     return state
 
 
-def checkpoint_dict(model, optimizer, scaler, epoch, cfg, state: RunState, best_val_acc, wandb_id):
+def _restore_rng_state(state):
+    """Put back the generators saved with the checkpoint (each epoch also reseeds from (seed, epoch))."""
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_dict(model, optimizer, scaler, epoch, cfg, state: RunState, best_val_acc, wandb_id, record=None):
     raw = getattr(model, "_orig_mod", model)  # a torch.compile'd model saves its original weights
     return {
         "format": "inat-lab/1",
@@ -254,6 +267,7 @@ def checkpoint_dict(model, optimizer, scaler, epoch, cfg, state: RunState, best_
         "wandb_id": wandb_id,
         "rng": _rng_state(),
         "saved": now_iso(),
+        "record": record,  # the run record as of this epoch: resume rebuilds a lost or stale record.json
     }
 
 
@@ -308,8 +322,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     backends = configure_backends(device, cfg.deterministic, cfg.tf32)
-    run_dir = Path(state.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = claim_run_dir(Path(state.run_dir), resume=resume_checkpoint is not None)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -331,7 +344,14 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
     batches = BatchSource(train.images, train.labels, device, on_device)
     mean, std = torch.tensor(state.mean, device=device), torch.tensor(state.std, device=device)
 
-    record = RunRecord(run_dir) if resume_checkpoint is None else RunRecord.load(run_dir)
+    if resume_checkpoint is None:
+        record = RunRecord(run_dir)
+    else:
+        from common.checkpoints import load_record
+
+        record = RunRecord(run_dir, load_record(run_dir, resume_checkpoint))
+        # epochs logged after the checkpoint (none, as records are written after last.pt) are dropped
+        record.data["epochs"] = [e for e in record.data["epochs"] if e["epoch"] <= resume_checkpoint["epoch"]]
     start_epoch, best_val_acc, wandb_id = 0, -1.0, None
     if resume_checkpoint is not None:
         model_to_load = getattr(save_model, "_orig_mod", save_model)
@@ -341,6 +361,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
         start_epoch = resume_checkpoint["epoch"]
         best_val_acc = resume_checkpoint["best_val_acc"]
         wandb_id = resume_checkpoint.get("wandb_id")
+        _restore_rng_state(resume_checkpoint.get("rng"))
     record.data.update({
         "name": run_dir.name, "status": "running", "config": cfg.to_dict(), "model_spec": state.model_spec,
         "classes": state.classes, "precision": precision, "environment": environment_info(device),
@@ -404,7 +425,8 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
             if device.type == "cuda":
                 torch.cuda.synchronize()
             train_time = time.perf_counter() - started
-            val_metrics = evaluate(model, val, state.mean, state.std, device, precision, cfg.channels_last)
+            val_metrics = evaluate(model, val, state.mean, state.std, device, precision, cfg.channels_last,
+                                   label_smoothing=cfg.label_smoothing)
             epoch_time = time.perf_counter() - started
             metrics = {
                 "epoch": epoch + 1,
@@ -420,10 +442,6 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
             improved = metrics["val_acc"] > best_val_acc
             if improved:
                 best_val_acc = metrics["val_acc"]
-            ckpt = checkpoint_dict(save_model, optimizer, scaler, epoch + 1, cfg, state, best_val_acc, tracker.id)
-            if improved:
-                save_torch(run_dir / "best.pt", ckpt)
-            save_torch(run_dir / "last.pt", ckpt)  # after best.pt: a kill between the two loses nothing
             record.log_epoch(metrics)
             best_epoch = max(record.data["epochs"], key=lambda e: e["val_acc"])
             record.data["summary"] = {
@@ -431,7 +449,12 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
                 "epochs_done": epoch + 1, "train_time_s": sum(e["train_time"] for e in record.data["epochs"]),
                 "mean_images_per_s": sum(e["images_per_s"] for e in record.data["epochs"]) / len(record.data["epochs"]),
             }
-            record.save()
+            ckpt = checkpoint_dict(save_model, optimizer, scaler, epoch + 1, cfg, state, best_val_acc, tracker.id,
+                                   record=json.loads(json.dumps(record.data, default=str)))
+            if improved:
+                save_torch(run_dir / "best.pt", ckpt)
+            save_torch(run_dir / "last.pt", ckpt)  # after best.pt: a kill between the two loses nothing
+            record.save()  # after last.pt, which holds this record too: a kill in between loses nothing
             tracker.log(metrics, step=epoch + 1)
             tracker.summary({"best_val_acc": best_val_acc, "best_epoch": best_epoch["epoch"]})
             if not cfg.quiet:
@@ -455,4 +478,5 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
         record.data["finished" if status in ("finished", "stopped") else "ended"] = now_iso()
         record.save()
         tracker.finish(exit_code=0 if status in ("finished", "stopped") else 1)
+        release_run_dir(run_dir)
     return record.data

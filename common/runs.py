@@ -1,0 +1,98 @@
+"""Run folders: naming, claiming and the data fingerprint — one owner for Part A, Part B and sweeps.
+
+A run folder is claimed before anything is computed: created exclusively (two runs with the same
+--run-name cannot both start) and locked with flock for as long as the run trains, the lock
+file naming host, pid and start time. A resume claims the same lock, so a run that is still
+training cannot be resumed a second time. The kernel drops the lock when the process dies:
+a killed run never leaves a stale lock. Across machines this holds on filesystems with working
+flock (see common/locks.py).
+"""
+import datetime
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from common.errors import UserError
+from common.locks import process_identity, try_lock
+
+_CLAIMS = {}  # resolved run folder → open lock file (held while this process owns the run)
+
+
+def validate_run_name(name: str) -> str:
+    """A run name is one plain folder name: never a path that leaves --runs-dir."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
+        raise UserError(f"--run-name {name!r} must be a plain folder name (letters, digits, -, _, no slashes, not "
+                        f"starting with a dot): runs live under --runs-dir")
+    return name
+
+
+def default_run_name(options: dict, kind: str = "scratch") -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    digest = hashlib.sha1(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return f"{kind}-{stamp}-{digest}"
+
+
+def ensure_writable(runs_dir) -> Path:
+    """--runs-dir exists (created if needed) and is writable — checked before any data is read."""
+    runs_dir = Path(runs_dir)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create --runs-dir {runs_dir} ({err.strerror}); choose a writable folder") from None
+    if not os.access(runs_dir, os.W_OK | os.X_OK):
+        raise UserError(f"--runs-dir {runs_dir} is not writable; choose a writable folder (e.g. --runs-dir runs)")
+    return runs_dir
+
+
+def _has_run(run_dir: Path) -> bool:
+    return (run_dir / "record.json").exists() or (run_dir / "last.pt").exists()
+
+
+def claim_run_dir(run_dir, resume=False) -> Path:
+    """Claim `run_dir` for this process (idempotent within the process); a one-line error otherwise."""
+    run_dir = Path(run_dir)
+    key = str(run_dir.resolve())
+    if key in _CLAIMS:
+        return run_dir
+    validate_run_name(run_dir.name)
+    ensure_writable(run_dir.parent)
+    if not resume:
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            if _has_run(run_dir):
+                raise UserError(f"run {run_dir.name!r} already exists in {run_dir.parent}; resume it with --resume "
+                                f"{run_dir.name} or choose another --run-name") from None
+    handle = open(run_dir / "run.lock", "a+")
+    if not try_lock(handle):
+        handle.seek(0)
+        owner = handle.read().strip() or "{}"
+        handle.close()
+        try:
+            info = json.loads(owner)
+        except ValueError:
+            info = {}
+        raise UserError(f"run {run_dir.name!r} is in use by process {info.get('pid', '?')} on {info.get('host', '?')} "
+                        f"(still training?); wait for it to finish, or stop it before resuming")
+    if not resume and _has_run(run_dir):  # created by another process between our mkdir and our lock
+        handle.close()
+        raise UserError(f"run {run_dir.name!r} already exists in {run_dir.parent}; choose another --run-name")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps(process_identity()))
+    handle.flush()
+    _CLAIMS[key] = handle
+    return run_dir
+
+
+def release_run_dir(run_dir):
+    handle = _CLAIMS.pop(str(Path(run_dir).resolve()), None)
+    if handle is not None:
+        handle.close()
+
+
+def data_fingerprint(train_paths, val_paths, classes) -> str:
+    """What a run trained and validated on: the class list and both file lists (not their bytes)."""
+    payload = json.dumps([list(classes), sorted(train_paths), sorted(val_paths)])
+    return hashlib.sha1(payload.encode()).hexdigest()[:16]
