@@ -309,6 +309,7 @@ def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progr
     cached = _read_tensor_cache(path, len(samples), size)
     if cached is not None:
         return cached
+    _check_memory_for(len(samples), size, root)
     out = torch.empty(len(samples), 3, size, size, dtype=torch.uint8)
     ok = torch.zeros(len(samples), dtype=torch.bool)
     skipped = []
@@ -343,6 +344,26 @@ def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progr
 
     save_torch(path, tensor_set.__dict__)
     return tensor_set
+
+
+def available_memory_bytes():
+    """MemAvailable from /proc/meminfo (Linux), or None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_memory_for(count, size, root):
+    """The decoded set must fit in memory (with room for training): a clear error instead of an OOM kill."""
+    needed = count * 3 * size * size
+    available = available_memory_bytes()
+    if available is not None and needed > 0.8 * available:
+        raise UserError(f"decoding {count} images of {root} at {size} px needs {needed / 2**30:.1f} GiB but only "
+                        f"{available / 2**30:.1f} GiB of memory is free; use a smaller --image-size")
 
 
 def _read_tensor_cache(path: Path, count: int, size: int):

@@ -13,7 +13,7 @@ from common.data import load_train_val
 from common.errors import UserError
 from common.pretrained import (apply_freeze, build_pretrained, freeze_batchnorm_of_frozen_layers, model_stages,
                                parameter_groups, preprocess_for)
-from common.runs import claim_run_dir, data_fingerprint, default_run_name, release_run_dir
+from common.runs import claim_run_dir, run_dir_for, data_fingerprint, default_run_name, release_run_dir
 from common.scratch import prepare_resume
 from common.training import RunState, TrainConfig, fit, param_groups
 
@@ -126,7 +126,7 @@ def run_finetune(options: dict, data=None):
     if fixed_size and cfg.image_size != fixed_size:
         raise UserError(f"{name} takes {fixed_size}x{fixed_size} inputs only; drop --image-size or pass {fixed_size}")
     cfg.run_name = cfg.run_name or default_run_name({**options, **ft}, kind=f"ft-{name}")
-    run_dir = claim_run_dir(Path(cfg.runs_dir) / cfg.run_name)  # exclusive: a second run of that name fails here
+    run_dir = claim_run_dir(run_dir_for(cfg.runs_dir, cfg.run_name))  # exclusive: a second run of that name fails here
     try:
         data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
                                       progress=not cfg.quiet, resize=cfg.resize_size)

@@ -82,6 +82,9 @@ class CNNConfig:
             raise UserError(f"padding must be 'same', 'valid' or a whole number, got {self.padding!r}") from None
         if value < 0:
             raise UserError(f"padding must be >= 0, got {value}")
+        if value > kernel - 1:
+            raise UserError(f"padding {value} is more than kernel {kernel} - 1: the extra border rows would see only "
+                            f"zeros; use 'same' ({kernel // 2}) or at most {kernel - 1}")
         return value
 
     def to_dict(self):

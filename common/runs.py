@@ -27,6 +27,11 @@ def validate_run_name(name: str) -> str:
     return name
 
 
+def run_dir_for(runs_dir, run_name) -> Path:
+    """runs_dir/run_name, once run_name is known to be a plain name."""
+    return Path(runs_dir) / validate_run_name(run_name)
+
+
 def default_run_name(options: dict, kind: str = "scratch") -> str:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     digest = hashlib.sha1(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:6]

@@ -11,7 +11,7 @@ from common.checkpoints import load_checkpoint, load_record, resolve_run_dir
 from common.data import load_train_val
 from common.errors import UserError
 from common.models import CNNConfig, build_model, filters_from_organisation
-from common.runs import claim_run_dir, data_fingerprint, default_run_name, release_run_dir
+from common.runs import claim_run_dir, run_dir_for, data_fingerprint, default_run_name, release_run_dir
 from common.training import RunState, TrainConfig, fit
 
 MODEL_KEYS = {f.name for f in fields(CNNConfig)} | {"base_filters", "organisation"}
@@ -42,7 +42,10 @@ def split_options(options: dict):
     if base is not None or organisation is not None:
         if "filters" in model:
             raise UserError("give either --filters or --base-filters/--organisation, not both")
-        model["filters"] = filters_from_organisation(int(base or 32), organisation or "same")
+        base = 32 if base is None else int(base)
+        if base < 1:
+            raise UserError(f"--base-filters must be >= 1, got {base}")
+        model["filters"] = filters_from_organisation(base, organisation or "same")
     if "filters" in model:
         model["filters"] = _as_list(model["filters"])
     if "kernel_sizes" in model:
@@ -59,7 +62,7 @@ def run_scratch(options: dict, should_stop=None, data=None, extra=None):
     cfg.run_name = cfg.run_name or default_run_name(options)
     # Validate the architecture before any data is read: an impossible config fails at once.
     CNNConfig(**model_kwargs, input_size=cfg.image_size)
-    run_dir = claim_run_dir(Path(cfg.runs_dir) / cfg.run_name)  # exclusive: a second run of that name fails here
+    run_dir = claim_run_dir(run_dir_for(cfg.runs_dir, cfg.run_name))  # exclusive: a second run of that name fails here
     try:
         data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
                                       progress=not cfg.quiet)
@@ -99,6 +102,7 @@ def _checked_resume(run_dir, overrides, data):
         raise UserError(f"run {run_dir.name} already finished all {stored['epochs']} epochs; nothing to resume "
                         f"(evaluate it with partA/evaluate.py --run {run_dir.name})")
     spec_config = ckpt["model_spec"].get("config", ckpt["model_spec"])
+    overrides = _comparable_overrides(overrides)
     for key, value in overrides.items():
         if key in RESUME_FREE_KEYS or value is None:
             continue
@@ -132,6 +136,19 @@ def resume_scratch(run, overrides: dict, runs_dir="runs", data=None, should_stop
     state = RunState(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
                      std=ckpt["std"], extra={"resumed_from_epoch": ckpt["epoch"]})
     return fit(model, data, cfg, state, resume_checkpoint=ckpt, should_stop=should_stop)
+
+
+def _comparable_overrides(overrides: dict) -> dict:
+    """Options given on resume in the form the run stored: --base-filters/--organisation become
+    the filters they mean, a single kernel size is one per block."""
+    overrides = dict(overrides)
+    base, organisation = overrides.pop("base_filters", None), overrides.pop("organisation", None)
+    if base is not None or organisation is not None:
+        overrides["filters"] = filters_from_organisation(32 if base is None else int(base), organisation or "same")
+    if overrides.get("kernel_sizes") is not None:
+        sizes = _as_list(overrides["kernel_sizes"])
+        overrides["kernel_sizes"] = sizes * 5 if len(sizes) == 1 else sizes
+    return overrides
 
 
 def _normalise(value):

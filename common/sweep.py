@@ -82,6 +82,10 @@ def validate_sweep_config(config, source="sweep config", base_options=None):
     unknown = sorted(set(parameters) - known)
     if unknown:
         raise UserError(f"{source}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    for name, spec in parameters.items():
+        if not isinstance(spec, dict):
+            raise UserError(f"{source}: parameter {name!r} must be a mapping, e.g. {name}: {{value: {spec!r}}} for a fixed "
+                            f"value or {name}: {{values: [...]}} to search; got {spec!r}")
     searched = [n for n, s in parameters.items() if "value" not in s or "values" in s or "min" in s]
     if not searched:
         raise UserError(f"{source}: the search space is empty (every parameter is fixed)")

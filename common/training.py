@@ -29,6 +29,7 @@ from common.tracking import RunRecord, WandbRun, environment_info, now_iso
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "radam")
 SCHEDULERS = ("cosine", "step", "onecycle", "none")
+MAX_IMAGE_SIZE = 2048
 
 
 @dataclass
@@ -81,7 +82,10 @@ class TrainConfig:
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (self.image_size >= 8, f"image size must be >= 8, got {self.image_size}"),
+            (8 <= self.image_size <= MAX_IMAGE_SIZE,
+             f"image size must be between 8 and {MAX_IMAGE_SIZE} pixels (larger than any iNaturalist photo), "
+             f"got {self.image_size}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
             (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.grad_clip >= 0, f"gradient clipping must be >= 0 (0 = off), got {self.grad_clip}"),
             (self.aug_strength >= 0, f"augmentation strength must be >= 0, got {self.aug_strength}"),

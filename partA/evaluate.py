@@ -24,7 +24,7 @@ from common.evaluation import best_run, evaluate_on_test
 @click.option("--data-dir", default=None, help="Dataset folder [default: the one the run was trained on].")
 @click.option("--out", default="outputs/test-eval", help="Folder for the PNGs and JSON (a sub-folder per run).")
 @click.option("--seed", type=int, default=0, help="Chooses the grid's images.")
-@click.option("--per-class", type=int, default=3, help="Grid images per class.")
+@click.option("--per-class", type=click.IntRange(min=1), default=3, help="Grid images per class.")
 @DEVICE_OPTION
 @click.option("--cache-dir", default="cache")
 def main(run, runs_dir, data_dir, out, seed, per_class, device, cache_dir):

@@ -1,0 +1,200 @@
+"""Hostile files, shared folders and crashes: each case failed before the safety work (issue 11)."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from common.checkpoints import load_checkpoint
+from common.data import load_train_val
+from common.errors import UserError
+from common.scratch import resume_scratch, run_scratch
+from conftest import ROOT
+
+TINY = dict(image_size=32, filters="4,8,8,16,16", dense_units=16, batch_size=16, wandb="disabled", quiet=True,
+            lr=3e-3, warmup_epochs=0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(demo_root, tmp_path_factory):
+    return load_train_val(demo_root, 32, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+
+
+def options(tmp_path, **extra):
+    return {**TINY, "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"), **extra}
+
+
+class Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def hostile_run(tmp_path, marker):
+    """A run folder whose checkpoints run `touch marker` when unpickled without weights_only."""
+    run = tmp_path / "runs" / "evil"
+    run.mkdir(parents=True)
+    payload = {"format": "inat-lab/1", "model": {}, "x": Exploit(marker)}
+    for name in ("best.pt", "last.pt"):
+        torch.save(payload, run / name)
+    (run / "record.json").write_text(json.dumps({"name": "evil", "kind": "scratch", "status": "interrupted",
+                                                 "epochs": [], "summary": {"best_val_acc": 0.5}}))
+    return run
+
+
+@pytest.mark.parametrize("command", [
+    ["partA/evaluate.py", "--run", "evil"],
+    ["partA/train.py", "--resume", "evil"],
+    ["partC/camera_trap.py", "--demo-clip", "--classifier", "{run}/best.pt"],
+])
+def test_a_hostile_checkpoint_is_refused_in_one_line_and_never_runs_code(tmp_path, command):
+    marker = tmp_path / "pwned"
+    run = hostile_run(tmp_path, marker)
+    args = [a.replace("{run}", str(run)) for a in command] + (
+        ["--runs-dir", str(tmp_path / "runs")] if "--run" in command or "--resume" in command else
+        ["--out", str(tmp_path / "out")])
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "WANDB_MODE": "disabled"})
+    assert result.returncode != 0 and "refused" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not marker.exists()
+
+
+def test_two_runs_with_the_same_name_cannot_both_start(tiny_data, tmp_path):
+    from common.runs import claim_run_dir, release_run_dir
+
+    first = claim_run_dir(tmp_path / "runs" / "same")
+    with pytest.raises(UserError, match="in use by process"):  # a second claimant (here: the same run again, new)
+        code = ("import sys; from common.runs import claim_run_dir; claim_run_dir(sys.argv[1])")
+        result = subprocess.run([sys.executable, "-c", code, str(first)], capture_output=True, text=True, cwd=ROOT)
+        raise UserError(result.stderr.strip().splitlines()[-1])
+    release_run_dir(first)
+    run_scratch(options(tmp_path, epochs=1, run_name="same"), data=tiny_data)
+    with pytest.raises(UserError, match="already exists"):
+        run_scratch(options(tmp_path, epochs=1, run_name="same"), data=tiny_data)
+
+
+def test_a_run_that_is_still_training_cannot_be_resumed(demo_root, tmp_path):
+    train = [sys.executable, "partA/train.py", "--data-dir", str(demo_root), "--image-size", "32", "--filters",
+             "4,8,8,16,16", "--dense-units", "16", "--epochs", "200", "--wandb", "disabled", "--quiet",
+             "--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"), "--run-name", "live"]
+    proc = subprocess.Popen(train, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        record = tmp_path / "runs" / "live" / "record.json"
+        deadline = time.time() + 120
+        while not (record.exists() and json.loads(record.read_text())["epochs"]) and time.time() < deadline:
+            time.sleep(0.2)
+        resumed = subprocess.run([sys.executable, "partA/train.py", "--resume", "live", "--runs-dir",
+                                  str(tmp_path / "runs")], capture_output=True, text=True, cwd=ROOT)
+        assert resumed.returncode != 0 and f"in use by process {proc.pid}" in resumed.stderr
+        assert "Traceback" not in resumed.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+    # once the process is gone (killed -9: no clean-up ran) the lock is free again
+    from common.runs import claim_run_dir, release_run_dir
+
+    release_run_dir(claim_run_dir(tmp_path / "runs" / "live", resume=True))
+
+
+def test_resume_refuses_other_data_with_the_same_classes(tiny_data, demo_root, tmp_path, monkeypatch):
+    from test_training import kill_at, patch_fit
+
+    patch_fit(monkeypatch, kill_at(1))
+    with pytest.raises(KeyboardInterrupt):
+        run_scratch(options(tmp_path, epochs=2, run_name="half", data_dir=str(demo_root)), data=tiny_data)
+    monkeypatch.undo()
+    other = load_train_val(demo_root, 32, seed=7, cache_dir=tmp_path / "cache2", progress=False)  # another split
+    assert other.classes == tiny_data.classes
+    with pytest.raises(UserError, match="not what run half trained on"):
+        resume_scratch("half", {}, runs_dir=str(tmp_path / "runs"), data=other)
+
+
+def test_a_kill_between_last_pt_and_the_record_loses_no_epoch(tiny_data, tmp_path, monkeypatch):
+    import common.training as training
+
+    real_save = training.RunRecord.save
+
+    def save_then_die(self):  # killed right after last.pt of epoch 2: no record write happens any more
+        if self.data["epochs"] and self.data["epochs"][-1]["epoch"] == 2:
+            raise KeyboardInterrupt
+        real_save(self)
+
+    monkeypatch.setattr(training.RunRecord, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_scratch(options(tmp_path, epochs=3, run_name="gap"), data=tiny_data)
+    monkeypatch.undo()
+    on_disk = json.loads((tmp_path / "runs/gap/record.json").read_text())
+    assert [e["epoch"] for e in on_disk["epochs"]] == [1]  # the record lost epoch 2 ...
+    assert load_checkpoint(tmp_path / "runs/gap/last.pt")["epoch"] == 2  # ... which last.pt holds
+    record = resume_scratch("gap", {}, runs_dir=str(tmp_path / "runs"), data=tiny_data)
+    assert [e["epoch"] for e in record["epochs"]] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--run-name", "../escape"], "must be a plain folder name"),
+    (["--run-name", "/tmp/abs"], "must be a plain folder name"),
+    (["--padding", "1000"], "padding"),
+    (["--momentum", "-5"], "momentum"),
+    (["--image-size", "20000"], "image size"),
+    (["--base-filters", "0"], "--base-filters must be >= 1"),
+])
+def test_bad_training_options_are_one_line_errors(demo_root, tmp_path, args, message):
+    result = subprocess.run([sys.executable, "partA/train.py", "--data-dir", str(demo_root), "--wandb", "disabled",
+                             "--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"), *args],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0 and message in result.stderr.lower() and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "escape").exists() and not list((tmp_path / "cache").glob("images/*"))
+
+
+def test_a_read_only_runs_dir_fails_before_any_data_is_read(demo_root, tmp_path, monkeypatch):
+    import common.runs as runs
+
+    monkeypatch.setattr(runs.os, "access", lambda path, mode: False)  # root may write anywhere: pretend it may not
+    with pytest.raises(UserError, match="is not writable"):
+        run_scratch({**TINY, "runs_dir": str(tmp_path / "ro"), "cache_dir": str(tmp_path / "cache"), "epochs": 1,
+                     "data_dir": str(demo_root)})
+    assert not (tmp_path / "cache").exists()  # no split, no decode: the error came first
+    monkeypatch.undo()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserError, match="cannot create --runs-dir"):
+        run_scratch({**TINY, "runs_dir": str(tmp_path / "afile" / "runs"), "cache_dir": str(tmp_path / "cache"),
+                     "epochs": 1, "data_dir": str(demo_root)})
+
+
+def test_resume_compares_what_options_mean_not_how_they_are_spelled(tiny_data, tmp_path, monkeypatch):
+    from test_training import kill_at, patch_fit
+
+    patch_fit(monkeypatch, kill_at(1))
+    with pytest.raises(KeyboardInterrupt):
+        run_scratch(options(tmp_path, epochs=2, run_name="spell", filters=None, base_filters=4, organisation="double",
+                            kernel_sizes="3"), data=tiny_data)
+    monkeypatch.undo()
+    runs = str(tmp_path / "runs")
+    with pytest.raises(UserError, match="was trained with filters=\\[4, 8, 16, 32, 64\\]"):
+        resume_scratch("spell", {"base_filters": 8, "organisation": "double"}, runs_dir=runs, data=tiny_data)
+    with pytest.raises(UserError, match="was trained with filters"):
+        resume_scratch("spell", {"organisation": "half", "base_filters": 4}, runs_dir=runs, data=tiny_data)
+    # the same choices, spelled as given at the start (a single kernel size = one per block): accepted
+    record = resume_scratch("spell", {"kernel_sizes": "3", "base_filters": 4, "organisation": "double"}, runs_dir=runs,
+                            data=tiny_data)
+    assert record["status"] == "finished"
+
+
+def test_a_scalar_sweep_parameter_is_a_clear_error():
+    from common.sweep import validate_sweep_config
+
+    config = {"method": "random", "metric": {"name": "val_acc", "goal": "maximize"},
+              "parameters": {"epochs": 15, "lr": {"values": [0.001, 0.002]}}}
+    with pytest.raises(UserError, match="parameter 'epochs' must be a mapping, e.g. epochs: {value: 15}"):
+        validate_sweep_config(config)
+
+
+def test_evaluate_refuses_zero_grid_images_per_class(tmp_path):
+    result = subprocess.run([sys.executable, "partA/evaluate.py", "--per-class", "0", "--runs-dir", str(tmp_path)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0 and "--per-class" in result.stderr and "Traceback" not in result.stderr
