@@ -53,23 +53,38 @@ def capture_time(path):
         return None
 
 
-def frames_of(inputs, fps, stride):
+def frames_of(inputs, fps, stride, skipped=None):
     """(source, frame index, time s, image) over videos and image sequences; None images are bad frames.
 
     Stills are timed by their EXIF capture time when every still has one (real traps fire at
-    irregular intervals), else by position / --fps.
+    irregular intervals), else by position / --fps (with a warning when only some have one).
+    Videos follow each other on one clock: each starts where the previous one ended, so an
+    animal that leaves in one clip and returns in the next is a new visit, not the same one.
+    A video that cannot be opened is skipped and appended to `skipped` as (path, reason).
     """
     stills = [p for kind, p in inputs if kind == "image"]
     stamps = [capture_time(p) for p in stills]
     use_exif = bool(stills) and all(s is not None for s in stamps)
+    with_exif = sum(s is not None for s in stamps)
+    if 0 < with_exif < len(stills):
+        click.echo(f"warning: {len(stills) - with_exif} of {len(stills)} stills have no EXIF capture time; timing every "
+                   f"still by its position at --fps {fps:g} instead", err=True)
     start = min(stamps) if use_exif else 0.0
     when = {p: (s - start if use_exif else i / fps) for i, (p, s) in enumerate(zip(stills, stamps))}
-    sequence_index = 0
+    sequence_index, clock = 0, 0.0
     for kind, path in inputs:
         if kind == "video":
-            for frame in iter_video(path):
-                if frame.index % stride == 0:
-                    yield str(path), frame.index, frame.time, frame.image
+            end = clock
+            try:
+                for frame in iter_video(path):
+                    end = clock + frame.time
+                    if frame.index % stride == 0:
+                        yield str(path), frame.index, clock + frame.time, frame.image
+            except UserError as err:
+                if skipped is not None:
+                    skipped.append((str(path), err.message))
+                continue
+            clock = end + 1.0 / max(fps, 1e-9)  # the next video starts one frame period later
         else:
             if sequence_index % stride == 0:
                 try:
@@ -78,6 +93,20 @@ def frames_of(inputs, fps, stride):
                     image = None  # an unreadable trap frame is skipped and counted, not fatal
                 yield str(path), sequence_index, when[path], image
             sequence_index += 1
+
+
+def plural(count, noun):
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def first_video_fps(media, stride, default):
+    for kind, path in media:
+        if kind == "video":
+            try:
+                return video_info(path)["fps"] / stride
+            except UserError:
+                continue
+    return default
 
 
 def fit_canvas(pil, size):
@@ -151,7 +180,8 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
     visit_number = {}
     best_crop = {}  # (class, visit) → (score, crop, caption): one crop per visit on the contact sheet
     labeller = CropClassifier(classifier, device=str(detector.device)) if classifier else None
-    clip_fps = next((video_info(p)["fps"] / stride for k, p in media if k == "video"), fps)
+    clip_fps = first_video_fps(media, stride, fps)
+    skipped_inputs = []
 
     (out / "kept").mkdir(parents=True, exist_ok=True)
     writer, canvas_size = None, None
@@ -159,7 +189,7 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
     alerts_log = []
     started = time.perf_counter()
     with open(out / "events.jsonl", "w") as events:
-        for source, index, t, image in tqdm(frames_of(media, fps, stride), desc="watching", unit="frame",
+        for source, index, t, image in tqdm(frames_of(media, fps, stride, skipped_inputs), desc="watching", unit="frame",
                                             disable=quiet or None):
             if image is None:
                 stats["bad_frames"] += 1
@@ -210,16 +240,22 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
         # One crop per visit (the best-scoring one), in order of appearance.
         visits_seen = list(best_crop.values())[:64]
         contact_sheet([v[1] for v in visits_seen], [v[2] for v in visits_seen], out / "contact_sheet.png",
-                      title=f"camera trap: {len(best_crop)} visits, {stats['alerts']} alerts")
+                      title=f"camera trap: {plural(len(best_crop), 'visit')}, {plural(stats['alerts'], 'alert')}")
     outputs = {"events": "events.jsonl", "clip": "watched.mp4" if writer else None, "kept": "kept/",
                "contact_sheet": "contact_sheet.png" if best_crop else None}
     summary = {**stats, "seconds": round(elapsed, 2), "frames_per_s": round(stats["frames"] / max(elapsed, 1e-9), 2),
                "alerts_list": alerts_log, "cooldown_s": cooldown, "watched": watched, "alert_classes": alert_classes,
-               "classifier": classifier, "outputs": outputs}
+               "classifier": classifier, "outputs": outputs,
+               "skipped_inputs": [{"path": p, "reason": r} for p, r in skipped_inputs]}
     save_json(out / "summary.json", summary)
+    for path, reason in skipped_inputs:
+        click.echo(f"skipped {path}: {reason}", err=True)
     bad = f", {stats['bad_frames']} unreadable frames skipped" if stats["bad_frames"] else ""
+    bad += f", {plural(len(skipped_inputs), 'unreadable video')} skipped" if skipped_inputs else ""
     click.echo(f"{stats['frames']} frames in {elapsed:.1f}s ({summary['frames_per_s']} frames/s): {stats['kept']} kept, "
-               f"{stats['alerts']} alerts{bad} -> {out}/")
+               f"{plural(stats['alerts'], 'alert')}{bad} -> {out}/")
+    if stats["frames"] == 0:
+        raise UserError("no frame could be read from the inputs; see the skipped files above")
 
 
 if __name__ == "__main__":

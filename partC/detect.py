@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common.detector import DETECT_OPTIONS, build_detector
+from common.errors import UserError
 from common.media import VideoWriter, draw_detections, expand_inputs, iter_video, read_image, video_info
 
 
@@ -30,40 +31,51 @@ def detect_images_and_videos(detector, inputs, out_dir, quiet=False):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "detections.jsonl"
-    stats = {"images": 0, "frames": 0, "bad_frames": 0, "detections": 0}
+    stats = {"images": 0, "frames": 0, "bad_frames": 0, "detections": 0, "skipped": []}
     with open(log_path, "w") as log:
         for kind, path in inputs:
-            if kind == "image":
-                image = read_image(path)
-                detections = detector(image)
-                draw_detections(image, detections).save(out_dir / f"{path.stem}.jpg", quality=92)
-                for d in detections:
-                    log.write(json.dumps({"source": str(path), "frame": None, "time": None, **d.to_dict()}) + "\n")
-                stats["images"] += 1
-                stats["detections"] += len(detections)
-                if not quiet:
-                    found = ", ".join(f"{d.label} {d.score:.2f}" for d in detections) or "nothing"
-                    click.echo(f"{path}: {found}")
-                continue
-            info = video_info(path)
-            writer = None
-            bar = tqdm(iter_video(path), total=info["frames"] or None, desc=path.name, unit="frame", disable=quiet or None)
-            for frame in bar:
-                if frame.image is None:
-                    stats["bad_frames"] += 1
-                    continue
-                detections = detector(frame.image)
-                if writer is None:
-                    writer = VideoWriter(out_dir / f"{path.stem}.mp4", info["fps"], frame.image.shape[2], frame.image.shape[1])
-                writer.write(np.asarray(draw_detections(frame.image, detections)))
-                for d in detections:
-                    log.write(json.dumps({"source": str(path), "frame": frame.index, "time": round(frame.time, 3),
-                                          **d.to_dict()}) + "\n")
-                stats["frames"] += 1
-                stats["detections"] += len(detections)
-            if writer is not None:
-                writer.close()
+            try:
+                detect_one(detector, kind, path, out_dir, log, stats, quiet)
+            except UserError as err:  # one bad file is skipped and reported, never the end of a folder run
+                stats["skipped"].append((str(path), err.message))
+                click.echo(f"skipped {path}: {err.message}", err=True)
     return stats, log_path
+
+
+def detect_one(detector, kind, path, out_dir, log, stats, quiet):
+    """Detect in one image or video, writing its annotated copy and its JSON lines."""
+    if kind == "image":
+        image = read_image(path)
+        detections = detector(image)
+        draw_detections(image, detections).save(out_dir / f"{path.stem}.jpg", quality=92)
+        for d in detections:
+            log.write(json.dumps({"source": str(path), "frame": None, "time": None, **d.to_dict()}) + "\n")
+        stats["images"] += 1
+        stats["detections"] += len(detections)
+        if not quiet:
+            found = ", ".join(f"{d.label} {d.score:.2f}" for d in detections) or "nothing"
+            click.echo(f"{path}: {found}")
+        return
+    info = video_info(path)
+    writer = None
+    bar = tqdm(iter_video(path), total=info["frames"] or None, desc=path.name, unit="frame", disable=quiet or None)
+    try:
+        for frame in bar:
+            if frame.image is None:
+                stats["bad_frames"] += 1
+                continue
+            detections = detector(frame.image)
+            if writer is None:
+                writer = VideoWriter(out_dir / f"{path.stem}.mp4", info["fps"], frame.image.shape[2], frame.image.shape[1])
+            writer.write(np.asarray(draw_detections(frame.image, detections)))
+            for d in detections:
+                log.write(json.dumps({"source": str(path), "frame": frame.index, "time": round(frame.time, 3),
+                                      **d.to_dict()}) + "\n")
+            stats["frames"] += 1
+            stats["detections"] += len(detections)
+    finally:  # a video cut short still ends as a playable file
+        if writer is not None:
+            writer.close()
 
 
 @click.command(context_settings={"show_default": True})
@@ -78,8 +90,11 @@ def main(inputs, out, quiet, **options):
     stats, log_path = detect_images_and_videos(detector, expand_inputs(inputs), out, quiet)
     elapsed = time.perf_counter() - started
     bad = f", {stats['bad_frames']} unreadable frames skipped" if stats["bad_frames"] else ""
+    bad += f", {len(stats['skipped'])} unreadable input(s) skipped" if stats["skipped"] else ""
     click.echo(f"{stats['images']} images, {stats['frames']} video frames, {stats['detections']} detections "
                f"in {elapsed:.1f}s{bad} -> {out}/ ({log_path.name})")
+    if stats["images"] + stats["frames"] == 0:
+        raise UserError("no input could be read; see the skipped files above")
 
 
 if __name__ == "__main__":

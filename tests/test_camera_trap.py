@@ -84,3 +84,64 @@ def test_stills_are_timed_by_their_exif_capture_time(tmp_path):
     (tmp_path / "d.jpg").write_bytes(b"broken")  # no EXIF on one still: position / fps for all, bad frame counted
     frames = list(frames_of(expand_inputs([tmp_path]), fps=2.0, stride=1))
     assert [t for _, _, t, _ in frames] == [0.0, 0.5, 1.0, 1.5] and frames[-1][3] is None
+
+
+def _clip(path, frames=6, fps=2, colour=(40, 90, 160)):
+    import numpy as np
+
+    from common.media import VideoWriter
+
+    writer = VideoWriter(path, fps, 64, 48)
+    for _ in range(frames):
+        writer.write(np.full((48, 64, 3), colour, np.uint8))
+    writer.close()
+    return path
+
+
+def test_several_videos_share_one_clock_and_a_broken_one_is_skipped(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "partC"))
+    from camera_trap import frames_of
+
+    from common.media import expand_inputs
+
+    _clip(tmp_path / "a.mp4")
+    (tmp_path / "b.mp4").write_bytes(b"not a video")
+    _clip(tmp_path / "c.mp4")
+    skipped = []
+    frames = list(frames_of(expand_inputs([tmp_path]), fps=2.0, stride=1, skipped=skipped))
+    times = [t for _, _, t, _ in frames]
+    # a.mp4: 6 frames at 2 fps → 0.0 … 2.5 s; c.mp4 starts one frame period (0.5 s) after a's last frame
+    assert times[:6] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
+    assert times[6:] == pytest.approx([3.0, 3.5, 4.0, 4.5, 5.0, 5.5])
+    assert [p for p, _ in skipped] == [str(tmp_path / "b.mp4")] and "cannot open video" in skipped[0][1]
+
+
+def test_a_still_without_exif_among_stamped_ones_is_warned_about(tmp_path, capsys):
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT / "partC"))
+    from camera_trap import frames_of
+
+    from common.media import expand_inputs
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "2026:05:01 06:00:00"
+    Image.new("RGB", (32, 24)).save(tmp_path / "a.jpg", exif=exif)
+    Image.new("RGB", (32, 24)).save(tmp_path / "b.jpg")
+    list(frames_of(expand_inputs([tmp_path]), fps=1.0, stride=1))
+    assert "1 of 2 stills have no EXIF capture time" in capsys.readouterr().err
+
+
+def test_detect_skips_a_bad_file_in_a_folder_and_reports_it(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("RGB", (64, 48), (30, 60, 90)).save(folder / "good.jpg")
+    (folder / "junk.jpg").write_bytes(b"\xff\xd8 not really")
+    (folder / "broken.mp4").write_bytes(b"nope")
+    result = subprocess.run([sys.executable, str(ROOT / "partC/detect.py"), str(folder), "--out", str(tmp_path / "out"),
+                             "--quiet"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "good.jpg").exists() and "2 unreadable input(s) skipped" in result.stdout
+    assert "skipped" in result.stderr and "junk.jpg" in result.stderr and "broken.mp4" in result.stderr
