@@ -30,11 +30,12 @@ def echo_run_summary(record, runs_dir):
                f"({summary['epochs_done']} epochs, {summary['mean_images_per_s']:.0f} img/s) -> {runs_dir}/{record['name']}")
 
 
-def data_options(func):
+def data_options(func, image_size=D.image_size, image_size_help="Square input size in pixels."):
     return stack_options([
         click.option("--data-dir", default=D.data_dir, show_default=True,
                      help="Folder holding inaturalist_12K/{train,val} or nature_12K.zip (downloaded there if absent)."),
-        click.option("--image-size", type=int, default=D.image_size, show_default=True, help="Square input size in pixels."),
+        click.option("--image-size", type=int, default=image_size, show_default=image_size is not None,
+                     help=image_size_help),
         click.option("--val-fraction", type=float, default=D.val_fraction, show_default=True,
                      help="Share of each training class held out for validation."),
         click.option("--seed", type=int, default=D.seed, show_default=True, help="Controls split, init and batch order."),
@@ -42,14 +43,18 @@ def data_options(func):
     ])(func)
 
 
-def training_options(func):
+def training_options(func, **recipe_overrides):
+    """The training flags; `recipe_overrides` (e.g. Part B's epochs, lr) replace the defaults they
+    name, so --help shows what actually runs."""
+    D = TrainConfig(**recipe_overrides)
     return stack_options([
         click.option("--epochs", type=int, default=D.epochs, show_default=True),
         click.option("--batch-size", type=int, default=D.batch_size, show_default=True),
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=D.optimizer, show_default=True),
         click.option("--lr", type=float, default=D.lr, show_default=True, help="Peak learning rate."),
         click.option("--weight-decay", type=float, default=D.weight_decay, show_default=True,
-                     help="Decoupled weight decay (never on biases or norm layers)."),
+                     help="Weight decay, never on biases or norm layers: decoupled for adamw/nadam/radam, L2 added to "
+                          "the gradient for sgd and adam."),
         click.option("--momentum", type=float, default=D.momentum, show_default=True, help="SGD Nesterov momentum."),
         click.option("--scheduler", type=click.Choice(SCHEDULERS), default=D.scheduler, show_default=True,
                      help="cosine = linear warm-up then cosine decay, stepped per iteration."),
@@ -62,7 +67,7 @@ def training_options(func):
                      help="Random resized crop, flip, rotation and colour jitter on the device."),
         click.option("--aug-strength", type=float, default=D.aug_strength, show_default=True),
         click.option("--precision", type=click.Choice(PRECISIONS), default=D.precision, show_default=True,
-                     help="auto: bf16 where the hardware has it, fp16+GradScaler on older GPUs, else fp32."),
+                     help="auto: bf16 on sm80+ GPUs and bf16 CPUs, fp16+GradScaler on sm70-75, else fp32."),
         click.option("--channels-last/--no-channels-last", default=D.channels_last, show_default=True),
         click.option("--compile", "compile", is_flag=True, default=False, help="torch.compile the model."),
         DEVICE_OPTION,

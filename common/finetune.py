@@ -11,13 +11,17 @@ import torch
 
 from common.data import load_train_val
 from common.errors import UserError
-from common.pretrained import (apply_freeze, build_pretrained, freeze_batchnorm_of_frozen_layers, model_stages,
+from common.pretrained import (apply_freeze, build_pretrained, frozen_modules_to_eval, model_stages,
                                parameter_groups, preprocess_for)
 from common.runs import claim_run_dir, run_dir_for, data_fingerprint, default_run_name, release_run_dir
 from common.scratch import prepare_resume
 from common.training import RunState, TrainConfig, fit, param_groups
 
 FINETUNE_KEYS = ("model", "weights", "freeze", "k", "backbone_lr_scale", "unfreeze_every", "feature_cache")
+
+
+# Part B's recipe: what differs from Part A's training defaults (short runs from a strong start).
+FINETUNE_RECIPE = {"epochs": 10, "lr": 1e-3, "weight_decay": 0.01, "label_smoothing": 0.1}
 
 
 def uses_feature_cache(strategy, cfg, requested=True):
@@ -84,7 +88,7 @@ def freeze_hook(name, strategy, k, unfreeze_every, num_stages, quiet):
     def hook(epoch, model):
         unfrozen = min(num_stages, epoch // max(1, unfreeze_every)) if strategy == "gradual" else 0
         trainable, total, _ = apply_freeze(model, name, strategy, k, unfrozen)
-        freeze_batchnorm_of_frozen_layers(model)
+        frozen_modules_to_eval(model)
         if strategy == "gradual" and not quiet:
             print(f"epoch {epoch + 1}: head + top {unfrozen}/{num_stages} stages trainable "
                   f"({trainable:,} of {total:,} parameters)", flush=True)

@@ -223,13 +223,18 @@ def apply_freeze(model: nn.Module, name: str, strategy: str, k: int = 0, unfroze
     return trainable, sum(p.numel() for p in model.parameters()), n
 
 
-def freeze_batchnorm_of_frozen_layers(model: nn.Module):
-    """A BN layer whose parameters are all frozen stays in eval mode: its running stats stay ImageNet's."""
+def frozen_modules_to_eval(model: nn.Module):
+    """Frozen means eval mode, wholly: every module whose parameters are all frozen is put in eval.
+
+    That keeps batch norm's running statistics ImageNet's, and switches off the Dropout and
+    StochasticDepth inside frozen blocks — otherwise the head would train on randomly dropped
+    backbone features that evaluation never sees (and the feature-cache path never computes).
+    Call after model.train(); trainable modules (and the head's own dropout) stay in train mode.
+    """
     for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            params = list(module.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
-                module.eval()
+        params = list(module.parameters())
+        if params and not any(p.requires_grad for p in params):
+            module.eval()
 
 
 # ----------------------------------------------------------------------------- weights

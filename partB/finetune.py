@@ -16,10 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from functools import partial
+
 import click
 
 from common.cli import data_options, echo_run_summary, explicit_options, training_options
-from common.finetune import print_stages, resume_finetune, run_finetune
+from common.finetune import FINETUNE_RECIPE, print_stages, resume_finetune, run_finetune
 from common.pretrained import FREEZE_STRATEGIES, OFFLINE_MODEL, apply_freeze, available_models, build_pretrained
 
 
@@ -43,8 +45,8 @@ class ModelName(click.ParamType):
 @click.option("--feature-cache/--no-feature-cache", default=True,
               help="With --freeze all-but-last and --no-augment: compute backbone features once, train the head on them.")
 @click.option("--list-stages", is_flag=True, help="Print the model's stages and trainable counts, then exit.")
-@data_options
-@training_options
+@partial(data_options, image_size=None, image_size_help="Square input size [default: the weights' own crop size].")
+@partial(training_options, **FINETUNE_RECIPE)
 @click.option("--resume", default=None, metavar="RUN", help="Continue the fine-tuning run RUN from last.pt.")
 @click.pass_context
 def main(ctx, model, weights, freeze, k, backbone_lr_scale, unfreeze_every, feature_cache, list_stages, resume,
@@ -55,15 +57,10 @@ def main(ctx, model, weights, freeze, k, backbone_lr_scale, unfreeze_every, feat
         apply_freeze(net, model, freeze, k)
         print_stages(net, model, freeze, k)
         return
-    if ctx.get_parameter_source("image_size") != click.core.ParameterSource.COMMANDLINE:
-        options["image_size"] = None  # from the weights' transforms
     if resume:
         given = explicit_options(ctx, {**options, "model": model, "weights": weights, "freeze": freeze, "k": k})
         record = resume_finetune(resume, given, runs_dir=options["runs_dir"])
     else:
-        for key in ("epochs", "lr", "weight_decay", "label_smoothing"):  # fine-tuning defaults, unless given
-            if ctx.get_parameter_source(key) != click.core.ParameterSource.COMMANDLINE:
-                options[key] = {"epochs": 10, "lr": 1e-3, "weight_decay": 0.01, "label_smoothing": 0.1}[key]
         record = run_finetune({**options, "model": model, "weights": weights, "freeze": freeze, "k": k,
                                "backbone_lr_scale": backbone_lr_scale, "unfreeze_every": unfreeze_every,
                                "feature_cache": feature_cache})

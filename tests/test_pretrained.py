@@ -198,7 +198,7 @@ def test_frozen_batchnorm_keeps_imagenet_statistics(demo_root, tmp_path):
     run_finetune({"model": "efficientnet_lite0", "freeze": "first-k", "k": 8, "image_size": 64, "epochs": 1,
                   "batch_size": 16, "wandb": "disabled", "quiet": True, "runs_dir": str(tmp_path / "runs"),
                   "run_name": "bn"}, data=data)
-    after = torch.load(tmp_path / "runs/bn/last.pt", weights_only=False)["model"]
+    after = torch.load(tmp_path / "runs/bn/last.pt", weights_only=True)["model"]
     reference = before.state_dict()
     assert torch.equal(after["features.0.1.running_mean"], reference["features.0.1.running_mean"])  # frozen stage
     assert not torch.equal(after["features.8.1.running_mean"], reference["features.8.1.running_mean"])  # trained
@@ -316,3 +316,59 @@ def test_the_requested_weights_decide_the_preprocessing():
     assert preprocess_for("resnet50", "IMAGENET1K_V2").resize_size == 232
     with pytest.raises(UserError, match="resnet50 has no weights 'IMAGENET1K_V9'"):
         preprocess_for("resnet50", "IMAGENET1K_V9")
+
+
+def test_frozen_blocks_are_wholly_in_eval_mode_dropout_and_stochastic_depth_included(lite0):
+    from torchvision.ops import StochasticDepth
+
+    from common.pretrained import frozen_modules_to_eval
+
+    model, _ = build_pretrained("efficientnet_lite0", "default", num_classes=10)
+    apply_freeze(model, "efficientnet_lite0", "all-but-last")
+    model.train()
+    frozen_modules_to_eval(model)
+    droppers = [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.Dropout, StochasticDepth))]
+    assert any(isinstance(m, StochasticDepth) for _, m in droppers)  # Lite0 has them: the check is not empty
+    backbone = [m for n, m in droppers if not n.startswith("classifier")]
+    assert backbone and not any(m.training for m in backbone)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():  # a frozen backbone in train mode computes the same features every time
+        assert torch.equal(model.features(x), model.features(x))
+    assert model.classifier.training  # the trainable head keeps its own dropout
+    apply_freeze(model, "efficientnet_lite0", "gradual", unfrozen_stages=1)
+    model.train()
+    frozen_modules_to_eval(model)
+    top = model.features[-1]
+    assert top.training and not model.features[0].training
+
+
+def test_finetune_help_shows_the_defaults_that_run(demo_root, tmp_path):
+    from common.finetune import FINETUNE_RECIPE
+
+    result = subprocess.run([sys.executable, str(ROOT / "partB/finetune.py"), "--help"], capture_output=True, text=True,
+                            cwd=ROOT)
+    text = " ".join(result.stdout.split())
+    for flag, value in (("--epochs", "10"), ("--lr", "0.001"), ("--weight-decay", "0.01"),
+                        ("--label-smoothing", "0.1")):
+        entry = __import__("re").search(rf" {flag} (?:FLOAT|INTEGER) (.*?)(?= --[a-z])", text).group(1)
+        assert f"[default: {value}]" in entry, (flag, entry)
+    assert "the weights' own crop size" in text
+    run = subprocess.run([sys.executable, str(ROOT / "partB/finetune.py"), "--data-dir", str(demo_root), "--epochs", "1",
+                          "--no-augment", "--image-size", "64", "--runs-dir", str(tmp_path / "runs"), "--run-name", "h",
+                          "--cache-dir", str(tmp_path / "cache"), "--wandb", "disabled", "--quiet"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    config = __import__("json").loads((tmp_path / "runs/h/record.json").read_text())["config"]
+    assert {k: config[k] for k in ("lr", "weight_decay", "label_smoothing")} == \
+        {k: FINETUNE_RECIPE[k] for k in ("lr", "weight_decay", "label_smoothing")}
+
+
+def test_part_b_refuses_settings_that_would_silently_change(demo_root, tmp_path):
+    base = {"model": "efficientnet_lite0", "image_size": 64, "epochs": 1, "wandb": "disabled", "quiet": True,
+            "runs_dir": str(tmp_path / "runs"), "data_dir": str(demo_root)}
+    with pytest.raises(UserError, match="--backbone-lr-scale must be > 0"):
+        run_finetune({**base, "freeze": "none", "backbone_lr_scale": 0})
+    with pytest.raises(UserError, match="--unfreeze-every must be >= 1"):
+        run_finetune({**base, "freeze": "gradual", "unfreeze_every": 0})
+    with pytest.raises(UserError, match="first-k needs --k"):
+        run_finetune({**base, "freeze": "first-k"})

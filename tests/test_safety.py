@@ -198,3 +198,35 @@ def test_evaluate_refuses_zero_grid_images_per_class(tmp_path):
     result = subprocess.run([sys.executable, "partA/evaluate.py", "--per-class", "0", "--runs-dir", str(tmp_path)],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode != 0 and "--per-class" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_validation_loss_uses_the_training_label_smoothing(tiny_data, tmp_path):
+    import torch.nn.functional as F
+
+    from common.checkpoints import model_from_checkpoint
+    from common.training import predict
+
+    record = run_scratch(options(tmp_path, epochs=4, run_name="ls", label_smoothing=0.3, augment=False, lr=1e-2),
+                         data=tiny_data)
+    ckpt = load_checkpoint(tmp_path / "runs/ls/last.pt")
+    logits = predict(model_from_checkpoint(ckpt), tiny_data.val.images, ckpt["mean"], ckpt["std"], torch.device("cpu"),
+                     precision=record["precision"], channels_last=True)
+    smoothed = F.cross_entropy(logits, tiny_data.val.labels, label_smoothing=0.3).item()
+    plain = F.cross_entropy(logits, tiny_data.val.labels).item()
+    assert abs(plain - smoothed) > 1e-3  # the two differ here, so the check below can tell them apart
+    assert record["epochs"][-1]["val_loss"] == pytest.approx(smoothed, rel=1e-4)
+
+
+def test_resume_restores_the_saved_random_generators(tiny_data, tmp_path, monkeypatch):
+    from test_training import kill_at, patch_fit
+
+    patch_fit(monkeypatch, kill_at(1))
+    with pytest.raises(KeyboardInterrupt):
+        run_scratch(options(tmp_path, epochs=2, run_name="rng"), data=tiny_data)
+    monkeypatch.undo()
+    saved = load_checkpoint(tmp_path / "runs/rng/last.pt")["rng"]["torch"]
+    restored = []
+    real = torch.set_rng_state
+    monkeypatch.setattr(torch, "set_rng_state", lambda state: (restored.append(state.clone()), real(state)))
+    resume_scratch("rng", {}, runs_dir=str(tmp_path / "runs"), data=tiny_data)
+    assert restored and torch.equal(restored[0], saved)
