@@ -1,7 +1,9 @@
 """Atomic writes: a crash mid-write never leaves a half-written checkpoint or record."""
+import glob
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -11,9 +13,31 @@ _UMASK = os.umask(0o022)  # read once at import (setting it is the only way to r
 os.umask(_UMASK)
 
 
+STALE_TMP_SECONDS = 3600  # a temp file this old belongs to a writer that was killed (writes take seconds)
+
+
+def remove_stale_temp_files(path: Path, older_than=STALE_TMP_SECONDS) -> int:
+    """Delete the temp files that killed writers of `path` left behind (`.name.XXXX.tmp`); returns how many.
+
+    Only this module's own naming pattern is touched, and only files old enough that no live
+    writer can still own them.
+    """
+    removed = 0
+    cutoff = time.time() - older_than
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed += 1
+        except OSError:
+            pass  # another process cleaned it first
+    return removed
+
+
 def _atomic_write(path, write_fn):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:

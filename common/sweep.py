@@ -312,7 +312,12 @@ def run_wandb_sweep(config, base_options, count, project, sweep_id=None, runs_di
     from common.scratch import run_scratch
 
     if sweep_id is None:
-        sweep_id = wandb.sweep(sweep=config, project=project)
+        try:
+            sweep_id = wandb.sweep(sweep=config, project=project)
+        except Exception as err:  # bad key, no permission, server error: one line, not wandb's traceback
+            first = (str(err).strip().splitlines() or [""])[0]
+            raise UserError(f"wandb could not create the sweep ({type(err).__name__}: {first}); check `wandb login`, "
+                            f"or use --backend local") from None
         print(f"created wandb sweep {sweep_id}; more agents join with: make agent SWEEP={sweep_id}")
 
     def train():

@@ -2,8 +2,9 @@
 
 The local record (`runs/<name>/record.json`, rewritten atomically after every epoch) holds the
 resolved config, per-epoch metrics, summary, timings and environment; reports and sweeps read
-it, so everything works offline. wandb is `online` when credentials exist, `offline`
-otherwise (sync later with `wandb sync`), or `disabled`.
+it, so everything works offline. wandb is `online` when the installed wandb has credentials for
+its configured host and that host answers within a few seconds, `offline` otherwise (sync later
+with `wandb sync`), or `disabled`; the record says which mode was actually used.
 """
 import datetime
 import netrc
@@ -12,6 +13,7 @@ import platform
 import socket
 import warnings
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -20,25 +22,84 @@ from common.io import load_json, save_json
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
-def wandb_credentials_present() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
+PROBE_SECONDS = 3.0  # an API key without network used to stall every run ~100 s inside wandb.init
+
+
+def wandb_host() -> str:
+    """The W&B server the installed wandb talks to: WANDB_BASE_URL, its settings file, else its default
+    (since wandb 0.2x not api.wandb.ai, which is why the host is asked, never assumed)."""
+    if os.environ.get("WANDB_BASE_URL"):
+        return os.environ["WANDB_BASE_URL"].rstrip("/")
     try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        import wandb
+
+        return str(wandb.setup().settings.base_url).rstrip("/")
+    except Exception:
+        return "https://api.wandb.ai"
+
+
+def wandb_credentials(host=None):
+    """Where wandb would find an API key for `host` ("WANDB_API_KEY", "netrc", "settings"), or None."""
+    if os.environ.get("WANDB_API_KEY"):
+        return "WANDB_API_KEY"
+    host = host or wandb_host()
+    try:
+        from wandb.sdk.lib.wbauth import read_netrc_auth  # the reader `wandb login` wrote for
+
+        if read_netrc_auth(host=host):
+            return "netrc"
+    except Exception:
+        try:
+            if netrc.netrc().authenticators(urlparse(host).hostname or host) is not None:
+                return "netrc"
+        except (OSError, netrc.NetrcParseError):
+            pass
+    try:
+        import wandb
+
+        settings = wandb.setup().settings
+        if settings.api_key and str(settings.base_url).rstrip("/") == host:
+            return "settings"
+    except Exception:
+        pass
+    return None
+
+
+def wandb_credentials_present() -> bool:
+    return wandb_credentials() is not None
+
+
+def wandb_reachable(host=None, timeout=PROBE_SECONDS) -> bool:
+    """Does the W&B server answer HTTP within `timeout` seconds? (Any HTTP status counts as an answer.)"""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(host or wandb_host(), method="HEAD"), timeout=timeout).close()
+        return True
+    except urllib.error.HTTPError:
+        return True
+    except Exception:  # refused, unresolvable, timed out, TLS failure: not reachable now
         return False
 
 
-def resolve_wandb_mode(mode: str) -> str:
-    """auto → WANDB_MODE if set, else online with credentials, else offline."""
-    if mode != "auto":
-        return mode
-    env = os.environ.get("WANDB_MODE")
-    if env in ("online", "offline", "disabled"):
-        return env
-    if env == "dryrun":
-        return "offline"
-    return "online" if wandb_credentials_present() else "offline"
+def resolve_wandb_mode(mode: str, probe: bool = True) -> str:
+    """auto → WANDB_MODE if set, else online when wandb has credentials and its server answers, else
+    offline (sync later). An explicit online falls back to offline, with a warning, when the server
+    does not answer within a few seconds."""
+    if mode == "auto":
+        env = os.environ.get("WANDB_MODE")
+        if env in ("online", "offline", "disabled"):
+            mode = env
+        elif env == "dryrun":
+            mode = "offline"
+        else:
+            mode = "online" if wandb_credentials_present() else "offline"
+    if mode == "online" and probe and not wandb_reachable():
+        warnings.warn(f"wandb: {wandb_host()} did not answer within {PROBE_SECONDS:g} s; logging offline instead "
+                      f"(upload later with: .venv/bin/wandb sync <run folder>/wandb/offline-run-*)")
+        mode = "offline"
+    return mode
 
 
 def environment_info(device) -> dict:

@@ -5,7 +5,7 @@
     python partA/sweep.py --backend local --name my-sweep                   # continue an interrupted sweep
     python partA/sweep.py --join <wandb-sweep-id>                           # another machine joins (make agent)
 
-auto = wandb when credentials exist, else local. Local sweeps keep their state in
+auto = wandb when wandb has credentials and its server answers, else local. Local sweeps keep their state in
 runs/sweeps/<name>/ (any number of agents, here or on machines sharing the folder, work on one
 sweep without running a config twice). Every run is a `train.py` run on the validation split; the
 test folder is never opened. Each run is also logged to wandb (offline without credentials).
@@ -20,7 +20,7 @@ import click
 
 from common.errors import UserError
 from common.sweep import LocalSweep, load_sweep_config, run_agent, run_wandb_sweep, validate_sweep_config
-from common.tracking import wandb_credentials_present
+from common.tracking import PROBE_SECONDS, wandb_credentials_present, wandb_host, wandb_reachable
 
 
 def _agent_process(folder, count, runs_dir, gpu):
@@ -54,7 +54,10 @@ def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_
     base = {"data_dir": data_dir, "seed": seed, "cache_dir": cache_dir, "wandb_project": wandb_project,
             "device": device, "wandb": wandb_mode}
     if backend == "auto":
-        backend = "wandb" if (join or wandb_credentials_present()) else "local"
+        backend = "wandb" if (join or (wandb_credentials_present() and wandb_reachable())) else "local"
+    if (backend == "wandb" or join) and not wandb_reachable():
+        raise UserError(f"cannot reach the W&B server {wandb_host()} (no answer within {PROBE_SECONDS:g} s): use "
+                        f"--backend local, or check your network")
     if join:
         run_wandb_sweep(None, base, count, wandb_project, sweep_id=join, runs_dir=runs_dir)
         return

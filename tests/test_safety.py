@@ -230,3 +230,20 @@ def test_resume_restores_the_saved_random_generators(tiny_data, tmp_path, monkey
     monkeypatch.setattr(torch, "set_rng_state", lambda state: (restored.append(state.clone()), real(state)))
     resume_scratch("rng", {}, runs_dir=str(tmp_path / "runs"), data=tiny_data)
     assert restored and torch.equal(restored[0], saved)
+
+
+def test_temp_files_of_killed_writers_are_cleaned_up_and_live_ones_kept(tmp_path):
+    from common.io import save_json
+
+    target = tmp_path / "record.json"
+    orphan = tmp_path / ".record.json.k1ll3d.tmp"  # what a kill -9 in the middle of a write leaves
+    live = tmp_path / ".record.json.wr1t1ng.tmp"  # another process writing right now
+    other = tmp_path / ".notes.txt.abc.tmp"  # not ours to touch
+    for path in (orphan, live, other):
+        path.write_text("partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(orphan, (two_hours_ago, two_hours_ago))
+    os.utime(other, (two_hours_ago, two_hours_ago))
+    save_json(target, {"ok": 1})
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert not orphan.exists() and live.exists() and other.exists()
