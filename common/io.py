@@ -57,6 +57,11 @@ def save_json(path, obj):
     _atomic_write(path, lambda handle: handle.write(data))
 
 
+def save_text(path, text: str):
+    data = text.encode()
+    _atomic_write(path, lambda handle: handle.write(data))
+
+
 def load_json(path):
     with open(path) as handle:
         return json.load(handle)

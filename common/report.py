@@ -176,9 +176,21 @@ def plot_importance(table, path):
 # ---------------------------------------------------------------------------- observations
 
 def observations(rows):
-    """Sentences derived from the runs, each with the statistic and sample size behind it."""
-    scored = _scored(rows)
+    """Sentences derived from the runs, each with the statistic and sample size behind it.
+
+    Hyperband-stopped runs only reached a partial accuracy: the comparisons use full-length
+    (finished) runs, and say so; stopped runs are listed apart.
+    """
+    everything = _scored(rows)
+    full = [r for r in everything if r["state"] == "finished"]
+    scored = full if len(full) >= 3 else everything
     out = []
+    if scored is full and len(full) < len(everything):
+        out.append(f"Comparisons below use the {len(full)} runs that trained to the end; the "
+                   f"{len(everything) - len(full)} hyperband-stopped runs are left out (their accuracy is partial).")
+    elif scored is everything and len(full) < len(everything):
+        out.append(f"Only {len(full)} runs trained to the end, so the comparisons below also include hyperband-stopped "
+                   f"runs, whose partial accuracy understates them.")
     n = len(scored)
     caveat = " (few runs: suggestive, not conclusive)" if n < 10 else ""
     best = max(scored, key=lambda r: r["val_acc"])
@@ -212,15 +224,17 @@ def observations(rows):
         gap = top[0] - bottom[0]
         noise = 2 * math.sqrt(top[3] / top[2] + bottom[3] / bottom[2])  # two standard errors of the gap
         if gap < max(NO_CLEAR_DIFFERENCE, noise):
-            out.append(f"{p}: made no clear difference (mean accuracy {bottom[0]:.3f}–{top[0]:.3f} across values, "
-                       f"gap {gap:.3f} within the run-to-run noise of ±{noise:.3f}){caveat}.")
+            out.append(f"{p}: made no clear difference (mean accuracy {bottom[0]:.3f}–{top[0]:.3f} across values; "
+                       f"the gap of {gap:.3f} is within two standard errors, {noise:.3f}){caveat}.")
         else:
             out.append(f"{p}: {top[1]} averaged {top[0]:.3f} (n = {top[2]}) vs {bottom[1]} {bottom[0]:.3f} "
                        f"(n = {bottom[2]}), a gap of {gap:.3f}, beyond two standard errors ({noise:.3f}){caveat}.")
     stopped = [r for r in rows if r["state"] == "stopped"]
     if stopped:
-        out.append(f"Hyperband stopped {len(stopped)} of {len(rows)} runs early (after "
-                   f"{min(r['epochs'] for r in stopped)}–{max(r['epochs'] for r in stopped)} epochs).")
+        low, high = min(r["epochs"] for r in stopped), max(r["epochs"] for r in stopped)
+        span = f"{low}" if low == high else f"{low}–{high}"
+        out.append(f"Hyperband stopped {len(stopped)} of {len(rows)} runs early, after {span} epochs "
+                   f"(runs {', '.join(r['id'] for r in stopped)}).")
     failed = [r for r in rows if r["state"] == "failed"]
     if failed:
         out.append(f"{len(failed)} run(s) failed; their errors are in the sweep folder.")

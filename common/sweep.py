@@ -12,6 +12,7 @@ import copy
 import fcntl
 import os
 import socket
+import threading
 import time
 import traceback
 import uuid
@@ -21,7 +22,8 @@ from pathlib import Path
 import yaml
 
 from common.errors import UserError
-from common.io import load_json, save_json
+from common.io import load_json, save_json, save_text
+from common.locks import process_alive, process_identity
 from common.models import CNNConfig
 from common.scratch import MODEL_KEYS, TRAIN_KEYS, split_options
 
@@ -122,20 +124,36 @@ class LocalSweep:
         self.folder = Path(folder)
         self.runs_folder = self.folder / "runs"
 
+    # Options that change what a sweep's runs compute: continuing with another value is refused.
+    RESULT_OPTIONS = ("data_dir", "seed")
+
     @classmethod
-    def create_or_open(cls, folder, config, base_options):
+    def create_or_open(cls, folder, config, base_options, log=print):
+        """Create the sweep folder, or open it to continue — under the sweep's lock, so two agents starting
+        together never half-write it. Continuing with a changed config or data/seed is refused with the
+        way out; changed run-context options (device, wandb, cache) are taken and said."""
         sweep = cls(folder)
-        if (sweep.folder / "config.yaml").exists():
-            stored = yaml.safe_load((sweep.folder / "config.yaml").read_text())
-            if stored != config:
-                raise UserError(f"sweep folder {folder} holds a different config; use another --name to start a new "
-                                f"sweep, or the same config to continue this one")
-        else:
-            sweep.runs_folder.mkdir(parents=True, exist_ok=True)
-            tmp = sweep.folder / ".config.yaml.tmp"
-            tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-            os.replace(tmp, sweep.folder / "config.yaml")
-            save_json(sweep.folder / "options.json", base_options)
+        with sweep.lock():
+            if (sweep.folder / "config.yaml").exists():
+                stored = yaml.safe_load((sweep.folder / "config.yaml").read_text())
+                if stored != config:
+                    raise UserError(f"sweep folder {folder} holds a different config; use another --name to start a "
+                                    f"new sweep, or the same config to continue this one")
+                old = sweep.base_options
+                for key in cls.RESULT_OPTIONS:
+                    if key in base_options and key in old and old[key] != base_options[key]:
+                        raise UserError(f"sweep {sweep.folder.name} was started with --{key.replace('_', '-')} "
+                                        f"{old[key]}, you gave {base_options[key]}: use --name <new name> for a new "
+                                        f"sweep, or remove {sweep.folder} to start this one over")
+                changed = {k: v for k, v in base_options.items() if old.get(k) != v}
+                if changed:
+                    log(f"sweep {sweep.folder.name}: continuing with {', '.join(f'{k}={v}' for k, v in changed.items())} "
+                        f"(was {', '.join(f'{k}={old.get(k)}' for k in changed)})")
+                    save_json(sweep.folder / "options.json", {**old, **base_options})
+            else:
+                sweep.runs_folder.mkdir(parents=True, exist_ok=True)
+                save_text(sweep.folder / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+                save_json(sweep.folder / "options.json", base_options)
         return sweep
 
     @property
@@ -175,15 +193,48 @@ class LocalSweep:
                 for r in self.runs()]
 
 
+HEARTBEAT_SECONDS = 30  # an agent's thread refreshes its run's heartbeat this often ...
+STALE_AFTER_SECONDS = 180  # ... and a run whose heartbeat is older belongs to a dead agent (other hosts)
+
+
 def _alive(run):
-    """Is the agent that holds this run still running? (same host: check the pid)"""
-    if run.get("host") != socket.gethostname():
-        return time.time() - run.get("heartbeat", 0) < 3600  # another machine: trust a recent heartbeat
-    try:
-        os.kill(run["pid"], 0)
-        return True
-    except (OSError, KeyError):
-        return False
+    """Is the agent that holds this run still running?
+
+    Same host: its pid exists *and* started when the agent did (a recycled pid is another
+    process; another user's live pid counts as alive). Another host: its heartbeat, written by a
+    thread every HEARTBEAT_SECONDS, is recent.
+    """
+    agent = run.get("agent") or {"host": run.get("host"), "pid": run.get("pid"), "started": None}
+    if agent.get("host") == socket.gethostname():
+        return process_alive(agent)
+    return time.time() - run.get("heartbeat", 0) < STALE_AFTER_SECONDS
+
+
+class Heartbeat:
+    """Refresh a run's heartbeat from a thread while it trains (epochs can be longer than the stale limit)."""
+
+    def __init__(self, sweep, run_id, every=HEARTBEAT_SECONDS):
+        self.sweep, self.run_id, self.every = sweep, run_id, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self):
+        while not self.stop.wait(self.every):
+            try:
+                with self.sweep.lock():
+                    run = load_json(self.sweep.runs_folder / f"{self.run_id}.json")
+                    run["heartbeat"] = time.time()
+                    self.sweep.save_run(run)
+            except (OSError, ValueError):
+                pass  # a missed beat is retried; the folder may be briefly unavailable
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
 
 
 def _seeded(seed, propose):
@@ -209,20 +260,32 @@ def claim_next_run(sweep: LocalSweep, count: int):
 
     with sweep.lock():
         runs = sweep.runs()
+        config = sweep.config
         for run in runs:
             if run["state"] == "running" and not _alive(run):
-                run.update(pid=os.getpid(), host=socket.gethostname(), heartbeat=time.time(), resumed=True)
+                if "early_terminate" in config and any(r.name == run["id"] for r in
+                                                       sweeps.stop_runs(config, sweep.sweep_runs())):
+                    run.update(state="stopped", ended=time.time())  # hyperband had stopped it: not resumed to the end
+                    sweep.save_run(run)
+                    continue
+                run.update(agent=process_identity(), pid=os.getpid(), host=socket.gethostname(), heartbeat=time.time(),
+                           resumed=True)
                 sweep.save_run(run)
                 return run
-        if len(runs) >= count:
+        counted = [r for r in runs if r["state"] != "failed"]  # a failed run does not use up the sweep's count
+        failed = len(runs) - len(counted)
+        if len(counted) >= count:
             return None
+        if failed >= max(3, count):
+            raise UserError(f"sweep {sweep.folder.name}: {failed} runs failed (errors in {sweep.runs_folder}); fix the "
+                            f"cause and continue the sweep, or remove the folder")
         proposal = _seeded(sweep.base_options.get("seed", 42) * 1000 + len(runs),
                            lambda: sweeps.next_run(sweep.config, sweep.sweep_runs()))
         if proposal is None:  # a finished grid
             return None
         run_id = uuid.uuid4().hex[:8]
         run = {"id": run_id, "params": {k: v["value"] for k, v in proposal.config.items()}, "state": "running",
-               "history": [], "summary": {}, "pid": os.getpid(), "host": socket.gethostname(),
+               "history": [], "summary": {}, "agent": process_identity(), "pid": os.getpid(), "host": socket.gethostname(),
                "heartbeat": time.time(), "created": time.time(), "search_info": proposal.search_info}
         sweep.save_run(run)
         return run
@@ -291,7 +354,8 @@ def run_agent(sweep: LocalSweep, count: int, runs_dir="runs", train=None, log=pr
         extra = {"sweep": sweep.folder.name, "sweep_run": run["id"], "sweep_params": run["params"]}
         log(f"[agent {os.getpid()}] run {run['id']}{' (resumed)' if run.get('resumed') else ''}: {run['params']}")
         try:
-            record = train(options, stop, bool(run.get("resumed")), extra)
+            with Heartbeat(sweep, run["id"]):
+                record = train(options, stop, bool(run.get("resumed")), extra)
             _finish(sweep, run["id"], "stopped" if record["status"] == "stopped" else "finished", record)
             log(f"[agent {os.getpid()}] run {run['id']} {record['status']}: best val acc "
                 f"{record['summary'].get('best_val_acc', float('nan')):.4f}")

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click
 
+from common.cli import DEVICE_OPTION
 from common.errors import UserError
 from common.sweep import LocalSweep, load_sweep_config, run_agent, run_wandb_sweep, validate_sweep_config
 from common.tracking import PROBE_SECONDS, wandb_credentials_present, wandb_host, wandb_reachable
@@ -45,7 +46,7 @@ def _agent_process(folder, count, runs_dir, gpu):
 @click.option("--wandb-project", default="inat-lab")
 @click.option("--wandb", "wandb_mode", type=click.Choice(["auto", "offline", "disabled"]), default="auto",
               help="How each local run logs to wandb.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@DEVICE_OPTION
 def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_dir, runs_dir, wandb_project,
          wandb_mode, device):
     """Run (or continue, or join) a hyperparameter sweep of the Part A CNN."""
@@ -67,12 +68,13 @@ def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_
         run_wandb_sweep(config, base, count, wandb_project, runs_dir=runs_dir)
         return
     folder = Path(runs_dir) / "sweeps" / (name or Path(config_path).stem)
-    sweep = LocalSweep.create_or_open(folder, config, base)
-    # Decode the cache and write the split once, before agents start, so they share them.
+    # Decode the cache and write the split once, before agents start, so they share them — and so that a
+    # wrong --data-dir fails here, before the sweep folder stores it.
     from common.data import load_train_val
 
     first_image_size = config["parameters"].get("image_size", {}).get("value", 128)
     load_train_val(data_dir, first_image_size, seed=seed, cache_dir=cache_dir)
+    sweep = LocalSweep.create_or_open(folder, config, base, log=click.echo)
     click.echo(f"local sweep {folder} ({config['method']}, {count} runs, {agents} agent(s)); "
                f"state and resume: {folder}/runs/")
     if agents == 1:

@@ -98,7 +98,7 @@ def test_two_agents_on_one_grid_never_duplicate_a_config(tmp_path):
 def test_an_interrupted_sweep_resumes_the_orphaned_run(tmp_path):
     sweep = new_sweep(tmp_path, GRID)
     orphan = claim_next_run(sweep, count=3)
-    orphan["pid"] = 2 ** 22 + 12345  # an agent that no longer exists
+    orphan["agent"]["pid"] = 2 ** 22 + 12345  # an agent that no longer exists
     sweep.save_run(orphan)
     calls = []
     run_agent(sweep, count=3, runs_dir=str(tmp_path), train=fake_trainer(calls=calls), log=lambda *_: None)
@@ -212,3 +212,100 @@ def test_the_same_seed_proposes_the_same_random_sweep(tmp_path):
         run_agent(sweep, count=4, runs_dir=str(tmp_path), train=fake_trainer(epochs=1), log=lambda *_: None)
         proposals.append(sorted(configs(sweep)))
     assert proposals[0] == proposals[1]
+
+
+def test_a_recycled_pid_does_not_keep_an_orphan_alive(tmp_path):
+    import os
+
+    sweep = new_sweep(tmp_path, GRID)
+    orphan = claim_next_run(sweep, count=3)
+    # a live process (this one) now has the dead agent's pid, but it started at another time
+    orphan["agent"] = {**orphan["agent"], "pid": os.getpid(), "started": (orphan["agent"]["started"] or 0) + 12345}
+    sweep.save_run(orphan)
+    calls = []
+    run_agent(sweep, count=3, runs_dir=str(tmp_path), train=fake_trainer(calls=calls), log=lambda *_: None)
+    assert calls[0] == (f"s-{orphan['id']}", True)
+
+
+def test_an_agent_on_another_host_is_judged_by_its_heartbeat(tmp_path):
+    import time
+
+    from common.sweep import STALE_AFTER_SECONDS, _alive
+
+    remote = {"agent": {"host": "elsewhere", "pid": 1, "started": 1}, "heartbeat": time.time()}
+    assert _alive(remote)
+    remote["heartbeat"] = time.time() - STALE_AFTER_SECONDS - 1
+    assert not _alive(remote)
+
+
+def test_the_heartbeat_thread_keeps_a_long_run_fresh(tmp_path):
+    import time
+
+    from common.sweep import Heartbeat
+
+    sweep = new_sweep(tmp_path, GRID)
+    run = claim_next_run(sweep, count=3)
+    run["heartbeat"] = 0
+    sweep.save_run(run)
+    with Heartbeat(sweep, run["id"], every=0.05):
+        time.sleep(0.3)  # a long epoch: no epoch-end write, yet the heartbeat moves
+    assert time.time() - sweep.runs()[0]["heartbeat"] < 5
+
+
+def test_continuing_a_sweep_with_other_data_or_seed_is_refused_and_context_changes_are_said(tmp_path):
+    from common.sweep import LocalSweep
+
+    folder = tmp_path / "sweeps" / "s"
+    LocalSweep.create_or_open(folder, GRID, {"data_dir": "data", "seed": 1, "device": "auto"})
+    with pytest.raises(UserError, match="started with --data-dir data, you gave data/demo: use --name"):
+        LocalSweep.create_or_open(folder, GRID, {"data_dir": "data/demo", "seed": 1, "device": "auto"})
+    with pytest.raises(UserError, match="started with --seed 1, you gave 2"):
+        LocalSweep.create_or_open(folder, GRID, {"data_dir": "data", "seed": 2, "device": "auto"})
+    said = []
+    LocalSweep.create_or_open(folder, GRID, {"data_dir": "data", "seed": 1, "device": "cpu"}, log=said.append)
+    assert said and "device=cpu" in said[0] and LocalSweep(folder).base_options["device"] == "cpu"
+
+
+def test_failed_runs_do_not_use_up_the_count_but_a_failing_sweep_stops(tmp_path):
+    sweep = new_sweep(tmp_path, {**GRID, "method": "random"})
+    calls = []
+    run_agent(sweep, count=2, runs_dir=str(tmp_path), log=lambda *_: None,
+              train=fake_trainer(calls=calls, fail_when=lambda o: len(calls) == 1))  # the first run crashes
+    states = [r["state"] for r in sweep.runs()]
+    assert states.count("finished") == 2 and states.count("failed") == 1
+    always = new_sweep(tmp_path / "b", {**GRID, "method": "random"})
+    with pytest.raises(UserError, match="3 runs failed"):
+        run_agent(always, count=2, runs_dir=str(tmp_path / "b"), log=lambda *_: None,
+                  train=fake_trainer(fail_when=lambda o: True))
+
+
+def test_a_run_hyperband_had_stopped_is_not_resumed_to_the_end(tmp_path, monkeypatch):
+    import sweeps
+
+    config = {**GRID, "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2}}
+    sweep = new_sweep(tmp_path, config)
+    orphan = claim_next_run(sweep, count=3)
+    orphan["agent"]["pid"] = 2 ** 22 + 12345  # its agent died after hyperband decided, before marking it
+    sweep.save_run(orphan)
+    monkeypatch.setattr(sweeps, "stop_runs", lambda cfg, runs: [r for r in runs if r.name == orphan["id"]])
+    calls = []
+    run_agent(sweep, count=3, runs_dir=str(tmp_path), train=fake_trainer(calls=calls), log=lambda *_: None)
+    assert (f"s-{orphan['id']}", True) not in calls
+    assert next(r for r in sweep.runs() if r["id"] == orphan["id"])["state"] == "stopped"
+
+
+def test_observations_leave_hyperband_stopped_runs_out_of_the_comparisons():
+    from common.report import observations
+
+    def row(i, state, dropout, acc, epochs):
+        return {"id": f"r{i}", "params": {"dropout": dropout}, "val_acc": acc, "created": i, "state": state,
+                "epochs": epochs, "error": None}
+
+    # full runs: dropout 0.0 → 0.80, 0.81; 0.2 → 0.80, 0.79: no clear difference. The stopped runs (dropout 0.2,
+    # partial 0.30 and 0.32 after 2 epochs) would make 0.2 look far worse if averaged in.
+    rows = [row(0, "finished", 0.0, 0.80, 10), row(1, "finished", 0.0, 0.81, 10), row(2, "finished", 0.2, 0.80, 10),
+            row(3, "finished", 0.2, 0.79, 10), row(4, "stopped", 0.2, 0.30, 2), row(5, "stopped", 0.2, 0.32, 2)]
+    text = "\n".join(observations(rows))
+    assert "use the 4 runs that trained to the end" in text
+    assert "dropout: made no clear difference" in text
+    assert "after 2 epochs (runs r4, r5)" in text and "2–2" not in text
