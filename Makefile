@@ -39,23 +39,36 @@ demo-data: setup ## write the synthetic 10-class demo dataset to data/demo
 	$(PY) -m common.demo_data --out $(DEMO_DATA)
 
 demo: setup demo-data ## the whole pipeline, offline, on the demo data (a few minutes on CPU)
+	@echo "== demo step 1/12: Q1 parameter and MAC counts"
 	WANDB_MODE=$${WANDB_MODE:-offline} WANDB_SILENT=true $(PYRUN) partA/model_info.py --filters 16,32,64,128,256 --kernel-sizes 3 --dense-units 256 --image-size 224
 	rm -rf runs/demo-scratch
+	@echo "== demo step 2/12: Q2 train the CNN (30 epochs, 64 px)"
 	WANDB_MODE=$${WANDB_MODE:-offline} WANDB_SILENT=true $(PYRUN) partA/train.py --data-dir $(DEMO_DATA) --run-name demo-scratch \
 		--image-size 64 --epochs 30 --filters 16,32,64,128,256 --dense-units 256 --aug-strength 0.5 --quiet
+	@echo "== demo step 3/12: Q4 test evaluation of the CNN"
 	$(PYRUN) partA/evaluate.py --data-dir $(DEMO_DATA) --run demo-scratch --out $(OUT)/demo
 	rm -rf runs/sweeps/sweep_demo runs/sweep_demo-*
+	@echo "== demo step 4/12: Q2 a 6-run local sweep"
 	WANDB_MODE=$${WANDB_MODE:-offline} WANDB_SILENT=true $(PYRUN) partA/sweep.py --config partA/sweep_demo.yaml --backend local \
 		--count $(DEMO_SWEEP_RUNS) --data-dir $(DEMO_DATA)
+	@echo "== demo step 5/12: Q4 first-layer filters"
 	$(PYRUN) partA/filters.py --run demo-scratch --out $(OUT)/demo
+	@echo "== demo step 6/12: Q4 guided backprop"
 	$(PYRUN) partA/guided_backprop.py --run demo-scratch --out $(OUT)/demo
 	rm -rf runs/demo-finetune
+	@echo "== demo step 7/12: Part B fine-tune EfficientNet-Lite0"
 	WANDB_MODE=$${WANDB_MODE:-offline} WANDB_SILENT=true $(PYRUN) partB/finetune.py --data-dir $(DEMO_DATA) --run-name demo-finetune \
 		--model efficientnet_lite0 --freeze all-but-last --epochs 3 --quiet
+	@echo "== demo step 8/12: Part B test evaluation"
 	$(PYRUN) partA/evaluate.py --data-dir $(DEMO_DATA) --run demo-finetune --out $(OUT)/demo
+	@echo "== demo step 9/12: Part B scratch vs fine-tuned"
 	$(PYRUN) partB/compare.py --run demo-scratch --run demo-finetune --eval-dir $(OUT)/demo --out $(OUT)/demo/compare
+	@echo "== demo step 10/12: Part C detect on real photos"
 	$(PYRUN) partC/detect.py $(DEMO_PHOTOS) --out $(OUT)/demo/detect
-	$(PYRUN) partC/camera_trap.py --demo-clip --cooldown 3 --classifier runs/demo-scratch/best.pt --out $(OUT)/demo/camera_trap --quiet
+	@# no --classifier: the demo CNN knows synthetic shapes, not animals (give a real Part A/B run with --classifier)
+	@echo "== demo step 11/12: Part C camera-trap watcher"
+	$(PYRUN) partC/camera_trap.py --demo-clip --cooldown 3 --out $(OUT)/demo/camera_trap --quiet
+	@echo "== demo step 12/12: the HTML report"
 	$(PYRUN) partA/report.py --sweep sweep_demo --out $(OUT)/demo/report --include $(OUT)/demo
 	@echo "demo outputs: runs/demo-scratch (run record, checkpoints), $(OUT)/demo/demo-scratch (test accuracy, confusion matrix,"
 	@echo "              test grid, first-layer filters and feature maps, guided backprop),"
@@ -69,8 +82,8 @@ test: setup ## run the test suite (CPU, a few minutes)
 train: setup ## train the Part A CNN on the real data (DATA=folder with inaturalist_12K or the zip)
 	$(PYRUN) partA/train.py --data-dir $(DATA) --epochs $(EPOCHS) $(if $(RUN_NAME),--run-name $(RUN_NAME),)
 
-test-eval: setup ## evaluate the best checkpoint on the TEST set (RUN=name, default: best run)
-	$(PYRUN) partA/evaluate.py $(if $(filter command line environment,$(origin DATA)),--data-dir $(DATA),) $(if $(RUN),--run $(RUN),) --out $(OUT)/test-eval
+test-eval: setup ## Part A: evaluate on the TEST set (RUN=name, default: the best from-scratch run)
+	$(PYRUN) partA/evaluate.py $(if $(filter command line environment,$(origin DATA)),--data-dir $(DATA),) $(if $(RUN),--run $(RUN),--kind scratch) --out $(OUT)/test-eval
 
 sweep: setup ## Q2: hyperparameter sweep (SWEEP_CONFIG, COUNT, BACKEND=auto|wandb|local) on DATA
 	$(PYRUN) partA/sweep.py --config $(SWEEP_CONFIG) --count $(COUNT) --backend $(BACKEND) --data-dir $(DATA)

@@ -143,11 +143,40 @@ def _font(size):
     return ImageFont.load_default()
 
 
+def _overlap(a, b):
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def place_labels(boxes, sizes, image_w, image_h):
+    """Tag rectangles (x1, y1, x2, y2), one per box, placed so that no tag hides another.
+
+    Boxes are taken in the given order (best score first); each tag tries, in turn, above the
+    box's top-left corner, inside it, below it, and the same at the right edge, and takes the
+    first spot inside the image that overlaps no tag placed so far — else the spot that
+    overlaps least.
+    """
+    placed = []
+    for (x1, y1, x2, y2), (w, h) in zip(boxes, sizes):
+        candidates = [(x1, y1 - h), (x1, y1), (x1, y2), (x2 - w, y1 - h), (x2 - w, y1), (x2 - w, y2 - h),
+                      (x1, y2 - h), (x2 - w, y2)]
+        best, best_cost = None, None
+        for cx, cy in candidates:
+            cx, cy = min(max(0, cx), max(0, image_w - w)), min(max(0, cy), max(0, image_h - h))  # stay in the image
+            rect = (cx, cy, cx + w, cy + h)
+            cost = sum(_overlap(rect, other) for other in placed)
+            if best is None or cost < best_cost:
+                best, best_cost = rect, cost
+            if cost == 0:
+                break
+        placed.append(best)
+    return placed
+
+
 def draw_detections(image: torch.Tensor, detections, extra_labels=None) -> Image.Image:
     """uint8 C×H×W tensor + detections → a PIL image with boxes and 'label score' tags.
 
     One box reported for several classes (YOLO is multi-label) is drawn once, tagged with every
-    label in score order ('car 0.65 / truck 0.41'), so tags never pile up on each other.
+    label in score order ('car 0.65 / truck 0.41'); tags are placed so none hides another.
     """
     pil = Image.fromarray(image.permute(1, 2, 0).numpy())
     draw = ImageDraw.Draw(pil)
@@ -159,12 +188,14 @@ def draw_detections(image: torch.Tensor, detections, extra_labels=None) -> Image
         if extra_labels and extra_labels[i]:
             text += f" | {extra_labels[i]}"
         boxes.setdefault(tuple(round(v) for v in det.box), []).append((det, text))
+    texts = {box: " / ".join(t for _, t in tagged) for box, tagged in boxes.items()}
+    sizes = []
+    for box, text in texts.items():
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        sizes.append((right - left + 6, bottom - top + 4))
     for (x1, y1, x2, y2), tagged in boxes.items():
-        colour = class_colour(tagged[0][0].class_id)  # the colour of its best class
-        draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
-        text = " / ".join(t for _, t in tagged)
-        left, top, right, bottom = draw.textbbox((x1, y1), text, font=font)
-        ty = y1 - (bottom - top) - 4 if y1 - (bottom - top) - 4 > 0 else y1
-        draw.rectangle([x1, ty, x1 + (right - left) + 6, ty + (bottom - top) + 4], fill=colour)
-        draw.text((x1 + 3, ty), text, fill=(0, 0, 0), font=font)
+        draw.rectangle([x1, y1, x2, y2], outline=class_colour(tagged[0][0].class_id), width=width)
+    for (box, tagged), rect in zip(boxes.items(), place_labels(list(boxes), sizes, *pil.size)):
+        draw.rectangle(rect, fill=class_colour(tagged[0][0].class_id))  # the colour of its best class
+        draw.text((rect[0] + 3, rect[1]), texts[box], fill=(0, 0, 0), font=font)
     return pil

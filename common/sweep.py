@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from common.io import load_json, save_json, save_text
 from common.locks import process_alive, process_identity
 from common.models import CNNConfig
 from common.scratch import MODEL_KEYS, TRAIN_KEYS, split_options
+
+# `sweeps` 0.3.0 was written for pydantic 1: pydantic 2 warns about its config keys on import. Harmless here.
+warnings.filterwarnings("ignore", message="Valid config keys have changed in V2", category=UserWarning)
 
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 METHODS = ("grid", "random", "bayes")

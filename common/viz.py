@@ -91,16 +91,20 @@ def confusion_plot(matrix, classes, path, title="confusion matrix"):
 
 
 def learning_curves(records, path, title="learning curves"):
-    """records: {label: run record}; validation accuracy and training loss per epoch."""
+    """records: {label: run record}; accuracy and loss per epoch. One colour per run; in every panel
+    validation is solid with dots and training is dashed, so no panel can be read the other way round."""
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, record in records.items():
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, record) in enumerate(records.items()):
         epochs = [e["epoch"] for e in record["epochs"]]
-        ax_acc.plot(epochs, [e["val_acc"] for e in record["epochs"]], marker="o", ms=3, label=f"{label} val")
-        ax_acc.plot(epochs, [e["train_acc"] for e in record["epochs"]], ls="--", alpha=0.6, label=f"{label} train")
-        ax_loss.plot(epochs, [e["train_loss"] for e in record["epochs"]], label=f"{label} train")
-        ax_loss.plot(epochs, [e["val_loss"] for e in record["epochs"]], ls="--", label=f"{label} val")
+        colour = colours[i % len(colours)]
+        for ax, metric in ((ax_acc, "acc"), (ax_loss, "loss")):
+            ax.plot(epochs, [e[f"val_{metric}"] for e in record["epochs"]], color=colour, ls="-", marker="o", ms=3,
+                    label=f"{label} validation")
+            ax.plot(epochs, [e[f"train_{metric}"] for e in record["epochs"]], color=colour, ls="--", alpha=0.7,
+                    label=f"{label} training")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (both with the run's label smoothing)")
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

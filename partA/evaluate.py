@@ -19,17 +19,19 @@ from common.evaluation import best_run, evaluate_on_test
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--run", default=None, help="Run name or folder [default: the run with the best validation accuracy].")
+@click.option("--run", default=None, help="Run name or folder [default: the best run of --kind by validation accuracy].")
 @click.option("--runs-dir", default="runs")
+@click.option("--kind", type=click.Choice(["scratch", "finetune", "any"]), default="scratch",
+              help="Without --run: the best run of this kind (Part A's command: from-scratch runs).")
 @click.option("--data-dir", default=None, help="Dataset folder [default: the one the run was trained on].")
 @click.option("--out", default="outputs/test-eval", help="Folder for the PNGs and JSON (a sub-folder per run).")
 @click.option("--seed", type=int, default=0, help="Chooses the grid's images.")
 @click.option("--per-class", type=click.IntRange(min=1), default=3, help="Grid images per class.")
 @DEVICE_OPTION
 @click.option("--cache-dir", default="cache")
-def main(run, runs_dir, data_dir, out, seed, per_class, device, cache_dir):
+def main(run, runs_dir, kind, data_dir, out, seed, per_class, device, cache_dir):
     """Evaluate a run's best checkpoint on the test set."""
-    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir)
+    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind=None if kind == "any" else kind)
     summary = evaluate_on_test(run_dir, data_dir, Path(out) / run_dir.name, seed, per_class, device, cache_dir)
     click.echo(f"run {summary['run']} (epoch {summary['epoch']}, val acc {summary['best_val_acc']:.4f}): "
                f"TEST accuracy {summary['test_acc']:.4f} on {summary['test_images']} images")

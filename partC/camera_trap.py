@@ -177,7 +177,8 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
     alert_classes = parse_classes(alert, detector.names)
     policy = AlertPolicy(alert_classes, cooldown, min_score)
     visits = AlertPolicy(watched, cooldown, min_score)  # a "visit" = a class in view, cool-down to cool-down
-    visit_number = {}
+    visit_number, visit_start = {}, {}
+    not_kept = []  # a few frames that were looked at and not kept, to show what the filter dropped
     best_crop = {}  # (class, visit) → (score, crop, caption): one crop per visit on the contact sheet
     labeller = CropClassifier(classifier, device=str(detector.device)) if classifier else None
     clip_fps = first_video_fps(media, stride, fps)
@@ -199,6 +200,7 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
             stats["detections"] += len(detections)
             for label in visits.update(t, detections):
                 visit_number[label] = visit_number.get(label, 0) + 1
+                visit_start[(label, visit_number[label])] = t  # the visit's alert time, shown on the contact sheet
             for label in policy.update(t, detections):
                 best = max((d for d in detections if d.label == label), key=lambda d: d.score)
                 event = {"type": "alert", "class": label, "time": round(t, 3), "frame": index, "source": source,
@@ -209,17 +211,20 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
                 if not quiet:
                     click.echo(f"ALERT t={t:7.1f}s frame {index}: {label} ({best.score:.2f}) in {Path(source).name}")
             if not worth_keeping(detections, watched, min_score):
+                if len(not_kept) < 8 and stats["frames"] % max(1, stats["frames"] // 8 or 1) == 0:
+                    found = ", ".join(f"{d.label} {d.score:.2f}" for d in detections) or "nothing watched"
+                    not_kept.append((image, f"t={t:.1f}s: {found}"))
                 continue
             extra = []
             for d in detections:
                 piece = crop(image, d.box)
-                caption = f"{d.label} {d.score:.2f} t={t:.1f}s"
+                key = (d.label, visit_number.get(d.label, 0))
+                caption = f"{d.label} {d.score:.2f}, visit from t={visit_start.get(key, t):.1f}s"
                 species = None
                 if labeller is not None and d.label in ANIMALS:
                     species, prob = labeller(piece)
-                    caption += f"\n→ {species} {prob:.2f}"
-                extra.append(f"{species}" if species else "")
-                key = (d.label, visit_number.get(d.label, 0))
+                    caption += f"\nclassifier's guess: {species} {prob:.2f}"
+                extra.append(f"guess: {species}" if species else "")
                 if d.score >= min_score and (key not in best_crop or d.score > best_crop[key][0]):
                     best_crop[key] = (d.score, piece, caption)
             annotated = draw_detections(image, detections, extra)
@@ -241,8 +246,13 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
         visits_seen = list(best_crop.values())[:64]
         contact_sheet([v[1] for v in visits_seen], [v[2] for v in visits_seen], out / "contact_sheet.png",
                       title=f"camera trap: {plural(len(best_crop), 'visit')}, {plural(stats['alerts'], 'alert')}")
+    if not_kept:
+        contact_sheet([img for img, _ in not_kept], [cap for _, cap in not_kept], out / "not_kept.png",
+                      title=f"frames not kept (no watched class at score >= {min_score}): "
+                            f"{stats['frames'] - stats['kept']} of {stats['frames']}")
     outputs = {"events": "events.jsonl", "clip": "watched.mp4" if writer else None, "kept": "kept/",
-               "contact_sheet": "contact_sheet.png" if best_crop else None}
+               "contact_sheet": "contact_sheet.png" if best_crop else None,
+               "not_kept": "not_kept.png" if not_kept else None}
     summary = {**stats, "seconds": round(elapsed, 2), "frames_per_s": round(stats["frames"] / max(elapsed, 1e-9), 2),
                "alerts_list": alerts_log, "cooldown_s": cooldown, "watched": watched, "alert_classes": alert_classes,
                "classifier": classifier, "outputs": outputs,

@@ -145,3 +145,32 @@ def test_detect_skips_a_bad_file_in_a_folder_and_reports_it(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "good.jpg").exists() and "2 unreadable input(s) skipped" in result.stdout
     assert "skipped" in result.stderr and "junk.jpg" in result.stderr and "broken.mp4" in result.stderr
+
+
+def test_detection_labels_are_placed_so_none_hides_another():
+    from common.media import _overlap, place_labels
+
+    # three near-identical boxes (person.jpg's horse / sheep / dog boxes overlap like this) and one at the top edge
+    boxes = [(100, 100, 300, 300), (105, 102, 290, 310), (98, 99, 310, 305), (0, 0, 80, 60)]
+    sizes = [(90, 20)] * 4
+    rects = place_labels(boxes, sizes, 640, 424)
+    assert all(_overlap(a, b) == 0 for i, a in enumerate(rects) for b in rects[i + 1:])
+    assert all(0 <= r[0] and 0 <= r[1] and r[2] <= 640 and r[3] <= 424 for r in rects)
+
+
+@pytest.mark.skipif(not DARKNET_DATA.is_dir(), reason="Debian package darknet not installed")
+def test_person_jpg_labels_do_not_overlap():
+    from PIL import ImageDraw
+
+    from common.detector import build_detector
+    from common.media import _font, _overlap, place_labels, read_image
+
+    image = read_image(DARKNET_DATA / "person.jpg")
+    detections = build_detector(device="cpu", conf=0.25)(image)
+    boxes = list(dict.fromkeys(tuple(round(v) for v in d.box) for d in detections))
+    assert len(boxes) >= 3
+    font = _font(max(12, round(min(image.shape[1:]) / 35)))
+    draw = ImageDraw.Draw(__import__("PIL.Image", fromlist=["Image"]).new("RGB", (10, 10)))
+    sizes = [(draw.textbbox((0, 0), "sheep 0.34 / horse 0.92", font=font)[2] + 6, 24) for _ in boxes]
+    rects = place_labels(boxes, sizes, image.shape[2], image.shape[1])
+    assert all(_overlap(a, b) == 0 for i, a in enumerate(rects) for b in rects[i + 1:])
