@@ -4,9 +4,6 @@ Works from the local sweep state (runs/sweeps/<name>/runs/*.json), so it needs n
 Observations are computed from the runs and each carries its statistic and sample size; a
 difference smaller than the noise floor is reported as no clear difference, not as a finding.
 """
-import base64
-import datetime
-import html
 import math
 from pathlib import Path
 
@@ -78,48 +75,64 @@ def plot_accuracy_vs_created(rows, path):
     return save(fig, path)
 
 
-def _axis_positions(values):
-    """Map a parameter's values to [0, 1] and return (positions, tick positions, tick labels)."""
+LOG_SCALE_PARAMETERS = {"lr", "weight_decay"}  # searched on a log scale: drawn on one
+
+
+def _axis_positions(values, log=False):
+    """Map a parameter's values to [0, 1] and return (positions, tick positions, tick labels).
+
+    Ticks sit at values that were actually tried (all of them when there are few, else the
+    smallest, the middle one and the largest) — never at values no run used.
+    """
     if _is_numeric(values):
         arr = np.array(values, dtype=float)
-        use_log = arr.min() > 0 and arr.max() / arr.min() >= 10
+        use_log = arr.min() > 0 and (log or arr.max() / arr.min() >= 10)
         scaled = np.log10(arr) if use_log else arr
         low, high = scaled.min(), scaled.max()
-        pos = (scaled - low) / (high - low) if high > low else np.full_like(scaled, 0.5)
-        ticks = np.linspace(0, 1, 3)
-        labels = [f"{(10 ** (low + t * (high - low)) if use_log else low + t * (high - low)):.3g}" for t in ticks]
-        return pos, ticks, labels
+        span = high - low
+        pos = (scaled - low) / span if span > 0 else np.full_like(scaled, 0.5)
+        tried = sorted(set(arr.tolist()))
+        shown = tried if len(tried) <= 5 else [tried[0], tried[len(tried) // 2], tried[-1]]
+        ticks = [((np.log10(v) if use_log else v) - low) / span if span > 0 else 0.5 for v in shown]
+        return pos, ticks, [f"{v:.3g}" for v in shown]
     categories = sorted({repr(v) for v in values})
     index = {c: i for i, c in enumerate(categories)}
     span = max(1, len(categories) - 1)
+    if len(categories) == 1:
+        return np.full(len(values), 0.5), [0.5], [categories[0].strip("'")]
     return (np.array([index[repr(v)] / span for v in values]),
             [i / span for i in range(len(categories))], [c.strip("'") for c in categories])
 
 
-def plot_parallel_coordinates(rows, path):
+def plot_parallel_coordinates(rows, path, searched=None):
+    """One axis per searched hyperparameter (also one that every run drew the same value of) → val acc."""
     scored = _scored(rows)
-    params = swept_parameters(scored)
+    params = sorted(set(swept_parameters(scored)) | set(searched or []))
     if not params:
         raise UserError("no parameter varied across the runs: nothing to draw in parallel coordinates")
     columns = params + ["val_acc"]
     positions = []
-    fig, ax = plt.subplots(figsize=(max(7, 1.5 * len(columns)), 4.8))
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(columns)), 4.8))
     for c, name in enumerate(columns):
         values = [r["val_acc"] if name == "val_acc" else r["params"].get(name) for r in scored]
-        pos, ticks, labels = _axis_positions(values)
+        pos, ticks, labels = _axis_positions(values, log=name in LOG_SCALE_PARAMETERS)
         positions.append(pos)
-        ax.axvline(c, color="black", lw=0.8)
-        for t, label in zip(ticks, labels):
-            ax.text(c + 0.03, t, label, fontsize=7, va="center")
+        ax.axvline(c, color="black", lw=0.8, zorder=1)
+        for t, label in zip(ticks, labels):  # beside the axis, on a white box, above the lines
+            ax.text(c - 0.05, t, label, fontsize=7, va="center", ha="right", zorder=4,
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     accs = np.array([r["val_acc"] for r in scored])
     norm = plt.Normalize(accs.min(), accs.max() if accs.max() > accs.min() else accs.min() + 1e-6)
     cmap = plt.get_cmap("viridis")
     for i in np.argsort(accs):  # best runs drawn last, on top
-        ax.plot(range(len(columns)), [p[i] for p in positions], color=cmap(norm(accs[i])), alpha=0.85, lw=1.6)
-    ax.set_xticks(range(len(columns)), columns, rotation=20)
+        ax.plot(range(len(columns)), [p[i] for p in positions], color=cmap(norm(accs[i])), alpha=0.85, lw=1.6,
+                zorder=2)
+    ax.set_xticks(range(len(columns)), [f"{c} (log)" if c in LOG_SCALE_PARAMETERS else c for c in columns],
+                  rotation=20)
     ax.set_yticks([])
-    ax.set_xlim(-0.2, len(columns) - 0.5)
-    ax.set_title("parallel coordinates: every swept hyperparameter → validation accuracy")
+    ax.set_xlim(-0.8, len(columns) - 0.6)
+    ax.set_ylim(-0.06, 1.06)
+    ax.set_title("parallel coordinates: every searched hyperparameter → validation accuracy")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="val acc")
     fig.tight_layout()
     return save(fig, path)
@@ -134,7 +147,9 @@ def feature_matrix(rows, params):
             names.append(p)
             columns.append(np.array(values, dtype=float))
         else:
-            for v in sorted({repr(x) for x in values}):
+            categories = sorted({repr(x) for x in values})
+            # a two-valued parameter is one 0/1 column: two one-hot columns would mirror each other
+            for v in categories[1:] if len(categories) == 2 else categories:
                 names.append(f"{p}={v.strip(chr(39))}")
                 columns.append(np.array([repr(x) == v for x in values], dtype=float))
     return names, np.stack(columns, 1)
@@ -175,7 +190,27 @@ def plot_importance(table, path):
 
 # ---------------------------------------------------------------------------- observations
 
-def observations(rows):
+def confounded_pairs(rows, params, threshold=0.8):
+    """Pairs of parameters whose values went together in these runs (Cramér's V ≥ threshold; 1 = the same
+    split of the runs): their effects cannot be told apart, so they are reported once, together."""
+    pairs = []
+    for i, a in enumerate(params):
+        for b in params[i + 1:]:
+            va, vb = [repr(r["params"].get(a)) for r in rows], [repr(r["params"].get(b)) for r in rows]
+            cats_a, cats_b = sorted(set(va)), sorted(set(vb))
+            if len(cats_a) < 2 or len(cats_b) < 2 or len(rows) < 4:
+                continue
+            table_ = np.array([[sum(1 for x, y in zip(va, vb) if x == ca and y == cb) for cb in cats_b] for ca in cats_a],
+                              float)
+            expected = table_.sum(1, keepdims=True) * table_.sum(0, keepdims=True) / table_.sum()
+            chi2 = float(((table_ - expected) ** 2 / np.where(expected > 0, expected, 1)).sum())
+            v = math.sqrt(chi2 / (len(rows) * (min(len(cats_a), len(cats_b)) - 1)))
+            if v >= threshold:
+                pairs.append((a, b, v))
+    return pairs
+
+
+def observations(rows, searched=None):
     """Sentences derived from the runs, each with the statistic and sample size behind it.
 
     Hyperband-stopped runs only reached a partial accuracy: the comparisons use full-length
@@ -196,7 +231,20 @@ def observations(rows):
     best = max(scored, key=lambda r: r["val_acc"])
     out.append(f"The best of {n} scored runs reached {best['val_acc']:.3f} validation accuracy with "
                f"{format_params(best['params'])}.")
-    for p in swept_parameters(scored):
+    params = swept_parameters(scored)
+    for p in sorted(set(searched or []) - set(params)):
+        drawn = {repr(r["params"].get(p)).strip("'") for r in scored}
+        out.append(f"{p} was searched, but every scored run drew the same value ({', '.join(sorted(drawn))}): "
+                   f"no conclusion about it.")
+    follows = {}
+    for a, b, v in confounded_pairs(scored, [p for p in params if not _is_numeric([r["params"].get(p) for r in scored])
+                                             or len({r["params"].get(p) for r in scored}) <= 3]):
+        follows.setdefault(b, a)
+        out.append(f"{a} and {b} changed together in these runs (Cramér's V = {v:.2f}, n = {len(scored)}): "
+                   f"what follows for {a} may be {b}'s effect, and the other way round.")
+    for p in params:
+        if p in follows:
+            continue  # reported with the parameter it moved with
         values = [r["params"].get(p) for r in scored]
         accs = np.array([r["val_acc"] for r in scored])
         if _is_numeric(values) and len(set(values)) > 3:
@@ -244,54 +292,3 @@ def observations(rows):
 def format_params(params):
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
 
-
-# ------------------------------------------------------------------------------------ HTML
-
-def embed_png(path):
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<img src="data:image/png;base64,{data}" style="max-width:100%">'
-
-
-def build_html(title, sections, path):
-    """sections: [(heading, html body)] → one self-contained page (images embedded)."""
-    body = "\n".join(f"<h2>{html.escape(h)}</h2>\n{b}" for h, b in sections)
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
-            "h2{border-bottom:2px solid #2166ac;margin-top:2em}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p>generated {stamp}</p>{body}</body></html>")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(page)
-    return Path(path)
-
-
-def table_html(header, rows):
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-# Files other commands write, in the order the report shows them (Q4, Part B, Part C).
-EXTRA_SECTIONS = [
-    ("Test evaluation: predictions on the test set", "test_grid.png"),
-    ("Test evaluation: confusion matrix", "confusion_matrix.png"),
-    ("Q4: first-layer filters", "filters.png"),
-    ("Q4: first-layer feature maps", "feature_maps.png"),
-    ("Q4: guided backpropagation on CONV5 neurons", "guided_backprop.png"),
-    ("Part B: scratch vs fine-tuned learning curves", "learning_curves.png"),
-    ("Part C: camera-trap contact sheet", "contact_sheet.png"),
-]
-
-
-def extra_sections(folders):
-    sections = []
-    for heading, name in EXTRA_SECTIONS:
-        for folder in folders:
-            for found in sorted(Path(folder).rglob(name)):
-                label = f"{heading} ({found.parent.name})"
-                body = embed_png(found)
-                if name == "learning_curves.png" and (found.parent / "compare.md").exists():
-                    body = f"<pre>{html.escape((found.parent / 'compare.md').read_text())}</pre>" + body
-                sections.append((label, body))
-    return sections

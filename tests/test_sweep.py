@@ -309,3 +309,99 @@ def test_observations_leave_hyperband_stopped_runs_out_of_the_comparisons():
     assert "use the 4 runs that trained to the end" in text
     assert "dropout: made no clear difference" in text
     assert "after 2 epochs (runs r4, r5)" in text and "2–2" not in text
+
+
+def test_confounded_parameters_are_reported_together_not_as_two_findings():
+    from common.report import confounded_pairs, observations
+
+    # the demo's case: dense 128 occurs exactly when dropout = 0 — one split of the runs, two names
+    rows = [{"id": f"r{i}", "params": {"dense_units": d, "dropout": p, "activation": a}, "val_acc": acc, "created": i,
+             "state": "finished", "epochs": 12, "error": None}
+            for i, (d, p, a, acc) in enumerate([(128, 0.0, "relu", 0.80), (128, 0.0, "gelu", 0.82),
+                                                (64, 0.2, "relu", 0.60), (64, 0.2, "gelu", 0.62),
+                                                (128, 0.0, "gelu", 0.81), (64, 0.2, "relu", 0.61)])]
+    pairs = confounded_pairs(rows, ["activation", "dense_units", "dropout"])
+    assert [(a, b) for a, b, _ in pairs] == [("dense_units", "dropout")] and pairs[0][2] == pytest.approx(1.0)
+    text = "\n".join(observations(rows))
+    assert "dense_units and dropout changed together" in text
+    assert "dropout:" not in text  # no second, separate 'finding' for the same split
+    assert "activation:" in text  # an independent parameter is still analysed
+
+
+def test_parallel_coordinates_ticks_only_at_values_that_were_tried():
+    from common.report import _axis_positions
+
+    _, ticks, labels = _axis_positions([0.002, 0.004, 0.008, 0.004], log=True)
+    assert labels == ["0.002", "0.004", "0.008"] and ticks == pytest.approx([0.0, 0.5, 1.0])  # log: equal steps
+    _, ticks, labels = _axis_positions(["relu"] * 3)
+    assert labels == ["relu"] and ticks == [0.5]  # a searched parameter that drew one value still has an axis
+
+
+def _png(path, colour=(90, 120, 200), size=(300, 200)):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def test_the_handin_report_is_one_document_in_the_assignments_order(tmp_path):
+    import json
+    import os
+    import shutil
+
+    from common.demo_data import CLASSES
+
+    config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
+              "parameters": {"lr": {"values": [0.0021538462071213733, 0.7, 0.5]},
+                             "activation": {"values": ["relu", "gelu"]}}}
+    sweep = new_sweep(tmp_path, config, name="rep")
+    run_agent(sweep, count=6, runs_dir=str(tmp_path), train=fake_trainer(epochs=3), log=lambda *_: None)
+    outputs = tmp_path / "outputs"
+    summary = {"run": "cnn", "kind": "scratch", "epoch": 3, "best_val_acc": 0.8, "test_acc": 0.75, "test_images": 30,
+               "classes": CLASSES, "per_class_acc": {c: 0.75 for c in CLASSES}}
+    for name in ("test_grid.png", "confusion_matrix.png", "filters.png", "feature_maps.png", "guided_backprop.png"):
+        _png(outputs / "cnn" / name, size=(3000, 2000))  # as large as the real grids
+    (outputs / "cnn" / "test_summary.json").write_text(json.dumps(summary))
+    (outputs / "ft").mkdir()
+    (outputs / "ft" / "test_summary.json").write_text(json.dumps({**summary, "run": "ft", "kind": "finetune",
+                                                                   "test_acc": 0.95}))
+    _png(outputs / "ft" / "test_grid.png")
+    (outputs / "compare").mkdir()
+    (outputs / "compare" / "compare.json").write_text(json.dumps({"same_split": True, "rows": [
+        {"run": "cnn", "kind": "scratch", "model": "5-block CNN", "freeze": "-", "image_size": 64, "val_acc": 0.8,
+         "test_acc": 0.75, "trainable_params": 658074, "s_per_epoch": 1.1, "images_per_s": 1100}]}))
+    _png(outputs / "compare" / "learning_curves.png")
+    _png(outputs / "detect" / "dog.jpg")
+    (outputs / "detect" / "detections.jsonl").write_text(json.dumps(
+        {"source": "/x/dog.jpg", "frame": None, "label": "dog", "score": 0.57, "box": [1, 2, 3, 4]}) + "\n")
+    (outputs / "trap").mkdir()
+    (outputs / "trap" / "summary.json").write_text(json.dumps(
+        {"frames": 48, "frames_per_s": 14.0, "kept": 30, "alerts": 1, "cooldown_s": 3, "bad_frames": 0,
+         "classifier": None, "alerts_list": [{"time": 0.0, "class": "horse", "score": 0.9, "source": "/x/c.mp4"}]}))
+    _png(outputs / "trap" / "contact_sheet.png")
+    stale = tmp_path / "older" / "cnn"  # the same run evaluated earlier, elsewhere: must not appear twice
+    shutil.copytree(outputs / "cnn", stale)
+    for path in stale.iterdir():
+        os.utime(path, (1, 1))
+
+    def build():
+        result = subprocess.run([sys.executable, str(ROOT / "partA/report.py"), "--sweep", str(sweep.folder),
+                                 "--runs-dir", str(tmp_path / "noruns"), "--out", str(outputs / "report"),
+                                 "--include", str(outputs), "--include", str(tmp_path / "older")],
+                                capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+        return (outputs / "report" / "report.html").read_text()
+
+    first = build()
+    second = build()  # rebuilt with the first report inside --include: nothing doubles
+    headings = [h.split("</h2>")[0] for h in second.split("<h2>")[1:]]
+    assert headings == ["Q1: parameters and computations", "Q2: the hyperparameter sweep", "Q3: what the sweep shows",
+                        "Q4: the best from-scratch model on the test set",
+                        "Q5: first-layer filters and guided backpropagation", "Part B: fine-tuning a pretrained model",
+                        "Part C: YOLOv3 detection"]
+    assert len(second) == pytest.approx(len(first), rel=0.01) and second.count("Per-class test accuracy") == 2
+    assert "synthetic demo data" in second and "0.00215" in second and "0.0021538462071213733" not in second
+    assert "<pre>" not in second and "<td>5-block CNN</td>" in second  # Part B's table is a table
+    assert "python partA/evaluate.py --run cnn" in second and "dog 0.57" in second
+    assert len(second) < 3_000_000  # 3000-px figures are downscaled, not embedded whole

@@ -1,0 +1,212 @@
+"""The hand-in document: one HTML page in the assignment's order (Q1 … Q5, Part B, Part C).
+
+Each answer shows the command behind it, its numbers as tables and its figures at a readable
+size. It is assembled from what the other commands wrote (run records, test summaries, the
+comparison, detections, the camera trap) plus the sweep analysis of `common.report`; outputs are
+found under the folders given with --include, each run's newest output once (a report folder
+inside them is skipped, so rebuilding never duplicates sections).
+"""
+import base64
+import datetime
+import html
+import io
+import json
+from pathlib import Path
+
+from common.io import load_json
+
+DISPLAY = {"grid": 900, "confusion": 620, "filters": 620, "maps": 820, "guided": 520, "curves": 900, "photo": 420,
+           "sheet": 820, "plot": 900}
+
+
+def fmt_value(value):
+    """3 significant digits for floats (learning rates print as 0.00215, not 0.0021538462071213733)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list):
+        return ",".join(fmt_value(v) for v in value)
+    return str(value)
+
+
+def embed_image(path, width, max_pixels=1600):
+    """An <img> with the file embedded, downscaled to at most `max_pixels` wide, shown `width` px wide."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        if img.width > max_pixels:
+            img = img.resize((max_pixels, round(img.height * max_pixels / img.width)), Image.LANCZOS)
+        buffer = io.BytesIO()
+        img.save(buffer, format="JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "PNG", quality=88)
+        mime = "jpeg" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "png"
+        shown = min(width, img.width)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img src="data:image/{mime};base64,{data}" style="width:{shown}px;max-width:100%">'
+
+
+def table(header, rows):
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt_value(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def command(text):
+    return f"<p class='cmd'><code>{html.escape(text)}</code></p>"
+
+
+def paragraph(text):
+    return f"<p>{html.escape(text)}</p>"
+
+
+# ------------------------------------------------------------------------------ finding outputs
+
+def newest(paths):
+    """One path per key (parent folder name), the newest — so a rerun replaces, never duplicates."""
+    chosen = {}
+    for path in paths:
+        key = path.parent.name
+        if key not in chosen or path.stat().st_mtime > chosen[key].stat().st_mtime:
+            chosen[key] = path
+    return list(chosen.values())
+
+
+def find(folders, name, exclude):
+    found = []
+    for folder in folders:
+        for path in Path(folder).rglob(name):
+            if exclude is not None and Path(exclude).resolve() in path.resolve().parents:
+                continue
+            found.append(path)
+    return newest(found)
+
+
+def collect_outputs(folders, exclude=None):
+    """What the other commands wrote, by kind: test summaries, interpretation figures, comparison, Part C."""
+    tests = [(p, load_json(p)) for p in find(folders, "test_summary.json", exclude)]
+    compare = find(folders, "compare.json", exclude)
+    detections = find(folders, "detections.jsonl", exclude)
+    traps = [p for p in find(folders, "summary.json", exclude) if "alerts_list" in load_json(p)]
+    return {
+        "tests": {s["run"]: (p.parent, s) for p, s in tests},
+        "compare": compare[0] if compare else None,
+        "detect": detections[0].parent if detections else None,
+        "trap": traps[0].parent if traps else None,
+    }
+
+
+# ------------------------------------------------------------------------------------ sections
+
+def is_demo_data(classes):
+    from common.demo_data import CLASSES
+
+    return list(classes) == list(CLASSES)
+
+
+def q1_section(record):
+    from common.models import CNNConfig, layer_costs
+
+    cfg = CNNConfig(**record["model_spec"]["config"])
+    costs = layer_costs(cfg)
+    rows = [(name, f"{params:,}", f"{macs:,}") for name, params, macs in costs]
+    rows.append(("total", f"{sum(c[1] for c in costs):,}", f"{sum(c[2] for c in costs):,}"))
+    size = cfg.input_size[0]
+    return (paragraph(f"For the best from-scratch run ({record['name']}): filters {cfg.filters}, kernels "
+                      f"{cfg.kernel_sizes}, dense {cfg.dense_units}, {size}x{size} inputs, batch norm "
+                      f"{cfg.batch_norm}. Closed-form counts, checked against the real model by the command:")
+            + table(["layer", "parameters", "multiply-accumulates"], rows)
+            + command(f"python partA/model_info.py --filters {','.join(map(str, cfg.filters))} --kernel-sizes "
+                      f"{','.join(map(str, cfg.kernel_sizes))} --dense-units {cfg.dense_units} --image-size {size}"))
+
+
+def test_section(folder, summary, record=None):
+    classes = summary["classes"]
+    per_class = [(c, f"{summary['per_class_acc'][c]:.3f}") for c in classes]
+    body = table(["run", "epoch", "best val acc", "TEST accuracy", "test images"],
+                 [[summary["run"], summary["epoch"], f"{summary['best_val_acc']:.4f}", f"{summary['test_acc']:.4f}",
+                   summary["test_images"]]])
+    body += "<h4>Per-class test accuracy</h4>" + table(["class", "accuracy"], per_class)
+    body += command(f"python partA/evaluate.py --run {summary['run']}")
+    if (folder / "test_grid.png").is_file():
+        body += "<h4>Test predictions (green ✓ right, red ✗ wrong)</h4>" + embed_image(folder / "test_grid.png",
+                                                                                        DISPLAY["grid"])
+    if (folder / "confusion_matrix.png").is_file():
+        body += "<h4>Confusion matrix</h4>" + embed_image(folder / "confusion_matrix.png", DISPLAY["confusion"])
+    return body
+
+
+def interpretation_section(folders, run, exclude):
+    parts = []
+    for name, heading, width in (("filters.png", "First-layer filters", DISPLAY["filters"]),
+                                 ("feature_maps.png", "First-layer feature maps of a test image", DISPLAY["maps"]),
+                                 ("guided_backprop.png", "Guided backpropagation from 10 CONV5 neurons",
+                                  DISPLAY["guided"])):
+        paths = [p for p in find(folders, name, exclude) if p.parent.name == run]
+        if paths:
+            parts.append(f"<h4>{heading}</h4>" + embed_image(paths[0], width))
+    if not parts:
+        return paragraph(f"No filters or guided-backprop figures for {run} yet: run make interpret RUN={run}.")
+    return "".join(parts) + command(f"python partA/filters.py --run {run} && python partA/guided_backprop.py --run {run}")
+
+
+def compare_section(path):
+    data = load_json(path)
+    rows = [[r["run"], r["kind"], r["model"], r["freeze"], r["image_size"], f"{r['val_acc']:.4f}",
+             "n/a" if r["test_acc"] is None else f"{r['test_acc']:.4f}", f"{r['trainable_params']:,}",
+             f"{r['s_per_epoch']:.1f}", f"{r['images_per_s']:.0f}"] for r in data["rows"]]
+    body = table(["run", "kind", "model", "freeze", "input", "best val acc", "test acc", "trainable params", "s/epoch",
+                  "img/s"], rows)
+    body += paragraph("All runs share one validation split." if data.get("same_split") else
+                      "Warning: these runs used different splits; their validation accuracies are not comparable.")
+    if (path.parent / "learning_curves.png").is_file():
+        body += embed_image(path.parent / "learning_curves.png", DISPLAY["curves"])
+    return body + command("python partB/compare.py")
+
+
+def detect_section(folder):
+    by_source = {}
+    for line in (folder / "detections.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row.get("frame") is None:
+            by_source.setdefault(Path(row["source"]).stem, []).append(f"{row['label']} {row['score']:.2f}")
+    cells = []
+    for image in sorted(folder.glob("*.jpg")):
+        found = ", ".join(by_source.get(image.stem, [])) or "nothing above the threshold"
+        cells.append(f"<figure>{embed_image(image, DISPLAY['photo'])}<figcaption><b>{html.escape(image.name)}</b>: "
+                     f"{html.escape(found)}</figcaption></figure>")
+    return (f"<div class='photos'>{''.join(cells)}</div>"
+            + command("python partC/detect.py /usr/share/darknet/data/*.jpg --conf 0.25"))
+
+
+def trap_section(folder):
+    summary = load_json(folder / "summary.json")
+    body = table(["frames", "frames/s", "kept", "alerts", "cool-down (s)", "bad frames", "classifier"],
+                 [[summary["frames"], summary["frames_per_s"], summary["kept"], summary["alerts"], summary["cooldown_s"],
+                   summary["bad_frames"], summary.get("classifier") or "none"]])
+    alerts = [[a["time"], a["class"], f"{a['score']:.2f}", Path(a["source"]).name] for a in summary["alerts_list"]]
+    if alerts:
+        body += "<h4>Alerts</h4>" + table(["time (s)", "class", "score", "source"], alerts)
+    for name, heading in (("contact_sheet.png", "One crop per visit"), ("not_kept.png", "Frames that were not kept")):
+        if (folder / name).is_file():
+            body += f"<h4>{heading}</h4>" + embed_image(folder / name, DISPLAY["sheet"])
+    return body + command("python partC/camera_trap.py --demo-clip --cooldown 3")
+
+
+def build_document(title, sections, path, note=None):
+    """sections: [(heading, html)] → one self-contained page (every image embedded)."""
+    body = "\n".join(f"<h2>{html.escape(h)}</h2>\n{b}" for h, b in sections)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    banner = f"<p class='note'>{html.escape(note)}</p>" if note else ""
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+            "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}"
+            "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+            "th{background:#f2f5f9}h2{border-bottom:2px solid #2166ac;margin-top:2em}h4{margin:1.2em 0 .3em}"
+            ".cmd code{background:#f4f4f4;padding:2px 6px;display:inline-block}"
+            ".note{background:#fff4d6;border:1px solid #e0c36a;padding:.6em 1em}"
+            ".photos{display:flex;flex-wrap:wrap;gap:12px}.photos figure{margin:0;width:420px}"
+            "figcaption{font-size:13px}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><p>generated {stamp}</p>{banner}{body}</body></html>")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(page)
+    return Path(path)
