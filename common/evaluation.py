@@ -9,25 +9,11 @@ import torch
 
 from common.checkpoints import load_checkpoint, load_record, model_from_checkpoint
 from common.errors import UserError
-from common.io import load_json, save_json
+from common.io import save_json
 from common.testset import load_test_set
-from common.training import predict, resolve_device
+from common.device import resolve_device
+from common.inference import predict
 from common.viz import choose_grid_samples, confusion_matrix, confusion_plot, prediction_grid
-
-
-def best_run(runs_dir, kind=None):
-    """The run with the highest best validation accuracy (optionally of one kind)."""
-    best, best_acc = None, -1.0
-    for record_path in sorted(Path(runs_dir).glob("*/record.json")):
-        record = load_json(record_path)
-        if kind and record.get("kind") != kind:
-            continue
-        acc = record.get("summary", {}).get("best_val_acc", -1.0)
-        if acc > best_acc and (record_path.parent / "best.pt").exists():
-            best, best_acc = record_path.parent, acc
-    if best is None:
-        raise UserError(f"no trained run with a best.pt in {runs_dir}; train one first (make train) or pass --run")
-    return best
 
 
 def _best_checkpoint_and_data(run_dir, data_dir):

@@ -14,8 +14,8 @@ from common.errors import UserError
 from common.pretrained import (apply_freeze, build_pretrained, frozen_modules_to_eval, model_stages,
                                parameter_groups, preprocess_for)
 from common.runs import claim_run_dir, run_dir_for, data_fingerprint, default_run_name, release_run_dir
-from common.scratch import prepare_resume
-from common.training import RunState, TrainConfig, fit, param_groups
+from common.from_scratch import prepare_resume
+from common.training import RunSpec, TrainConfig, fit, weight_decay_groups
 
 FINETUNE_KEYS = ("model", "weights", "freeze", "k", "backbone_lr_scale", "unfreeze_every", "feature_cache")
 
@@ -35,7 +35,7 @@ def backbone_features(model, images, mean, std, device, batch_size=64, progress=
     from tqdm import tqdm
 
     from common.pretrained import head_paths, module_at, replace_module_at
-    from common.training import prepare_batch
+    from common.inference import prepare_batch
 
     path = head_paths(model)[0]
     head = module_at(model, path)
@@ -56,7 +56,7 @@ def feature_data(model, data, name, weights_source, mean, std, cfg):
     import json
 
     from common.io import save_torch
-    from common.training import resolve_device
+    from common.device import resolve_device
 
     key = hashlib.sha1(json.dumps([name, str(weights_source), cfg.image_size, cfg.resize_size, data.train.paths,
                                    data.val.paths, str(data.dataset.root) if data.dataset else ""]).encode()).hexdigest()[:16]
@@ -149,7 +149,7 @@ def run_finetune(options: dict, data=None):
     finetune = {"model": name, "weights": weights, "freeze": strategy, "k": k, "backbone_lr_scale": backbone_scale,
                 "unfreeze_every": unfreeze_every, "weights_source": info["weights_source"], "stages": len(stages),
                 "feature_cache": use_features}
-    state = RunState(run_dir=run_dir, model_spec=spec, classes=data.classes, mean=preprocess["mean"],
+    state = RunSpec(run_dir=run_dir, model_spec=spec, classes=data.classes, mean=preprocess["mean"],
                      std=preprocess["std"],
                      extra={"kind": "finetune", "finetune": finetune, "split_file": str(data.split_file),
                             "data_fingerprint": data_fingerprint(data.train.paths, data.val.paths, data.classes),
@@ -157,7 +157,7 @@ def run_finetune(options: dict, data=None):
                             "trainable_params": trainable})
     if use_features:
         return _fit_head_on_features(model, name, data, cfg, state, info["weights_source"])
-    groups = param_groups(model, cfg.weight_decay, lr_scales(model, name, strategy, backbone_scale))
+    groups = weight_decay_groups(model, cfg.weight_decay, lr_scales(model, name, strategy, backbone_scale))
     return fit(model, data, cfg, state, groups=groups, on_epoch_start=hook)
 
 
@@ -175,7 +175,7 @@ def _fit_head_on_features(model, name, data, cfg, state, weights_source, resume_
     features = feature_data(model, data, name, weights_source, state.mean, state.std, cfg)
     head = module_at(model, head_paths(model)[0])
     head_cfg = replace(cfg, channels_last=False, compile=False)
-    return fit(head, features, head_cfg, state, groups=param_groups(head, cfg.weight_decay), save_model=model,
+    return fit(head, features, head_cfg, state, groups=weight_decay_groups(head, cfg.weight_decay), save_model=model,
                resume_checkpoint=resume_checkpoint)
 
 
@@ -187,15 +187,15 @@ def resume_finetune(run, overrides, runs_dir="runs", data=None):
     name = ft["model"]
     model, _ = build_pretrained(name, weights="none", num_classes=ckpt["model_spec"]["num_classes"])
     if ft.get("feature_cache"):
-        state = RunState(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
+        state = RunSpec(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
                          std=ckpt["std"], extra={"resumed_from_epoch": ckpt["epoch"]})
         apply_freeze(model, name, "all-but-last")
         return _fit_head_on_features(model, name, data, cfg, state, ft["weights_source"], resume_checkpoint=ckpt)
     hook = freeze_hook(name, ft["freeze"], ft["k"], ft["unfreeze_every"], ft["stages"], cfg.quiet)
     hook(ckpt["epoch"], model)
-    state = RunState(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
+    state = RunSpec(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
                      std=ckpt["std"], extra={"resumed_from_epoch": ckpt["epoch"]})
-    groups = param_groups(model, cfg.weight_decay, lr_scales(model, name, ft["freeze"], ft["backbone_lr_scale"]))
+    groups = weight_decay_groups(model, cfg.weight_decay, lr_scales(model, name, ft["freeze"], ft["backbone_lr_scale"]))
     return fit(model, data, cfg, state, groups=groups, on_epoch_start=hook, resume_checkpoint=ckpt)
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from common.download import download_file, sha256_of
 from common.errors import UserError
+from common.state_dicts import load_model_state
 
 OFFLINE_MODEL = "efficientnet_lite0"
 FREEZE_STRATEGIES = ("all-but-last", "first-k", "none", "gradual")
@@ -311,7 +312,6 @@ def _load_state(path):
 
 def load_imagenet_weights(model, name, weights, progress=True):
     """Fill a 1000-class model with ImageNet weights; a clear error names mismatched keys."""
-    from common.checkpoints import load_model_state
 
     if weights in (None, "none"):
         return None

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from common.errors import UserError
+from common.io import load_json
 from common.locks import process_identity, try_lock
 
 _CLAIMS = {}  # resolved run folder → open lock file (held while this process owns the run)
@@ -95,6 +96,21 @@ def release_run_dir(run_dir):
     handle = _CLAIMS.pop(str(Path(run_dir).resolve()), None)
     if handle is not None:
         handle.close()
+
+
+def best_run(runs_dir, kind=None):
+    """The run with the highest best validation accuracy (optionally of one kind)."""
+    best, best_acc = None, -1.0
+    for record_path in sorted(Path(runs_dir).glob("*/record.json")):
+        record = load_json(record_path)
+        if kind and record.get("kind") != kind:
+            continue
+        acc = record.get("summary", {}).get("best_val_acc", -1.0)
+        if acc > best_acc and (record_path.parent / "best.pt").exists():
+            best, best_acc = record_path.parent, acc
+    if best is None:
+        raise UserError(f"no trained run with a best.pt in {runs_dir}; train one first (make train) or pass --run")
+    return best
 
 
 def data_fingerprint(train_paths, val_paths, classes) -> str:

@@ -6,7 +6,7 @@ random / bayes search and hyperband code) proposes runs; the sweep's state lives
 machines sharing the folder — take a file lock to propose a run, so no two agents ever run the
 same grid point; hyperband is applied between epochs; a run left "running" by a dead agent is
 resumed from its last checkpoint by the next agent. Sweep runs train on the validation split
-only: they go through `common.scratch.run_scratch`, which never sees the test folder.
+only: they go through `common.from_scratch.run_scratch`, which never sees the test folder.
 """
 import copy
 import fcntl
@@ -26,15 +26,16 @@ from common.errors import UserError
 from common.io import load_json, save_json, save_text
 from common.locks import process_alive, process_identity
 from common.models import CNNConfig
-from common.scratch import MODEL_KEYS, TRAIN_KEYS, split_options
+from common.from_scratch import MODEL_KEYS, TRAIN_KEYS, split_options
+from common.training import CONTEXT_KEYS
 
 # `sweeps` 0.3.0 was written for pydantic 1: pydantic 2 warns about its config keys on import. Harmless here.
 warnings.filterwarnings("ignore", message="Valid config keys have changed in V2", category=UserWarning)
 
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 METHODS = ("grid", "random", "bayes")
-# Options a sweep may not set: they say where things go, not what is trained.
-RESERVED = {"run_name", "runs_dir", "resume", "quiet", "wandb", "cache_dir", "data_on_device"}
+# Options a sweep may not set: the run context says where and how runs execute, not what is trained.
+RESERVED = CONTEXT_KEYS | {"resume"}
 
 
 # ------------------------------------------------------------------------------ config
@@ -328,7 +329,7 @@ def _finish(sweep, run_id, state, record=None, error=None):
 
 def scratch_trainer(runs_dir, data=None):
     """The real trainer for sweep runs: (options, should_stop, resume, extra) → run record."""
-    from common.scratch import resume_scratch, run_scratch
+    from common.from_scratch import resume_scratch, run_scratch
 
     def train(options, should_stop, resume, extra):
         name = options["run_name"]
@@ -377,7 +378,7 @@ def run_wandb_sweep(config, base_options, count, project, sweep_id=None, runs_di
     """Create (or join) a wandb sweep and run `count` runs of it in this process."""
     import wandb
 
-    from common.scratch import run_scratch
+    from common.from_scratch import run_scratch
 
     if sweep_id is None:
         try:

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from common.augment import AugmentConfig, augment_batch
-from common.device import DEVICES, PRECISIONS, configure_backends, data_fits_on_device, resolve_device, resolve_precision  # noqa: F401
+from common.augment import AugmentConfig
+from common.device import (DEVICES, PRECISIONS, autocast, configure_backends, data_fits_on_device, resolve_device,
+                           resolve_precision)
 from common.errors import UserError
+from common.inference import prepare_batch, validate
 from common.io import save_torch
 from common.runs import claim_run_dir, release_run_dir
 from common.tracking import RunRecord, WandbRun, environment_info, now_iso
@@ -32,11 +33,18 @@ SCHEDULERS = ("cosine", "step", "onecycle", "none")
 MAX_IMAGE_SIZE = 2048
 
 
+def _context(default):
+    """A run-context field: where and how a run executes, not what it computes (free to change on resume)."""
+    return field(default=default, metadata={"context": True})
+
+
 @dataclass
 class TrainConfig:
-    """Everything about how a model is trained. Defaults are the recommended recipe."""
+    """How a model is trained, in one table: the recipe (what is computed; defaults are the recommended
+    recipe) and the run context (marked `_context`). --help, the sweep validator (context keys cannot be
+    swept), the resume check (context keys may change) and the run record all read this table."""
 
-    data_dir: str = "data"
+    # --- the recipe
     image_size: int = 128
     resize_size: Optional[int] = None  # decode: shorter side to this, then centre-crop image_size
     val_fraction: float = 0.2
@@ -58,17 +66,19 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool = True
     compile: bool = False
-    device: str = "auto"
-    deterministic: bool = False  # bit-exact GPU runs and resumes (cuDNN/cuBLAS deterministic, no autotuning)
-    tf32: bool = True  # fp32 matmuls/convs on tensor cores on sm80+ GPUs
-    data_on_device: str = "auto"  # keep the uint8 training set on the GPU: auto (if it fits) / yes / no
-    runs_dir: str = "runs"
-    run_name: Optional[str] = None
-    wandb: str = "auto"
-    wandb_project: str = "inat-lab"
-    wandb_group: Optional[str] = None
-    cache_dir: str = "cache"
-    quiet: bool = False
+    # --- the run context
+    data_dir: str = _context("data")
+    device: str = _context("auto")
+    deterministic: bool = _context(False)  # bit-exact GPU runs and resumes (cuDNN/cuBLAS deterministic, no autotuning)
+    tf32: bool = _context(True)  # fp32 matmuls/convs on tensor cores on sm80+ GPUs
+    data_on_device: str = _context("auto")  # keep the uint8 training set on the GPU: auto (if it fits) / yes / no
+    runs_dir: str = _context("runs")
+    run_name: Optional[str] = _context(None)
+    wandb: str = _context("auto")
+    wandb_project: str = _context("inat-lab")
+    wandb_group: Optional[str] = _context(None)
+    cache_dir: str = _context("cache")
+    quiet: bool = _context(False)
 
     def __post_init__(self):
         checks = [
@@ -97,20 +107,24 @@ class TrainConfig:
     def to_dict(self):
         return asdict(self)
 
+    def recipe(self):
+        return {k: v for k, v in asdict(self).items() if k not in CONTEXT_KEYS}
+
+    def context(self):
+        return {k: v for k, v in asdict(self).items() if k in CONTEXT_KEYS}
+
     @classmethod
     def from_dict(cls, values):
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
 
 
+CONTEXT_KEYS = frozenset(f.name for f in fields(TrainConfig) if f.metadata.get("context"))
+
+
 # ------------------------------------------------------------------ device, precision, optimiser
 
-def autocast(device: torch.device, precision: str):
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
-def param_groups(model: nn.Module, weight_decay: float, lr_scales: Optional[Callable[[str], float]] = None):
+def weight_decay_groups(model: nn.Module, weight_decay: float, lr_scales: Optional[Callable[[str], float]] = None):
     """Weight decay on weights only: biases and norm parameters (ndim ≤ 1) get none.
 
     `lr_scales(name)` gives a parameter's learning-rate multiplier (Part B: lower for the backbone).
@@ -158,54 +172,6 @@ def lr_multiplier(scheduler, step, total_steps, warmup_steps, steps_per_epoch, s
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-def _normalise(x, mean, std, channels_last):
-    # mean/std may be lists or tensors already on the device (then as_tensor copies nothing)
-    mean_t = torch.as_tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    std_t = torch.as_tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    x = (x - mean_t) / std_t
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def prepare_batch(images_uint8, mean, std, augment: Optional[AugmentConfig] = None, generator=None, channels_last=False):
-    """uint8 batch (already on the device) → augmented, normalised float batch.
-
-    A floating-point batch is already a batch of features (Part B's cached backbone outputs):
-    it passes through unchanged.
-    """
-    if images_uint8.is_floating_point():
-        return images_uint8
-    x = images_uint8.float().div_(255.0)
-    if augment is not None:
-        x = augment_batch(x, augment, generator)
-    return _normalise(x, mean, std, channels_last)
-
-
-@torch.no_grad()
-def predict(model, images_uint8, mean, std, device, batch_size=256, precision="off", channels_last=False):
-    """Logits (float32, on CPU) for a uint8 N×3×H×W tensor, in eval mode without gradients."""
-    was_training = model.training
-    model.eval()
-    outputs = []
-    mean, std = torch.tensor(mean, device=device), torch.tensor(std, device=device)
-    for chunk in images_uint8.split(batch_size):
-        x = prepare_batch(chunk.to(device, non_blocking=True), mean, std, channels_last=channels_last)
-        with autocast(device, precision):
-            outputs.append(model(x).float().cpu())
-    model.train(was_training)
-    return torch.cat(outputs)
-
-
-def evaluate(model, tensor_set, mean, std, device, precision="off", channels_last=False, batch_size=256,
-             label_smoothing=0.0):
-    """Validation loss (with the training loss's label smoothing, so the two curves compare) and accuracy."""
-    logits = predict(model, tensor_set.images, mean, std, device, batch_size, precision, channels_last)
-    loss = F.cross_entropy(logits, tensor_set.labels, label_smoothing=label_smoothing).item()
-    accuracy = (logits.argmax(1) == tensor_set.labels).float().mean().item()
-    return {"loss": loss, "acc": accuracy, "logits": logits}
-
-
 # ------------------------------------------------------------------------------ training
 
 CHECK_EVERY = 25  # steps between host reads of the running loss (each read waits for the GPU)
@@ -227,7 +193,7 @@ def training_loss(output, targets, criterion):
 
 
 @dataclass
-class RunState:
+class RunSpec:
     """What `fit` needs besides the model: where, what data, and how to rebuild the model."""
 
     run_dir: Path
@@ -254,7 +220,7 @@ def _restore_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def checkpoint_dict(model, optimizer, scaler, epoch, cfg, state: RunState, best_val_acc, wandb_id, record=None):
+def checkpoint_dict(model, optimizer, scaler, epoch, cfg, state: RunSpec, best_val_acc, wandb_id, record=None):
     raw = getattr(model, "_orig_mod", model)  # a torch.compile'd model saves its original weights
     return {
         "format": "inat-lab/1",
@@ -312,7 +278,161 @@ class BatchSource:
         return images, labels
 
 
-def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
+@dataclass
+class Session:
+    """What every epoch of one run uses, built once: the model on its device, optimiser, batches, schedule."""
+
+    model: nn.Module
+    run_model: nn.Module  # the model, or its torch.compile'd wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    batches: "BatchSource"
+    base_lrs: List[float]
+    mean: torch.Tensor
+    std: torch.Tensor
+    device: torch.device
+    precision: str
+    augment: Optional[AugmentConfig]
+    batch_size: int
+    steps_per_epoch: int
+    warmup_steps: int
+
+
+def start_session(model, data, cfg: TrainConfig, state: RunSpec, groups, device, precision) -> Session:
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    groups = groups if groups is not None else weight_decay_groups(model, cfg.weight_decay)
+    optimizer = build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.momentum)
+    train = data.train
+    batch_size = min(cfg.batch_size, len(train))
+    steps_per_epoch = len(train) // batch_size  # drop the ragged last batch: BN needs > 1 sample
+    # The whole uint8 set on the GPU when it fits (no host→device copy per batch), else streamed.
+    on_device = data_fits_on_device(cfg.data_on_device, device, train.images.numel() * train.images.element_size())
+    return Session(
+        model=model, run_model=torch.compile(model) if cfg.compile else model, optimizer=optimizer,
+        scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+        criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+        batches=BatchSource(train.images, train.labels, device, on_device),
+        base_lrs=[g["lr"] for g in optimizer.param_groups],
+        mean=torch.tensor(state.mean, device=device), std=torch.tensor(state.std, device=device),
+        device=device, precision=precision,
+        augment=AugmentConfig(enabled=True, strength=cfg.aug_strength) if cfg.augment else None,
+        batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+        warmup_steps=int(cfg.warmup_epochs * steps_per_epoch))
+
+
+def train_one_epoch(s: Session, cfg: TrainConfig, epoch: int, n_train: int, run_dir: Path) -> dict:
+    """One pass over the training set; returns train loss, accuracy, images and seconds.
+
+    Everything random in the epoch derives from (seed, epoch), so a resumed run is exact. The
+    running sums stay on the device and are read every CHECK_EVERY steps (each read waits for
+    the GPU), which is also when a NaN/inf loss is caught.
+    """
+    torch.manual_seed(cfg.seed * 100_003 + epoch)
+    order = s.batches.order(torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch)))
+    aug_gen = torch.Generator(device=s.device).manual_seed(cfg.seed * 104_729 + epoch)
+    started = time.perf_counter()
+    loss_sum = torch.zeros((), device=s.device)
+    correct = torch.zeros((), device=s.device, dtype=torch.long)
+    nonfinite = torch.zeros((), device=s.device, dtype=torch.bool)
+    seen, total_steps = 0, s.steps_per_epoch * cfg.epochs
+    show = not cfg.quiet and os.isatty(2)
+    bar = tqdm(range(s.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show, leave=False)
+    for i in bar:
+        multiplier = lr_multiplier(cfg.scheduler, epoch * s.steps_per_epoch + i, total_steps, s.warmup_steps,
+                                   s.steps_per_epoch, cfg.step_size, cfg.gamma)
+        for group, base in zip(s.optimizer.param_groups, s.base_lrs):
+            group["lr"] = base * multiplier
+        images, y = s.batches.batch(order[i * s.batch_size:(i + 1) * s.batch_size])
+        x = prepare_batch(images, s.mean, s.std, s.augment, aug_gen, cfg.channels_last)
+        with autocast(s.device, s.precision):
+            logits, loss = training_loss(s.run_model(x), y, s.criterion)
+        optimizer_step(s, loss, cfg.grad_clip)
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        nonfinite |= ~torch.isfinite(loss.detach())
+        seen += len(y)
+        if (i + 1) % CHECK_EVERY == 0 or i + 1 == s.steps_per_epoch:
+            if nonfinite.item():  # nothing is saved after this: last.pt stays the last good epoch
+                raise TrainingDiverged(f"the loss became NaN/inf in epoch {epoch + 1} (by step {i + 1}); lower --lr or "
+                                       f"enable --grad-clip. The last good checkpoint ({run_dir / 'last.pt'}) is intact.")
+            if show:
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+    if s.device.type == "cuda":
+        torch.cuda.synchronize()
+    return {"train_loss": loss_sum.item() / max(1, seen), "train_acc": correct.item() / max(1, seen), "seen": seen,
+            "train_time": time.perf_counter() - started}
+
+
+def optimizer_step(s: Session, loss, grad_clip):
+    s.optimizer.zero_grad(set_to_none=True)
+    s.scaler.scale(loss).backward()
+    if grad_clip > 0:
+        s.scaler.unscale_(s.optimizer)
+        torch.nn.utils.clip_grad_norm_(s.model.parameters(), grad_clip)
+    s.scaler.step(s.optimizer)
+    s.scaler.update()
+
+
+def open_record(run_dir, cfg, state: RunSpec, resume_checkpoint, session: Session, backends, data) -> RunRecord:
+    """The run record: new, or the resumed run's (rebuilt from its checkpoint when record.json lags)."""
+    if resume_checkpoint is None:
+        record = RunRecord(run_dir)
+    else:
+        from common.checkpoints import load_record
+
+        record = RunRecord(run_dir, load_record(run_dir, resume_checkpoint))
+        record.data["epochs"] = [e for e in record.data["epochs"] if e["epoch"] <= resume_checkpoint["epoch"]]
+    record.data.update({
+        "name": run_dir.name, "status": "running", "config": cfg.to_dict(), "recipe": cfg.recipe(),
+        "context": cfg.context(), "model_spec": state.model_spec, "classes": state.classes,
+        "precision": session.precision, "environment": environment_info(session.device),
+        "backends": {**backends, "data_on_device": session.batches.on_device},
+        "train_images": len(data.train), "val_images": len(data.val), **state.extra,
+    })
+    return record
+
+
+def restore_from_checkpoint(session: Session, save_model, checkpoint) -> tuple:
+    """Load model, optimiser, scaler and RNG state; returns (start epoch, best val acc, wandb id)."""
+    if checkpoint is None:
+        return 0, -1.0, None
+    getattr(save_model, "_orig_mod", save_model).load_state_dict(checkpoint["model"])
+    session.optimizer.load_state_dict(checkpoint["optimizer"])
+    session.scaler.load_state_dict(checkpoint["scaler"])
+    _restore_rng_state(checkpoint.get("rng"))
+    return checkpoint["epoch"], checkpoint["best_val_acc"], checkpoint.get("wandb_id")
+
+
+def save_epoch(run_dir, record: RunRecord, metrics, best_val_acc, checkpoint_of) -> float:
+    """Log an epoch: record in memory, then best.pt (if improved), last.pt, record.json — in that order,
+    so a kill between any two writes loses nothing (last.pt carries the record too). Returns the best."""
+    improved = metrics["val_acc"] > best_val_acc
+    best_val_acc = max(best_val_acc, metrics["val_acc"])
+    record.log_epoch(metrics)
+    epochs = record.data["epochs"]
+    record.data["summary"] = {
+        "best_val_acc": best_val_acc, "best_epoch": max(epochs, key=lambda e: e["val_acc"])["epoch"],
+        "last_val_acc": metrics["val_acc"], "epochs_done": metrics["epoch"],
+        "train_time_s": sum(e["train_time"] for e in epochs),
+        "mean_images_per_s": sum(e["images_per_s"] for e in epochs) / len(epochs),
+    }
+    checkpoint = checkpoint_of(best_val_acc, json.loads(json.dumps(record.data, default=str)))
+    if improved:
+        save_torch(run_dir / "best.pt", checkpoint)
+    save_torch(run_dir / "last.pt", checkpoint)
+    record.save()
+    return best_val_acc
+
+
+def epoch_line(cfg, m):
+    return (f"epoch {m['epoch']:3d}/{cfg.epochs}  train loss {m['train_loss']:.3f} acc {m['train_acc']:.3f}  "
+            f"val loss {m['val_loss']:.3f} acc {m['val_acc']:.3f}  {m['images_per_s']:.0f} img/s  {m['epoch_time']:.1f}s")
+
+
+def fit(model: nn.Module, data, cfg: TrainConfig, state: RunSpec, groups=None,
         on_epoch_start: Optional[Callable[[int, nn.Module], None]] = None, resume_checkpoint: Optional[dict] = None,
         should_stop: Optional[Callable[[int, dict], bool]] = None, save_model: Optional[nn.Module] = None):
     """Train `model` on `data.train`, validate on `data.val`; returns the run record's data.
@@ -327,155 +447,40 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunState, groups=None,
     precision = resolve_precision(cfg.precision, device)
     backends = configure_backends(device, cfg.deterministic, cfg.tf32)
     run_dir = claim_run_dir(Path(state.run_dir), resume=resume_checkpoint is not None)
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    groups = groups if groups is not None else param_groups(model, cfg.weight_decay)
-    optimizer = build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.momentum)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-
-    train, val = data.train, data.val
-    n = len(train)
-    batch_size = min(cfg.batch_size, n)
-    steps_per_epoch = n // batch_size  # drop the ragged last batch: BN needs > 1 sample
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
-    augment = AugmentConfig(enabled=cfg.augment, strength=cfg.aug_strength) if cfg.augment else None
-
-    # The whole uint8 set on the GPU when it fits (no host→device copy per batch), else streamed.
-    on_device = data_fits_on_device(cfg.data_on_device, device, train.images.numel() * train.images.element_size())
-    batches = BatchSource(train.images, train.labels, device, on_device)
-    mean, std = torch.tensor(state.mean, device=device), torch.tensor(state.std, device=device)
-
-    if resume_checkpoint is None:
-        record = RunRecord(run_dir)
-    else:
-        from common.checkpoints import load_record
-
-        record = RunRecord(run_dir, load_record(run_dir, resume_checkpoint))
-        # epochs logged after the checkpoint (none, as records are written after last.pt) are dropped
-        record.data["epochs"] = [e for e in record.data["epochs"] if e["epoch"] <= resume_checkpoint["epoch"]]
-    start_epoch, best_val_acc, wandb_id = 0, -1.0, None
-    if resume_checkpoint is not None:
-        model_to_load = getattr(save_model, "_orig_mod", save_model)
-        model_to_load.load_state_dict(resume_checkpoint["model"])
-        optimizer.load_state_dict(resume_checkpoint["optimizer"])
-        scaler.load_state_dict(resume_checkpoint["scaler"])
-        start_epoch = resume_checkpoint["epoch"]
-        best_val_acc = resume_checkpoint["best_val_acc"]
-        wandb_id = resume_checkpoint.get("wandb_id")
-        _restore_rng_state(resume_checkpoint.get("rng"))
-    record.data.update({
-        "name": run_dir.name, "status": "running", "config": cfg.to_dict(), "model_spec": state.model_spec,
-        "classes": state.classes, "precision": precision, "environment": environment_info(device),
-        "backends": {**backends, "data_on_device": on_device},
-        "train_images": n, "val_images": len(val), **state.extra,
-    })
+    session = start_session(model, data, cfg, state, groups, device, precision)
+    start_epoch, best_val_acc, wandb_id = restore_from_checkpoint(session, save_model, resume_checkpoint)
+    record = open_record(run_dir, cfg, state, resume_checkpoint, session, backends, data)
     record.save()
     tracker = WandbRun(cfg.wandb, cfg.wandb_project, run_dir.name, {**cfg.to_dict(), "model_spec": state.model_spec},
                        run_dir, run_id=wandb_id, group=cfg.wandb_group)
-    record.data["wandb_id"] = tracker.id
-    record.data["wandb_mode"] = tracker.mode
+    record.data.update(wandb_id=tracker.id, wandb_mode=tracker.mode)
     record.save()
-
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    run_model = torch.compile(model) if cfg.compile else model
-    show = not cfg.quiet and os.isatty(2)
     status = "finished"
     try:
         for epoch in range(start_epoch, cfg.epochs):
-            # Everything random in this epoch derives from (seed, epoch): resume is exact.
-            torch.manual_seed(cfg.seed * 100_003 + epoch)
-            order = batches.order(torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch)))
-            aug_gen = torch.Generator(device=device).manual_seed(cfg.seed * 104_729 + epoch)
             model.train()
-            if on_epoch_start is not None:  # after train(): it may put frozen BN layers back in eval mode
+            if on_epoch_start is not None:  # after train(): it may put frozen layers back in eval mode
                 on_epoch_start(epoch, model)
-            started = time.perf_counter()
-            # Running sums stay on the device: reading them forces a GPU sync, so only every CHECK_EVERY steps.
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            nonfinite = torch.zeros((), device=device, dtype=torch.bool)
-            seen = 0
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show, leave=False)
-            for i in bar:
-                step = epoch * steps_per_epoch + i
-                for g, base in zip(optimizer.param_groups, base_lrs):
-                    g["lr"] = base * lr_multiplier(cfg.scheduler, step, total_steps, warmup_steps, steps_per_epoch,
-                                                   cfg.step_size, cfg.gamma)
-                images, y = batches.batch(order[i * batch_size:(i + 1) * batch_size])
-                x = prepare_batch(images, mean, std, augment, aug_gen, cfg.channels_last)
-                with autocast(device, precision):
-                    logits, loss = training_loss(run_model(x), y, criterion)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += loss.detach() * len(y)
-                correct += (logits.detach().argmax(1) == y).sum()
-                nonfinite |= ~torch.isfinite(loss.detach())
-                seen += len(y)
-                if (i + 1) % CHECK_EVERY == 0 or i + 1 == steps_per_epoch:
-                    if nonfinite.item():  # nothing is saved after this: last.pt stays the last good epoch
-                        raise TrainingDiverged(
-                            f"the loss became NaN/inf in epoch {epoch + 1} (by step {i + 1}); lower --lr or enable "
-                            f"--grad-clip. The last good checkpoint ({run_dir / 'last.pt'}) is intact.")
-                    if show:
-                        bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            train_time = time.perf_counter() - started
-            val_metrics = evaluate(model, val, state.mean, state.std, device, precision, cfg.channels_last,
-                                   label_smoothing=cfg.label_smoothing)
-            epoch_time = time.perf_counter() - started
-            metrics = {
-                "epoch": epoch + 1,
-                "train_loss": loss_sum.item() / max(1, seen),
-                "train_acc": correct.item() / max(1, seen),
-                "val_loss": val_metrics["loss"],
-                "val_acc": val_metrics["acc"],
-                "lr": optimizer.param_groups[0]["lr"],
-                "epoch_time": epoch_time,
-                "train_time": train_time,
-                "images_per_s": seen / train_time,
-            }
-            improved = metrics["val_acc"] > best_val_acc
-            if improved:
-                best_val_acc = metrics["val_acc"]
-            record.log_epoch(metrics)
-            best_epoch = max(record.data["epochs"], key=lambda e: e["val_acc"])
-            record.data["summary"] = {
-                "best_val_acc": best_val_acc, "best_epoch": best_epoch["epoch"], "last_val_acc": metrics["val_acc"],
-                "epochs_done": epoch + 1, "train_time_s": sum(e["train_time"] for e in record.data["epochs"]),
-                "mean_images_per_s": sum(e["images_per_s"] for e in record.data["epochs"]) / len(record.data["epochs"]),
-            }
-            ckpt = checkpoint_dict(save_model, optimizer, scaler, epoch + 1, cfg, state, best_val_acc, tracker.id,
-                                   record=json.loads(json.dumps(record.data, default=str)))
-            if improved:
-                save_torch(run_dir / "best.pt", ckpt)
-            save_torch(run_dir / "last.pt", ckpt)  # after best.pt: a kill between the two loses nothing
-            record.save()  # after last.pt, which holds this record too: a kill in between loses nothing
+            trained = train_one_epoch(session, cfg, epoch, len(data.train), run_dir)
+            validation_started = time.perf_counter()
+            val = validate(model, data.val, state.mean, state.std, device, precision, cfg.channels_last,
+                           label_smoothing=cfg.label_smoothing)
+            val["seconds"] = time.perf_counter() - validation_started
+            metrics = {"epoch": epoch + 1, "train_loss": trained["train_loss"], "train_acc": trained["train_acc"],
+                       "val_loss": val["loss"], "val_acc": val["acc"], "lr": session.optimizer.param_groups[0]["lr"],
+                       "epoch_time": trained["train_time"] + val["seconds"], "train_time": trained["train_time"],
+                       "images_per_s": trained["seen"] / trained["train_time"]}
+            best_val_acc = save_epoch(run_dir, record, metrics, best_val_acc, lambda best, rec: checkpoint_dict(
+                save_model, session.optimizer, session.scaler, epoch + 1, cfg, state, best, tracker.id, record=rec))
             tracker.log(metrics, step=epoch + 1)
-            tracker.summary({"best_val_acc": best_val_acc, "best_epoch": best_epoch["epoch"]})
+            tracker.summary({"best_val_acc": best_val_acc, "best_epoch": record.data["summary"]["best_epoch"]})
             if not cfg.quiet:
-                print(f"epoch {epoch + 1:3d}/{cfg.epochs}  train loss {metrics['train_loss']:.3f} acc {metrics['train_acc']:.3f}"
-                      f"  val loss {metrics['val_loss']:.3f} acc {metrics['val_acc']:.3f}  {metrics['images_per_s']:.0f} img/s"
-                      f"  {epoch_time:.1f}s", flush=True)
+                print(epoch_line(cfg, metrics), flush=True)
             if should_stop is not None and should_stop(epoch + 1, metrics):
                 status = "stopped"
                 break
-    except TrainingDiverged:
-        status = "diverged"
-        raise
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except Exception:
-        status = "failed"
+    except BaseException as err:
+        status = {TrainingDiverged: "diverged", KeyboardInterrupt: "interrupted"}.get(type(err), "failed")
         raise
     finally:
         record.data["status"] = status

@@ -28,7 +28,8 @@ from torch import nn
 
 from common.data import TrainValData, load_or_make_split, load_tensor_set, locate_dataset, scan_image_folder
 from common.models import CNNConfig, build_model
-from common.training import RunState, TrainConfig, fit, resolve_device, resolve_precision
+from common.device import resolve_device, resolve_precision
+from common.training import RunSpec, TrainConfig, fit
 
 SEED_MODEL = dict(filters=[16, 32, 64, 128, 256], kernel_sizes=[3] * 5, activation="gelu", batch_norm=True,
                   dropout=0.2, dense_units=256)
@@ -36,7 +37,7 @@ SEED_MODEL = dict(filters=[16, 32, 64, 128, 256], kernel_sizes=[3] * 5, activati
 
 def loader_epoch(model, train_loader, val_loader, optimizer, scaler, device, precision, channels_last, second_pass):
     """One epoch from DataLoaders; returns train images/s. `second_pass`: the seed's extra pass for train accuracy."""
-    from common.training import autocast
+    from common.device import autocast
 
     started = time.perf_counter()
     criterion = nn.CrossEntropyLoss()
@@ -69,7 +70,6 @@ def run_loader_pipeline(root, train_idx, val_idx, image_size, batch_size, epochs
     from torch.utils.data import DataLoader, Subset
     from torchvision import datasets, transforms
 
-    from common.training import resolve_precision
 
     tf = transforms.Compose([transforms.Resize((image_size, image_size)), transforms.RandomHorizontalFlip(),
                              transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)])
@@ -109,7 +109,7 @@ def run_ours(root, train_samples, val_samples, classes, image_size, batch_size, 
     torch.manual_seed(seed)
     model = build_model(CNNConfig(**SEED_MODEL, input_size=image_size, num_classes=len(classes)))
     with tempfile.TemporaryDirectory() as tmp:
-        state = RunState(Path(tmp) / "bench", {"kind": "cnn", "config": {}}, classes, mean, std)
+        state = RunSpec(Path(tmp) / "bench", {"kind": "cnn", "config": {}}, classes, mean, std)
         record = fit(model, data, cfg, state)
     rates = []
     for e in record["epochs"]:

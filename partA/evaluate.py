@@ -15,7 +15,8 @@ import click
 
 from common.checkpoints import resolve_run_dir
 from common.cli import DEVICE_OPTION
-from common.evaluation import best_run, evaluate_on_test
+from common.evaluation import evaluate_on_test
+from common.runs import best_run
 
 
 @click.command(context_settings={"show_default": True})

@@ -20,12 +20,13 @@ import torch
 
 from common.checkpoints import resolve_run_dir
 from common.errors import UserError
-from common.evaluation import best_run, load_run_for_inspection
+from common.evaluation import load_run_for_inspection
+from common.runs import best_run
 from common.cli import DEVICE_OPTION
 from common.device import resolve_device
 from common.interpret import channel_maxima, gradient_to_image, guided_backprop_batch, guided_grid
 from common.io import save_json
-from common.training import prepare_batch
+from common.inference import prepare_batch
 
 
 def conv5_output_layer(model):

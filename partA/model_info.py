@@ -14,7 +14,7 @@ import click
 
 from common.cli import padding_value
 from common.models import ACTIVATIONS, CNNConfig, build_model, layer_costs, measure_macs, spatial_sizes
-from common.scratch import split_options
+from common.from_scratch import split_options
 
 FORMULAS = """\
 Symbolic case (Q1): m filters of size k×k in every block, n dense units, input H×W×3, 'same'

@@ -76,7 +76,7 @@ def sweep_sections(folder, rows, out, searched):
 
 def best_scratch_record(runs_dir):
     from common.checkpoints import load_record
-    from common.evaluation import best_run
+    from common.runs import best_run
 
     try:
         return load_record(best_run(runs_dir, kind="scratch"))

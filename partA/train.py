@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 import click
 
 from common.cli import data_options, echo_run_summary, explicit_options, model_options, padding_value, training_options
-from common.scratch import resume_scratch, run_scratch
+from common.from_scratch import resume_scratch, run_scratch
 
 
 @click.command(context_settings={"show_default": True, "max_content_width": 110})

@@ -31,7 +31,7 @@ from common import opencv_reference
 from common.cli import DEVICE_OPTION
 from common.detector import PRECISION_DTYPES, build_detector
 from common.media import read_image
-from common.weights import YOLO_REGISTRY, read_names, yolo_files
+from common.darknet_files import YOLO_REGISTRY, read_names, yolo_files
 
 DOG = Path("/usr/share/darknet/data/dog.jpg")
 

@@ -217,7 +217,7 @@ def test_compare_puts_scratch_and_fine_tuned_side_by_side(demo_root, tmp_path):
     import json
 
     from common.evaluation import evaluate_on_test
-    from common.scratch import run_scratch
+    from common.from_scratch import run_scratch
 
     common = {"wandb": "disabled", "quiet": True, "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "c"),
               "data_dir": str(demo_root), "epochs": 1, "batch_size": 16}
@@ -240,7 +240,7 @@ def test_compare_puts_scratch_and_fine_tuned_side_by_side(demo_root, tmp_path):
 def test_frozen_backbone_without_augmentation_trains_the_head_on_cached_features(demo_root, tmp_path):
     from common.checkpoints import load_checkpoint, model_from_checkpoint
     from common.finetune import resume_finetune
-    from common.training import evaluate
+    from common.inference import validate as evaluate
 
     data = load_train_val(demo_root, 64, cache_dir=tmp_path / "cache", progress=False)
     opts = {"model": "efficientnet_lite0", "freeze": "all-but-last", "image_size": 64, "augment": False, "epochs": 3,

@@ -11,7 +11,7 @@ import torch
 from common.checkpoints import load_checkpoint
 from common.data import load_train_val
 from common.errors import UserError
-from common.scratch import resume_scratch, run_scratch
+from common.from_scratch import resume_scratch, run_scratch
 from conftest import ROOT
 
 TINY = dict(image_size=32, filters="4,8,8,16,16", dense_units=16, batch_size=16, wandb="disabled", quiet=True,
@@ -204,7 +204,7 @@ def test_validation_loss_uses_the_training_label_smoothing(tiny_data, tmp_path):
     import torch.nn.functional as F
 
     from common.checkpoints import model_from_checkpoint
-    from common.training import predict
+    from common.inference import predict
 
     record = run_scratch(options(tmp_path, epochs=4, run_name="ls", label_smoothing=0.3, augment=False, lr=1e-2),
                          data=tiny_data)

@@ -10,7 +10,7 @@ from common.checkpoints import load_checkpoint
 from common.data import load_train_val
 from common.errors import UserError
 from common.evaluation import evaluate_on_test
-from common.scratch import resume_scratch, run_scratch
+from common.from_scratch import resume_scratch, run_scratch
 from common.training import TrainingDiverged, lr_multiplier
 from conftest import ROOT
 
@@ -48,7 +48,7 @@ def test_run_record_holds_config_metrics_summary_and_environment(tiny_data, tmp_
 
 def patch_fit(monkeypatch, on_epoch_start):
     """Make run_scratch's training loop call `on_epoch_start(epoch, model)` (to kill or poison a run)."""
-    import common.scratch as scratch
+    import common.from_scratch as scratch
     import common.training as training
 
     real_fit = training.fit

@@ -299,7 +299,7 @@ def test_boxes_are_in_original_image_pixels(detector_factory):
 
 def test_the_offline_weights_are_the_official_file(detector_factory):
     from common.download import sha256_of
-    from common.weights import YOLO_REGISTRY, yolo_files
+    from common.darknet_files import YOLO_REGISTRY, yolo_files
 
     _, weights, _ = yolo_files("yolov3-tiny", Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")))
     assert weights.stat().st_size == 35_434_956
@@ -385,7 +385,7 @@ def test_a_damaged_video_packet_is_skipped_and_counted(tmp_path):
 
 @needs_darknet
 def test_full_yolov3_cfg_needs_exactly_the_floats_of_the_official_weights():
-    from common.weights import YOLO_REGISTRY
+    from common.darknet_files import YOLO_REGISTRY
     from common.yolo import load_cfg
 
     model = load_cfg(Path("/usr/share/darknet/cfg/yolov3.cfg"))
@@ -407,7 +407,7 @@ def test_detections_match_opencvs_darknet_importer_box_for_box(resize, detector_
 
     from common.media import read_image
     from common.opencv_reference import OpenCVDetector
-    from common.weights import read_names, yolo_files
+    from common.darknet_files import read_names, yolo_files
 
     ours = detector_factory(resize=resize)
     cfg, weights, names = yolo_files("yolov3-tiny", Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")))

@@ -12,13 +12,12 @@ from common.data import load_train_val
 from common.errors import UserError
 from common.models import CNNConfig, build_model, filters_from_organisation
 from common.runs import claim_run_dir, run_dir_for, data_fingerprint, default_run_name, release_run_dir
-from common.training import RunState, TrainConfig, fit
+from common.training import CONTEXT_KEYS, RunSpec, TrainConfig, fit
 
 MODEL_KEYS = {f.name for f in fields(CNNConfig)} | {"base_filters", "organisation"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
-# Options that may change on resume without changing what is computed.
-RESUME_FREE_KEYS = {"quiet", "wandb", "device", "runs_dir", "run_name", "data_dir", "cache_dir", "wandb_project", "wandb_group",
-                    "deterministic", "tf32", "data_on_device"}
+# Options that may change on resume without changing what is computed: the run context (one table).
+RESUME_FREE_KEYS = CONTEXT_KEYS
 
 
 def _as_list(value):
@@ -75,7 +74,7 @@ def run_scratch(options: dict, should_stop=None, data=None, extra=None):
 
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg)
-    state = RunState(run_dir=run_dir, model_spec={"kind": "cnn", "config": model_cfg.to_dict()}, classes=data.classes,
+    state = RunSpec(run_dir=run_dir, model_spec={"kind": "cnn", "config": model_cfg.to_dict()}, classes=data.classes,
                      mean=data.mean, std=data.std,
                      extra={"kind": "scratch", "split_file": str(data.split_file), "dataset": str(data.dataset.root),
                             "data_fingerprint": data_fingerprint(data.train.paths, data.val.paths, data.classes),
@@ -110,7 +109,7 @@ def _checked_resume(run_dir, overrides, data):
         if old is not None and _normalise(old) != _normalise(value):
             raise UserError(f"run {run_dir.name} was trained with {key}={old}, you gave {value}; drop the option "
                             f"to resume, or start a new run")
-    for key in ("quiet", "wandb", "device", "data_dir", "cache_dir"):
+    for key in CONTEXT_KEYS - {"run_name", "runs_dir"}:  # where and how it runs now; never which run it is
         if overrides.get(key) is not None:
             stored[key] = overrides[key]
     cfg = TrainConfig.from_dict(stored)
@@ -133,7 +132,7 @@ def resume_scratch(run, overrides: dict, runs_dir="runs", data=None, should_stop
     if ckpt["model_spec"]["kind"] != "cnn":
         raise UserError(f"run {run_dir.name} is a fine-tuning run; resume it with partB/finetune.py --resume")
     model = build_model(CNNConfig(**ckpt["model_spec"]["config"]))
-    state = RunState(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
+    state = RunSpec(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
                      std=ckpt["std"], extra={"resumed_from_epoch": ckpt["epoch"]})
     return fit(model, data, cfg, state, resume_checkpoint=ckpt, should_stop=should_stop)
 
