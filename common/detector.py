@@ -1,17 +1,12 @@
-"""Build a ready YOLO detector from options; the click options every Part C script shares."""
-import click
-
-from common.cli import DEVICE_OPTION, stack_options
-
+"""Build a ready YOLO detector from options (the Part C scripts' shared flags are common.cli.DETECT_OPTIONS)."""
+from common.darknet_files import read_names, yolo_files
 from common.errors import UserError
-from common.darknet_files import YOLO_REGISTRY, read_names, yolo_files
 from common.yolo import Detector, load_cfg, load_darknet_weights
 
 
 def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, input_size=None, conf=0.25, nms=0.45,
                    classes=None, device="auto", resize="letterbox", weights_cache=None, precision="fp32", threads=0):
     """A Detector for a registered model, or for your own --cfg/--weights/--names files."""
-
     from common.cpu_threads import set_inference_threads
     from common.device import resolve_device
 
@@ -39,22 +34,3 @@ def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, inpu
 # bf16 is ~2x faster on CPUs with AVX-512-BF16/AMX and on sm80+ GPUs, but it moved yolov3-tiny's
 # scores by up to 0.07 on Debian's darknet photos (fp32 stays within 0.02 of OpenCV's importer).
 PRECISION_DTYPES = {"fp32": None, "bf16": "bfloat16"}
-
-
-DETECT_OPTIONS = stack_options([
-    click.option("--model", type=click.Choice(list(YOLO_REGISTRY)), default="yolov3-tiny",
-                 help="Registered Darknet model (weights fetched and sha256-verified into cache/weights)."),
-    click.option("--cfg", default=None, help="Your own Darknet cfg (with --weights and --names)."),
-    click.option("--weights", default=None, help="Your own .weights file."),
-    click.option("--names", default=None, help="Class names file (one per line)."),
-    click.option("--input-size", type=int, default=None, help="Network input (multiple of 32) [default: the cfg's]."),
-    click.option("--conf", type=float, default=0.25, help="Score threshold (objectness x class probability)."),
-    click.option("--nms", type=float, default=0.45, help="IoU threshold of class-aware NMS."),
-    click.option("--classes", default=None, help="Comma-separated class names to keep, e.g. person,bird,dog."),
-    DEVICE_OPTION,
-    click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox",
-                 help="letterbox keeps the aspect ratio (grey bars, Darknet's integer geometry); stretch resizes plainly."),
-    click.option("--precision", type=click.Choice(list(PRECISION_DTYPES)), default="fp32",
-                 help="bf16: ~2x faster where the hardware has it, scores move by up to ~0.07."),
-    click.option("--threads", type=int, default=0, help="CPU threads for inference (0: one per core)."),
-])

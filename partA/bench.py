@@ -23,6 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click
+
+from common.cli import OneLineErrors
 import torch
 from torch import nn
 
@@ -118,7 +120,7 @@ def run_ours(root, train_samples, val_samples, classes, image_size, batch_size, 
     return rates, cache_time
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--data-dir", default="data/demo", help="Dataset folder (the demo data by default).")
 @click.option("--images", type=int, default=640, help="Training images used (validation: a quarter of that).")
 @click.option("--image-size", type=int, default=128)

@@ -14,12 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import click
 
 from common.checkpoints import resolve_run_dir
-from common.cli import DEVICE_OPTION
+from common.cli import DEVICE_OPTION, OneLineErrors
 from common.evaluation import evaluate_on_test
 from common.runs import best_run
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--run", default=None, help="Run name or folder [default: the best run of --kind by validation accuracy].")
 @click.option("--runs-dir", default="runs")
 @click.option("--kind", type=click.Choice(["scratch", "finetune", "any"]), default="scratch",

@@ -16,7 +16,7 @@ import click
 import torch
 
 from common.checkpoints import resolve_run_dir
-from common.cli import DEVICE_OPTION
+from common.cli import DEVICE_OPTION, OneLineErrors
 from common.device import resolve_device
 from common.data import resize_center_crop
 from common.evaluation import load_run_for_inspection
@@ -26,7 +26,7 @@ from common.media import read_image
 from common.inference import prepare_batch
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--run", default=None, help="Run name or folder [default: the best run].")
 @click.option("--runs-dir", default="runs")
 @click.option("--data-dir", default=None, help="Dataset [default: the run's].")

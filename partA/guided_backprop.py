@@ -22,7 +22,7 @@ from common.checkpoints import resolve_run_dir
 from common.errors import UserError
 from common.evaluation import load_run_for_inspection
 from common.runs import best_run
-from common.cli import DEVICE_OPTION
+from common.cli import DEVICE_OPTION, OneLineErrors
 from common.device import resolve_device
 from common.interpret import channel_maxima, gradient_to_image, guided_backprop_batch, guided_grid
 from common.io import save_json
@@ -36,7 +36,7 @@ def conv5_output_layer(model):
     return next(m for m in model.features[4] if isinstance(m, ACTIVATION_TYPES))
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--run", default=None, help="Run name or folder [default: the best from-scratch run].")
 @click.option("--runs-dir", default="runs")
 @click.option("--data-dir", default=None)

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click
 
-from common.cli import padding_value
+from common.cli import OneLineErrors, padding_value
 from common.models import ACTIVATIONS, CNNConfig, build_model, layer_costs, measure_macs, spatial_sizes
 from common.from_scratch import split_options
 
@@ -42,7 +42,7 @@ def _human(n):
     return str(n)
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--filters", default="16,32,64,128,256", help="Filters per block (or one value for all).")
 @click.option("--base-filters", type=int, default=None)
 @click.option("--organisation", type=click.Choice(["same", "double", "half"]), default=None)

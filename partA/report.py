@@ -16,6 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click
+
+from common.cli import OneLineErrors
 import yaml
 
 from common import handin
@@ -84,7 +86,7 @@ def best_scratch_record(runs_dir):
         return None
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--sweep", "sweep_name", default="sweep", help="Sweep name (folder under RUNS_DIR/sweeps) or folder.")
 @click.option("--runs-dir", default="runs")
 @click.option("--out", default=None, help="Output folder [default: outputs/report/<sweep>].")

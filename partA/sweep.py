@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click
 
-from common.cli import DEVICE_OPTION
+from common.cli import DEVICE_OPTION, OneLineErrors
 from common.errors import UserError
 from common.sweep import LocalSweep, load_sweep_config, run_agent, run_wandb_sweep, validate_sweep_config
 from common.tracking import PROBE_SECONDS, wandb_credentials_present, wandb_host, wandb_reachable
@@ -32,7 +32,7 @@ def _agent_process(folder, count, runs_dir, gpu):
     run_agent(LocalSweep(folder), count, runs_dir)
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--config", "config_path", default="partA/sweep.yaml", help="wandb sweep YAML.")
 @click.option("--count", type=int, default=30, help="Runs in the whole sweep (local) or for this agent (wandb).")
 @click.option("--backend", type=click.Choice(["auto", "wandb", "local"]), default="auto")

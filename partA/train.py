@@ -13,11 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 import click
 
-from common.cli import data_options, echo_run_summary, explicit_options, model_options, padding_value, training_options
+from common.cli import (OneLineErrors, data_options, echo_run_summary, explicit_options, model_options, padding_value,
+                        training_options)
 from common.from_scratch import resume_scratch, run_scratch
 
 
-@click.command(context_settings={"show_default": True, "max_content_width": 110})
+@click.command(cls=OneLineErrors, context_settings={"show_default": True, "max_content_width": 110})
 @data_options
 @model_options
 @training_options

@@ -14,6 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click
 
+from common.cli import OneLineErrors
+
 from common.checkpoints import load_record, resolve_run_dir
 from common.errors import UserError
 from common.io import load_json, save_json
@@ -52,7 +54,7 @@ def row_for(run_dir, eval_dir):
     }
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--run", "runs", multiple=True, help="Runs to compare [default: best scratch run + all fine-tune runs].")
 @click.option("--runs-dir", default="runs")
 @click.option("--eval-dir", default="outputs/test-eval", help="Where partA/evaluate.py wrote test summaries.")

@@ -20,7 +20,7 @@ from functools import partial
 
 import click
 
-from common.cli import data_options, echo_run_summary, explicit_options, training_options
+from common.cli import OneLineErrors, data_options, echo_run_summary, explicit_options, training_options
 from common.finetune import FINETUNE_RECIPE, print_stages, resume_finetune, run_finetune
 from common.pretrained import FREEZE_STRATEGIES, OFFLINE_MODEL, apply_freeze, available_models, build_pretrained
 
@@ -34,7 +34,7 @@ class ModelName(click.ParamType):
         return value
 
 
-@click.command(context_settings={"show_default": True, "max_content_width": 110})
+@click.command(cls=OneLineErrors, context_settings={"show_default": True, "max_content_width": 110})
 @click.option("--model", type=ModelName(), default=OFFLINE_MODEL, help="Any torchvision classification model.")
 @click.option("--weights", default="default",
               help="default (the model's best ImageNet weights), an enum name (IMAGENET1K_V2), a file path, or none.")

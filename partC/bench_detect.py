@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from common import opencv_reference
-from common.cli import DEVICE_OPTION
+from common.cli import DEVICE_OPTION, OneLineErrors
 from common.detector import PRECISION_DTYPES, build_detector
 from common.media import read_image
 from common.darknet_files import YOLO_REGISTRY, read_names, yolo_files
@@ -59,7 +59,7 @@ def time_opencv(reference, rgb):
     return time.perf_counter() - started
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--model", type=click.Choice(list(YOLO_REGISTRY)), default="yolov3-tiny")
 @click.option("--input-size", type=int, default=416)
 @click.option("--frames", type=int, default=30, help="Timed frames (after the warm-up).")

@@ -27,128 +27,19 @@ prefer_passive_openmp()  # before torch loads OpenMP
 
 import click
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from common.camera_trap import (ANIMALS, WILDLIFE, AlertPolicy, CropClassifier, contact_sheet, crop, parse_classes,
-                                worth_keeping)
-from common.detector import DETECT_OPTIONS, build_detector
+from common.camera_trap import (ANIMALS, WILDLIFE, AlertPolicy, CropClassifier, contact_sheet, crop, first_video_fps,
+                                fit_canvas, frames_of, make_demo_clip, parse_classes, plural, worth_keeping)
+from common.cli import DETECT_OPTIONS, OneLineErrors
+from common.detector import build_detector
 from common.errors import UserError
 from common.io import save_json
-from common.media import VideoWriter, draw_detections, expand_inputs, iter_video, read_image, video_info
-
-DEMO_PHOTOS = ["horses.jpg", "dog.jpg", "giraffe.jpg", "eagle.jpg", "horses.jpg", "person.jpg"]
+from common.media import VideoWriter, draw_detections, expand_inputs
 
 
-def capture_time(path):
-    """EXIF DateTimeOriginal of a still (camera traps stamp every shot), in seconds, or None."""
-    import datetime
 
-    try:
-        with Image.open(path) as img:
-            exif = img.getexif()
-            stamp = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)  # DateTimeOriginal, else DateTime
-        return datetime.datetime.strptime(stamp, "%Y:%m:%d %H:%M:%S").timestamp() if stamp else None
-    except Exception:
-        return None
-
-
-def frames_of(inputs, fps, stride, skipped=None):
-    """(source, frame index, time s, image) over videos and image sequences; None images are bad frames.
-
-    Stills are timed by their EXIF capture time when every still has one (real traps fire at
-    irregular intervals), else by position / --fps (with a warning when only some have one).
-    Videos follow each other on one clock: each starts where the previous one ended, so an
-    animal that leaves in one clip and returns in the next is a new visit, not the same one.
-    A video that cannot be opened is skipped and appended to `skipped` as (path, reason).
-    """
-    stills = [p for kind, p in inputs if kind == "image"]
-    stamps = [capture_time(p) for p in stills]
-    use_exif = bool(stills) and all(s is not None for s in stamps)
-    with_exif = sum(s is not None for s in stamps)
-    if 0 < with_exif < len(stills):
-        click.echo(f"warning: {len(stills) - with_exif} of {len(stills)} stills have no EXIF capture time; timing every "
-                   f"still by its position at --fps {fps:g} instead", err=True)
-    start = min(stamps) if use_exif else 0.0
-    when = {p: (s - start if use_exif else i / fps) for i, (p, s) in enumerate(zip(stills, stamps))}
-    sequence_index, clock = 0, 0.0
-    for kind, path in inputs:
-        if kind == "video":
-            end = clock
-            try:
-                for frame in iter_video(path):
-                    end = clock + frame.time
-                    if frame.index % stride == 0:
-                        yield str(path), frame.index, clock + frame.time, frame.image
-            except UserError as err:
-                if skipped is not None:
-                    skipped.append((str(path), err.message))
-                continue
-            clock = end + 1.0 / max(fps, 1e-9)  # the next video starts one frame period later
-        else:
-            if sequence_index % stride == 0:
-                try:
-                    image = read_image(path)
-                except UserError:
-                    image = None  # an unreadable trap frame is skipped and counted, not fatal
-                yield str(path), sequence_index, when[path], image
-            sequence_index += 1
-
-
-def plural(count, noun):
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def first_video_fps(media, stride, default):
-    for kind, path in media:
-        if kind == "video":
-            try:
-                return video_info(path)["fps"] / stride
-            except UserError:
-                continue
-    return default
-
-
-def fit_canvas(pil, size):
-    """Letterbox a PIL image into a fixed (w, h) canvas so the clip has one frame size."""
-    canvas = Image.new("RGB", size, (20, 20, 20))
-    copy = pil.copy()
-    copy.thumbnail(size)
-    canvas.paste(copy, ((size[0] - copy.width) // 2, (size[1] - copy.height) // 2))
-    return canvas
-
-
-def demo_photos(photos_dir=Path("/usr/share/darknet/data")):
-    """Debian darknet's animal photos; without that package, matplotlib's grace_hopper.jpg (a person)."""
-    photos = [photos_dir / name for name in DEMO_PHOTOS]
-    if all(p.is_file() for p in photos):
-        return photos
-    import matplotlib
-
-    click.echo("note: Debian's darknet photos are not installed (apt-get install darknet); "
-               "the demo clip uses matplotlib's grace_hopper.jpg only")
-    return [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"] * 2
-
-
-def make_demo_clip(path, photos=None, fps=4, seconds=2.0, size=(480, 360)):
-    """A short 'camera-trap' clip from real photos: each held for `seconds` with a slow zoom."""
-    writer = None
-    for source in photos or demo_photos():
-        photo = fit_canvas(Image.open(source).convert("RGB"), size)
-        frames = int(fps * seconds)
-        for i in range(frames):
-            zoom = 1.0 + 0.08 * i / frames  # frames differ, like a real clip
-            w, h = size[0] / zoom, size[1] / zoom
-            box = ((size[0] - w) / 2, (size[1] - h) / 2, (size[0] + w) / 2, (size[1] + h) / 2)
-            frame = np.asarray(photo.resize(size, Image.BILINEAR, box=box))
-            if writer is None:
-                writer = VideoWriter(path, fps, *size)
-            writer.write(frame)
-    writer.close()
-    return Path(path)
-
-
-@click.command(context_settings={"show_default": True})
+@click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.argument("inputs", nargs=-1)
 @DETECT_OPTIONS
 @click.option("--watch", default=",".join(WILDLIFE), help="Classes to detect and keep frames for.")

@@ -22,7 +22,8 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from common.detector import DETECT_OPTIONS, build_detector
+from common.cli import DETECT_OPTIONS, OneLineErrors
+from common.detector import build_detector
 from common.errors import UserError
 from common.media import VideoWriter, draw_detections, expand_inputs, iter_video, read_image, video_info
 
@@ -78,7 +79,7 @@ def detect_one(detector, kind, path, out_dir, log, stats, quiet):
             writer.close()
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.argument("inputs", nargs=-1, required=True)
 @DETECT_OPTIONS
 @click.option("--out", default="outputs/detect", help="Folder for annotated media and detections.jsonl.")

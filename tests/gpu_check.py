@@ -80,7 +80,9 @@ def main():
     import click
     import torch
 
-    @click.command()
+    from common.cli import OneLineErrors
+
+    @click.command(cls=OneLineErrors)
     @click.option("--keep", default=None, help="Folder for data, runs and outputs [default: a temporary one].")
     @click.option("--train-per-class", type=int, default=300, show_default=True)
     @click.option("--image-size", type=int, default=128, show_default=True)

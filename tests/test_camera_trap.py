@@ -69,8 +69,7 @@ def test_watcher_on_a_clip_of_real_photos_alerts_keeps_and_labels(tmp_path, demo
 def test_stills_are_timed_by_their_exif_capture_time(tmp_path):
     from PIL import Image
 
-    sys.path.insert(0, str(ROOT / "partC"))
-    from camera_trap import frames_of
+    from common.camera_trap import frames_of
 
     from common.media import expand_inputs
 
@@ -99,8 +98,7 @@ def _clip(path, frames=6, fps=2, colour=(40, 90, 160)):
 
 
 def test_several_videos_share_one_clock_and_a_broken_one_is_skipped(tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "partC"))
-    from camera_trap import frames_of
+    from common.camera_trap import frames_of
 
     from common.media import expand_inputs
 
@@ -119,8 +117,7 @@ def test_several_videos_share_one_clock_and_a_broken_one_is_skipped(tmp_path, ca
 def test_a_still_without_exif_among_stamped_ones_is_warned_about(tmp_path, capsys):
     from PIL import Image
 
-    sys.path.insert(0, str(ROOT / "partC"))
-    from camera_trap import frames_of
+    from common.camera_trap import frames_of
 
     from common.media import expand_inputs
 
