@@ -111,8 +111,12 @@ def test_cache_is_resized_and_centre_cropped(tmp_path):
 def test_load_train_val_never_lists_test_images(demo_root, tmp_path):
     data = load_train_val(demo_root, 16, cache_dir=tmp_path / "c", progress=False)
     assert len(data.train) + len(data.val) == 120 and len(data.classes) == 10
-    assert all(not p.startswith("val/") for p in data.train.paths + data.val.paths)
-    assert "val" not in vars(data.dataset) and data.dataset.train_dir.name == "train"
+    test_files = {p.resolve() for p in (demo_root / "inaturalist_12K" / "val").rglob("*.jpg")}
+    train_files = {p.resolve() for p in (demo_root / "inaturalist_12K" / "train").rglob("*.jpg")}
+    used = {(data.dataset.train_dir / p).resolve() for p in data.train.paths + data.val.paths}
+    assert len(test_files) == 30 and used == train_files  # every training image, and nothing else ...
+    assert not used & test_files  # ... so no test image (the demo test folder holds 30)
+    assert not any(field_value == data.dataset.root / "val" for field_value in vars(data.dataset).values())
 
 
 def test_locate_dataset_offline_without_data_says_what_to_do(tmp_path):

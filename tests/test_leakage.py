@@ -44,9 +44,9 @@ def hook(event, args):
     if event == "open" and isinstance(args[0], str):
         opened.append(args[0])
 sys.addaudithook(hook)
-sys.argv = ["partA/train.py"] + json.loads(sys.argv[1])
+sys.argv = [sys.argv[1]] + json.loads(sys.argv[2])
 try:
-    runpy.run_path("partA/train.py", run_name="__main__")
+    runpy.run_path(sys.argv[0], run_name="__main__")
 except SystemExit as e:
     code = e.code
 else:
@@ -55,16 +55,44 @@ json.dump({"opened": opened, "code": code}, open(OUT, "w"))
 """
 
 
-def test_a_training_run_opens_no_file_under_the_test_folder(demo_root, tmp_path):
-    out = tmp_path / "opened.json"
-    args = ["--data-dir", str(demo_root), "--image-size", "32", "--filters", "4,4,8,8,8", "--dense-units", "8",
-            "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"),
-            "--wandb", "disabled", "--quiet", "--run-name", "audit"]
-    script = AUDIT.replace("OUT", repr(str(out)))
-    subprocess.run([sys.executable, "-c", script, json.dumps(args)], cwd=ROOT, check=True, capture_output=True)
-    result = json.loads(out.read_text())
-    assert result["code"] in (0, None)
+def audited(script, args, tmp_path, name):
+    """Run `script` with `args` under an audit hook; the files it opened."""
+    out = tmp_path / f"opened-{name}.json"
+    code = AUDIT.replace("OUT", repr(str(out)))
+    result = subprocess.run([sys.executable, "-c", code, script, json.dumps(args)], cwd=ROOT, capture_output=True,
+                            text=True, env={**__import__("os").environ, "WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr
+    recorded = json.loads(out.read_text())
+    assert recorded["code"] in (0, None), (script, result.stdout[-2000:], result.stderr[-2000:])
+    return recorded["opened"]
+
+
+def test_no_training_sweep_fine_tune_compare_or_report_opens_a_test_file(demo_root, tmp_path):
+    """Every command that is not a test evaluation, run for real under an audit hook: none opens a file in
+    the test folder (Part B's feature cache included), while the training images are seen being opened."""
+    common = ["--cache-dir", str(tmp_path / "cache"), "--wandb", "disabled"]
+    runs = ["--runs-dir", str(tmp_path / "runs")]
+    sweep_config = tmp_path / "tiny.yaml"
+    sweep_config.write_text("method: random\nmetric: {name: val_acc, goal: maximize}\nparameters:\n"
+                            "  lr: {values: [0.002, 0.003, 0.004]}\n  epochs: {value: 1}\n  image_size: {value: 32}\n"
+                            "  filters: {value: '4,4,8,8,8'}\n  dense_units: {value: 8}\n")
+    commands = {
+        "train": ("partA/train.py", ["--data-dir", str(demo_root), "--image-size", "32", "--filters", "4,4,8,8,8",
+                                     "--dense-units", "8", "--epochs", "1", "--quiet", "--run-name", "audit",
+                                     *runs, *common]),
+        "sweep": ("partA/sweep.py", ["--config", str(sweep_config), "--backend", "local", "--count", "3", "--name",
+                                     "tiny", "--data-dir", str(demo_root), *runs, *common]),
+        "finetune": ("partB/finetune.py", ["--data-dir", str(demo_root), "--image-size", "32", "--epochs", "1",
+                                           "--no-augment", "--quiet", "--run-name", "ft", *runs, *common]),
+        "compare": ("partB/compare.py", [*runs, "--eval-dir", str(tmp_path / "eval"), "--out", str(tmp_path / "cmp")]),
+        "report": ("partA/report.py", ["--sweep", "tiny", *runs, "--out", str(tmp_path / "report"), "--include",
+                                       str(tmp_path / "cmp")]),
+    }
     test_dir = str(demo_root / "inaturalist_12K" / "val")
     train_dir = str(demo_root / "inaturalist_12K" / "train")
-    assert any(p.startswith(train_dir) for p in result["opened"])  # the hook does see the images it opens
-    assert not [p for p in result["opened"] if p.startswith(test_dir)]
+    for name, (script, args) in commands.items():
+        opened = audited(script, args, tmp_path, name)
+        assert not [p for p in opened if p.startswith(test_dir)], name
+        if name == "train":
+            assert any(p.startswith(train_dir) for p in opened)  # the hook does see the images a run opens
+    assert list((tmp_path / "cache" / "features").glob("*.pt"))  # the fine-tune took the feature-cache path

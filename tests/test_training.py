@@ -133,7 +133,16 @@ def test_evaluation_writes_accuracy_confusion_matrix_and_grid(demo_root, tiny_da
     run_scratch(options(tmp_path, epochs=1, run_name="ev"), data=tiny_data)
     summary = evaluate_on_test(tmp_path / "runs/ev", demo_root, tmp_path / "out", cache_dir=tmp_path / "cache",
                                progress=False)
-    assert summary["test_images"] == 30 and 0.0 <= summary["test_acc"] <= 1.0
+    # the accuracy, recomputed independently: the best checkpoint's predictions on the 30 test images, by hand
+    from common.checkpoints import model_from_checkpoint
+    from common.inference import predict
+    from common.testset import load_test_set
+
+    ckpt = load_checkpoint(tmp_path / "runs/ev/best.pt")
+    test, _ = load_test_set(demo_root, ckpt["classes"], 32, tmp_path / "cache", progress=False)
+    logits = predict(model_from_checkpoint(ckpt), test.images, ckpt["mean"], ckpt["std"], torch.device("cpu"))
+    assert summary["test_images"] == 30
+    assert summary["test_acc"] == pytest.approx((logits.argmax(1) == test.labels).float().mean().item())
     assert (tmp_path / "out/test_grid.png").stat().st_size > 10_000
     assert (tmp_path / "out/confusion_matrix.png").exists()
     assert sum(map(sum, summary["confusion_matrix"])) == 30

@@ -288,11 +288,14 @@ def test_grace_hopper_wears_a_tie(detector_factory):
     assert {"tie", "person"} <= set(found)
 
 
+@needs_darknet
 def test_boxes_are_in_original_image_pixels(detector_factory):
     from common.media import read_image
 
-    image = read_image(DARKNET_DATA / "dog.jpg") if DARKNET_DATA.is_dir() else torch.zeros(3, 300, 500, dtype=torch.uint8)
-    for d in detector_factory()(image):
+    image = read_image(DARKNET_DATA / "dog.jpg")
+    detections = detector_factory()(image)
+    assert len(detections) >= 4  # car, bicycle, dog, truck: the loop below checks real boxes
+    for d in detections:
         x1, y1, x2, y2 = d.box
         assert 0 <= x1 < x2 <= image.shape[2] and 0 <= y1 < y2 <= image.shape[1]
 
