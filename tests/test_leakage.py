@@ -73,7 +73,7 @@ def test_no_training_sweep_fine_tune_compare_or_report_opens_a_test_file(demo_ro
     common = ["--cache-dir", str(tmp_path / "cache"), "--wandb", "disabled"]
     runs = ["--runs-dir", str(tmp_path / "runs")]
     sweep_config = tmp_path / "tiny.yaml"
-    sweep_config.write_text("method: random\nmetric: {name: val_acc, goal: maximize}\nparameters:\n"
+    sweep_config.write_text("method: grid\nmetric: {name: val_acc, goal: maximize}\nparameters:\n"
                             "  lr: {values: [0.002, 0.003, 0.004]}\n  epochs: {value: 1}\n  image_size: {value: 32}\n"
                             "  filters: {value: '4,4,8,8,8'}\n  dense_units: {value: 8}\n")
     commands = {

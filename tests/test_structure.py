@@ -1,0 +1,132 @@
+"""The code's shape, checked: no import cycles in common/, short functions, no CLI framework in the
+library, and every script's --help shows the defaults it really runs with."""
+import ast
+import re
+import subprocess
+import sys
+
+import click
+import pytest
+
+from conftest import ROOT
+
+COMMON = sorted((ROOT / "common").glob("*.py"))
+SCRIPTS = sorted(p for part in ("partA", "partB", "partC") for p in (ROOT / part).glob("*.py"))
+MAX_FUNCTION_LINES = 80
+
+
+def common_imports(path):
+    """The common.* modules `path` imports, at module level or inside functions (both make a dependency)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("common."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.ImportFrom) and node.module == "common":
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("common.")}
+    return found
+
+
+def test_common_has_no_import_cycle():
+    graph = {p.stem: common_imports(p) - {p.stem} for p in COMMON}
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == "open":
+                raise AssertionError(f"import cycle: {' -> '.join(path + [dep])}")
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[node] = "done"
+
+    for module in graph:
+        if module not in state:
+            visit(module, [module])
+
+
+def test_the_cycle_check_can_fail(tmp_path):
+    (tmp_path / "a.py").write_text("from common.b import x\n")
+    assert common_imports(tmp_path / "a.py") == {"b"}
+
+
+def test_no_function_in_common_is_longer_than_80_lines():
+    long = []
+    for path in COMMON:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.name}:{node.name} ({lines} lines)")
+    assert not long
+
+
+def test_the_library_does_not_depend_on_click_except_its_cli_module():
+    users = [p.name for p in COMMON if p.name != "cli.py"
+             and any(isinstance(n, ast.Import) and any(a.name == "click" for a in n.names)
+                     for n in ast.parse(p.read_text()).body)]  # module level: __main__ blocks may use it
+    assert not users
+
+
+def load_command(script):
+    """The click command object a script defines (imported, not run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{script.parent.name}_{script.stem}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return next(v for v in vars(module).values() if isinstance(v, click.Command))
+
+
+def help_entries(help_text):
+    """{option name: its whole help entry} from click's --help layout (an entry starts with '-' at the
+    option column and runs until the next one)."""
+    entries, current = {}, None
+    for line in help_text.splitlines():
+        stripped = line.strip()
+        if line.startswith("  -") and not line.startswith("   "):
+            names = re.findall(r"(?<![\w-])(--?[\w-]+)", stripped.split("  ")[0])
+            current = names
+            for name in names:
+                entries[name] = stripped
+        elif current and stripped:
+            for name in current:
+                entries[name] += " " + stripped
+    return entries
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_scripts_help_shows_the_defaults_it_runs_with(script):
+    """For each option with a default, --help prints that default — the value the command will use."""
+    command = load_command(script)
+    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    entries = help_entries(result.stdout)
+    checked = 0
+    for param in command.params:
+        if not isinstance(param, click.Option) or param.hidden or param.multiple:
+            continue
+        if param.is_flag and not param.secondary_opts:
+            continue  # a plain flag is off unless given
+        if param.default is None or callable(param.default):
+            continue  # documented in the help text instead (e.g. "[default: the weights' own crop size]")
+        option = max(param.opts, key=len)
+        shown = re.search(r"\[default: ([^\]]+)\]", entries.get(option, ""))
+        assert shown, f"{script.name}: {option} does not show its default {param.default!r}"
+        value = shown.group(1).split(";")[0].strip()
+        expected = {str(param.default)}
+        if isinstance(param.default, bool):  # click shows the flag that is on: --augment / --no-augment
+            expected = {param.opts[0].lstrip("-") if param.default else param.secondary_opts[0].lstrip("-")}
+        squeeze = lambda text: text.replace(" ", "")  # noqa: E731 — click wraps long defaults across lines
+        assert squeeze(value) in {squeeze(e) for e in expected}, (script.name, option, value, expected)
+        checked += 1
+    assert checked >= 1
+
+
+def test_part_b_help_defaults_are_its_recipe():
+    from common.finetune import FINETUNE_RECIPE
+
+    command = load_command(ROOT / "partB" / "finetune.py")
+    defaults = {p.name: p.default for p in command.params}
+    assert {k: defaults[k] for k in FINETUNE_RECIPE} == FINETUNE_RECIPE
