@@ -18,7 +18,7 @@ COUNT ?= 30
 BACKEND ?= auto
 OUT ?= outputs
 
-.PHONY: help setup demo demo-data test train sweep agent report test-eval interpret finetune compare bench detect watch bench-detect weights clean-demo gpu-check
+.PHONY: help setup demo demo-data test test-fast assignment train sweep agent report test-eval interpret finetune compare bench detect watch bench-detect weights clean-demo gpu-check
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -79,6 +79,9 @@ demo: setup demo-data ## the whole pipeline, offline, on the demo data (a few mi
 test: setup ## run the test suite (CPU, a few minutes)
 	WANDB_MODE=disabled $(PYRUN) -m pytest
 
+test-fast: setup ## the fast subset (under a minute): no slow, darknet or network tests
+	WANDB_MODE=disabled $(PYRUN) -m pytest -m "not slow and not darknet and not network"
+
 train: setup ## train the Part A CNN on the real data (DATA=folder with inaturalist_12K or the zip)
 	$(PYRUN) partA/train.py --data-dir $(DATA) --epochs $(EPOCHS) $(if $(RUN_NAME),--run-name $(RUN_NAME),)
 
@@ -125,6 +128,21 @@ bench-detect: setup ## detector speed (stages, median, spread) vs OpenCV's DNN a
 
 gpu-check: ## GPU smoke check: every GPU path + a timing table (< 4 min on one CUDA GPU; no wandb, no network)
 	$(or $(wildcard $(PY)),python3) tests/gpu_check.py
+
+BUDGET ?= 45
+ASSIGNMENT_OUT ?= $(OUT)/assignment
+ASSIGN := $(PYRUN) partA/assignment.py --out $(ASSIGNMENT_OUT)
+assignment: setup ## the whole assignment, resumably: plan + estimate (BUDGET minutes), sweep, test eval, Q5, Part B, Part C, report
+	$(ASSIGN) --plan-only --data-dir $(DATA) --budget $(BUDGET) $(if $(filter command line,$(origin COUNT)),--count $(COUNT),) $(if $(GO_ON),--go-on,) $(if $(filter-out $(DEMO_PHOTOS),$(INPUTS)),$(addprefix --inputs ,$(INPUTS)),) $(ASSIGNMENT_FLAGS)
+	$(ASSIGN) --step sweep
+	$(ASSIGN) --step test-eval
+	$(ASSIGN) --step interpret
+	$(ASSIGN) --step finetune
+	$(ASSIGN) --step finetune-eval
+	$(ASSIGN) --step detect
+	$(ASSIGN) --step watch
+	$(ASSIGN) --step report
+	@echo "assignment done: $(ASSIGNMENT_OUT)/report/report.html"
 
 clean-demo: ## remove the demo data, demo runs and demo outputs
 	rm -rf $(DEMO_DATA) runs/demo-* $(OUT)/demo

@@ -62,7 +62,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     grad_clip: float = 1.0  # max gradient norm; 0 = off
     augment: bool = True
-    aug_strength: float = 1.0
+    aug_strength: Optional[float] = None  # None: by the training budget, see augmentation_strength
     precision: str = "auto"
     channels_last: bool = True
     compile: bool = False
@@ -98,7 +98,8 @@ class TrainConfig:
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
             (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.grad_clip >= 0, f"gradient clipping must be >= 0 (0 = off), got {self.grad_clip}"),
-            (self.aug_strength >= 0, f"augmentation strength must be >= 0, got {self.aug_strength}"),
+            (self.aug_strength is None or self.aug_strength >= 0,
+             f"augmentation strength must be >= 0, got {self.aug_strength}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -117,6 +118,19 @@ class TrainConfig:
     def from_dict(cls, values):
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+# Augmentation by budget: regularisation a long run needs makes a short one under-fit. Measured on the demo
+# data (README, "The default recipe"): at 15 epochs full-strength augmentation kept training accuracy below
+# validation accuracy (0.41 vs 0.44) while weak or no augmentation won; the strength grows with the epochs.
+AUG_RAMP_START, AUG_RAMP_EPOCHS = 10, 50
+
+
+def augmentation_strength(cfg) -> float:
+    """--aug-strength, or by budget: 0 up to 10 epochs, then rising linearly to 1 at 60 epochs."""
+    if cfg.aug_strength is not None:
+        return cfg.aug_strength
+    return min(1.0, max(0.0, (cfg.epochs - AUG_RAMP_START) / AUG_RAMP_EPOCHS))
 
 
 CONTEXT_KEYS = frozenset(f.name for f in fields(TrainConfig) if f.metadata.get("context"))
@@ -318,7 +332,8 @@ def start_session(model, data, cfg: TrainConfig, state: RunSpec, groups, device,
         base_lrs=[g["lr"] for g in optimizer.param_groups],
         mean=torch.tensor(state.mean, device=device), std=torch.tensor(state.std, device=device),
         device=device, precision=precision,
-        augment=AugmentConfig(enabled=True, strength=cfg.aug_strength) if cfg.augment else None,
+        augment=(AugmentConfig(enabled=True, strength=augmentation_strength(cfg))
+                 if cfg.augment and augmentation_strength(cfg) > 0 else None),
         batch_size=batch_size, steps_per_epoch=steps_per_epoch,
         warmup_steps=int(cfg.warmup_epochs * steps_per_epoch))
 
@@ -389,6 +404,7 @@ def open_record(run_dir, cfg, state: RunSpec, resume_checkpoint, session: Sessio
         "name": run_dir.name, "status": "running", "config": cfg.to_dict(), "recipe": cfg.recipe(),
         "context": cfg.context(), "model_spec": state.model_spec, "classes": state.classes,
         "precision": session.precision, "environment": environment_info(session.device),
+        "aug_strength_used": augmentation_strength(cfg) if cfg.augment else 0.0,
         "backends": {**backends, "data_on_device": session.batches.on_device},
         "train_images": len(data.train), "val_images": len(data.val), **state.extra,
     })

@@ -23,6 +23,31 @@ def write_image(path, size=(40, 30), mode="RGB", colour=(200, 30, 30), fmt=None)
     return path
 
 
+SLOW_FIXTURES = {"demo_root", "tiny_data", "detector_factory", "lite0"}
+SLOW_MODULES = {"test_leakage", "test_structure", "test_tracking"}
+SLOW_CALLS = {"subprocess", "run_cli", "run_detect", "run_python", "audited", "run_scratch", "run_finetune"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers that say what a test needs: darknet (Debian's photos and cfgs), network (a server on
+    127.0.0.1 that the test starts), gpu (a CUDA device). Tests whose need is missing are skipped, saying why."""
+    import torch
+
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if {"http_server", "silent_server"} & fixtures:
+            item.add_marker(pytest.mark.network)
+        # slow: trains or decodes the demo data, loads real weights, or runs a whole script in a subprocess
+        if (SLOW_FIXTURES & fixtures or item.module.__name__ in SLOW_MODULES
+                or SLOW_CALLS & set(getattr(item.function, "__code__", None).co_names)):
+            item.add_marker(pytest.mark.slow)
+        if "darknet" in item.keywords and not DARKNET_DATA.is_dir():
+            item.add_marker(pytest.mark.skip(reason="needs Debian's darknet package (apt-get install darknet; "
+                                                    ".ci/run installs it)"))
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (make gpu-check runs the GPU paths)"))
+
+
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory):
     """The real demo generator at test scale: 10 classes, 12 train + 3 test images each."""

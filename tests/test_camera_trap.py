@@ -41,7 +41,7 @@ def test_crops_stay_inside_the_image():
     assert crop(image, [10, 10, 30, 20], margin=0.0).shape == (3, 11, 21)
 
 
-@pytest.mark.skipif(not DARKNET_DATA.is_dir(), reason="needs Debian's darknet photos (apt-get install darknet)")
+@pytest.mark.darknet
 def test_watcher_on_a_clip_of_real_photos_alerts_keeps_and_labels(tmp_path, demo_root):
     from common.from_scratch import run_scratch
 
@@ -155,7 +155,7 @@ def test_detection_labels_are_placed_so_none_hides_another():
     assert all(0 <= r[0] and 0 <= r[1] and r[2] <= 640 and r[3] <= 424 for r in rects)
 
 
-@pytest.mark.skipif(not DARKNET_DATA.is_dir(), reason="Debian package darknet not installed")
+@pytest.mark.darknet
 def test_person_jpg_labels_do_not_overlap():
     from PIL import ImageDraw
 

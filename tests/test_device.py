@@ -80,3 +80,18 @@ def test_training_batches_come_from_the_same_indices_wherever_the_set_lives():
     order = source.order(torch.tensor([3, 0, 4]))
     got_images, got_labels = source.batch(order[:2])
     assert torch.equal(got_images, images[[3, 0]]) and got_labels.tolist() == [1, 4]
+
+
+@pytest.mark.gpu
+def test_streamed_batches_equal_batches_from_a_set_on_the_gpu():
+    from common.training import BatchSource
+
+    images = torch.randint(0, 255, (64, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(64) % 10
+    cuda = torch.device("cuda")
+    resident, streamed = BatchSource(images, labels, cuda, True), BatchSource(images, labels, cuda, False)
+    assert streamed.streaming and not resident.streaming
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(0))
+    for chunk in order.split(16):
+        a, b = resident.batch(resident.order(chunk)), streamed.batch(streamed.order(chunk))
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

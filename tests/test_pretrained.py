@@ -49,7 +49,7 @@ def test_offline_lite0_recognises_grace_hopper(lite0):
     assert labels[1][0] == "mortarboard"
 
 
-@pytest.mark.skipif(not DARKNET_DATA.is_dir(), reason="needs Debian's darknet photos (apt-get install darknet)")
+@pytest.mark.darknet
 def test_offline_lite0_recognises_the_dog_and_the_eagle(lite0):
     dog = top3(lite0[0], DARKNET_DATA / "dog.jpg")
     assert [name for name, _ in dog[:2]] == ["German shepherd", "malamute"]
@@ -285,6 +285,7 @@ def test_frozen_backbone_without_augmentation_trains_the_head_on_cached_features
     assert torch.equal(final["classifier.1.weight"], ckpt["model"]["classifier.1.weight"])
 
 
+@pytest.mark.slow
 def test_auxiliary_heads_join_the_training_loss():
     from common.training import training_loss
 
@@ -372,3 +373,19 @@ def test_part_b_refuses_settings_that_would_silently_change(demo_root, tmp_path)
         run_finetune({**base, "freeze": "gradual", "unfreeze_every": 0})
     with pytest.raises(UserError, match="first-k needs --k"):
         run_finetune({**base, "freeze": "first-k"})
+
+
+@pytest.mark.parametrize("strategy", ["gradual", "none"])
+def test_gradual_and_none_freezing_through_the_real_loop(demo_root, tmp_path, strategy):
+    """gradual (unfreeze every epoch): epoch 1 trains the head only, epoch 2 adds the top stage — so after two
+    epochs the top stage and the head moved and the stem did not; none moves everything."""
+    data = load_train_val(demo_root, 32, cache_dir=tmp_path / "cache", progress=False)
+    before, _ = build_pretrained("efficientnet_lite0", "default", num_classes=10)
+    reference = {k: v.clone() for k, v in before.state_dict().items()}
+    run_finetune({"model": "efficientnet_lite0", "freeze": strategy, "image_size": 32, "epochs": 2, "batch_size": 16,
+                  "wandb": "disabled", "quiet": True, "runs_dir": str(tmp_path / "runs"), "run_name": "g",
+                  "unfreeze_every": 1}, data=data)
+    after = torch.load(tmp_path / "runs/g/last.pt", weights_only=True)["model"]
+    moved = lambda key: not torch.equal(after[key], reference[key])  # noqa: E731
+    assert moved("features.8.0.weight")  # the top stage (conv_head)
+    assert moved("features.0.0.weight") == (strategy == "none")  # the stem: frozen throughout under gradual

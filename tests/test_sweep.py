@@ -347,6 +347,7 @@ def _png(path, colour=(90, 120, 200), size=(300, 200)):
     return path
 
 
+@pytest.mark.slow
 def test_the_handin_report_is_one_document_in_the_assignments_order(tmp_path):
     import json
     import os

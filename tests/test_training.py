@@ -213,3 +213,101 @@ def test_bench_prints_both_speed_ratios(demo_root, tmp_path):
     for pipeline in ("seed epoch 1", "competent epoch 1", "ours epoch 1"):
         assert pipeline in result.stdout
     assert "x the seed's" in result.stdout and "x the competent pipeline's" in result.stdout
+
+
+@pytest.mark.parametrize("optimizer, scheduler", [("sgd", "cosine"), ("adam", "cosine"), ("nadam", "cosine"),
+                                                  ("radam", "cosine"), ("adamw", "onecycle"), ("adamw", "step")])
+def test_every_optimizer_and_schedule_trains_through_the_real_loop(tiny_data, tmp_path, optimizer, scheduler):
+    record = run_scratch(options(tmp_path, epochs=2, run_name="o", optimizer=optimizer, scheduler=scheduler,
+                                 step_size=1), data=tiny_data)
+    first = load_checkpoint(tmp_path / "runs/o/last.pt")
+    assert record["status"] == "finished" and first["optimizer"]["state"]  # the optimiser took real steps
+    assert all(torch.isfinite(torch.tensor(e["train_loss"])) for e in record["epochs"])
+    lrs = [e["lr"] for e in record["epochs"]]
+    if scheduler == "step":  # step_size 1 epoch, gamma 0.1: the second epoch runs at a tenth (peak 3e-3 → 3e-4)
+        assert lrs[1] == pytest.approx(3e-4)
+
+
+def test_no_weight_decay_on_biases_and_norm_layers():
+    from torch import nn
+
+    from common.training import build_optimizer, weight_decay_groups
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.zeros(1, 3, 5, 5))
+    optimizer = build_optimizer("adamw", weight_decay_groups(model, 0.5), lr=0.1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # no gradient: only weight decay can move a parameter
+    optimizer.step()
+    for name, p in model.named_parameters():
+        moved = not torch.equal(p, before[name])
+        assert moved == (p.ndim > 1), name  # conv/linear weights shrink; biases and BN weight/bias do not
+
+
+def test_an_orphaned_sweep_run_resumes_through_the_real_trainer(demo_root, tmp_path, monkeypatch):
+    from common.sweep import LocalSweep, run_agent, scratch_trainer
+
+    config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
+              "parameters": {"lr": {"values": [0.003]}, "epochs": {"value": 3}, "image_size": {"value": 32},
+                             "filters": {"value": "4,8,8,16,16"}, "dense_units": {"value": 16}}}
+    sweep = LocalSweep.create_or_open(tmp_path / "sweeps" / "o", config,
+                                      {"data_dir": str(demo_root), "cache_dir": str(tmp_path / "cache"),
+                                       "wandb": "disabled", "batch_size": 16})
+    patch_fit(monkeypatch, kill_at(2))  # the agent dies during epoch 3, after 2 epochs were saved
+    with pytest.raises(KeyboardInterrupt):
+        run_agent(sweep, 1, str(tmp_path / "runs"), log=lambda *_: None)
+    monkeypatch.undo()
+    (run,) = sweep.runs()
+    assert run["state"] == "running" and len(run["history"]) == 2
+    run["agent"]["pid"] = 2 ** 22 + 99  # that agent is gone
+    sweep.save_run(run)
+    done = run_agent(sweep, 1, str(tmp_path / "runs"), train=scratch_trainer(str(tmp_path / "runs")),
+                     log=lambda *_: None)
+    assert done == [run["id"]] and sweep.runs()[0]["state"] == "finished"
+    record = json.loads((tmp_path / "runs" / f"o-{run['id']}" / "record.json").read_text())
+    assert record["resumed_from_epoch"] == 2 and [e["epoch"] for e in record["epochs"]] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_the_whole_assignment_runs_is_interrupted_and_resumes(demo_root, tmp_path):
+    """make assignment's chain on the test-scale demo data: interrupted during the sweep (SIGINT, as Ctrl-C),
+    run again: the finished steps are skipped, the sweep continues, and the report is written."""
+    import os
+    import signal
+    import time
+
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text("method: grid\nmetric: {name: val_acc, goal: maximize}\nparameters:\n"
+                     "  lr: {values: [0.002, 0.003, 0.004]}\n  epochs: {value: 3}\n  image_size: {value: 32}\n"
+                     "  filters: {value: '4,8,8,16,16'}\n  dense_units: {value: 16}\n  batch_size: {value: 16}\n")
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    base = [sys.executable, "partA/assignment.py", "--out", str(out), "--runs-dir", str(runs), "--cache-dir",
+            str(tmp_path / "cache")]
+    plan = subprocess.run([*base, "--plan-only", "--data-dir", str(demo_root), "--budget", "30", "--count", "3",
+                           "--sweep-config", str(sweep), "--backend", "local", "--device", "cpu",
+                           "--finetune-image-size", "64", "--inputs", str(ROOT / "docs" / "demo_test_grid.png")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert plan.returncode == 0, plan.stderr
+    assert "Q2: sweep, 3 runs" in plan.stdout and "total still to run" in plan.stdout
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    first = subprocess.Popen([*base, "--step", "sweep"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    runs_folder = runs / "sweeps" / "assignment" / "runs"
+    while time.time() < deadline and first.poll() is None:
+        finished = [json.loads(p.read_text()) for p in runs_folder.glob("*.json")] if runs_folder.is_dir() else []
+        if any(r["state"] == "finished" for r in finished):
+            os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in the middle of the sweep
+            break
+        time.sleep(0.2)
+    first.wait(timeout=120)
+    assert not (out / "steps" / "sweep.done").exists()  # an interrupted step is not marked done
+    for step in ("sweep", "test-eval", "interpret", "finetune", "finetune-eval", "detect", "watch", "report"):
+        result = subprocess.run([*base, "--step", step], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, (step, result.stdout[-3000:], result.stderr[-3000:])
+    states = [json.loads(p.read_text())["state"] for p in runs_folder.glob("*.json")]
+    assert sorted(states) == ["finished"] * 3  # the interrupted sweep was continued, not restarted
+    assert (out / "report" / "report.html").stat().st_size > 50_000
+    again = subprocess.run([*base, "--step", "sweep"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert "done before, skipped" in again.stdout

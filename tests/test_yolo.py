@@ -14,8 +14,7 @@ from common.yolo import (Darknet, Letterbox, MaxPoolDarknet, YoloHead, boxes_to_
                          load_darknet_weights, parse_cfg, save_darknet_weights, select_detections)
 from conftest import DARKNET_DATA, ROOT
 
-needs_darknet = pytest.mark.skipif(not DARKNET_DATA.is_dir(), reason="Debian package darknet not installed "
-                                   "(apt-get install darknet); .ci/run installs it")
+needs_darknet = pytest.mark.darknet  # skipped without Debian's darknet package (conftest)
 SMALL_CFG = """
 [net]
 width=64
