@@ -18,7 +18,7 @@ COUNT ?= 30
 BACKEND ?= auto
 OUT ?= outputs
 
-.PHONY: help setup demo demo-data test test-fast assignment train sweep agent report test-eval interpret finetune compare bench detect watch bench-detect weights clean-demo gpu-check
+.PHONY: help setup demo demo-data test test-fast assignment recipe-check sweep-bench train sweep agent report test-eval interpret finetune compare bench detect watch bench-detect weights clean-demo gpu-check
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -128,6 +128,12 @@ bench-detect: setup ## detector speed (stages, median, spread) vs OpenCV's DNN a
 
 gpu-check: ## GPU smoke check: every GPU path + a timing table (< 4 min on one CUDA GPU; no wandb, no network)
 	$(or $(wildcard $(PY)),python3) tests/gpu_check.py
+
+recipe-check: setup demo-data ## default recipe vs the seed's at 15 and 30 epochs (demo data, 64 px; DATA= to change)
+	$(PYRUN) partA/recipe_check.py --data-dir $(if $(filter command line environment,$(origin DATA)),$(DATA),$(DEMO_DATA)) --image-size 64 --epochs 15,30
+
+sweep-bench: setup demo-data ## epochs grid / random / bayes+hyperband need to reach the grid's best (demo data, 32 px)
+	$(PYRUN) partA/sweep_bench.py --data-dir $(if $(filter command line environment,$(origin DATA)),$(DATA),$(DEMO_DATA)) --image-size 32 --epochs 6 --seeds 3
 
 BUDGET ?= 45
 ASSIGNMENT_OUT ?= $(OUT)/assignment

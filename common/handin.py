@@ -30,8 +30,9 @@ def fmt_value(value):
     return str(value)
 
 
-def embed_image(path, width, max_pixels=1600):
-    """An <img> with the file embedded, downscaled to at most `max_pixels` wide, shown `width` px wide."""
+def embed_image(path, width, max_pixels=1400):
+    """An <img> with the file embedded, downscaled to at most `max_pixels` wide, shown `width` px wide.
+    Photos and photo grids (large as PNG) are embedded as JPEG; plots stay PNG (sharp lines, small)."""
     from PIL import Image
 
     with Image.open(path) as img:
@@ -39,8 +40,12 @@ def embed_image(path, width, max_pixels=1600):
         if img.width > max_pixels:
             img = img.resize((max_pixels, round(img.height * max_pixels / img.width)), Image.LANCZOS)
         buffer = io.BytesIO()
-        img.save(buffer, format="JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "PNG", quality=88)
-        mime = "jpeg" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "png"
+        img.save(buffer, format="PNG")
+        mime = "png"
+        if Path(path).suffix.lower() in (".jpg", ".jpeg") or buffer.tell() > 400_000:
+            buffer = io.BytesIO()
+            img.save(buffer, format="JPEG", quality=85)
+            mime = "jpeg"
         shown = min(width, img.width)
     data = base64.b64encode(buffer.getvalue()).decode()
     return f'<img src="data:image/{mime};base64,{data}" style="width:{shown}px;max-width:100%">'

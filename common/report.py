@@ -221,16 +221,18 @@ def observations(rows, searched=None):
     scored = full if len(full) >= 3 else everything
     out = []
     if scored is full and len(full) < len(everything):
-        out.append(f"Comparisons below use the {len(full)} runs that trained to the end; the "
-                   f"{len(everything) - len(full)} hyperband-stopped runs are left out (their accuracy is partial).")
+        stopped_count = len(everything) - len(full)
+        out.append(f"Comparisons below use the {len(full)} runs that trained to the end; the {stopped_count} "
+                   f"hyperband-stopped run{'s are' if stopped_count > 1 else ' is'} left out (its accuracy is partial).")
     elif scored is everything and len(full) < len(everything):
         out.append(f"Only {len(full)} runs trained to the end, so the comparisons below also include hyperband-stopped "
                    f"runs, whose partial accuracy understates them.")
     n = len(scored)
     caveat = " (few runs: suggestive, not conclusive)" if n < 10 else ""
     best = max(scored, key=lambda r: r["val_acc"])
+    varied = set(swept_parameters(scored)) | set(searched or [])
     out.append(f"The best of {n} scored runs reached {best['val_acc']:.3f} validation accuracy with "
-               f"{format_params(best['params'])}.")
+               f"{format_params({k: v for k, v in best['params'].items() if k in varied})}.")
     params = swept_parameters(scored)
     for p in sorted(set(searched or []) - set(params)):
         drawn = {repr(r["params"].get(p)).strip("'") for r in scored}

@@ -59,8 +59,8 @@ def sweep_sections(folder, rows, out, searched):
           + "<h4>Values tried</h4>" + handin.table(["parameter", "values"], [[p, ", ".join(v)] for p, v in values.items()])
           + (handin.paragraph("Fixed for every run: " + ", ".join(f"{k}={handin.fmt_value(v)}" for k, v in fixed.items()))
              if fixed else "")
-          + handin.command(f"python partA/sweep.py --config {options.get('config', 'partA/sweep.yaml')} --name "
-                           f"{folder.name} --data-dir {options.get('data_dir', 'data')}")
+          + handin.command(f"python partA/sweep.py --config {folder / 'config.yaml'} --name {folder.name} "
+                           f"--data-dir {options.get('data_dir', 'data')}   # the sweep's own config")
           + "<h4>Validation accuracy vs time created</h4>" + handin.embed_image(created, handin.DISPLAY["plot"])
           + "<h4>Parallel coordinates</h4>" + handin.embed_image(parallel, handin.DISPLAY["plot"])
           + "<h4>Parameter importance and correlation</h4>" + handin.embed_image(importance, handin.DISPLAY["plot"])

@@ -24,6 +24,14 @@ from common.sweep import LocalSweep, load_sweep_config, run_agent, run_wandb_swe
 from common.tracking import PROBE_SECONDS, wandb_credentials_present, wandb_host, wandb_reachable
 
 
+def python_command():
+    """How to call this same Python from the repo root (.venv/bin/python, not a bare `python` that may lack the venv)."""
+    import os
+
+    relative = os.path.relpath(sys.executable)
+    return relative if not relative.startswith("..") else sys.executable
+
+
 def _agent_process(folder, count, runs_dir, gpu):
     import os
 
@@ -96,7 +104,7 @@ def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_
     click.echo(f"sweep {folder.name}: {len(runs)} runs ({', '.join(f'{v} {k}' for k, v in states.items() if v)})")
     if best:
         click.echo(f"best: run {best['id']} val acc {best['summary']['best_val_acc']:.4f} with {best['params']}")
-    click.echo(f"report: python partA/report.py --sweep {folder.name}")
+    click.echo(f"report: {python_command()} partA/report.py --sweep {folder.name}")
 
 
 if __name__ == "__main__":
