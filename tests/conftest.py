@@ -48,6 +48,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (make gpu-check runs the GPU paths)"))
 
 
+# A tiny CNN on 32-px demo images: real training in a second or two.
+TINY = dict(image_size=32, filters="4,8,8,16,16", dense_units=16, batch_size=16, wandb="disabled", quiet=True,
+            lr=3e-3, warmup_epochs=0.5)
+
+
+def options(tmp_path, **extra):
+    return {**TINY, "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"), **extra}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(demo_root, tmp_path_factory):
+    from common.data import load_train_val
+
+    return load_train_val(demo_root, 32, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+
+
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory):
     """The real demo generator at test scale: 10 classes, 12 train + 3 test images each."""

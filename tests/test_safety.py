@@ -12,20 +12,7 @@ from common.checkpoints import load_checkpoint
 from common.data import load_train_val
 from common.errors import UserError
 from common.from_scratch import resume_scratch, run_scratch
-from conftest import ROOT
-
-TINY = dict(image_size=32, filters="4,8,8,16,16", dense_units=16, batch_size=16, wandb="disabled", quiet=True,
-            lr=3e-3, warmup_epochs=0.5)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(demo_root, tmp_path_factory):
-    return load_train_val(demo_root, 32, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
-
-
-def options(tmp_path, **extra):
-    return {**TINY, "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"), **extra}
-
+from conftest import ROOT, TINY, options
 
 class Exploit:
     def __init__(self, marker):

@@ -7,25 +7,11 @@ import pytest
 import torch
 
 from common.checkpoints import load_checkpoint
-from common.data import load_train_val
 from common.errors import UserError
 from common.evaluation import evaluate_on_test
 from common.from_scratch import resume_scratch, run_scratch
 from common.training import TrainingDiverged, lr_multiplier
-from conftest import ROOT
-
-TINY = dict(image_size=32, filters="4,8,8,16,16", dense_units=16, batch_size=16, wandb="disabled", quiet=True,
-            lr=3e-3, warmup_epochs=0.5)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(demo_root, tmp_path_factory):
-    return load_train_val(demo_root, 32, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
-
-
-def options(tmp_path, **extra):
-    return {**TINY, "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"), **extra}
-
+from conftest import ROOT, TINY, options  # noqa: F401 (the tiny_data fixture is in conftest)
 
 def test_a_few_epochs_reduce_the_training_loss(tiny_data, tmp_path):
     record = run_scratch(options(tmp_path, epochs=15, run_name="learn", augment=False, label_smoothing=0.0,
