@@ -106,7 +106,7 @@ def _checked_resume(run_dir, overrides, data):
         if key in RESUME_FREE_KEYS or value is None:
             continue
         old = stored.get(key, spec_config.get(key, record.get("finetune", {}).get(key)))
-        if old is not None and _normalise(old) != _normalise(value):
+        if old is not None and _comparable_value(old) != _comparable_value(value):
             raise UserError(f"run {run_dir.name} was trained with {key}={old}, you gave {value}; drop the option "
                             f"to resume, or start a new run")
     for key in CONTEXT_KEYS - {"run_name", "runs_dir"}:  # where and how it runs now; never which run it is
@@ -150,9 +150,9 @@ def _comparable_overrides(overrides: dict) -> dict:
     return overrides
 
 
-def _normalise(value):
+def _comparable_value(value):
     if isinstance(value, (list, tuple)):
-        return [_normalise(v) for v in value]
+        return [_comparable_value(v) for v in value]
     if isinstance(value, str):
         try:
             return [int(v) for v in value.split(",")] if "," in value else value
