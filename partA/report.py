@@ -37,7 +37,7 @@ def searched_parameters(folder):
                   if isinstance(spec, dict) and (len(spec.get("values", [])) > 1 or "min" in spec))
 
 
-def sweep_sections(folder, rows, out, searched):
+def sweep_sections(folder, rows, out, searched, include=None):
     created = plot_accuracy_vs_created(rows, out / "accuracy_vs_created.png")
     parallel = plot_parallel_coordinates(rows, out / "parallel_coordinates.png", searched)
     table = parameter_importance(rows)
@@ -68,6 +68,11 @@ def sweep_sections(folder, rows, out, searched):
                              "each parameter (what wandb's panel computes)." + noise)
           + handin.table(["parameter", "importance", "correlation with val acc"],
                          [[f, f"{i:.3f}", f"{c:+.3f}"] for f, i, c in table]))
+    efficiency = handin.find([*include, "outputs/sweep-bench"], "sweep_efficiency.png", out) if include is not None else []
+    if efficiency:
+        q2 += ("<h4>How much the sweep saves (make sweep-bench)</h4>" + handin.embed_image(efficiency[0], handin.DISPLAY["plot"])
+               + handin.paragraph("Best validation accuracy against epochs spent by grid, random and bayes + hyperband "
+                                  "with the grid's total epoch budget, one line per seed (README: the fractions)."))
     q3 = "<ul>" + "".join(f"<li>{handin.html.escape(n)}</li>" for n in notes) + "</ul>"
     summary = {"sweep": folder.name, "runs": len(rows), "states": states, "values_swept": values,
                "best": {"id": best["id"], "val_acc": best["val_acc"], "params": best["params"]},
@@ -96,7 +101,7 @@ def main(sweep_name, runs_dir, out, include):
     folder = Path(sweep_name) if Path(sweep_name).is_dir() else Path(runs_dir) / "sweeps" / sweep_name
     rows = collect_sweep(folder)
     out = Path(out or Path("outputs/report") / folder.name)
-    sweep_parts, summary, figures = sweep_sections(folder, rows, out, searched_parameters(folder))
+    sweep_parts, summary, figures = sweep_sections(folder, rows, out, searched_parameters(folder), include)
     found = handin.collect_outputs(include, exclude=out)
     record = best_scratch_record(runs_dir)
     sections = [("Q1: parameters and computations",

@@ -82,7 +82,7 @@ def plot_curves(results, grid_best, tolerance, path):
         xs, ys = zip(*curve)
         ax.step(xs, ys, where="post", color=colours[method], alpha=0.8, lw=1.5,
                 label=method if seed == min(s for m, s in results if m == method) else None)
-    ax.axhline(grid_best - tolerance, color="black", ls=":", lw=1, label=f"grid best − {tolerance:g}")
+    ax.axhline(grid_best - tolerance, color="black", ls=":", lw=1, label=f"grid best (mean over seeds) − {tolerance:g}")
     ax.set(xlabel="epochs spent", ylabel="best validation accuracy so far",
            title="sweep efficiency: best validation accuracy vs epochs spent (one line per seed)")
     ax.grid(alpha=0.3)
