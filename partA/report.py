@@ -68,7 +68,7 @@ def sweep_sections(folder, rows, out, searched, include=None):
                              "each parameter (what wandb's panel computes)." + noise)
           + handin.table(["parameter", "importance", "correlation with val acc"],
                          [[f, f"{i:.3f}", f"{c:+.3f}"] for f, i, c in table]))
-    efficiency = handin.find([*include, "outputs/sweep-bench"], "sweep_efficiency.png", out) if include is not None else []
+    efficiency = handin.find(include, "sweep_efficiency.png", out) if include else []
     if efficiency:
         q2 += ("<h4>How much the sweep saves (make sweep-bench)</h4>" + handin.embed_image(efficiency[0], handin.DISPLAY["plot"])
                + handin.paragraph("Best validation accuracy against epochs spent by grid, random and bayes + hyperband "
