@@ -259,6 +259,16 @@ def _seeded(seed, propose):
         np.random.set_state(np_state)
 
 
+def plain(value):
+    """A proposal's value as plain Python: `sweeps` proposes numpy scalars (np.float64 learning rates), which
+    would end up pickled in checkpoints that weights_only loading then refuses."""
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (dict, str)):
+        return value.item()
+    return value
+
+
 def claim_next_run(sweep: LocalSweep, count: int):
     """Under the lock: an orphaned run to resume, else a new proposal, else None (sweep done)."""
     import sweeps
@@ -289,7 +299,7 @@ def claim_next_run(sweep: LocalSweep, count: int):
         if proposal is None:  # a finished grid
             return None
         run_id = uuid.uuid4().hex[:8]
-        run = {"id": run_id, "params": {k: v["value"] for k, v in proposal.config.items()}, "state": "running",
+        run = {"id": run_id, "params": {k: plain(v["value"]) for k, v in proposal.config.items()}, "state": "running",
                "history": [], "summary": {}, "agent": process_identity(), "pid": os.getpid(), "host": socket.gethostname(),
                "heartbeat": time.time(), "created": time.time(), "search_info": proposal.search_info}
         sweep.save_run(run)

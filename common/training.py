@@ -234,6 +234,11 @@ def _restore_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def plain_data(obj):
+    """JSON-plain copy of `obj`; numpy scalars (what `sweeps` proposes) become Python numbers."""
+    return json.loads(json.dumps(obj, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
 def checkpoint_dict(model, optimizer, scaler, epoch, cfg, state: RunSpec, best_val_acc, wandb_id, record=None):
     raw = getattr(model, "_orig_mod", model)  # a torch.compile'd model saves its original weights
     return {
@@ -242,8 +247,8 @@ def checkpoint_dict(model, optimizer, scaler, epoch, cfg, state: RunSpec, best_v
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "epoch": epoch,  # epochs completed
-        "train_config": cfg.to_dict(),
-        "model_spec": state.model_spec,
+        "train_config": plain_data(cfg.to_dict()),  # plain types only: weights_only loading accepts them
+        "model_spec": plain_data(state.model_spec),
         "classes": state.classes,
         "mean": state.mean,
         "std": state.std,

@@ -234,3 +234,22 @@ def test_temp_files_of_killed_writers_are_cleaned_up_and_live_ones_kept(tmp_path
     save_json(target, {"ok": 1})
     assert json.loads(target.read_text()) == {"ok": 1}
     assert not orphan.exists() and live.exists() and other.exists()
+
+
+def test_sweep_proposals_are_plain_numbers_and_checkpoints_load_with_weights_only(tmp_path, tiny_data):
+    """`sweeps` proposes numpy scalars; they must not end up pickled in checkpoints that weights_only refuses
+    (found when make assignment's bayes sweep handed its best run to test evaluation)."""
+    import numpy as np
+
+    from common.sweep import LocalSweep, claim_next_run
+
+    config = {"method": "random", "metric": {"name": "val_acc", "goal": "maximize"},
+              "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1e-2}}}
+    sweep = LocalSweep.create_or_open(tmp_path / "sweeps" / "p", config, {"data_dir": "unused"})
+    assert type(claim_next_run(sweep, 3)["params"]["lr"]) is float
+    run_scratch(options(tmp_path, epochs=1, run_name="np", lr=np.float64(0.003)), data=tiny_data)
+    ckpt = load_checkpoint(tmp_path / "runs/np/best.pt")
+    assert type(ckpt["train_config"]["lr"]) is float
+    legacy = {**ckpt, "train_config": {**ckpt["train_config"], "lr": np.float64(0.003)}}  # written by older code
+    torch.save(legacy, tmp_path / "legacy.pt")
+    assert load_checkpoint(tmp_path / "legacy.pt")["train_config"]["lr"] == 0.003
