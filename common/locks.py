@@ -9,7 +9,6 @@ import contextlib
 import fcntl
 import os
 import socket
-import time
 from pathlib import Path
 
 from common.errors import UserError
@@ -70,7 +69,3 @@ def try_lock(handle) -> bool:
         return True
     except BlockingIOError:
         return False
-
-
-def now() -> float:
-    return time.time()

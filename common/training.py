@@ -329,6 +329,7 @@ def start_session(model, data, cfg: TrainConfig, state: RunSpec, groups, device,
     steps_per_epoch = len(train) // batch_size  # drop the ragged last batch: BN needs > 1 sample
     # The whole uint8 set on the GPU when it fits (no host→device copy per batch), else streamed.
     on_device = data_fits_on_device(cfg.data_on_device, device, train.images.numel() * train.images.element_size())
+    strength = augmentation_strength(cfg)
     return Session(
         model=model, run_model=torch.compile(model) if cfg.compile else model, optimizer=optimizer,
         scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
@@ -337,8 +338,7 @@ def start_session(model, data, cfg: TrainConfig, state: RunSpec, groups, device,
         base_lrs=[g["lr"] for g in optimizer.param_groups],
         mean=torch.tensor(state.mean, device=device), std=torch.tensor(state.std, device=device),
         device=device, precision=precision,
-        augment=(AugmentConfig(enabled=True, strength=augmentation_strength(cfg))
-                 if cfg.augment and augmentation_strength(cfg) > 0 else None),
+        augment=AugmentConfig(enabled=True, strength=strength) if cfg.augment and strength > 0 else None,
         batch_size=batch_size, steps_per_epoch=steps_per_epoch,
         warmup_steps=int(cfg.warmup_epochs * steps_per_epoch))
 
