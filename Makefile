@@ -110,7 +110,7 @@ finetune: setup ## fine-tune MODEL (default: offline efficientnet_lite0) with FR
 compare: setup ## Q3: best scratch run vs fine-tuned runs (val/test accuracy, params, time, curves)
 	$(PYRUN) partB/compare.py --eval-dir $(OUT)/test-eval --out $(OUT)/compare
 
-bench: setup demo-data ## seed pipeline vs ours, epoch throughput on 500x375 JPEGs at 128 px
+bench: setup demo-data ## seed pipeline vs a competent DataLoader vs ours, epoch throughput on 500x375 JPEGs at 128 px
 	$(PYRUN) partA/bench.py
 
 weights: setup ## fetch + sha256-verify the offline yolov3-tiny files into cache/weights
