@@ -10,6 +10,8 @@ only: they go through `common.from_scratch.run_scratch`, which never sees the te
 """
 import copy
 import fcntl
+import itertools
+import json
 import os
 import socket
 import threading
@@ -269,6 +271,65 @@ def plain(value):
     return value
 
 
+PROPOSAL_RETRIES = 5  # fresh draws before a repeated proposal is replaced by an untried point of the space
+MAX_ENUMERATED = 100_000  # discrete spaces up to this size are enumerated to find their untried points
+
+
+def params_key(params):
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def discrete_points(config):
+    """Every configuration of a sweep whose parameters all take listed values, or None (a continuous
+    distribution, or a space too large to list)."""
+    names, choices, size = [], [], 1
+    for name, spec in config["parameters"].items():
+        if "value" in spec:
+            values = [spec["value"]]
+        elif "values" in spec:
+            values = list(spec["values"])
+        else:
+            return None
+        size *= len(values)
+        if size > MAX_ENUMERATED:
+            return None
+        names.append(name)
+        choices.append(values)
+    return [dict(zip(names, combo)) for combo in itertools.product(*choices)]
+
+
+def propose_untried(config, sweep_runs, tried_runs, seed):
+    """(params, search_info) of the next run — never a configuration already run; None when the sweep is done.
+
+    A run is fully determined by its configuration, the data and the seed, so running a configuration
+    twice spends its epochs on a result we already have. Random search on a small discrete space draws
+    repeats often, and bayes keeps proposing the best point so far (its Gaussian process treats the metric as
+    noisy): in the sweep benchmark bayes re-ran one configuration 9 times in 17 runs, and the repeats also
+    skewed hyperband's thresholds. So a repeat is redrawn (other seeds), and if bayes insists, replaced by a
+    random untried point of the space (when the space is discrete); a continuous space practically never repeats."""
+    import random
+
+    import sweeps
+
+    tried = {params_key(run["params"]) for run in tried_runs}
+    proposal = None
+    for attempt in range(PROPOSAL_RETRIES):
+        proposal = _seeded(seed + 7919 * attempt, lambda: sweeps.next_run(config, sweep_runs))
+        if proposal is None:  # a finished grid
+            return None
+        params = {k: plain(v["value"]) for k, v in proposal.config.items()}
+        if params_key(params) not in tried or config["method"] == "grid":
+            return params, proposal.search_info
+    points = discrete_points(config)
+    if points is None:
+        return params, proposal.search_info
+    untried = [p for p in points if params_key(p) not in tried]
+    if not untried:
+        return None
+    pick = random.Random(seed).choice(untried)
+    return {k: plain(v) for k, v in pick.items()}, {"replaced_repeat": params}
+
+
 def claim_next_run(sweep: LocalSweep, count: int):
     """Under the lock: an orphaned run to resume, else a new proposal, else None (sweep done)."""
     import sweeps
@@ -294,14 +355,14 @@ def claim_next_run(sweep: LocalSweep, count: int):
         if failed >= max(3, count):
             raise UserError(f"sweep {sweep.folder.name}: {failed} runs failed (errors in {sweep.runs_folder}); fix the "
                             f"cause and continue the sweep, or remove the folder")
-        proposal = _seeded(sweep.base_options.get("seed", 42) * 1000 + len(runs),
-                           lambda: sweeps.next_run(sweep.config, sweep.sweep_runs()))
-        if proposal is None:  # a finished grid
+        proposal = propose_untried(config, sweep.sweep_runs(), counted, sweep.base_options.get("seed", 42) * 1000 + len(runs))
+        if proposal is None:  # a finished grid, or every point of a discrete space has been run
             return None
+        params, search_info = proposal
         run_id = uuid.uuid4().hex[:8]
-        run = {"id": run_id, "params": {k: plain(v["value"]) for k, v in proposal.config.items()}, "state": "running",
+        run = {"id": run_id, "params": params, "state": "running",
                "history": [], "summary": {}, "agent": process_identity(), "pid": os.getpid(), "host": socket.gethostname(),
-               "heartbeat": time.time(), "created": time.time(), "search_info": proposal.search_info}
+               "heartbeat": time.time(), "created": time.time(), "search_info": search_info}
         sweep.save_run(run)
         return run
 

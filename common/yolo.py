@@ -8,6 +8,8 @@ Detection: letterbox (or stretch) to the network size → forward → decode eve
 (sigmoid offsets + grid, exp(size)·anchor, objectness × class probability) → class-aware NMS
 (torchvision.ops.batched_nms) → boxes mapped back to the original image's pixels.
 """
+import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms
 
+from common import winograd
 from common.errors import UserError
 
 SUPPORTED = {"net", "convolutional", "maxpool", "upsample", "route", "shortcut", "yolo"}
@@ -107,19 +110,32 @@ class YoloHead(nn.Module):
         super().__init__()
         self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32))  # A×2, network pixels
         self.num_classes = num_classes
+        self._grids = {}  # (h, w, device) → cell indices: a cache, not state
 
     def decode(self, raw, net_h, net_w):
-        """raw B×A(5+C)×H×W → B×(A·H·W)×(4+1+C): cx, cy, w, h (network pixels), obj, class probs."""
+        """raw B×A(5+C)×H×W → B×(A·H·W)×(4+1+C): cx, cy, w, h (network pixels), obj, class probs.
+
+        Written as few whole-tensor passes (one sigmoid into the output, in-place fixes of the box
+        columns): at 13×13 and 26×26 the cost is per operation, not per element."""
         b, _, h, w = raw.shape
         a = self.anchors.shape[0]
         p = raw.view(b, a, 5 + self.num_classes, h, w).permute(0, 1, 3, 4, 2).float()
-        gy, gx = torch.meshgrid(torch.arange(h, device=raw.device), torch.arange(w, device=raw.device), indexing="ij")
-        cx = (p[..., 0].sigmoid() + gx) / w * net_w
-        cy = (p[..., 1].sigmoid() + gy) / h * net_h
-        bw = p[..., 2].exp() * self.anchors[:, 0].view(1, a, 1, 1)
-        bh = p[..., 3].exp() * self.anchors[:, 1].view(1, a, 1, 1)
-        out = torch.cat([torch.stack([cx, cy, bw, bh], -1), p[..., 4:].sigmoid()], -1)
-        return out.reshape(b, a * h * w, 5 + self.num_classes)
+        out = torch.empty(b, a, h, w, 5 + self.num_classes, device=raw.device)
+        torch.sigmoid(p, out=out)
+        gx, gy = self._grid(h, w, raw.device)
+        out[..., 0].add_(gx).mul_(net_w / w)
+        out[..., 1].add_(gy).mul_(net_h / h)
+        torch.mul(p[..., 2:4].exp(), self.anchors.view(1, a, 1, 1, 2), out=out[..., 2:4])
+        return out.view(b, a * h * w, 5 + self.num_classes)
+
+    def _grid(self, h, w, device):
+        """Cell column and row indices, H×W each (cached per size: they are constants)."""
+        key = (h, w, str(device))
+        if key not in self._grids:
+            gy, gx = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                                    torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+            self._grids[key] = (gx, gy)
+        return self._grids[key]
 
 
 def _conv_block(section, in_channels):
@@ -146,7 +162,9 @@ class InferenceConv(nn.Module):
     - oneDNN's direct convolution with the activation as a post-op (the op torch.compile emits
       for CPU), weights reordered once into oneDNN's blocked layout;
     - NNPACK's Winograd convolution (3×3, stride 1), which needs ~2-4× fewer multiplications and
-      won on yolov3-tiny's middle layers at one thread (e.g. 384→256 at 26×26: 7.4 vs 10.5 ms).
+      won on yolov3-tiny's middle layers at one thread (e.g. 384→256 at 26×26: 7.4 vs 10.5 ms);
+    - our Winograd F(2,3) and F(4,3) (`common/winograd.py`: 2.25× and 4× fewer multiplications, as
+      batched MKL matrix products that use every thread, which NNPACK's does not at 2 threads).
     bf16 (opt-in) and CUDA run oneDNN / cuDNN directly. Outputs equal the unfolded block's to
     float rounding (tested against the Sequential it replaces).
     """
@@ -163,7 +181,9 @@ class InferenceConv(nn.Module):
         self.register_buffer("weight", conv.weight.detach().clone())
         self.register_buffer("bias", conv.bias.detach().clone())
         self._packed = (None, None)  # (input shape, oneDNN weight): caches, not state
-        self._algorithm = {}  # (input shape, threads) → "onednn" | "nnpack"
+        self._winograd_weights = {}  # tile size → U = G g Gᵀ, made on first use: a cache, not state
+        self._workspaces = {}  # (input shape, thread) → winograd.Workspace: caches, not state
+        self._algorithm = {}  # (input shape, threads) → "onednn" | "nnpack" | "winograd2" | "winograd4"
 
     def _onednn(self, x):
         shape = tuple(x.shape)
@@ -179,18 +199,36 @@ class InferenceConv(nn.Module):
         y = torch._nnpack_spatial_convolution(x.contiguous(), self.weight, self.bias, self.padding, self.stride)
         return F.leaky_relu_(y, 0.1) if self.leaky else y
 
+    def _winograd(self, x, tile):
+        if tile not in self._winograd_weights:
+            self._winograd_weights[tile] = winograd.transform_weights(self.weight, tile)
+        key = (tuple(x.shape), tile, threading.get_ident())  # a workspace per input shape, tile and thread
+        if key not in self._workspaces:
+            self._workspaces[key] = winograd.Workspace(*x.shape, self.weight.shape[0], tile)
+        return winograd.conv3x3(x, self._winograd_weights[tile], self.bias, 0.1 if self.leaky else None,
+                                self._workspaces[key])
+
     def _winograd_applies(self, x):
-        return (NNPACK and self.dtype == torch.float32 and x.dtype == torch.float32 and self.stride == [1, 1]
+        return (self.dtype == torch.float32 and x.dtype == torch.float32 and self.stride == [1, 1]
                 and tuple(self.weight.shape[2:]) == (3, 3))
+
+    def _candidates(self, x):
+        """The algorithms that can compute this layer on x, by name."""
+        named = {"onednn": self._onednn}
+        if self._winograd_applies(x):
+            if NNPACK:
+                named["nnpack"] = self._nnpack
+            if winograd.applies(self.weight, self.stride, self.padding):
+                for tile in winograd.TILE_SIZES:
+                    named[f"winograd{tile}"] = functools.partial(self._winograd, tile=tile)
+        return named
 
     def _fastest(self, x):
         key = (tuple(x.shape), torch.get_num_threads())
+        candidates = self._candidates(x)
         if key not in self._algorithm:
-            self._algorithm[key] = "onednn"
-            if self._winograd_applies(x):
-                self._algorithm[key] = min(("onednn", self._onednn), ("nnpack", self._nnpack),
-                                           key=lambda named: _best_of(named[1], x))[0]
-        return self._nnpack if self._algorithm[key] == "nnpack" else self._onednn
+            self._algorithm[key] = min(candidates, key=lambda name: _best_of(candidates[name], x) if len(candidates) > 1 else 0)
+        return candidates[self._algorithm[key]]
 
     def forward(self, x):
         if x.device.type == "cpu" and ONEDNN and not torch.is_grad_enabled():
@@ -399,7 +437,8 @@ def letterbox(image: torch.Tensor, height, width, mode="letterbox"):
     if mode != "letterbox":
         raise UserError(f"unknown resize mode {mode!r}; use letterbox or stretch")
     nw, nh, px, py = darknet_letterbox_geometry(w, h, width, height)
-    canvas = torch.full((1, x.shape[0], height, width), 0.5)  # Darknet's grey
+    # Darknet's grey, in the channels-last memory the network runs in (saves a copy per frame)
+    canvas = torch.empty((1, x.shape[0], height, width), memory_format=torch.channels_last).fill_(0.5)
     canvas[:, :, py:py + nh, px:px + nw] = _resize_bilinear(x, nh, nw)
     return canvas, Letterbox(nw / w, nh / h, float(px), float(py))
 
@@ -421,16 +460,19 @@ def select_detections(decoded: torch.Tensor, conf_threshold=0.25, nms_threshold=
     Score = objectness × class probability. Like Darknet, one box may be reported for several
     classes when each clears the threshold.
     """
-    scores = decoded[:, 4:5] * decoded[:, 5:]
+    # a score never exceeds its objectness (class probabilities are ≤ 1): only rows whose objectness
+    # clears the threshold can hold a detection — a few dozen of yolov3-tiny's 2,535
+    rows = (decoded[:, 4] > conf_threshold).nonzero(as_tuple=True)[0]
+    scores = decoded[rows, 4:5] * decoded[rows, 5:]
     box_idx, cls_idx = (scores > conf_threshold).nonzero(as_tuple=True)
+    scores, box_idx = scores[box_idx, cls_idx], rows[box_idx]
     if keep_classes is not None:
         keep = torch.isin(cls_idx, torch.as_tensor(list(keep_classes), device=cls_idx.device))
-        box_idx, cls_idx = box_idx[keep], cls_idx[keep]
+        box_idx, cls_idx, scores = box_idx[keep], cls_idx[keep], scores[keep]
     boxes = decoded[box_idx, :4]
-    picked_scores = scores[box_idx, cls_idx]
     corners = torch.cat([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], 1)
-    keep = batched_nms(corners, picked_scores, cls_idx, nms_threshold)[:max_detections]
-    return boxes[keep], picked_scores[keep], cls_idx[keep]
+    keep = batched_nms(corners, scores, cls_idx, nms_threshold)[:max_detections]
+    return boxes[keep], scores[keep], cls_idx[keep]
 
 
 @dataclass

@@ -63,6 +63,16 @@ def test_random_and_bayes_propose_values_inside_the_space(tmp_path, method):
     assert len({r["params"]["lr"] for r in runs}) == 6
 
 
+@pytest.mark.parametrize("method", ["random", "bayes"])
+def test_no_config_of_a_discrete_space_is_run_twice(tmp_path, method):
+    # 6 configs: drawn with replacement, random repeats one within 6 draws with probability 1 − 6!/6⁶ ≈ 0.98,
+    # and bayes re-proposes its best point; a repeat would train to the same result (same data, seed, config)
+    config = {**GRID, "method": method}
+    sweep = new_sweep(tmp_path, config)
+    run_agent(sweep, count=10, runs_dir=str(tmp_path), train=fake_trainer(epochs=2), log=lambda *_: None)
+    assert len(configs(sweep)) == 6 and len(set(configs(sweep))) == 6  # every point once, then the sweep is done
+
+
 def test_hyperband_stops_runs_that_trail(tmp_path):
     config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
               "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},

@@ -187,7 +187,7 @@ def test_letterbox_of_a_real_non_square_photo_is_pinned():
     assert not canvas[0, :, 70].eq(0.5).all() and not canvas[0, :, 345].eq(0.5).all()
 
 
-@pytest.mark.parametrize("algorithm", ["onednn", "nnpack", "generic"])
+@pytest.mark.parametrize("algorithm", ["onednn", "nnpack", "winograd2", "winograd4", "generic"])
 def test_folded_inference_convs_equal_the_layers_they_replace(algorithm):
     from common.yolo import InferenceConv
 
@@ -200,8 +200,7 @@ def test_folded_inference_convs_equal_the_layers_they_replace(algorithm):
     assert len(convs) == 5 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     if algorithm != "generic":  # force one CPU algorithm instead of the timed choice
         for conv in convs:
-            conv._fastest = (lambda c: lambda x: c._nnpack if algorithm == "nnpack" and c._winograd_applies(x)
-                             else c._onednn)(conv)
+            conv._fastest = (lambda c: lambda x: c._candidates(x).get(algorithm, c._onednn))(conv)
     with torch.inference_mode():
         got = [raw for _, raw in folded(x.contiguous(memory_format=torch.channels_last))]
     if algorithm == "generic":  # with autograd on, the plain conv2d path (the one CUDA takes) runs

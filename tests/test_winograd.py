@@ -1,0 +1,70 @@
+"""Winograd F(4,3) against PyTorch's direct convolution (the reference every algorithm must equal)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common import winograd
+
+
+@pytest.mark.parametrize("n, cin, cout, h, w", [
+    (1, 8, 16, 26, 26),   # a multiple of 4 plus 2: the last tile is half outside
+    (1, 3, 5, 13, 13),    # yolov3-tiny's 13×13 head size: 4 tiles, 3 columns cropped
+    (2, 4, 6, 7, 10),     # a batch, non-square, both sides cropped
+    (1, 5, 3, 4, 4),      # exactly one tile
+    (1, 2, 2, 1, 3),      # smaller than a tile
+])
+@pytest.mark.parametrize("bias, slope", [(True, 0.1), (False, None)])
+@pytest.mark.parametrize("tile", winograd.TILE_SIZES)
+def test_conv3x3_equals_a_direct_convolution(n, cin, cout, h, w, bias, slope, tile):
+    torch.manual_seed(0)
+    x = torch.randn(n, cin, h, w)
+    weight = torch.randn(cout, cin, 3, 3)
+    b = torch.randn(cout) if bias else None
+    expected = F.conv2d(x, weight, b, padding=1)
+    if slope is not None:
+        expected = F.leaky_relu(expected, slope)
+    u = winograd.transform_weights(weight, tile)
+    assert u.shape == ((tile + 2) ** 2, cin, cout)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        got = winograd.conv3x3(x.contiguous(memory_format=layout), u, b, slope)
+        assert got.shape == expected.shape and got.is_contiguous(memory_format=torch.channels_last)
+        # float32 transforms with entries up to 8 and 1/24: errors of a few 1e-6 of the output's range
+        assert torch.allclose(got, expected, atol=1e-4 * expected.abs().max().item(), rtol=0), (got - expected).abs().max()
+
+
+def test_a_reused_workspace_gives_each_call_its_own_answer():
+    torch.manual_seed(1)
+    weight, bias = torch.randn(6, 4, 3, 3), torch.randn(6)
+    u = winograd.transform_weights(weight, 2)
+    workspace = winograd.Workspace(1, 4, 13, 11, 6, tile=2)
+    outputs = []
+    for scale in (1.0, -3.0, 0.5):  # the padded border must stay zero and nothing may leak between calls
+        x = scale * torch.randn(1, 4, 13, 11)
+        got = winograd.conv3x3(x, u, bias, None, workspace)
+        outputs.append(got)
+        assert torch.allclose(got, F.conv2d(x, weight, bias, padding=1), atol=1e-4, rtol=1e-4)
+    assert outputs[0].data_ptr() != outputs[1].data_ptr()  # outputs are new tensors, not the workspace's
+
+
+def test_it_claims_only_the_convolutions_it_computes():
+    w3, w1 = torch.zeros(4, 4, 3, 3), torch.zeros(4, 4, 1, 1)
+    assert winograd.applies(w3, [1, 1], [1, 1])
+    assert not winograd.applies(w3, [2, 2], [1, 1])  # stride 2
+    assert not winograd.applies(w3, [1, 1], [0, 0])  # no padding: other output size
+    assert not winograd.applies(w1, [1, 1], [0, 0])  # 1×1
+
+
+def test_the_timed_choice_offers_winograd_for_3x3_layers_only():
+    from test_yolo import small_model  # the same small Darknet as the folding tests: 3×3 and 1×1 layers
+
+    from common.yolo import InferenceConv
+
+    folded = small_model(3).fold_for_inference()
+    offered = []
+    for layer in folded.layers:
+        if isinstance(layer, InferenceConv):
+            layer.register_forward_pre_hook(lambda conv, args: offered.append(
+                (conv.weight.shape[-1], {"winograd2", "winograd4"} <= set(conv._candidates(args[0])))))
+    with torch.inference_mode():
+        folded(torch.rand(1, 3, 32, 32).contiguous(memory_format=torch.channels_last))
+    assert sorted(set(offered)) == [(1, False), (3, True)]
