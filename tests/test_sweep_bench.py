@@ -1,0 +1,76 @@
+"""make sweep-bench: the replay of recorded histories through the real controller, and the command itself."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "partA"))
+import sweep_bench as bench  # noqa: E402
+
+
+def synthetic_histories(epochs=6):
+    """Every config of the bench's space with a rising curve; one config (lr 0.003, double, 0.0) is best."""
+    histories = {}
+    for lr in bench.SPACE["lr"]:
+        for organisation in bench.SPACE["organisation"]:
+            for dropout in bench.SPACE["dropout"]:
+                best = 0.5 + 0.1 * (lr == 0.003) + 0.05 * (organisation == "double") - 0.05 * dropout
+                histories[(lr, organisation, dropout)] = [best * e / epochs for e in range(1, epochs + 1)]
+    return histories
+
+
+@pytest.mark.parametrize("method", ["random", "bayes+hyperband"])
+def test_a_replay_proposes_each_config_once_and_spends_what_it_trained(tmp_path, method):
+    histories = synthetic_histories()
+    budget = 12 * 6
+    curve, runs = bench.run_method(method, 6, budget, tmp_path / "sweep", bench.replay_trainer(histories),
+                                   {"seed": 3}, max_runs=48)
+    keys = [bench.config_key(r["params"]) for r in runs]
+    assert len(keys) == len(set(keys)) and set(keys) <= set(histories)
+    assert len(curve) == sum(len(r["history"]) for r in runs) <= budget  # one point per epoch spent
+    assert [spent for spent, _ in curve] == list(range(1, len(curve) + 1))
+    assert all(a[1] <= b[1] for a, b in zip(curve, curve[1:]))  # best so far never falls
+    for r in runs:  # each run saw the recorded history of its config, cut where hyperband stopped it
+        assert [h["val_acc"] for h in r["history"]] == histories[bench.config_key(r["params"])][:len(r["history"])]
+    target = max(max(h) for h in histories.values())
+    reached = bench.epochs_to_reach(curve, target)
+    assert reached is not None and bench.fraction_needed(curve, target, budget) == reached / budget
+
+
+def test_mismatches_count_runs_that_did_not_reproduce_the_grid():
+    grid = {(0.001, "same", 0.0): [0.1, 0.2, 0.3]}
+    same = {"params": {"lr": 0.001, "organisation": "same", "dropout": 0.0},
+            "history": [{"val_acc": 0.1}, {"val_acc": 0.2}]}  # stopped early: a prefix
+    other = {"params": {"lr": 0.001, "organisation": "same", "dropout": 0.0},
+             "history": [{"val_acc": 0.1}, {"val_acc": 0.25}]}
+    unknown = {"params": {"lr": 0.009, "organisation": "same", "dropout": 0.0}, "history": [{"val_acc": 0.9}]}
+    assert bench.mismatches([same, unknown], grid) == 0
+    assert bench.mismatches([same, other], grid) == 1
+
+
+def test_the_summary_ranks_not_reached_last():
+    # median of (0.1, 0.3, not reached) is 0.3; of (0.1, not reached, not reached) it is "not reached"
+    assert bench.summarise([0.1, None, 0.3])["median"] == 0.3
+    assert bench.summarise([None, 0.1, None])["median"] is None
+    assert bench.summarise([0.1, 0.25, None, 0.2])["within_goal"] == 0.5
+
+
+def test_the_command_runs_real_training_and_replays_exactly(tmp_path, demo_root):
+    import subprocess
+
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "partA/sweep_bench.py", "--data-dir", str(demo_root), "--epochs", "1",
+                             "--seeds", "1", "--replays", "1", "--runs-dir", str(tmp_path / "runs"),
+                             "--cache-dir", str(tmp_path / "cache"), "--out", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "sweep_bench.json").read_text())
+    assert [row["method"] for row in report["table"]] == ["grid", "random", "bayes+hyperband"]
+    # the premise of the replays: the same config, data and seed train to the same history
+    assert report["history_mismatches"] == 0
+    assert report["early_terminate"] == bench.default_early_terminate()
+    assert (out / "sweep_efficiency.png").stat().st_size > 10_000
+    assert "| bayes+hyperband |" in result.stdout
