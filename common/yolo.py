@@ -163,8 +163,8 @@ class InferenceConv(nn.Module):
       for CPU), weights reordered once into oneDNN's blocked layout;
     - NNPACK's Winograd convolution (3×3, stride 1), which needs ~2-4× fewer multiplications and
       won on yolov3-tiny's middle layers at one thread (e.g. 384→256 at 26×26: 7.4 vs 10.5 ms);
-    - our Winograd F(2,3) and F(4,3) (`common/winograd.py`: 2.25× and 4× fewer multiplications, as
-      batched MKL matrix products that use every thread, which NNPACK's does not at 2 threads).
+    - our Winograd F(4,3) (`common/winograd.py`: 4× fewer multiplications, as batched MKL matrix
+      products that use every thread, which NNPACK's does not at 2 threads).
     bf16 (opt-in) and CUDA run oneDNN / cuDNN directly. Outputs equal the unfolded block's to
     float rounding (tested against the Sequential it replaces).
     """
@@ -183,7 +183,7 @@ class InferenceConv(nn.Module):
         self._packed = (None, None)  # (input shape, oneDNN weight): caches, not state
         self._winograd_weights = {}  # tile size → U = G g Gᵀ, made on first use: a cache, not state
         self._workspaces = {}  # (input shape, thread) → winograd.Workspace: caches, not state
-        self._algorithm = {}  # (input shape, threads) → "onednn" | "nnpack" | "winograd2" | "winograd4"
+        self._algorithm = {}  # (input shape, threads) → "onednn" | "nnpack" | "winograd4"
 
     def _onednn(self, x):
         shape = tuple(x.shape)
@@ -212,15 +212,23 @@ class InferenceConv(nn.Module):
         return (self.dtype == torch.float32 and x.dtype == torch.float32 and self.stride == [1, 1]
                 and tuple(self.weight.shape[2:]) == (3, 3))
 
+    def _winograd_may_pay(self, x):
+        """Worth timing F(4,3) at all? Every candidate adds to the first frame (measured at 2 threads):
+        - ≥ 64 input channels: the transforms cost per tile and channel, the saving is per pair of
+          channels (32→64 at 104×104 lost: 2.4 against oneDNN's 1.9 ms, with a workspace of tens of MB);
+        - maps of ≥ 24×24, i.e. ≥ 36 tiles: 13×13 has 16, too few rows for efficient matrix products
+          (512→1024 at 13×13: 8.6 against 6.7 ms, and its transformed filters take 75 MB).
+        F(2,3), which the module also offers, never won here (13×13: 7.3 against 6.7 ms)."""
+        return self.weight.shape[1] >= 64 and min(x.shape[-2:]) >= 24
+
     def _candidates(self, x):
         """The algorithms that can compute this layer on x, by name."""
         named = {"onednn": self._onednn}
         if self._winograd_applies(x):
             if NNPACK:
                 named["nnpack"] = self._nnpack
-            if winograd.applies(self.weight, self.stride, self.padding):
-                for tile in winograd.TILE_SIZES:
-                    named[f"winograd{tile}"] = functools.partial(self._winograd, tile=tile)
+            if winograd.applies(self.weight, self.stride, self.padding) and self._winograd_may_pay(x):
+                named["winograd4"] = functools.partial(self._winograd, tile=4)
         return named
 
     def _fastest(self, x):

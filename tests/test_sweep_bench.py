@@ -1,7 +1,6 @@
 """make sweep-bench: the replay of recorded histories through the real controller, and the command itself."""
 import json
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -54,17 +54,16 @@ def test_it_claims_only_the_convolutions_it_computes():
     assert not winograd.applies(w1, [1, 1], [0, 0])  # 1×1
 
 
-def test_the_timed_choice_offers_winograd_for_3x3_layers_only():
-    from test_yolo import small_model  # the same small Darknet as the folding tests: 3×3 and 1×1 layers
-
+def test_the_timed_choice_offers_winograd_only_where_it_may_pay():
     from common.yolo import InferenceConv
 
-    folded = small_model(3).fold_for_inference()
-    offered = []
-    for layer in folded.layers:
-        if isinstance(layer, InferenceConv):
-            layer.register_forward_pre_hook(lambda conv, args: offered.append(
-                (conv.weight.shape[-1], {"winograd2", "winograd4"} <= set(conv._candidates(args[0])))))
-    with torch.inference_mode():
-        folded(torch.rand(1, 3, 32, 32).contiguous(memory_format=torch.channels_last))
-    assert sorted(set(offered)) == [(1, False), (3, True)]
+    def offered(cin, size, kernel=3):
+        block = torch.nn.Sequential(torch.nn.Conv2d(cin, 8, kernel, padding=kernel // 2, bias=False),
+                                    torch.nn.BatchNorm2d(8), torch.nn.LeakyReLU(0.1))
+        conv = InferenceConv(block.eval())
+        return "winograd4" in conv._candidates(torch.zeros(1, cin, size, size))
+
+    assert offered(64, 26)  # yolov3-tiny's 26×26 and 52×52 layers
+    assert not offered(32, 104)  # too few channels for the transforms to pay
+    assert not offered(512, 13)  # too few tiles
+    assert not offered(64, 26, kernel=1)  # not a 3×3 convolution
