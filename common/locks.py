@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import sys
 from pathlib import Path
 
 from common.errors import UserError
@@ -24,7 +25,7 @@ def file_lock(path, waiting_message=None):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if waiting_message:
-                print(waiting_message, flush=True)
+                print(waiting_message, file=sys.stderr, flush=True)  # a status, not output: stdout stays clean
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield handle
