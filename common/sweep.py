@@ -304,8 +304,8 @@ def propose_untried(config, sweep_runs, tried_runs, seed):
     A run is fully determined by its configuration, the data and the seed, so running a configuration
     twice spends its epochs on a result we already have. Random search on a small discrete space draws
     repeats often, and bayes keeps proposing the best point so far (its Gaussian process treats the metric as
-    noisy): in the sweep benchmark bayes re-ran one configuration 9 times in 17 runs, and the repeats also
-    skewed hyperband's thresholds. So a repeat is redrawn (other seeds), and if bayes insists, replaced by a
+    noisy): replaying a 12-epoch sweep-bench grid, bayes re-ran one configuration 9 times in 17 runs, and
+    the repeats also skewed hyperband's thresholds. So a repeat is redrawn (other seeds), and if bayes insists, replaced by a
     random untried point of the space (when the space is discrete); a continuous space practically never repeats."""
     import random
 
