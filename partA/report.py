@@ -27,6 +27,21 @@ from common.report import (collect_sweep, observations, parameter_importance, pl
                            plot_parallel_coordinates, swept_parameters)
 
 
+def sweep_bench_table(path):
+    """The fractions of the grid's epochs each method needed, from make sweep-bench's JSON ('' when absent)."""
+    if not path.is_file():
+        return ""
+    bench = load_json(path)
+    shown = lambda f: "not reached" if f is None else f"{f:.2f}"  # noqa: E731
+    rows = []
+    for row in bench["table"]:
+        replay = row.get("replayed")
+        rows.append([row["method"], " / ".join(shown(f) for f in row["fraction_of_grid_epochs"]),
+                     "" if not replay else f"median {shown(replay['median'])}, ≤ 1/5 in {replay['within_goal']:.0%}"])
+    return handin.table(["method", "fraction of the grid's epochs (real runs, per seed)",
+                         f"replays ({bench.get('replays', 0)} per seed)"], rows)
+
+
 def searched_parameters(folder):
     """Parameters the sweep config searches (a list of values or a range), whether or not runs varied them."""
     config_path = Path(folder) / "config.yaml"
@@ -71,8 +86,10 @@ def sweep_sections(folder, rows, out, searched, include=None):
     efficiency = handin.find(include, "sweep_efficiency.png", out) if include else []
     if efficiency:
         q2 += ("<h4>How much the sweep saves (make sweep-bench)</h4>" + handin.embed_image(efficiency[0], handin.DISPLAY["plot"])
-               + handin.paragraph("Best validation accuracy against epochs spent by grid, random and bayes + hyperband "
-                                  "with the grid's total epoch budget, one line per seed (README: the fractions)."))
+               + handin.paragraph("Best validation accuracy so far, in points from each seed's grid best, against the "
+                                  "fraction of the grid's epochs spent by grid, random and bayes + hyperband with the "
+                                  "grid's total epoch budget, one line per seed; dashed: the goal of 1/5.")
+               + sweep_bench_table(Path(efficiency[0]).with_name("sweep_bench.json")))
     q3 = "<ul>" + "".join(f"<li>{handin.html.escape(n)}</li>" for n in notes) + "</ul>"
     summary = {"sweep": folder.name, "runs": len(rows), "states": states, "values_swept": values,
                "best": {"id": best["id"], "val_acc": best["val_acc"], "params": best["params"]},

@@ -73,3 +73,16 @@ def test_the_command_runs_real_training_and_replays_exactly(tmp_path, demo_root)
     assert report["early_terminate"] == bench.default_early_terminate()
     assert (out / "sweep_efficiency.png").stat().st_size > 10_000
     assert "| bayes+hyperband |" in result.stdout
+
+
+def test_the_report_shows_the_benchmarks_fractions_beside_its_plot(tmp_path):
+    import report as report_script  # partA/report.py
+
+    (tmp_path / "sweep_bench.json").write_text(json.dumps({"replays": 10, "table": [
+        {"method": "grid", "fraction_of_grid_epochs": [0.33, 0.25]},
+        {"method": "bayes+hyperband", "fraction_of_grid_epochs": [0.38, None],
+         "replayed": {"median": 0.35, "within_goal": 0.23}}]}))
+    html = report_script.sweep_bench_table(tmp_path / "sweep_bench.json")
+    assert "<td>0.33 / 0.25</td>" in html and "<td>0.38 / not reached</td>" in html
+    assert "median 0.35, ≤ 1/5 in 23%" in html
+    assert report_script.sweep_bench_table(tmp_path / "missing.json") == ""
