@@ -1,12 +1,11 @@
 """Click options shared by the scripts, so every script spells an option the same way."""
 import click
 
-from common.errors import UserError
-
-from common.models import ACTIVATIONS, DROPOUT_PLACES, ORGANISATIONS
 from common.darknet_files import YOLO_REGISTRY
 from common.detector import PRECISION_DTYPES as DETECTOR_PRECISIONS
 from common.device import DEVICES, PRECISIONS
+from common.errors import UserError
+from common.models import ACTIVATIONS, DROPOUT_PLACES, ORGANISATIONS
 from common.training import OPTIMIZERS, SCHEDULERS, TrainConfig
 from common.tracking import WANDB_MODES
 

@@ -29,7 +29,7 @@ from common.io import load_json, save_json, save_text
 from common.locks import process_alive, process_identity
 from common.models import CNNConfig
 from common.from_scratch import MODEL_KEYS, TRAIN_KEYS, split_options
-from common.training import CONTEXT_KEYS
+from common.training import CONTEXT_KEYS, plain_data
 
 # `sweeps` 0.3.0 was written for pydantic 1: pydantic 2 warns about its config keys on import. Harmless here.
 warnings.filterwarnings("ignore", message="Valid config keys have changed in V2", category=UserWarning)
@@ -261,16 +261,6 @@ def _seeded(seed, propose):
         np.random.set_state(np_state)
 
 
-def plain(value):
-    """A proposal's value as plain Python: `sweeps` proposes numpy scalars (np.float64 learning rates), which
-    would end up pickled in checkpoints that weights_only loading then refuses."""
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (dict, str)):
-        return value.item()
-    return value
-
-
 PROPOSAL_RETRIES = 5  # fresh draws before a repeated proposal is replaced by an untried point of the space
 MAX_ENUMERATED = 100_000  # discrete spaces up to this size are enumerated to find their untried points
 
@@ -317,7 +307,8 @@ def propose_untried(config, sweep_runs, tried_runs, seed):
         proposal = _seeded(seed + 7919 * attempt, lambda: sweeps.next_run(config, sweep_runs))
         if proposal is None:  # a finished grid
             return None
-        params = {k: plain(v["value"]) for k, v in proposal.config.items()}
+        # plain numbers: `sweeps` proposes numpy scalars, which checkpoints' weights_only loading refuses
+        params = plain_data({k: v["value"] for k, v in proposal.config.items()})
         if params_key(params) not in tried or config["method"] == "grid":
             return params, proposal.search_info
     points = discrete_points(config)
@@ -326,8 +317,7 @@ def propose_untried(config, sweep_runs, tried_runs, seed):
     untried = [p for p in points if params_key(p) not in tried]
     if not untried:
         return None
-    pick = random.Random(seed).choice(untried)
-    return {k: plain(v) for k, v in pick.items()}, {"replaced_repeat": params}
+    return plain_data(random.Random(seed).choice(untried)), {"replaced_repeat": params}
 
 
 def claim_next_run(sweep: LocalSweep, count: int):

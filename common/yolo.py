@@ -8,7 +8,6 @@ Detection: letterbox (or stretch) to the network size → forward → decode eve
 (sigmoid offsets + grid, exp(size)·anchor, objectness × class probability) → class-aware NMS
 (torchvision.ops.batched_nms) → boxes mapped back to the original image's pixels.
 """
-import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,9 +180,9 @@ class InferenceConv(nn.Module):
         self.register_buffer("weight", conv.weight.detach().clone())
         self.register_buffer("bias", conv.bias.detach().clone())
         self._packed = (None, None)  # (input shape, oneDNN weight): caches, not state
-        self._winograd_weights = {}  # tile size → U = G g Gᵀ, made on first use: a cache, not state
+        self._winograd_weights = None  # U = G g Gᵀ, made on first use: a cache, not state
         self._workspaces = {}  # (input shape, thread) → winograd.Workspace: caches, not state
-        self._algorithm = {}  # (input shape, threads) → "onednn" | "nnpack" | "winograd4"
+        self._algorithm = {}  # (input shape, threads) → ("onednn" | "nnpack" | "winograd", its function)
 
     def _onednn(self, x):
         shape = tuple(x.shape)
@@ -199,13 +198,13 @@ class InferenceConv(nn.Module):
         y = torch._nnpack_spatial_convolution(x.contiguous(), self.weight, self.bias, self.padding, self.stride)
         return F.leaky_relu_(y, 0.1) if self.leaky else y
 
-    def _winograd(self, x, tile):
-        if tile not in self._winograd_weights:
-            self._winograd_weights[tile] = winograd.transform_weights(self.weight, tile)
-        key = (tuple(x.shape), tile, threading.get_ident())  # a workspace per input shape, tile and thread
+    def _winograd(self, x):
+        if self._winograd_weights is None:
+            self._winograd_weights = winograd.transform_weights(self.weight)
+        key = (tuple(x.shape), threading.get_ident())  # a workspace per input shape and calling thread
         if key not in self._workspaces:
-            self._workspaces[key] = winograd.Workspace(*x.shape, self.weight.shape[0], tile)
-        return winograd.conv3x3(x, self._winograd_weights[tile], self.bias, 0.1 if self.leaky else None,
+            self._workspaces[key] = winograd.Workspace(*x.shape, self.weight.shape[0])
+        return winograd.conv3x3(x, self._winograd_weights, self.bias, 0.1 if self.leaky else None,
                                 self._workspaces[key])
 
     def _winograd_applies(self, x):
@@ -217,8 +216,7 @@ class InferenceConv(nn.Module):
         - ≥ 64 input channels: the transforms cost per tile and channel, the saving is per pair of
           channels (32→64 at 104×104 lost: 2.4 against oneDNN's 1.9 ms, with a workspace of tens of MB);
         - maps of ≥ 24×24, i.e. ≥ 36 tiles: 13×13 has 16, too few rows for efficient matrix products
-          (512→1024 at 13×13: 8.6 against 6.7 ms, and its transformed filters take 75 MB).
-        F(2,3), which the module also offers, never won here (13×13: 7.3 against 6.7 ms)."""
+          (512→1024 at 13×13: 8.6 against 6.7 ms, and its transformed filters take 75 MB)."""
         return self.weight.shape[1] >= 64 and min(x.shape[-2:]) >= 24
 
     def _candidates(self, x):
@@ -228,15 +226,16 @@ class InferenceConv(nn.Module):
             if NNPACK:
                 named["nnpack"] = self._nnpack
             if winograd.applies(self.weight, self.stride, self.padding) and self._winograd_may_pay(x):
-                named["winograd4"] = functools.partial(self._winograd, tile=4)
+                named["winograd"] = self._winograd
         return named
 
     def _fastest(self, x):
         key = (tuple(x.shape), torch.get_num_threads())
-        candidates = self._candidates(x)
-        if key not in self._algorithm:
-            self._algorithm[key] = min(candidates, key=lambda name: _best_of(candidates[name], x) if len(candidates) > 1 else 0)
-        return candidates[self._algorithm[key]]
+        if key not in self._algorithm:  # once per input shape and thread count, not per frame
+            candidates = self._candidates(x)
+            name = min(candidates, key=lambda n: _best_of(candidates[n], x)) if len(candidates) > 1 else "onednn"
+            self._algorithm[key] = (name, candidates[name])
+        return self._algorithm[key][1]
 
     def forward(self, x):
         if x.device.type == "cpu" and ONEDNN and not torch.is_grad_enabled():

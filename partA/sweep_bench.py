@@ -159,15 +159,16 @@ def summarise(fractions, goal=0.2):
             "not_reached": sum(f is None for f in fractions) / len(fractions), "tries": len(fractions)}
 
 
-def replay(method, epochs, budget, histories, seed, replays, folder):
-    """Fractions of `method` over `replays` proposal seeds, on the recorded histories of one data seed."""
-    target = max(max(h) for h in histories.values())
+def replay(method, epochs, budget, histories, seed, replays, folder, tolerance):
+    """Fractions of the grid's epochs `method` needed, over `replays` proposal seeds, on the recorded
+    histories of one data seed."""
+    target = max(max(h) for h in histories.values()) - tolerance
     fractions = []
     for k in range(replays):
         curve, _ = run_method(method, epochs, budget, folder / f"{method.replace('+', '-')}-{seed}-{k}",
                               replay_trainer(histories), {"seed": 10_000 * (seed + 1) + k}, max_runs=4 * len(histories))
-        fractions.append(curve)
-    return target, fractions
+        fractions.append(fraction_needed(curve, target, budget))
+    return fractions
 
 
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})
@@ -213,8 +214,8 @@ def main(data_dir, image_size, epochs, seeds, replays, tolerance, runs_dir, cach
                 mismatched += mismatches(runs, grid_histories[seed])
             click.echo(f"seed {seed} {method:<16} {len(curve):3d} epochs, best val acc {curve[-1][1]:.4f}")
         for method in REPLAYED if replays else ():
-            target, curves = replay(method, epochs, budget, grid_histories[seed], seed, replays, runs_dir / "replays")
-            replayed[method] += [fraction_needed(c, target - tolerance, budget) for c in curves]
+            replayed[method] += replay(method, epochs, budget, grid_histories[seed], seed, replays,
+                                       runs_dir / "replays", tolerance)
     table, rows = [], []
     for method in METHODS:
         fractions = [fraction_needed(results[(method, s)], results[("grid", s)][-1][1] - tolerance, budget)

@@ -1,5 +1,4 @@
 """YOLOv3 from Darknet files: parser, weights round trip, decoding, NMS, and real detections."""
-import functools
 import json
 import os
 import subprocess
@@ -188,7 +187,7 @@ def test_letterbox_of_a_real_non_square_photo_is_pinned():
     assert not canvas[0, :, 70].eq(0.5).all() and not canvas[0, :, 345].eq(0.5).all()
 
 
-@pytest.mark.parametrize("algorithm", ["onednn", "nnpack", "winograd4", "generic"])
+@pytest.mark.parametrize("algorithm", ["onednn", "nnpack", "winograd", "generic"])
 def test_folded_inference_convs_equal_the_layers_they_replace(algorithm):
     from common.yolo import InferenceConv
 
@@ -202,8 +201,7 @@ def test_folded_inference_convs_equal_the_layers_they_replace(algorithm):
     if algorithm != "generic":  # force one CPU algorithm instead of the timed choice
         for conv in convs:
             conv._fastest = (lambda c: lambda x: c._candidates(x).get(algorithm, c._onednn)
-                             if algorithm != "winograd4" or not c._winograd_applies(x)
-                             else functools.partial(c._winograd, tile=4))(conv)
+                             if algorithm != "winograd" or not c._winograd_applies(x) else c._winograd)(conv)
     with torch.inference_mode():
         got = [raw for _, raw in folded(x.contiguous(memory_format=torch.channels_last))]
     if algorithm == "generic":  # with autograd on, the plain conv2d path (the one CUDA takes) runs
