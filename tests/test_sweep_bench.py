@@ -1,4 +1,5 @@
 """make sweep-bench: the replay of recorded histories through the real controller, and the command itself."""
+import itertools
 import json
 import sys
 
@@ -11,22 +12,22 @@ import sweep_bench as bench  # noqa: E402
 
 
 def synthetic_histories(epochs=6):
-    """Every config of the bench's space with a rising curve; one config (lr 0.003, double, 0.0) is best."""
+    """Every config of the bench's space with a rising curve; one config (lr 0.003, double, 0.0, batch norm) is best."""
     histories = {}
-    for lr in bench.SPACE["lr"]:
-        for organisation in bench.SPACE["organisation"]:
-            for dropout in bench.SPACE["dropout"]:
-                best = 0.5 + 0.1 * (lr == 0.003) + 0.05 * (organisation == "double") - 0.05 * dropout
-                histories[(lr, organisation, dropout)] = [best * e / epochs for e in range(1, epochs + 1)]
+    for values in itertools.product(*bench.SPACE.values()):
+        p = dict(zip(bench.SPACE, values))
+        best = (0.5 + 0.1 * (p["lr"] == 0.003) + 0.05 * (p["organisation"] == "double") - 0.05 * p["dropout"]
+                + 0.05 * p["batch_norm"])
+        histories[bench.config_key(p)] = [best * e / epochs for e in range(1, epochs + 1)]
     return histories
 
 
 @pytest.mark.parametrize("method", ["random", "bayes+hyperband"])
 def test_a_replay_proposes_each_config_once_and_spends_what_it_trained(tmp_path, method):
     histories = synthetic_histories()
-    budget = 12 * 6
+    budget = len(histories) * 6
     curve, runs = bench.run_method(method, 6, budget, tmp_path / "sweep", bench.replay_trainer(histories),
-                                   {"seed": 3}, max_runs=48)
+                                   {"seed": 3}, max_runs=4 * len(histories))
     keys = [bench.config_key(r["params"]) for r in runs]
     assert len(keys) == len(set(keys)) and set(keys) <= set(histories)
     assert len(curve) == sum(len(r["history"]) for r in runs) <= budget  # one point per epoch spent
@@ -40,14 +41,23 @@ def test_a_replay_proposes_each_config_once_and_spends_what_it_trained(tmp_path,
 
 
 def test_mismatches_count_runs_that_did_not_reproduce_the_grid():
-    grid = {(0.001, "same", 0.0): [0.1, 0.2, 0.3]}
-    same = {"params": {"lr": 0.001, "organisation": "same", "dropout": 0.0},
-            "history": [{"val_acc": 0.1}, {"val_acc": 0.2}]}  # stopped early: a prefix
-    other = {"params": {"lr": 0.001, "organisation": "same", "dropout": 0.0},
-             "history": [{"val_acc": 0.1}, {"val_acc": 0.25}]}
-    unknown = {"params": {"lr": 0.009, "organisation": "same", "dropout": 0.0}, "history": [{"val_acc": 0.9}]}
+    params = {"lr": 0.001, "organisation": "same", "dropout": 0.0, "batch_norm": True}
+    grid = {bench.config_key(params): [0.1, 0.2, 0.3]}
+    same = {"params": params, "history": [{"val_acc": 0.1}, {"val_acc": 0.2}]}  # stopped early: a prefix
+    other = {"params": params, "history": [{"val_acc": 0.1}, {"val_acc": 0.25}]}
+    unknown = {"params": {**params, "lr": 0.009}, "history": [{"val_acc": 0.9}]}
     assert bench.mismatches([same, unknown], grid) == 0
     assert bench.mismatches([same, other], grid) == 1
+
+
+def test_a_run_given_a_target_stops_once_it_is_reached(tmp_path):
+    # the best config reaches 0.7 at epoch 6 of its run; whatever the order, the sweep stops right there
+    histories = synthetic_histories()
+    target = max(max(h) for h in histories.values())
+    curve, runs = bench.run_method("random", 6, len(histories) * 6, tmp_path / "sweep", bench.replay_trainer(histories),
+                                   {"seed": 1}, max_runs=4 * len(histories), target=target)
+    assert curve[-1][1] >= target and all(best < target for _, best in curve[:-1])
+    assert max(max(h["val_acc"] for h in r["history"]) for r in runs[:-1]) < target  # only the last run reached it
 
 
 def test_the_summary_ranks_not_reached_last():

@@ -127,6 +127,16 @@ def test_maxpool_size2_stride1_pads_right_and_bottom():
     assert out.flatten().tolist() == [1.0, -2.0, -2.0, -2.0]  # padded cells never win, even over negatives
 
 
+@pytest.mark.parametrize("size", [2, 3, 4, 5])
+def test_stride1_maxpool_equals_darknets_padding(size):
+    # reference: Darknet's padding written out (size-1 in all, (size-1)//2 left/top, the rest right/bottom,
+    # padded with -inf), then an unpadded pool
+    x = torch.randn(2, 3, 7, 6).contiguous(memory_format=torch.channels_last)
+    left = (size - 1) // 2
+    padded = torch.nn.functional.pad(x, (left, size - 1 - left, left, size - 1 - left), value=float("-inf"))
+    assert torch.equal(MaxPoolDarknet(size, 1)(x), torch.nn.functional.max_pool2d(padded, size, 1))
+
+
 def test_yolo_decoding_of_zero_outputs_puts_anchors_at_cell_centres():
     head = YoloHead([(10, 20)], num_classes=2)
     decoded = head.decode(torch.zeros(1, 7, 2, 2), net_h=64, net_w=64)[0]
@@ -134,6 +144,31 @@ def test_yolo_decoding_of_zero_outputs_puts_anchors_at_cell_centres():
     assert decoded[:, 0].tolist() == [16.0, 48.0, 16.0, 48.0] and decoded[:, 1].tolist() == [16.0, 16.0, 48.0, 48.0]
     assert torch.allclose(decoded[:, 2:4], torch.tensor([10.0, 20.0]).expand(4, 2))
     assert torch.allclose(decoded[:, 4:], torch.full((4, 3), 0.5))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_yolo_decoding_pairs_every_cell_with_every_anchor(channels_last):
+    # reference: Darknet's formula written out per anchor and cell — whatever order the rows come in
+    # (cells then anchors, as channels-last memory lies), each (anchor, cell) must appear once, decoded
+    anchors, classes, h, w = [(10, 14), (23, 27), (37, 58)], 2, 3, 4
+    head = YoloHead(anchors, num_classes=classes)
+    raw = torch.randn(1, len(anchors) * (5 + classes), h, w, generator=torch.Generator().manual_seed(0))
+    if channels_last:
+        raw = raw.contiguous(memory_format=torch.channels_last)
+    decoded = head.decode(raw, net_h=96, net_w=128)[0]
+    expected = []
+    for a, (aw, ah) in enumerate(anchors):
+        for cy in range(h):
+            for cx in range(w):
+                t = raw[0, a * (5 + classes):(a + 1) * (5 + classes), cy, cx]
+                expected.append(torch.cat([((torch.sigmoid(t[0]) + cx) * 128 / w)[None],
+                                           ((torch.sigmoid(t[1]) + cy) * 96 / h)[None],
+                                           (torch.exp(t[2]) * aw)[None], (torch.exp(t[3]) * ah)[None],
+                                           torch.sigmoid(t[4:])]))
+    expected = torch.stack(expected)
+    assert decoded.shape == expected.shape
+    order = lambda rows: rows[torch.argsort(rows[:, 0] * 1e6 + rows[:, 1] * 1e3 + rows[:, 2])]  # noqa: E731
+    assert torch.allclose(order(decoded), order(expected), atol=1e-4)
 
 
 def test_nms_is_class_aware_and_thresholded():
@@ -217,8 +252,11 @@ def test_a_folded_model_refuses_weight_files():
         expected_floats(folded)
 
 
-def test_even_maxpool_fast_path_equals_max_pool2d():
-    x = torch.randn(2, 5, 12, 10)
+@pytest.mark.parametrize("channels, channels_last", [(5, False), (5, True), (64, False), (64, True)])
+def test_even_maxpool_fast_path_equals_max_pool2d(channels, channels_last):
+    # both ways of pooling (element-wise maxima; channels-last max_pool2d from 64 channels) give max_pool2d's result
+    x = torch.randn(2, channels, 12, 10)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
     assert torch.equal(MaxPoolDarknet(2, 2)(x), torch.nn.functional.max_pool2d(x, 2, 2))
     odd = torch.randn(1, 3, 13, 13)  # darknet: (13-1)//2+1 = 7 cells, the last one over the valid row/column
     out = MaxPoolDarknet(2, 2)(odd)
