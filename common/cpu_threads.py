@@ -1,20 +1,84 @@
-"""CPU thread settings for inference processes.
+"""CPU thread settings for inference processes: how PyTorch's OpenMP threads wait for work.
 
-PyTorch's OpenMP threads spin-wait between parallel regions by default. On a busy machine (two
-cores, another process running) a spinning thread steals the core its partner needs, and
-yolov3-tiny went from ~35 ms to 391-1,472 ms a frame. A passive wait policy makes idle threads
-sleep: measured here with one core busy, 2 threads ran at a 56 ms median (p90 61 ms) passive
-against 62 ms (p90 197 ms) spinning, and at the same 33 ms when the machine was idle.
+Between two parallel regions (a convolution, a pool, a large element-wise op: ~55 in a yolov3-tiny
+frame) a worker thread waits for the next one. How it waits decides speed and manners:
+- spinning (OpenMP's default: ~300,000 spins, milliseconds) takes a core whether or not there is
+  work. On a busy machine (two cores, another process running) a spinning thread steals the core
+  its partner needs: yolov3-tiny went from ~35 ms to 391-1,472 ms a frame.
+- sleeping at once (OMP_WAIT_POLICY=PASSIVE) is polite, but every region must then wake a sleeping
+  thread: ~60 µs each on this virtual machine (a region that takes 22 µs on one thread took 72 µs
+  on two threads passive, 14 µs spinning) — ~3-5 ms of a 30 ms frame.
+- spinning briefly, then sleeping, is what OpenCV's own thread pool does (it spins ~2,000 rounds).
 
-OpenMP reads its environment once, when torch loads it: `prefer_passive_openmp()` must run
-before the first `import torch` of the process (the Part C scripts call it first thing). A
-value the user set in the environment wins.
+So: OMP_WAIT_POLICY=PASSIVE always, and a short spin (GOMP_SPINCOUNT=SHORT_SPIN, ~20-50 µs) only
+when the cores this process may use are idle when it starts — sampled from /proc/stat over 0.1 s.
+Measured with `partC/bench_detect.py --threads 2` (README): idle machine, OpenCV / ours 0.91-0.93
+passive against ~1.1 with the short spin; one core busy elsewhere, 60 ms a frame passive against
+63 ms with the short spin, so a busy machine gets passive. Load that starts later is not seen:
+such a process keeps its short spin, which costs ~5-25 % there, not the collapse of a long spin.
+
+OpenMP reads its environment once, when torch loads it: `choose_openmp_waiting()` must run before
+the first `import torch` of the process (the Part C scripts call it first thing). A value the user
+set for OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
 """
 import os
+import time
+
+SHORT_SPIN = 2000  # libgomp spin rounds before sleeping ("~100,000 per ms": ~20 µs, longer on slower cores)
+IDLE_SAMPLE_SECONDS = 0.1
+IDLE_ENOUGH = 0.9  # share of each core's time idle in the sample for the machine to count as idle
 
 
-def prefer_passive_openmp():
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+def cpu_times(stat_text):
+    """/proc/stat text → {cpu index: (idle jiffies, total jiffies)} for each cpuN line."""
+    times = {}
+    for line in stat_text.splitlines():
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu":
+            continue
+        values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal (guest is in user)
+        times[int(name[3:])] = (values[3] + values[4], sum(values))
+    return times
+
+
+def idle_share(before, after, cpus):
+    """The smallest share of time any of `cpus` spent idle between two `cpu_times` samples (None: unknown)."""
+    shares = []
+    for cpu in cpus:
+        if cpu not in before or cpu not in after:
+            return None
+        idle, total = after[cpu][0] - before[cpu][0], after[cpu][1] - before[cpu][1]
+        shares.append(idle / total if total > 0 else 1.0)
+    return min(shares) if shares else None
+
+
+def spin_count_for(idle):
+    """GOMP_SPINCOUNT for a machine whose least idle core was idle `idle` of the time (None: unknown)."""
+    return SHORT_SPIN if idle is not None and idle >= IDLE_ENOUGH else 0
+
+
+def sample_idle_share(seconds=IDLE_SAMPLE_SECONDS, stat_path="/proc/stat"):
+    try:
+        cpus = os.sched_getaffinity(0)
+        with open(stat_path) as handle:
+            before = cpu_times(handle.read())
+        time.sleep(seconds)
+        with open(stat_path) as handle:
+            after = cpu_times(handle.read())
+    except (OSError, ValueError, AttributeError):  # no /proc (macOS) or an odd one: be polite
+        return None
+    return idle_share(before, after, cpus)
+
+
+def choose_openmp_waiting(sample=sample_idle_share):
+    """Set OMP_WAIT_POLICY=PASSIVE and, on an idle machine, a short GOMP_SPINCOUNT — unless the user set either.
+    Returns the spin count chosen (None when the user's settings were kept)."""
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return None
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    spin = spin_count_for(sample())
+    os.environ["GOMP_SPINCOUNT"] = str(spin)
+    return spin
 
 
 def set_inference_threads(threads):

@@ -182,7 +182,10 @@ class LocalSweep:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def runs(self):
-        return [load_json(p) for p in sorted(self.runs_folder.glob("*.json"))]
+        """Every run record, oldest first. File names are random ids: in their order the search code would see
+        the same history shuffled differently from sweep to sweep, and its proposals would not follow from the seed."""
+        runs = [load_json(p) for p in self.runs_folder.glob("*.json")]
+        return sorted(runs, key=lambda r: (r.get("created", 0.0), r.get("id", "")))
 
     def save_run(self, run):
         save_json(self.runs_folder / f"{run['id']}.json", run)

@@ -138,7 +138,8 @@ def plot_curves(results, budget, tolerance, path, goal=0.2):
     ax.axhline(-100 * tolerance, color="black", ls=":", lw=1, label=f"reached: within {100 * tolerance:g} points")
     ax.axvline(goal, color="#7570b3", ls="--", lw=1, label=f"goal: {goal:g} of the grid's epochs")
     ax.set(xlabel="fraction of the grid's epochs spent", ylabel="best val accuracy so far − grid's best (points)",
-           title="sweep efficiency (one line per method and seed)", ylim=(-30, 3))
+           title="sweep efficiency (one line per method and seed; random and bayes stop once they reach it)",
+           ylim=(-30, 3))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()

@@ -16,10 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cpu_threads import prefer_passive_openmp
+from common.cpu_threads import choose_openmp_waiting
 
-prefer_passive_openmp()  # before torch loads OpenMP
+SPIN = choose_openmp_waiting()  # before torch loads OpenMP
+WAITING = ("your settings" if SPIN is None else "short spin: the cores were idle at start" if SPIN
+           else "passive: the cores were busy, or unreadable, at start")
 
+import os
 import time
 
 import click
@@ -104,6 +107,9 @@ def main(model, input_size, frames, warmup, device, threads, resize, precision, 
     pre, fwd, post = zip(*stages)
     click.echo(f"{model} @ {input_size}px, {resize}, {precision}, on {detector.device} ({threads} threads), {path.name} "
                f"{frame.shape[2]}x{frame.shape[1]}, median (p10-p90) over {frames} frames after {warmup} warm-up:")
+    if detector.device.type == "cpu":
+        click.echo(f"  OpenMP waiting: OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+                   f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'unset')} ({WAITING})")
     click.echo(f"  ours    preprocess  {spread(pre)}")
     click.echo(f"  ours    forward     {spread(fwd)}")
     click.echo(f"  ours    postprocess {spread(post)}")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cpu_threads import prefer_passive_openmp
+from common.cpu_threads import choose_openmp_waiting
 
-prefer_passive_openmp()  # before torch loads OpenMP
+choose_openmp_waiting()  # before torch loads OpenMP
 
 import click
 import numpy as np

@@ -226,6 +226,22 @@ def test_the_same_seed_proposes_the_same_random_sweep(tmp_path):
     assert proposals[0] == proposals[1]
 
 
+def test_the_same_seed_proposes_the_same_bayes_sweep_in_the_same_order(tmp_path):
+    # run files are named by random ids; the search code must see the history in the order it happened,
+    # or two sweeps with the same seed drift apart once the Gaussian process fits it
+    config = {"method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
+              "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 0.9},
+                             "dropout": {"values": [0.0, 0.1, 0.2, 0.3]}}}
+    proposals = []
+    for name in ("a", "b", "c"):
+        sweep = new_sweep(tmp_path, config, name=name)
+        run_agent(sweep, count=10, runs_dir=str(tmp_path), train=fake_trainer(epochs=2), log=lambda *_: None)
+        runs = sweep.runs()
+        assert [r["created"] for r in runs] == sorted(r["created"] for r in runs)  # oldest first
+        proposals.append([tuple(sorted(r["params"].items())) for r in runs])
+    assert len(proposals[0]) == 10 and proposals[0] == proposals[1] == proposals[2]
+
+
 def test_a_recycled_pid_does_not_keep_an_orphan_alive(tmp_path):
     import os
 

@@ -488,11 +488,50 @@ def test_detect_refuses_an_impossible_input_size(tmp_path, size, detector_factor
     assert "Traceback" not in result.stderr
 
 
-def test_passive_openmp_is_the_default_and_the_users_setting_wins():
-    code = ("import os; from common.cpu_threads import prefer_passive_openmp; prefer_passive_openmp(); "
-            "print(os.environ['OMP_WAIT_POLICY'])")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    run = lambda extra: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                                       env={**env, **extra}).stdout.strip()
-    assert run({}) == "PASSIVE"
-    assert run({"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+def test_openmp_waits_passively_and_spins_briefly_only_on_idle_cores(monkeypatch):
+    from common import cpu_threads
+
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    assert cpu_threads.choose_openmp_waiting(sample=lambda: 0.97) == cpu_threads.SHORT_SPIN
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["GOMP_SPINCOUNT"] == str(cpu_threads.SHORT_SPIN)
+    for busy_or_unknown in (0.5, None):  # one core busy elsewhere, or no /proc/stat: sleep at once
+        for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+            monkeypatch.delenv(name)
+        assert cpu_threads.choose_openmp_waiting(sample=lambda v=busy_or_unknown: v) == 0
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["GOMP_SPINCOUNT"] == "0"
+
+
+@pytest.mark.parametrize("users", [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "100"}])
+def test_the_users_openmp_setting_wins(monkeypatch, users):
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in users.items():
+        monkeypatch.setenv(name, value)
+    from common import cpu_threads
+
+    assert cpu_threads.choose_openmp_waiting(sample=lambda: 1.0) is None
+    assert {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} == {
+        "OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": None, **users}
+
+
+def test_idle_share_is_read_per_core_from_proc_stat():
+    # cpu1 was busy (10 of 100 jiffies idle) while cpu0 idled (95 of 100): the least idle core decides;
+    # iowait counts as idle; the summary "cpu" line is not a core
+    before = ("cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 100 0 0 1000 0 0 0 0 0 0\n"
+              "cpu1 100 0 0 1000 0 0 0 0 0 0\nintr 5\n")
+    after = ("cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 105 0 0 1090 5 0 0 0 0 0\n"
+             "cpu1 190 0 0 1010 0 0 0 0 0 0\nintr 9\n")
+    from common.cpu_threads import cpu_times, idle_share
+
+    b, a = cpu_times(before), cpu_times(after)
+    assert idle_share(b, a, {0}) == pytest.approx(0.95)
+    assert idle_share(b, a, {0, 1}) == pytest.approx(0.10)
+    assert idle_share(b, a, {0, 2}) is None  # a core we may use that /proc/stat does not list: unknown
+
+
+def test_a_real_proc_stat_sample_gives_a_share_or_unknown():
+    from common.cpu_threads import sample_idle_share
+
+    share = sample_idle_share(seconds=0.02)
+    assert share is None or 0.0 <= share <= 1.0
