@@ -24,7 +24,7 @@ set for OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
 import os
 import time
 
-SHORT_SPIN = 2000  # libgomp spin rounds before sleeping ("~100,000 per ms": ~20 µs, longer on slower cores)
+SHORT_SPIN = 1000  # libgomp spin rounds before sleeping ("~100,000 per ms": ~10 µs, longer on slower cores)
 IDLE_SAMPLE_SECONDS = 0.1
 IDLE_ENOUGH = 0.9  # share of each core's time idle in the sample for the machine to count as idle
 
