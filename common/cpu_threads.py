@@ -6,16 +6,17 @@ frame) a worker thread waits for the next one. How it waits decides speed and ma
   work. On a busy machine (two cores, another process running) a spinning thread steals the core
   its partner needs: yolov3-tiny went from ~35 ms to 391-1,472 ms a frame.
 - sleeping at once (OMP_WAIT_POLICY=PASSIVE) is polite, but every region must then wake a sleeping
-  thread: ~60 µs each on this virtual machine (a region that takes 22 µs on one thread took 72 µs
-  on two threads passive, 14 µs spinning) — ~3-5 ms of a 30 ms frame.
-- spinning briefly, then sleeping, is what OpenCV's own thread pool does (it spins ~2,000 rounds).
+  thread: on this virtual machine a region that takes 22 µs on one thread took 66 µs on two threads
+  passive, 14 µs with a 1,000-round spin (20 µs with 500) — ~3-5 ms of a 30 ms frame.
+- spinning briefly, then sleeping, is what OpenCV's own thread pool does (~2,000 rounds).
 
-So: OMP_WAIT_POLICY=PASSIVE always, and a short spin (GOMP_SPINCOUNT=SHORT_SPIN, ~20-50 µs) only
-when the cores this process may use are idle when it starts — sampled from /proc/stat over 0.1 s.
-Measured with `partC/bench_detect.py --threads 2` (README): idle machine, OpenCV / ours 0.91-0.93
-passive against ~1.1 with the short spin; one core busy elsewhere, 60 ms a frame passive against
-63 ms with the short spin, so a busy machine gets passive. Load that starts later is not seen:
-such a process keeps its short spin, which costs ~5-25 % there, not the collapse of a long spin.
+So: OMP_WAIT_POLICY=PASSIVE always, and a short spin (GOMP_SPINCOUNT=SHORT_SPIN) only when the
+cores this process may use are idle when it starts — sampled from /proc/stat over 0.1 s.
+Measured with `partC/bench_detect.py --threads 2` (OpenCV / ours, medians over 30 frames): idle
+machine, 0.89-0.93 passive, 1.15-1.16 with 1,000 rounds, 1.01-1.14 with 2,000; one core busy
+elsewhere, 51 ms a frame passive (OpenCV 49), 55 ms with 1,000 rounds, 60 ms with 2,000 — so a busy
+machine gets passive. Load that starts later is not seen: such a process keeps its short spin,
+~8 % slower there than passive, not the collapse of a long spin.
 
 OpenMP reads its environment once, when torch loads it: `choose_openmp_waiting()` must run before
 the first `import torch` of the process (the Part C scripts call it first thing). A value the user

@@ -87,8 +87,9 @@ def sweep_sections(folder, rows, out, searched, include=None):
     if efficiency:
         q2 += ("<h4>How much the sweep saves (make sweep-bench)</h4>" + handin.embed_image(efficiency[0], handin.DISPLAY["plot"])
                + handin.paragraph("Best validation accuracy so far, in points from each seed's grid best, against the "
-                                  "fraction of the grid's epochs spent by grid, random and bayes + hyperband with the "
-                                  "grid's total epoch budget, one line per seed; dashed: the goal of 1/5.")
+                                  "fraction of the grid's epochs spent by grid, random and bayes + hyperband with at most "
+                                  "the grid's total epoch budget (random and bayes stop once they reach the grid's best), "
+                                  "one line per seed; dashed: the goal of 1/5.")
                + sweep_bench_table(Path(efficiency[0]).with_name("sweep_bench.json")))
     q3 = "<ul>" + "".join(f"<li>{handin.html.escape(n)}</li>" for n in notes) + "</ul>"
     summary = {"sweep": folder.name, "runs": len(rows), "states": states, "values_swept": values,
