@@ -277,8 +277,11 @@ def test_the_whole_assignment_runs_is_interrupted_and_resumes(demo_root, tmp_pat
     assert plan.returncode == 0, plan.stderr
     assert "Q2: sweep, 3 runs" in plan.stdout and "total still to run" in plan.stdout
     env = {**os.environ, "WANDB_MODE": "disabled"}
+    # A suite started in the background (nohup, `&`) hands its children SIGINT *ignored*, and Python then
+    # never raises KeyboardInterrupt: give the step a terminal's Ctrl-C, as a user at a terminal has it
     first = subprocess.Popen([*base, "--step", "sweep"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     runs_folder = runs / "sweeps" / "assignment" / "runs"
     while time.time() < deadline and first.poll() is None:
