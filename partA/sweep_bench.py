@@ -73,14 +73,14 @@ def run_method(method, epochs, budget_epochs, folder, train, base_options, max_r
     while spent < budget_epochs and len(sweep.runs()) < max_runs and (target is None or best < target):
         before = len(sweep.runs())
         run_agent(sweep, before + 1, str(base_options.get("runs_dir", folder.parent)), train=train, log=lambda *_: None)
-        runs = sorted(sweep.runs(), key=lambda r: r["created"])
+        runs = sweep.runs()  # oldest first
         if len(runs) == before:  # a finished grid, or every config tried
             break
         for epoch in runs[-1]["history"]:  # the epochs this run spent, one by one
             spent += 1
             best = max(best, epoch["val_acc"])
             curve.append((spent, best))
-    return curve, sorted(sweep.runs(), key=lambda r: r["created"])
+    return curve, sweep.runs()
 
 
 def config_key(params):
