@@ -434,3 +434,41 @@ def test_the_handin_report_is_one_document_in_the_assignments_order(tmp_path):
     assert "<pre>" not in second and "<td>5-block CNN</td>" in second  # Part B's table is a table
     assert "python partA/evaluate.py --run cnn" in second and "dog 0.57" in second
     assert len(second) < 3_000_000  # 3000-px figures are downscaled, not embedded whole
+
+
+BAYES_HB = {"method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
+            "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 5},
+            "parameters": {"dropout": {"values": [0.0, 0.3]}}}
+
+
+def test_bayes_scores_every_run_at_hyperbands_first_band():
+    from sweeps import RunState, SweepRun
+
+    from common.sweep import runs_as_bayes_sees_them
+
+    # a: stopped by hyperband at epoch 3 while ahead there (0.30); b: trained on to 0.60 but 0.25 at epoch 3;
+    # c: still running, 2 epochs in (not at the band yet: in flight, no score)
+    def run(name, state, accs):
+        return SweepRun(name=name, state=state, config={"dropout": {"value": 0.0}},
+                        history=[{"val_acc": a} for a in accs], summary_metrics={"val_acc": accs[-1]})
+
+    runs = [run("a", RunState.finished, [0.1, 0.2, 0.3]), run("b", RunState.finished, [0.1, 0.2, 0.25, 0.5, 0.6]),
+            run("c", RunState.running, [0.1, 0.15])]
+    seen = runs_as_bayes_sees_them(BAYES_HB, runs)
+    scores = {r.name: r.metric_extremum("val_acc", "maximum") for r in seen if r.state == RunState.finished}
+    assert scores == {"a": 0.3, "b": 0.25}  # like for like: a ranks above b, as hyperband ranked them
+    assert [r.state for r in seen][2] == RunState.running
+    # without hyperband, or for another method, the runs are scored as they are (b: 0.6)
+    for config in ({k: v for k, v in BAYES_HB.items() if k != "early_terminate"}, {**BAYES_HB, "method": "random"}):
+        assert runs_as_bayes_sees_them(config, runs)[1].metric_extremum("val_acc", "maximum") == 0.6
+
+
+@pytest.mark.parametrize("early_terminate, band", [
+    ({"type": "hyperband", "min_iter": 3, "eta": 5}, 3),
+    ({"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3}, 3),  # sweeps' bands: 27/3 = 9, 27/9 = 3
+    ({"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3, "min_iter": 5}, 3),  # sweeps reads max_iter first
+    (None, None)])
+def test_first_band_is_where_sweeps_first_compares_runs(early_terminate, band):
+    from common.sweep import first_band
+
+    assert first_band(early_terminate) == band

@@ -77,7 +77,8 @@ def test_the_command_runs_real_training_and_replays_exactly(tmp_path, demo_root)
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "sweep_bench.json").read_text())
-    assert [row["method"] for row in report["table"]] == ["grid", "random", "bayes+hyperband"]
+    assert [row["method"] for row in report["table"]] == ["grid", "random", "bayes+hyperband", "random+hyperband"]
+    assert report["table"][-1]["fraction_of_grid_epochs"] == [] and report["table"][-1]["replayed"]["tries"] == 1
     # the premise of the replays: the same config, data and seed train to the same history
     assert report["history_mismatches"] == 0
     assert report["early_terminate"] == bench.default_early_terminate()
@@ -91,8 +92,10 @@ def test_the_report_shows_the_benchmarks_fractions_beside_its_plot(tmp_path):
     (tmp_path / "sweep_bench.json").write_text(json.dumps({"replays": 10, "table": [
         {"method": "grid", "fraction_of_grid_epochs": [0.33, 0.25]},
         {"method": "bayes+hyperband", "fraction_of_grid_epochs": [0.38, None],
-         "replayed": {"median": 0.35, "within_goal": 0.23}}]}))
+         "replayed": {"median": 0.35, "within_goal": 0.23}},
+        {"method": "random+hyperband", "fraction_of_grid_epochs": [], "replayed": {"median": 0.2, "within_goal": 0.5}}]}))
     html = report_script.sweep_bench_table(tmp_path / "sweep_bench.json")
     assert "<td>0.33 / 0.25</td>" in html and "<td>0.38 / not reached</td>" in html
     assert "median 0.35, ≤ 1/5 in 23%" in html
+    assert "<td>random+hyperband</td><td>(replayed only)</td><td>median 0.20, ≤ 1/5 in 50%</td>" in html
     assert report_script.sweep_bench_table(tmp_path / "missing.json") == ""
