@@ -133,7 +133,7 @@ recipe-check: setup demo-data ## default recipe vs the seed's at 15 and 30 epoch
 	$(PYRUN) partA/recipe_check.py --data-dir $(if $(filter command line environment,$(origin DATA)),$(DATA),$(DEMO_DATA)) --image-size 64 --epochs 15,30
 
 sweep-bench: setup demo-data ## epochs grid / random / bayes+hyperband need to reach the grid's best (demo data, 32 px, 36 configs x 20 epochs, ~30-45 min)
-	$(PYRUN) partA/sweep_bench.py --data-dir $(if $(filter command line environment,$(origin DATA)),$(DATA),$(DEMO_DATA)) --image-size 32 --epochs 20 --seeds 3 --replays 10
+	$(PYRUN) partA/sweep_bench.py --data-dir $(if $(filter command line environment,$(origin DATA)),$(DATA),$(DEMO_DATA)) --image-size 32 --epochs 20 --seeds 3 --replays 20
 
 BUDGET ?= 45
 ASSIGNMENT_OUT ?= $(OUT)/assignment
