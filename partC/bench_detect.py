@@ -8,8 +8,13 @@ forward (network + decoding of the [yolo] heads), postprocess (threshold, class-
 back to image pixels). After a warm-up, the median and the 10th-90th percentile spread over
 --frames frames are printed, per stage and end to end. When OpenCV is installed
 (`pip install -e .[opencv]`), the same photo goes through `cv2.dnn.readNetFromDarknet` in the same
-process with the same thread count, alternating frame by frame with ours so both see the same
-machine load, and the ratio of the medians is printed.
+process with the same thread count, and the ratio of the medians is printed. The two take turns in
+--rounds rounds of blocks (ours then OpenCV's, then OpenCV's then ours, ...): turns, because this
+machine's speed drifts by 10-20 % over a minute and both must see the same drift; blocks, not single
+frames, because each library's worker threads keep spinning for a while after its frame ends and,
+alternating frame by frame, they take cycles from the other's next frame (measured: OpenCV's
+2-thread median went from 28.5 to 35.4 ms next to our spinning threads). The ratio of each round is
+printed too: its range says how far one number can be trusted on this machine.
 """
 import sys
 from pathlib import Path
@@ -62,6 +67,19 @@ def time_opencv(reference, rgb):
     return time.perf_counter() - started
 
 
+def turns(frames, rounds):
+    """[(round, "ours" | "opencv", frames in the block)]: `rounds` rounds of one block each, the first
+    mover alternating between rounds, `frames` frames each in all (the remainder in the last rounds)."""
+    per_round = [frames // rounds + (r >= rounds - frames % rounds) for r in range(rounds)]
+    order = [("ours", "opencv"), ("opencv", "ours")]
+    return [(r, who, n) for r, n in enumerate(per_round) for who in order[r % 2]]
+
+
+def round_ratios(ours, theirs):
+    """OpenCV's median / ours, per round ({round: [seconds]} each)."""
+    return [float(np.median(theirs[r]) / np.median(ours[r])) for r in sorted(ours)]
+
+
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--model", type=click.Choice(list(YOLO_REGISTRY)), default="yolov3-tiny")
 @click.option("--input-size", type=int, default=416)
@@ -72,11 +90,13 @@ def time_opencv(reference, rgb):
 @click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox")
 @click.option("--precision", type=click.Choice(list(PRECISION_DTYPES)), default="fp32")
 @click.option("--opencv/--no-opencv", default=True, help="Also time OpenCV's DNN when it is installed.")
+@click.option("--rounds", type=int, default=5, help="Turns ours and OpenCV's take (--frames split between them).")
 @click.option("--image", default=None, help="Photo to run on [default: darknet's dog.jpg, else grace_hopper.jpg].")
-def main(model, input_size, frames, warmup, device, threads, resize, precision, opencv, image):
+def main(model, input_size, frames, warmup, device, threads, resize, precision, opencv, rounds, image):
     """Time end-to-end detection per frame, with a per-stage breakdown and OpenCV's DNN beside it."""
-    if frames < 1 or warmup < 0:
-        raise click.BadParameter("--frames must be >= 1 and --warmup >= 0")
+    if frames < 1 or warmup < 0 or rounds < 1:
+        raise click.BadParameter("--frames and --rounds must be >= 1, --warmup >= 0")
+    rounds = min(rounds, frames)  # a round has at least one frame each
     path = Path(image) if image else DOG if DOG.is_file() else Path(matplotlib.get_data_path()) / "sample_data/grace_hopper.jpg"
     detector = build_detector(model=model, input_size=input_size, device=device, resize=resize, precision=precision,
                               threads=threads)
@@ -95,18 +115,20 @@ def main(model, input_size, frames, warmup, device, threads, resize, precision, 
         time_ours(detector, frame)
         if reference is not None:
             time_opencv(reference, rgb)
-    stages, total, theirs = [], [], []
-    for i in range(frames):
-        # alternate who goes first, so neither always runs right after the other's cache traffic
-        if reference is not None and i % 2:
-            theirs.append(time_opencv(reference, rgb))
-        stages.append(time_ours(detector, frame))
-        total.append(sum(stages[-1]))
-        if reference is not None and not i % 2:
-            theirs.append(time_opencv(reference, rgb))
+    stages, ours_by_round, theirs_by_round = [], {}, {}
+    for r, who, n in turns(frames, rounds if reference is not None else 1):
+        for _ in range(n):
+            if who == "ours":
+                stages.append(time_ours(detector, frame))
+                ours_by_round.setdefault(r, []).append(sum(stages[-1]))
+            elif reference is not None:
+                theirs_by_round.setdefault(r, []).append(time_opencv(reference, rgb))
     pre, fwd, post = zip(*stages)
+    total = [sum(s) for s in stages]
+    theirs = [t for r in sorted(theirs_by_round) for t in theirs_by_round[r]]
     click.echo(f"{model} @ {input_size}px, {resize}, {precision}, on {detector.device} ({threads} threads), {path.name} "
-               f"{frame.shape[2]}x{frame.shape[1]}, median (p10-p90) over {frames} frames after {warmup} warm-up:")
+               f"{frame.shape[2]}x{frame.shape[1]}, median (p10-p90) over {frames} frames after {warmup} warm-up"
+               f"{f', taking turns with OpenCV in {rounds} rounds' if reference is not None else ''}:")
     if detector.device.type == "cpu":
         click.echo(f"  OpenMP waiting: OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
                    f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'unset')} ({WAITING})")
@@ -116,8 +138,10 @@ def main(model, input_size, frames, warmup, device, threads, resize, precision, 
     click.echo(f"  ours    end to end  {spread(total)}  = {1 / np.median(total):.1f} frames/s")
     if reference is not None:
         ratio = np.median(theirs) / np.median(total)
+        per_round = round_ratios(ours_by_round, theirs_by_round)
         click.echo(f"  OpenCV  end to end  {spread(theirs)}  = {1 / np.median(theirs):.1f} frames/s")
-        click.echo(f"  ratio: OpenCV median / ours = {ratio:.2f} ({'ours faster' if ratio >= 1 else 'OpenCV faster'})")
+        click.echo(f"  ratio: OpenCV median / ours = {ratio:.2f} ({'ours faster' if ratio >= 1 else 'OpenCV faster'}); "
+                   f"per round: {' '.join(f'{x:.2f}' for x in per_round)}")
 
 
 if __name__ == "__main__":

@@ -476,9 +476,22 @@ def test_bench_detect_times_every_stage(detector_factory):
     assert "(1 threads)" in result.stdout
     try:
         import cv2  # noqa: F401
-        assert "ratio: OpenCV median / ours" in result.stdout
+        assert "ratio: OpenCV median / ours" in result.stdout and "per round: " in result.stdout
     except ImportError:
         assert "OpenCV is not installed" in result.stdout
+
+
+def test_bench_detect_takes_turns_in_blocks_with_the_first_mover_alternating():
+    sys.path.insert(0, str(ROOT / "partC"))
+    import bench_detect
+
+    plan = bench_detect.turns(30, 5)
+    assert [(r, who) for r, who, _ in plan][:4] == [(0, "ours"), (0, "opencv"), (1, "opencv"), (1, "ours")]
+    for who in ("ours", "opencv"):  # each gets every frame, 6 a round
+        assert [n for _, w, n in plan if w == who] == [6] * 5
+    assert [n for _, w, n in bench_detect.turns(7, 3) if w == "ours"] == [2, 2, 3]  # 7 frames in 3 rounds
+    # per round: round 0 OpenCV 30 / ours 20 ms, round 1 20 / 40 ms
+    assert bench_detect.round_ratios({0: [0.02, 0.02], 1: [0.04]}, {0: [0.03], 1: [0.02, 0.02]}) == [1.5, 0.5]
 
 
 @pytest.mark.parametrize("size", ["-32", "0", "100"])
