@@ -472,3 +472,49 @@ def test_first_band_is_where_sweeps_first_compares_runs(early_terminate, band):
     from common.sweep import first_band
 
     assert first_band(early_terminate) == band
+
+
+def test_bayes_tells_a_false_or_zero_value_from_the_first_one():
+    from sweeps import SweepRun
+    from sweeps.params import HyperParameterSet
+
+    from common.sweep import listed_by_position
+
+    config = {"method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
+              "parameters": {"batch_norm": {"values": [True, False]}, "dropout": {"values": [0.3, 0.0]}}}
+    runs = [SweepRun(config={"batch_norm": {"value": b}, "dropout": {"value": d}}) for b, d in ((True, 0.3), (False, 0.0))]
+    raw = HyperParameterSet.from_config(config["parameters"]).normalize_runs_as_array(runs)
+    assert (raw[0] == raw[1]).all()  # sweeps 0.3.0 itself: False and 0.0 are encoded as the first values
+    encoded_config, encoded, decode = listed_by_position(config, runs)
+    coords = HyperParameterSet.from_config(encoded_config["parameters"]).normalize_runs_as_array(encoded)
+    assert (coords[0] != coords[1]).all()
+    assert decode({"batch_norm": 2, "dropout": 2}) == {"batch_norm": False, "dropout": 0.0}
+
+
+def test_bayes_asks_its_model_only_at_points_that_exist(tmp_path, monkeypatch):
+    import numpy as np
+    import sweeps.bayes_search
+
+    asked = []
+    real = sweeps.bayes_search.next_sample
+
+    def spy(**kwargs):
+        asked.append(kwargs["test_X"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(sweeps.bayes_search, "next_sample", spy)
+    # a discrete space (3 × 2 points): the model is asked at the untried points and nowhere else
+    discrete = {"method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
+                "parameters": {"dropout": {"values": [0.0, 0.1, 0.2]}, "batch_norm": {"values": [True, False]}}}
+    sweep = new_sweep(tmp_path, discrete, name="discrete")
+    run_agent(sweep, count=4, runs_dir=str(tmp_path), train=fake_trainer(epochs=2), log=lambda *_: None)
+    assert [len(x) for x in asked] == [6, 5, 4, 3]  # every untried point, each once
+    assert all(len({tuple(row) for row in x}) == len(x) for x in asked)
+    # a mixed space: the listed parameter only at its values' coordinates (1/2, 1), the range anywhere in [0, 1]
+    asked.clear()
+    mixed = {**discrete, "parameters": {"lr": {"min": 0.1, "max": 0.9}, "batch_norm": {"values": [True, False]}}}
+    sweep = new_sweep(tmp_path, mixed, name="mixed")
+    run_agent(sweep, count=3, runs_dir=str(tmp_path), train=fake_trainer(epochs=2), log=lambda *_: None)
+    batch_norm, lr = asked[-1][:, 0], asked[-1][:, 1]  # sweeps orders parameters by name
+    assert set(np.round(batch_norm, 6)) == {0.5, 1.0} and lr.min() < 0.05 and lr.max() > 0.95
+    assert {r["params"]["batch_norm"] for r in sweep.runs()} <= {True, False}
