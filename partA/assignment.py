@@ -82,7 +82,7 @@ def plan(args, measured_rate, train_images, gpus, finetune_model):
     common = ["--runs-dir", runs, "--cache-dir", args["cache_dir"]]
     epochs, count = args["sweep_epochs"], args["count"]
     # hyperband stops runs that trail at epoch 3: with eta 3 (it keeps the best third) bayes + hyperband spent 0.6
-    # of the full-length epochs in make sweep-bench (seed 0: 144 of 12 × 20); eta 5 now keeps the best fifth,
+    # of the full-length epochs in make sweep-bench (seed 0: 144 of 12 × 20); eta 4 now keeps the best quarter,
     # so 0.6 is an upper estimate
     sweep_s = 0.6 * count * epochs * train_images / measured_rate / max(1, gpus)
     eval_s = 15 + 0.004 * train_images  # measured: ~5 s for 300 demo test images on 2 CPU cores
