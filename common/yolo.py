@@ -8,6 +8,7 @@ Detection: letterbox (or stretch) to the network size → forward → decode eve
 (sigmoid offsets + grid, exp(size)·anchor, objectness × class probability) → class-aware NMS
 (torchvision.ops.batched_nms) → boxes mapped back to the original image's pixels.
 """
+import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,8 +177,8 @@ class InferenceConv(nn.Module):
       for CPU), weights reordered once into oneDNN's blocked layout;
     - NNPACK's Winograd convolution (3×3, stride 1), which needs ~2-4× fewer multiplications and
       won on yolov3-tiny's middle layers at one thread (e.g. 384→256 at 26×26: 7.4 vs 10.5 ms);
-    - our Winograd F(4,3) (`common/winograd.py`: 4× fewer multiplications, as batched MKL matrix
-      products that use every thread, which NNPACK's does not at 2 threads).
+    - our Winograd F(4,3) and F(2,3) (`common/winograd.py`: 4× and 2.25× fewer multiplications, the
+      products as one grouped oneDNN convolution that uses every thread, which NNPACK's does not).
     bf16 (opt-in) and CUDA run oneDNN / cuDNN directly. Outputs equal the unfolded block's to
     float rounding (tested against the Sequential it replaces).
     """
@@ -194,8 +195,8 @@ class InferenceConv(nn.Module):
         self.register_buffer("weight", conv.weight.detach().clone())
         self.register_buffer("bias", conv.bias.detach().clone())
         self._packed = (None, None)  # (input shape, oneDNN weight): caches, not state
-        self._winograd_weights = None  # U = G g Gᵀ, made on first use: a cache, not state
-        self._workspaces = {}  # (input shape, thread) → winograd.Workspace: caches, not state
+        self._winograd_filters = {}  # variant → winograd.Filters (U = G g Gᵀ), made on first use: caches, not state
+        self._workspaces = {}  # (variant, input shape, thread) → winograd.Workspace: caches, not state
         self._algorithm = {}  # (input shape, threads) → ("onednn" | "nnpack" | "winograd", its function)
 
     def _onednn(self, x):
@@ -212,13 +213,13 @@ class InferenceConv(nn.Module):
         y = torch._nnpack_spatial_convolution(x.contiguous(), self.weight, self.bias, self.padding, self.stride)
         return F.leaky_relu_(y, 0.1) if self.leaky else y
 
-    def _winograd(self, x):
-        if self._winograd_weights is None:
-            self._winograd_weights = winograd.transform_weights(self.weight)
-        key = (tuple(x.shape), threading.get_ident())  # a workspace per input shape and calling thread
+    def _winograd(self, x, variant):
+        if variant not in self._winograd_filters:
+            self._winograd_filters[variant] = winograd.Filters(self.weight, variant)
+        key = (variant, tuple(x.shape), threading.get_ident())  # a workspace per input shape and calling thread
         if key not in self._workspaces:
-            self._workspaces[key] = winograd.Workspace(*x.shape, self.weight.shape[0])
-        return winograd.conv3x3(x, self._winograd_weights, self.bias, 0.1 if self.leaky else None,
+            self._workspaces[key] = winograd.Workspace(*x.shape, self.weight.shape[0], variant)
+        return winograd.conv3x3(x, self._winograd_filters[variant], self.bias, 0.1 if self.leaky else None,
                                 self._workspaces[key])
 
     def _winograd_applies(self, x):
@@ -226,12 +227,10 @@ class InferenceConv(nn.Module):
                 and tuple(self.weight.shape[2:]) == (3, 3))
 
     def _winograd_may_pay(self, x):
-        """Worth timing F(4,3) at all? Every candidate adds to the first frame (measured at 2 threads):
-        - ≥ 64 input channels: the transforms cost per tile and channel, the saving is per pair of
-          channels (32→64 at 104×104 lost: 2.4 against oneDNN's 1.9 ms, with a workspace of tens of MB);
-        - maps of ≥ 24×24, i.e. ≥ 36 tiles: 13×13 has 16, too few rows for efficient matrix products
-          (512→1024 at 13×13: 8.6 against 6.7 ms, and its transformed filters take 75 MB)."""
-        return self.weight.shape[1] >= 64 and min(x.shape[-2:]) >= 24
+        """Worth timing Winograd at all? Every candidate adds to the first frame. ≥ 64 input channels: the
+        transforms cost per tile and channel, the saving per pair of channels (32→64 at 104×104 lost at 2
+        threads: 3.3 (F(4,3)) and 7.4 ms (F(2,3)) against oneDNN's 1.8)."""
+        return self.weight.shape[1] >= 64
 
     def _candidates(self, x):
         """The algorithms that can compute this layer on x, by name."""
@@ -240,7 +239,8 @@ class InferenceConv(nn.Module):
             if NNPACK:
                 named["nnpack"] = self._nnpack
             if winograd.applies(self.weight, self.stride, self.padding) and self._winograd_may_pay(x):
-                named["winograd"] = self._winograd
+                for variant in winograd.VARIANTS:
+                    named[f"winograd {variant.name}"] = functools.partial(self._winograd, variant=variant)
         return named
 
     def _fastest(self, x):
@@ -249,7 +249,14 @@ class InferenceConv(nn.Module):
             candidates = self._candidates(x)
             name = min(candidates, key=lambda n: _best_of(candidates[n], x)) if len(candidates) > 1 else "onednn"
             self._algorithm[key] = (name, candidates[name])
+            self._drop_unused_winograd()
         return self._algorithm[key][1]
+
+    def _drop_unused_winograd(self):
+        """Free the filters and workspaces of Winograd variants no input shape chose (tens of MB each)."""
+        used = {fn.keywords["variant"] for _, fn in self._algorithm.values() if isinstance(fn, functools.partial)}
+        self._winograd_filters = {v: f for v, f in self._winograd_filters.items() if v in used}
+        self._workspaces = {k: w for k, w in self._workspaces.items() if k[0] in used}
 
     def forward(self, x):
         if x.device.type == "cpu" and ONEDNN and not torch.is_grad_enabled():

@@ -1,4 +1,4 @@
-"""Winograd F(4,3) against PyTorch's direct convolution (the reference every algorithm must equal)."""
+"""Winograd F(4,3) and F(2,3) against PyTorch's direct convolution (the reference every algorithm must equal)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,12 @@ from common import winograd
     (1, 2, 2, 1, 3),      # smaller than a tile
 ])
 @pytest.mark.parametrize("bias, slope", [(True, 0.1), (False, None)])
-def test_conv3x3_equals_a_direct_convolution(n, cin, cout, h, w, bias, slope):
+@pytest.mark.parametrize("variant", winograd.VARIANTS, ids=lambda v: v.name)
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn-product", "mkl-bmm"])
+def test_conv3x3_equals_a_direct_convolution(n, cin, cout, h, w, bias, slope, variant, onednn, monkeypatch):
+    if onednn and not winograd.ONEDNN:
+        pytest.skip("this torch has no oneDNN")
+    monkeypatch.setattr(winograd, "ONEDNN", onednn)
     torch.manual_seed(0)
     x = torch.randn(n, cin, h, w)
     weight = torch.randn(cout, cin, 3, 3)
@@ -22,10 +27,10 @@ def test_conv3x3_equals_a_direct_convolution(n, cin, cout, h, w, bias, slope):
     expected = F.conv2d(x, weight, b, padding=1)
     if slope is not None:
         expected = F.leaky_relu(expected, slope)
-    u = winograd.transform_weights(weight)
-    assert u.shape == (36, cin, cout)
+    filters = winograd.Filters(weight, variant)
+    assert filters.u.shape == (variant.span ** 2, cin, cout)
     for layout in (torch.contiguous_format, torch.channels_last):
-        got = winograd.conv3x3(x.contiguous(memory_format=layout), u, b, slope)
+        got = winograd.conv3x3(x.contiguous(memory_format=layout), filters, b, slope)
         assert got.shape == expected.shape and got.is_contiguous(memory_format=torch.channels_last)
         # float32 transforms with entries up to 8 and 1/24: errors of a few 1e-6 of the output's range
         assert torch.allclose(got, expected, atol=1e-4 * expected.abs().max().item(), rtol=0), (got - expected).abs().max()
@@ -34,12 +39,12 @@ def test_conv3x3_equals_a_direct_convolution(n, cin, cout, h, w, bias, slope):
 def test_a_reused_workspace_gives_each_call_its_own_answer():
     torch.manual_seed(1)
     weight, bias = torch.randn(6, 4, 3, 3), torch.randn(6)
-    u = winograd.transform_weights(weight)
+    filters = winograd.Filters(weight)
     workspace = winograd.Workspace(1, 4, 13, 11, 6)
     outputs = []
     for scale in (1.0, -3.0, 0.5):  # the padded border must stay zero and nothing may leak between calls
         x = scale * torch.randn(1, 4, 13, 11)
-        got = winograd.conv3x3(x, u, bias, None, workspace)
+        got = winograd.conv3x3(x, filters, bias, None, workspace)
         outputs.append(got)
         assert torch.allclose(got, F.conv2d(x, weight, bias, padding=1), atol=1e-4, rtol=1e-4)
     assert outputs[0].data_ptr() != outputs[1].data_ptr()  # outputs are new tensors, not the workspace's
@@ -60,9 +65,24 @@ def test_the_timed_choice_offers_winograd_only_where_it_may_pay():
         block = torch.nn.Sequential(torch.nn.Conv2d(cin, 8, kernel, padding=kernel // 2, bias=False),
                                     torch.nn.BatchNorm2d(8), torch.nn.LeakyReLU(0.1))
         conv = InferenceConv(block.eval())
-        return "winograd" in conv._candidates(torch.zeros(1, cin, size, size))
+        names = conv._candidates(torch.zeros(1, cin, size, size))
+        return {"winograd F(4,3)", "winograd F(2,3)"} <= set(names)
 
     assert offered(64, 26)  # yolov3-tiny's 26×26 and 52×52 layers
+    assert offered(512, 13)  # and its 13×13 ones
     assert not offered(32, 104)  # too few channels for the transforms to pay
-    assert not offered(512, 13)  # too few tiles
     assert not offered(64, 26, kernel=1)  # not a 3×3 convolution
+
+
+def test_the_variants_no_shape_chose_are_freed():
+    from common.yolo import InferenceConv
+
+    block = torch.nn.Sequential(torch.nn.Conv2d(64, 8, 3, padding=1, bias=False), torch.nn.BatchNorm2d(8),
+                                torch.nn.LeakyReLU(0.1))
+    conv = InferenceConv(block.eval())
+    x = torch.randn(1, 64, 16, 16)
+    with torch.inference_mode():
+        conv(x)  # times every candidate once, keeps the fastest
+    chosen = conv._algorithm[(tuple(x.shape), torch.get_num_threads())][0]
+    kept = {v.name for v in conv._winograd_filters} | {k[0].name for k in conv._workspaces}
+    assert kept == ({chosen.split()[1]} if chosen.startswith("winograd") else set())
