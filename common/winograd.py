@@ -1,58 +1,50 @@
-"""Winograd F(4×4, 3×3) and F(2×2, 3×3) convolution for the CPU, built from large oneDNN/MKL kernels.
+"""Winograd F(4×4, 3×3) convolution for the CPU, built from large oneDNN/MKL kernels.
 
 A 3×3 stride-1 convolution computed directly costs 9 multiply-adds per output per input channel.
 Winograd's minimal filtering (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
-2016) computes each m×m block of outputs from an (m+2)×(m+2) block of inputs with (m+2)² products
-instead of 9m²: F(4,3) 36 instead of 144 (4×), F(2,3) 16 instead of 36 (2.25×), at the price of
-three linear transforms:
+2016) computes each 4×4 block of outputs from a 6×6 block of inputs with 36 products instead of
+144, a 4× saving, at the price of three linear transforms:
 
     V = Bᵀ d B   (input tiles)      U = G g Gᵀ   (filters, once)      Y = Aᵀ (U ⊙ V) A   (outputs)
 
-Summed over input channels, the (m+2)² element-wise products become (m+2)² independent matrix
-products (tiles × C_in) @ (C_in × C_out). They run as one grouped 1×1 oneDNN convolution — one
-group per product, filters reordered once — because on this AMD CPU oneDNN's kernels reach ~48
-GMAC/s a core where MKL's batched product reaches ~34 (MKL takes a slower path on non-Intel CPUs;
-36 products of 49 × 384 @ 384 × 256 at 2 threads: 1.8 against 2.6–3.0 ms); MKL's `bmm` remains the
-fallback where oneDNN is missing. F(2,3) pays on small maps (13×13: 49 tiles of 2×2 against 16 of
-4×4, which leave too few rows per product and crop almost half of the last tiles). The transforms
-are done for all tiles at once as small matrix products on gathered views, so no Python loop runs
-per tile or channel, and every intermediate lives in a reusable `Workspace`.
+Summed over input channels, the 36 element-wise products become 36 independent matrix products
+(tiles × C_in) @ (C_in × C_out). They run as one grouped 1×1 oneDNN convolution — one group per
+product, filters reordered once — because on this AMD CPU oneDNN's kernels reach ~48 GMAC/s a core
+where MKL's batched product reached ~34 (MKL takes a slower path on non-Intel CPUs; 36 products of
+49 × 384 @ 384 × 256 at 2 threads: 1.8 against 2.6–3.0 ms). That made F(4,3) pay on 13×13 maps
+too (512→1024: 5.0 against oneDNN's direct 6.9 ms at 2 threads). MKL's `bmm` remains the fallback
+where oneDNN is missing. F(2,3) (16 products for 2×2 outputs) was tried again with the oneDNN
+product and still never won on yolov3-tiny (second on its 13×13 layers at 1 and 2 threads), so it
+is not kept. The transforms are done for all tiles at once as small matrix products on gathered
+views, so no Python loop runs per tile or channel, and every intermediate lives in a reusable
+`Workspace`.
 
-Accuracy: F(4,3)'s transforms have entries up to 8 and fractions of 1/24; in float32 the result
-differs from a direct convolution by ~1e-5 relative — tested against `F.conv2d`, as is F(2,3).
+Accuracy: the transforms have entries up to 8 and fractions of 1/24; in float32 the result
+differs from a direct convolution by ~1e-5 relative — tested against `F.conv2d`.
 """
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class Variant:
-    """F(tile×tile, 3×3): Bᵀ (span × span), G (span × 3), Aᵀ (tile × span), span = tile + 2."""
-    name: str
-    tile: int
-    bt: tuple
-    g: tuple
-    at: tuple
-
-    @property
-    def span(self):
-        return self.tile + 2
-
-
-# Lavin & Gray (2016): F(4,3) with interpolation points 0, ±1, ±2 and ∞; F(2,3) with 0, ±1 and ∞.
-F43 = Variant("F(4,3)", 4,
-              bt=((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0), (0, -2, -1, 2, 1, 0),
-                  (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1)),
-              g=((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
-                 (1 / 24, -1 / 12, 1 / 6), (0, 0, 1)),
-              at=((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1)))
-F23 = Variant("F(2,3)", 2,
-              bt=((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
-              g=((1, 0, 0), (1 / 2, 1 / 2, 1 / 2), (1 / 2, -1 / 2, 1 / 2), (0, 0, 1)),
-              at=((1, 1, 1, 0), (0, 1, -1, -1)))
-VARIANTS = (F43, F23)
+# Lavin & Gray (2016), F(4,3) with interpolation points 0, ±1, ±2 and ∞.
+_BT = [[4, 0, -5, 0, 1, 0],
+       [0, -4, -4, 1, 1, 0],
+       [0, 4, -4, -1, 1, 0],
+       [0, -2, -1, 2, 1, 0],
+       [0, 2, -1, -2, 1, 0],
+       [0, 4, 0, -5, 0, 1]]
+_G = [[1 / 4, 0, 0],
+      [-1 / 6, -1 / 6, -1 / 6],
+      [-1 / 6, 1 / 6, -1 / 6],
+      [1 / 24, 1 / 12, 1 / 6],
+      [1 / 24, -1 / 12, 1 / 6],
+      [0, 0, 1]]
+_AT = [[1, 1, 1, 1, 1, 0],
+       [0, 1, -1, 2, -2, 0],
+       [0, 1, 1, 4, 4, 0],
+       [0, 1, -1, 8, -8, 1]]
+TILE, SPAN = 4, 6  # outputs per tile side, inputs per tile side (TILE + 3 - 1)
+BT = torch.tensor(_BT, dtype=torch.float32)
+AT = torch.tensor(_AT, dtype=torch.float32)
 ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
@@ -62,38 +54,39 @@ def applies(weight, stride, padding, dilation=(1, 1), groups=1):
             and list(dilation) == [1, 1] and groups == 1)
 
 
-def transform_weights(weight: torch.Tensor, variant: Variant = F43) -> torch.Tensor:
-    """C_out × C_in × 3 × 3 filters → the span² × C_in × C_out matrices U = G g Gᵀ (computed in float64).
+def transform_weights(weight: torch.Tensor) -> torch.Tensor:
+    """C_out × C_in × 3 × 3 filters → U = G g Gᵀ as 36 × C_out × C_in (computed in float64, 128 output channels
+    at a time: at once, 512→1024 filters took 150 MB of doubles).
 
-    The leading index is q·span + p (p along the height, q along the width), matching the layout
-    `transform_input` gives the tiles."""
-    g = torch.tensor(variant.g, dtype=torch.float64)
-    u = g @ weight.detach().double() @ g.T  # C_out × C_in × span(p) × span(q)
-    return u.permute(3, 2, 1, 0).reshape(variant.span ** 2, weight.shape[1], weight.shape[0]).float().contiguous()
+    The leading index is q·6 + p (p along the height, q along the width), matching the layout
+    `transform_input` gives the tiles. U[ξ] is laid out output channel by output channel: what the
+    grouped oneDNN product reads without a copy (`Filters.packed`); MKL's bmm takes its transpose."""
+    g = torch.tensor(_G, dtype=torch.float64)
+    u = torch.empty(SPAN * SPAN, weight.shape[0], weight.shape[1])
+    for start in range(0, weight.shape[0], 128):
+        block = g @ weight[start:start + 128].detach().double() @ g.T  # C_out × C_in × 6(p) × 6(q)
+        u[:, start:start + 128] = block.permute(3, 2, 0, 1).reshape(SPAN * SPAN, -1, weight.shape[1])
+    return u
 
 
 class Filters:
     """A layer's transformed filters U: as matrices for MKL's bmm, or reordered for the grouped oneDNN product
-    (per input shape). Only one form is kept: 512→1024 filters take 75 MB in F(4,3)."""
+    (per input shape). Only one form is kept (512→1024 filters take 75 MB)."""
 
-    def __init__(self, weight: torch.Tensor, variant: Variant = F43):
-        self.variant, self.weight = variant, weight
+    def __init__(self, weight: torch.Tensor):
+        self.weight = weight
         self.c_out = weight.shape[0]
-        self._u = None if ONEDNN else transform_weights(weight, variant)
+        self.u = None if ONEDNN else transform_weights(weight)
         self._packed = (None, None)
-
-    @property
-    def u(self):
-        return self._u if self._u is not None else transform_weights(self.weight, self.variant)
 
     def packed(self, grouped_input_shape):
         if self._packed[0] != grouped_input_shape:
-            u = self.u
-            products, c, c_out = u.shape
-            # group ξ's filters: output channel ξ·C_out + o reads input channels ξ·C_in + c with weight U[ξ, c, o]
-            grouped = u.permute(0, 2, 1).reshape(products * c_out, c, 1, 1).contiguous()
+            self._packed = (None, None)  # the old reorder goes before the new one is made
+            products, c_out, c = SPAN * SPAN, self.c_out, self.weight.shape[1]
+            # group ξ: output channel ξ·C_out + o reads input channels ξ·C_in + c with weight U[ξ, o, c]
+            as_onednn = transform_weights(self.weight).view(products * c_out, c, 1, 1).to_mkldnn()
             self._packed = (grouped_input_shape, torch._C._nn.mkldnn_reorder_conv2d_weight(
-                grouped.to_mkldnn(), [0, 0], [1, 1], [1, 1], products, list(grouped_input_shape)))
+                as_onednn, [0, 0], [1, 1], [1, 1], products, list(grouped_input_shape)))
         return self._packed[1]
 
 
@@ -106,48 +99,43 @@ class Workspace:
     written once and stays zero; only the interior changes. Not shareable between threads: keep
     one per thread (`InferenceConv` keys them by thread)."""
 
-    def __init__(self, n, c, h, w, c_out, variant: Variant = F43):
-        tile, span = variant.tile, variant.span
-        self.variant = variant
-        self.th, self.tw = -(-h // tile), -(-w // tile)
-        hp, wp = tile * self.th + 2, tile * self.tw + 2
+    def __init__(self, n, c, h, w, c_out):
+        self.th, self.tw = -(-h // TILE), -(-w // TILE)
+        hp, wp = TILE * self.th + 2, TILE * self.tw + 2
         tiles = n * self.th * self.tw
         self.padded = torch.zeros(n, hp, wp, c)  # channels last, zero border of 1 and more at the far side
-        self.rows = torch.empty(span, n * self.th * wp * c)
-        self.v1 = torch.empty(span, n, self.th, wp, c)
-        self.cols = torch.empty(span, span * tiles * c)
-        self.v = torch.empty(span * span, tiles, c)
-        self.by_tile = torch.empty(tiles, span * span, c)  # V with the tile first: the grouped product's input
-        self.m = torch.empty(span * span, tiles, c_out)
-        self.o1 = torch.empty(tile, span, tiles * c_out)
-        self.o2 = torch.empty(tile, tile, tiles * c_out)
-        self.out = torch.empty(n, tile * self.th, tile * self.tw, c_out)
-        self.bt = torch.tensor(variant.bt, dtype=torch.float32)
-        self.at = torch.tensor(variant.at, dtype=torch.float32)
+        self.rows = torch.empty(SPAN, n * self.th * wp * c)
+        self.v1 = torch.empty(SPAN, n, self.th, wp, c)
+        self.cols = torch.empty(SPAN, SPAN * tiles * c)
+        self.v = torch.empty(SPAN * SPAN, tiles, c)
+        self.by_tile = torch.empty(tiles, SPAN * SPAN, c)  # V with the tile first: the grouped product's input
+        self.m = torch.empty(SPAN * SPAN, tiles, c_out)
+        self.o1 = torch.empty(TILE, SPAN, tiles * c_out)
+        self.o2 = torch.empty(TILE, TILE, tiles * c_out)
+        self.out = torch.empty(n, TILE * self.th, TILE * self.tw, c_out)
 
 
 def transform_input(x: torch.Tensor, ws: Workspace) -> torch.Tensor:
-    """N × C × H × W → V: span² × (N·tiles) × C (in ws.v), for padding 1."""
+    """N × C × H × W → V: 36 × (N·tiles) × C (in ws.v), for padding 1."""
     n, c, h, w = x.shape
-    tile, span = ws.variant.tile, ws.variant.span
     th, tw, padded = ws.th, ws.tw, ws.padded
     _, hp, wp, _ = padded.shape
     padded[:, 1:h + 1, 1:w + 1] = x.permute(0, 2, 3, 1)
-    # along the height: row i of tile t is padded row tile·t + i → V1[p] = Σ_i Bᵀ[p, i] · rows i
-    ws.rows.view(span, n, th, wp, c).copy_(padded.as_strided((span, n, th, wp, c),
-                                                             (wp * c, hp * wp * c, tile * wp * c, c, 1)))
-    torch.mm(ws.bt, ws.rows, out=ws.v1.view(span, -1))
-    # along the width: column j of tile u is column tile·u + j → V[q, p] = Σ_j Bᵀ[q, j] · columns j
-    ws.cols.view(span, span, n, th, tw, c).copy_(ws.v1.as_strided(
-        (span, span, n, th, tw, c), (c, n * th * wp * c, th * wp * c, wp * c, tile * c, 1)))
-    torch.mm(ws.bt, ws.cols, out=ws.v.view(span, -1))
+    # along the height: row i of tile t is padded row TILE·t + i → V1[p] = Σ_i Bᵀ[p, i] · rows i
+    ws.rows.view(SPAN, n, th, wp, c).copy_(padded.as_strided((SPAN, n, th, wp, c),
+                                                             (wp * c, hp * wp * c, TILE * wp * c, c, 1)))
+    torch.mm(BT, ws.rows, out=ws.v1.view(SPAN, -1))
+    # along the width: column j of tile u is column TILE·u + j → V[q, p] = Σ_j Bᵀ[q, j] · columns j
+    ws.cols.view(SPAN, SPAN, n, th, tw, c).copy_(ws.v1.as_strided(
+        (SPAN, SPAN, n, th, tw, c), (c, n * th * wp * c, th * wp * c, wp * c, TILE * c, 1)))
+    torch.mm(BT, ws.cols, out=ws.v.view(SPAN, -1))
     return ws.v
 
 
 def multiply(ws: Workspace, filters: Filters) -> torch.Tensor:
     """M[ξ] = V[ξ] @ U[ξ] for every ξ (into ws.m): one grouped 1×1 oneDNN convolution, else MKL's bmm."""
     if not ONEDNN:
-        return torch.bmm(ws.v, filters.u, out=ws.m)
+        return torch.bmm(ws.v, filters.u.transpose(1, 2), out=ws.m)
     products, tiles, c = ws.v.shape
     ws.by_tile.copy_(ws.v.permute(1, 0, 2))
     # channels-last N×C×H×W view, tiles laid out as the image's rows × columns of tiles (a 1-wide map ran 2× slower)
@@ -159,15 +147,14 @@ def multiply(ws: Workspace, filters: Filters) -> torch.Tensor:
 
 
 def transform_output(ws: Workspace, n, bias=None) -> torch.Tensor:
-    """span² × (N·tiles) × C_out products (ws.m) → Aᵀ M A (+ bias) as N × tile·th × tile·tw × C_out,
+    """36 × (N·tiles) × C_out products (ws.m) → Aᵀ M A (+ bias) as N × 4·th × 4·tw × C_out,
     in the workspace (the caller crops it to H × W)."""
     c = ws.m.shape[-1]
-    tile, span = ws.variant.tile, ws.variant.span
     th, tw = ws.th, ws.tw
-    torch.mm(ws.at, ws.m.view(span, -1), out=ws.o1.view(tile, -1))  # along the width (q → s): s × p × rest
-    torch.bmm(ws.at.expand(tile, tile, span), ws.o1, out=ws.o2)  # along the height (p → r): s × r × rest
-    tiles = ws.o2.view(tile, tile, n, th, tw, c).permute(2, 3, 1, 4, 0, 5)  # n, t, r, u, s, c
-    full = ws.out.view(n, th, tile, tw, tile, c)
+    torch.mm(AT, ws.m.view(SPAN, -1), out=ws.o1.view(TILE, -1))  # along the width (q → s): s × p × rest
+    torch.bmm(AT.expand(TILE, TILE, SPAN), ws.o1, out=ws.o2)  # along the height (p → r): s × r × rest
+    tiles = ws.o2.view(TILE, TILE, n, th, tw, c).permute(2, 3, 1, 4, 0, 5)  # n, t, r, u, s, c
+    full = ws.out.view(n, th, TILE, tw, TILE, c)
     if bias is None:
         full.copy_(tiles)
     else:
@@ -178,12 +165,12 @@ def transform_output(ws: Workspace, n, bias=None) -> torch.Tensor:
 def conv3x3(x: torch.Tensor, filters, bias=None, leaky_slope=None, workspace=None) -> torch.Tensor:
     """Convolution of float32 x (N × C_in × H × W) with `Filters` (or a 3×3 weight, transformed here),
     padding 1, stride 1; optional bias and leaky ReLU. Returns a new N × C_out × H × W tensor in
-    channels-last memory. Pass the same `Workspace(N, C_in, H, W, C_out, variant)` to repeated calls to
+    channels-last memory. Pass the same `Workspace(N, C_in, H, W, C_out)` to repeated calls to
     skip allocating the intermediates."""
     if not isinstance(filters, Filters):
         filters = Filters(filters)
     n, c, h, w = x.shape
-    ws = workspace or Workspace(n, c, h, w, filters.c_out, filters.variant)
+    ws = workspace or Workspace(n, c, h, w, filters.c_out)
     transform_input(x, ws)
     multiply(ws, filters)
     cropped = transform_output(ws, n, bias)[:, :h, :w]

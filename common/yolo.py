@@ -8,7 +8,6 @@ Detection: letterbox (or stretch) to the network size → forward → decode eve
 (sigmoid offsets + grid, exp(size)·anchor, objectness × class probability) → class-aware NMS
 (torchvision.ops.batched_nms) → boxes mapped back to the original image's pixels.
 """
-import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,8 +176,8 @@ class InferenceConv(nn.Module):
       for CPU), weights reordered once into oneDNN's blocked layout;
     - NNPACK's Winograd convolution (3×3, stride 1), which needs ~2-4× fewer multiplications and
       won on yolov3-tiny's middle layers at one thread (e.g. 384→256 at 26×26: 7.4 vs 10.5 ms);
-    - our Winograd F(4,3) and F(2,3) (`common/winograd.py`: 4× and 2.25× fewer multiplications, the
-      products as one grouped oneDNN convolution that uses every thread, which NNPACK's does not).
+    - our Winograd F(4,3) (`common/winograd.py`: 4× fewer multiplications, the products as one
+      grouped oneDNN convolution that uses every thread, which NNPACK's does not).
     bf16 (opt-in) and CUDA run oneDNN / cuDNN directly. Outputs equal the unfolded block's to
     float rounding (tested against the Sequential it replaces).
     """
@@ -195,8 +194,8 @@ class InferenceConv(nn.Module):
         self.register_buffer("weight", conv.weight.detach().clone())
         self.register_buffer("bias", conv.bias.detach().clone())
         self._packed = (None, None)  # (input shape, oneDNN weight): caches, not state
-        self._winograd_filters = {}  # variant → winograd.Filters (U = G g Gᵀ), made on first use: caches, not state
-        self._workspaces = {}  # (variant, input shape, thread) → winograd.Workspace: caches, not state
+        self._winograd_filters = None  # winograd.Filters (U = G g Gᵀ), made on first use: a cache, not state
+        self._workspaces = {}  # (input shape, thread) → winograd.Workspace: caches, not state
         self._algorithm = {}  # (input shape, threads) → ("onednn" | "nnpack" | "winograd", its function)
 
     def _onednn(self, x):
@@ -213,13 +212,13 @@ class InferenceConv(nn.Module):
         y = torch._nnpack_spatial_convolution(x.contiguous(), self.weight, self.bias, self.padding, self.stride)
         return F.leaky_relu_(y, 0.1) if self.leaky else y
 
-    def _winograd(self, x, variant):
-        if variant not in self._winograd_filters:
-            self._winograd_filters[variant] = winograd.Filters(self.weight, variant)
-        key = (variant, tuple(x.shape), threading.get_ident())  # a workspace per input shape and calling thread
+    def _winograd(self, x):
+        if self._winograd_filters is None:
+            self._winograd_filters = winograd.Filters(self.weight)
+        key = (tuple(x.shape), threading.get_ident())  # a workspace per input shape and calling thread
         if key not in self._workspaces:
-            self._workspaces[key] = winograd.Workspace(*x.shape, self.weight.shape[0], variant)
-        return winograd.conv3x3(x, self._winograd_filters[variant], self.bias, 0.1 if self.leaky else None,
+            self._workspaces[key] = winograd.Workspace(*x.shape, self.weight.shape[0])
+        return winograd.conv3x3(x, self._winograd_filters, self.bias, 0.1 if self.leaky else None,
                                 self._workspaces[key])
 
     def _winograd_applies(self, x):
@@ -227,20 +226,25 @@ class InferenceConv(nn.Module):
                 and tuple(self.weight.shape[2:]) == (3, 3))
 
     def _winograd_may_pay(self, x):
-        """Worth timing Winograd at all? Every candidate adds to the first frame. ≥ 64 input channels: the
+        """Worth timing F(4,3) at all? Every candidate adds to the first frame. ≥ 64 input channels: the
         transforms cost per tile and channel, the saving per pair of channels (32→64 at 104×104 lost at 2
-        threads: 3.3 (F(4,3)) and 7.4 ms (F(2,3)) against oneDNN's 1.8)."""
+        threads: 3.3 against oneDNN's 1.8 ms). Any map size: with the products in oneDNN, 13×13 pays
+        (512→1024: 5.0 against 6.9 ms)."""
         return self.weight.shape[1] >= 64
+
+    def _nnpack_may_pay(self, x):
+        """NNPACK's Winograd only on maps of ≥ 24×24: on 13×13 it took 6-25 ms against oneDNN's 0.1-6.9
+        (yolov3-tiny, 1 and 2 threads), and timing it there took ~0.2 s of the first frame."""
+        return min(x.shape[-2:]) >= 24
 
     def _candidates(self, x):
         """The algorithms that can compute this layer on x, by name."""
         named = {"onednn": self._onednn}
         if self._winograd_applies(x):
-            if NNPACK:
+            if NNPACK and self._nnpack_may_pay(x):
                 named["nnpack"] = self._nnpack
             if winograd.applies(self.weight, self.stride, self.padding) and self._winograd_may_pay(x):
-                for variant in winograd.VARIANTS:
-                    named[f"winograd {variant.name}"] = functools.partial(self._winograd, variant=variant)
+                named["winograd"] = self._winograd
         return named
 
     def _fastest(self, x):
@@ -249,14 +253,9 @@ class InferenceConv(nn.Module):
             candidates = self._candidates(x)
             name = min(candidates, key=lambda n: _best_of(candidates[n], x)) if len(candidates) > 1 else "onednn"
             self._algorithm[key] = (name, candidates[name])
-            self._drop_unused_winograd()
+            if all(chosen != "winograd" for chosen, _ in self._algorithm.values()):
+                self._winograd_filters, self._workspaces = None, {}  # tens of MB, for nothing
         return self._algorithm[key][1]
-
-    def _drop_unused_winograd(self):
-        """Free the filters and workspaces of Winograd variants no input shape chose (tens of MB each)."""
-        used = {fn.keywords["variant"] for _, fn in self._algorithm.values() if isinstance(fn, functools.partial)}
-        self._winograd_filters = {v: f for v, f in self._winograd_filters.items() if v in used}
-        self._workspaces = {k: w for k, w in self._workspaces.items() if k[0] in used}
 
     def forward(self, x):
         if x.device.type == "cpu" and ONEDNN and not torch.is_grad_enabled():

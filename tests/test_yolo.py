@@ -222,11 +222,8 @@ def test_letterbox_of_a_real_non_square_photo_is_pinned():
     assert not canvas[0, :, 70].eq(0.5).all() and not canvas[0, :, 345].eq(0.5).all()
 
 
-@pytest.mark.parametrize("algorithm", ["onednn", "nnpack", "winograd F(4,3)", "winograd F(2,3)", "generic"])
+@pytest.mark.parametrize("algorithm", ["onednn", "nnpack", "winograd", "generic"])
 def test_folded_inference_convs_equal_the_layers_they_replace(algorithm):
-    import functools
-
-    from common import winograd
     from common.yolo import InferenceConv
 
     model = small_model(3)
@@ -238,10 +235,8 @@ def test_folded_inference_convs_equal_the_layers_they_replace(algorithm):
     assert len(convs) == 5 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     if algorithm != "generic":  # force one CPU algorithm instead of the timed choice
         for conv in convs:
-            variant = next((v for v in winograd.VARIANTS if algorithm.endswith(v.name)), None)
             conv._fastest = (lambda c: lambda x: c._candidates(x).get(algorithm, c._onednn)
-                             if variant is None or not c._winograd_applies(x)
-                             else functools.partial(c._winograd, variant=variant))(conv)
+                             if algorithm != "winograd" or not c._winograd_applies(x) else c._winograd)(conv)
     with torch.inference_mode():
         got = [raw for _, raw in folded(x.contiguous(memory_format=torch.channels_last))]
     if algorithm == "generic":  # with autograd on, the plain conv2d path (the one CUDA takes) runs
