@@ -311,7 +311,7 @@ def runs_as_bayes_sees_them(config, sweep_runs):
     hyperband stopped at epoch 3 scores its epoch-3 accuracy beside the 20-epoch accuracy of a run that
     went on: stopped reads as bad when it only means short, and the model steers towards whatever ran
     longest. At the first band every run has a value of the same kind — the one hyperband itself ranks
-    by. Replaying the 36-config sweep-bench grid (30 proposal seeds): median fraction of the grid's
+    by. Replaying the 36-config sweep-bench grid (60 proposal seeds): median fraction of the grid's
     epochs to reach its best 0.23 → 0.19 (README: "How much does the sweep save?"). A run that has
     not reached the band yet counts as in flight. Only the local controller does this: wandb's own
     service scores runs its way."""
@@ -388,7 +388,7 @@ def propose_bayes(config, sweep_runs, untried, seed):
     rounds each listed coordinate to a value afterwards. Expected improvement is largest far from every
     run (where the model is least sure), so the winner sat at a cube edge and was rounded to a value
     the model had not been asked about — on the 36-config sweep-bench grid its bayes chose no better
-    than random search (replays: median 0.21 of the grid's epochs against random's 0.18); asked at
+    than random proposals under the same hyperband (replays: median 0.21 of the grid's epochs against 0.18); asked at
     the 36 points themselves, 0.14 (README: "How much does the sweep save?"). Tried points are left
     out, so bayes never proposes a configuration twice."""
     from sweeps import SweepRun
