@@ -80,14 +80,16 @@ class Filters:
         self._packed = (None, None)
 
     def packed(self, grouped_input_shape):
-        if self._packed[0] != grouped_input_shape:
+        shape, packed = self._packed  # one read: another thread may swap in another shape's reorder meanwhile
+        if shape != grouped_input_shape:
             self._packed = (None, None)  # the old reorder goes before the new one is made
             products, c_out, c = SPAN * SPAN, self.c_out, self.weight.shape[1]
             # group ξ: output channel ξ·C_out + o reads input channels ξ·C_in + c with weight U[ξ, o, c]
             as_onednn = transform_weights(self.weight).view(products * c_out, c, 1, 1).to_mkldnn()
-            self._packed = (grouped_input_shape, torch._C._nn.mkldnn_reorder_conv2d_weight(
-                as_onednn, [0, 0], [1, 1], [1, 1], products, list(grouped_input_shape)))
-        return self._packed[1]
+            packed = torch._C._nn.mkldnn_reorder_conv2d_weight(as_onednn, [0, 0], [1, 1], [1, 1], products,
+                                                               list(grouped_input_shape))
+            self._packed = (grouped_input_shape, packed)
+        return packed
 
 
 class Workspace:

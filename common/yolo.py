@@ -200,12 +200,13 @@ class InferenceConv(nn.Module):
 
     def _onednn(self, x):
         shape = tuple(x.shape)
-        if self._packed[0] != shape:
+        packed_for, packed = self._packed  # one read: another thread may swap in another shape's reorder meanwhile
+        if packed_for != shape:
             weight = self.weight.to(self.dtype).to_mkldnn()
-            self._packed = (shape, torch._C._nn.mkldnn_reorder_conv2d_weight(weight, self.padding, self.stride,
-                                                                             [1, 1], 1, list(shape)))
+            packed = torch._C._nn.mkldnn_reorder_conv2d_weight(weight, self.padding, self.stride, [1, 1], 1, list(shape))
+            self._packed = (shape, packed)
         attr, scalars = ("leaky_relu", [0.1]) if self.leaky else ("none", [])
-        return torch.ops.mkldnn._convolution_pointwise(x.to(self.dtype), self._packed[1], self.bias.to(self.dtype),
+        return torch.ops.mkldnn._convolution_pointwise(x.to(self.dtype), packed, self.bias.to(self.dtype),
                                                        self.padding, self.stride, [1, 1], 1, attr, scalars, "")
 
     def _nnpack(self, x):
