@@ -22,7 +22,8 @@ the grid's runs are also replayed: a run is fully determined by its config, the 
 so the grid's recorded histories are what any method would observe for the same config. Random
 and bayes + hyperband then run again through the real controller, with --replays other proposal
 seeds per data seed, handed the recorded histories instead of training — the same decisions at no
-training cost. The real runs check the premise: where they trained a grid config, their history
+training cost — and so does random + hyperband (replays only), which tells what bayes's choice of
+configs adds to what hyperband's stopping saves. The real runs check the premise: where they trained a grid config, their history
 must equal the grid's (the count of mismatches is printed).
 """
 import copy
