@@ -394,6 +394,10 @@ def propose_bayes(config, sweep_runs, untried, seed):
     from sweeps import SweepRun
     from sweeps.bayes_search import _construct_gp_data, bayes_baseline_validate_and_fill, next_sample
 
+    if untried is not None and len(untried) == 1:
+        # nothing to choose; and `sweeps`' fallback for a poorly fitted model draws randint(0, points − 1),
+        # which fails on one point
+        return untried[0], {"last_untried_point": True}
     search_config, seen, decode = listed_by_position(config, runs_as_bayes_sees_them(config, sweep_runs))
     search_config = bayes_baseline_validate_and_fill(search_config)
     params, sample_X, current_X, y, warnings = _construct_gp_data(seen, search_config)

@@ -94,8 +94,12 @@ def _agent(folder, runs_dir):
     run_agent(LocalSweep(folder), 100, runs_dir, train=fake_trainer(epochs=3, delay=0.1), log=lambda *_: None)
 
 
-def test_two_agents_on_one_grid_never_duplicate_a_config(tmp_path):
-    sweep = new_sweep(tmp_path, GRID)
+@pytest.mark.parametrize("config", [GRID, {**GRID, "method": "bayes",
+                                            "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2}}],
+                         ids=["grid", "bayes+hyperband"])
+def test_two_agents_on_one_sweep_never_duplicate_a_config(tmp_path, config):
+    # bayes sees the other agent's run in flight (not at hyperband's first rung yet) and must not propose it again
+    sweep = new_sweep(tmp_path, config)
     context = multiprocessing.get_context("fork")
     agents = [context.Process(target=_agent, args=(sweep.folder, str(tmp_path))) for _ in range(2)]
     for a in agents:
