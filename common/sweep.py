@@ -360,7 +360,7 @@ def listed_by_position(config, sweep_runs):
     return encoded, [encode(run) for run in sweep_runs], decode
 
 
-CANDIDATES = 1000  # random points a mixed space's expected improvement is evaluated at (as `sweeps` does)
+CANDIDATES = 1000  # points expected improvement is evaluated at per proposal (as `sweeps` does)
 
 
 def candidate_points(params, count, rng):
@@ -390,7 +390,10 @@ def propose_bayes(config, sweep_runs, untried, seed):
     the model had not been asked about — on the 36-config sweep-bench grid its bayes chose no better
     than random proposals under the same hyperband (replays: median 0.21 of the grid's epochs against 0.18); asked at
     the 36 points themselves, 0.14 (README: "How much does the sweep save?"). Tried points are left
-    out, so bayes never proposes a configuration twice."""
+    out, so bayes never proposes a configuration twice; of more than CANDIDATES untried points, a random
+    CANDIDATES are asked."""
+    import random
+
     from sweeps import SweepRun
     from sweeps.bayes_search import _construct_gp_data, bayes_baseline_validate_and_fill, next_sample
 
@@ -402,6 +405,8 @@ def propose_bayes(config, sweep_runs, untried, seed):
     search_config = bayes_baseline_validate_and_fill(search_config)
     params, sample_X, current_X, y, warnings = _construct_gp_data(seen, search_config)
     if untried is not None:
+        if len(untried) > CANDIDATES:  # its prediction builds a points × points covariance: 100,000 would take 80 GB
+            untried = random.Random(seed).sample(untried, CANDIDATES)
         _, as_runs, _ = listed_by_position(config, [SweepRun(config={k: {"value": v} for k, v in p.items()})
                                                     for p in untried])
         test_X = params.normalize_runs_as_array(as_runs)
@@ -434,12 +439,14 @@ def propose_untried(config, sweep_runs, tried_runs, seed):
     import sweeps
 
     tried = {params_key(run["params"]) for run in tried_runs}
-    points = discrete_points(config)
-    untried = None if points is None else [p for p in points if params_key(p) not in tried]
-    if untried is not None and not untried:
-        return None  # every point of a discrete space has been run
+
+    def untried_points():  # None for a continuous (or too large to list) space
+        points = discrete_points(config)
+        return None if points is None else [p for p in points if params_key(p) not in tried]
+
     if config["method"] == "bayes":
-        return propose_bayes(config, sweep_runs, untried, seed)
+        untried = untried_points()
+        return None if untried == [] else propose_bayes(config, sweep_runs, untried, seed)
     proposal = None
     for attempt in range(PROPOSAL_RETRIES):
         proposal = _seeded(seed + 7919 * attempt, lambda: sweeps.next_run(config, sweep_runs))
@@ -449,8 +456,11 @@ def propose_untried(config, sweep_runs, tried_runs, seed):
         params = plain_data({k: v["value"] for k, v in proposal.config.items()})
         if params_key(params) not in tried or config["method"] == "grid":
             return params, proposal.search_info
+    untried = untried_points()  # listed only now: most proposals are not repeats
     if untried is None:
         return params, proposal.search_info
+    if not untried:
+        return None  # every point of a discrete space has been run
     return plain_data(random.Random(seed).choice(untried)), {"replaced_repeat": params}
 
 

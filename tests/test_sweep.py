@@ -522,3 +522,21 @@ def test_bayes_asks_its_model_only_at_points_that_exist(tmp_path, monkeypatch):
     batch_norm, lr = asked[-1][:, 0], asked[-1][:, 1]  # sweeps orders parameters by name
     assert set(np.round(batch_norm, 6)) == {0.5, 1.0} and lr.min() < 0.05 and lr.max() > 0.95
     assert {r["params"]["batch_norm"] for r in sweep.runs()} <= {True, False}
+
+
+def test_bayes_asks_at_most_candidates_points_of_a_large_discrete_space(monkeypatch):
+    # its Gaussian process predicts a points × points covariance: all 100,000 points of a listed space would
+    # need 80 GB, so a random CANDIDATES of the untried points are asked
+    import sweeps.bayes_search
+
+    from common.sweep import CANDIDATES, discrete_points, params_key, propose_bayes
+
+    asked = []
+    real = sweeps.bayes_search.next_sample
+    monkeypatch.setattr(sweeps.bayes_search, "next_sample", lambda **kw: (asked.append(kw["test_X"]), real(**kw))[1])
+    config = {"method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
+              "parameters": {"a": {"values": list(range(40))}, "b": {"values": list(range(40))}}}
+    untried = discrete_points(config)[1:]  # 1,599 points
+    params, _ = propose_bayes(config, [], untried, seed=0)
+    assert len(asked[-1]) == CANDIDATES == 1000 and len({tuple(row) for row in asked[-1]}) == CANDIDATES
+    assert params_key(params) in {params_key(p) for p in untried}
