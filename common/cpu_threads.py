@@ -14,7 +14,8 @@ So: OMP_WAIT_POLICY=PASSIVE always, and a short spin (GOMP_SPINCOUNT=SHORT_SPIN)
 cores this process may use are idle when it starts — sampled from /proc/stat over 0.1 s.
 Measured (before the bench took turns in blocks; README: "How the threads wait") with one core
 busy elsewhere: 51 ms a frame passive, 55 ms with 1,000 rounds, 60 ms with 2,000 — so a busy machine
-gets passive; on an idle one the 1,000-round spin cut the wake-up per region from 66 to 14 µs. Load that starts later is not seen: such a process keeps its short spin,
+gets passive; on an idle one the 1,000-round spin cut the wake-up per region from 66 to 14 µs.
+Load that starts later is not seen: such a process keeps its short spin,
 ~8 % slower there than passive, not the collapse of a long spin.
 
 OpenMP reads its environment once, when torch loads it: `choose_openmp_waiting()` must run before
