@@ -315,7 +315,7 @@ def runs_as_bayes_sees_them(config, sweep_runs):
     epochs to reach its best 0.23 → 0.19 (README: "How much does the sweep save?"). A run that has
     not reached the band yet counts as in flight. Only the local controller does this: wandb's own
     service scores runs its way."""
-    from sweeps import RunState, SweepRun
+    from sweeps import RunState
 
     band = first_band(config.get("early_terminate")) if config.get("method") == "bayes" else None
     if band is None:
@@ -324,9 +324,8 @@ def runs_as_bayes_sees_them(config, sweep_runs):
     for run in sweep_runs:
         reached = len(run.history) >= band
         state = RunState.finished if reached and run.state == RunState.running else run.state
-        cut.append(SweepRun(name=run.name, state=state, config=run.config, history=run.history[:band],
-                            summary_metrics={} if reached or run.state == RunState.running else run.summary_metrics,
-                            search_info=run.search_info))
+        summary = {} if reached or run.state == RunState.running else run.summary_metrics
+        cut.append(run.copy(update={"state": state, "history": run.history[:band], "summary_metrics": summary}))
     return cut
 
 
@@ -338,8 +337,6 @@ def listed_by_position(config, sweep_runs):
     (False, 0, 0.0, "") is never encoded and lands where the list's first value does: every
     batch_norm=False run looked like a batch_norm=True run, and bayes could not tell them apart (tested).
     Positions from 1 are never falsy, and keep the list's order, which is all the model ever used."""
-    from sweeps import SweepRun
-
     listed = {name: spec["values"] for name, spec in config["parameters"].items() if "values" in spec}
     if config.get("method") != "bayes" or not listed:
         return config, sweep_runs, lambda params: params
@@ -351,8 +348,7 @@ def listed_by_position(config, sweep_runs):
     def encode(run):
         run_config = {name: {"value": position[name].get(params_key(spec["value"]), spec["value"])}
                       if name in listed else spec for name, spec in run.config.items()}
-        return SweepRun(name=run.name, state=run.state, config=run_config, history=run.history,
-                        summary_metrics=run.summary_metrics, search_info=run.search_info)
+        return run.copy(update={"config": run_config})
 
     def decode(params):
         return {name: listed[name][int(value) - 1] if name in listed else value for name, value in params.items()}
