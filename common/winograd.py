@@ -164,13 +164,11 @@ def transform_output(ws: Workspace, n, bias=None) -> torch.Tensor:
     return ws.out
 
 
-def conv3x3(x: torch.Tensor, filters, bias=None, leaky_slope=None, workspace=None) -> torch.Tensor:
-    """Convolution of float32 x (N × C_in × H × W) with `Filters` (or a 3×3 weight, transformed here),
+def conv3x3(x: torch.Tensor, filters: Filters, bias=None, leaky_slope=None, workspace=None) -> torch.Tensor:
+    """Convolution of float32 x (N × C_in × H × W) with a layer's `Filters`,
     padding 1, stride 1; optional bias and leaky ReLU. Returns a new N × C_out × H × W tensor in
     channels-last memory. Pass the same `Workspace(N, C_in, H, W, C_out)` to repeated calls to
     skip allocating the intermediates."""
-    if not isinstance(filters, Filters):
-        filters = Filters(filters)
     n, c, h, w = x.shape
     ws = workspace or Workspace(n, c, h, w, filters.c_out)
     transform_input(x, ws)
