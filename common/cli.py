@@ -1,8 +1,6 @@
 """Click options shared by the scripts, so every script spells an option the same way."""
 import click
 
-from common.darknet_files import YOLO_REGISTRY
-from common.detector import PRECISION_DTYPES as DETECTOR_PRECISIONS
 from common.device import DEVICES, PRECISIONS
 from common.errors import UserError
 from common.models import ACTIVATIONS, DROPOUT_PLACES, ORGANISATIONS
@@ -125,22 +123,3 @@ def explicit_options(ctx: click.Context, values: dict) -> dict:
 
 def padding_value(value):
     return int(value) if isinstance(value, str) and value.lstrip("-").isdigit() else value
-
-
-DETECT_OPTIONS = stack_options([
-    click.option("--model", type=click.Choice(list(YOLO_REGISTRY)), default="yolov3-tiny",
-                 help="Registered Darknet model (weights fetched and sha256-verified into cache/weights)."),
-    click.option("--cfg", default=None, help="Your own Darknet cfg (with --weights and --names)."),
-    click.option("--weights", default=None, help="Your own .weights file."),
-    click.option("--names", default=None, help="Class names file (one per line)."),
-    click.option("--input-size", type=int, default=None, help="Network input (multiple of 32) [default: the cfg's]."),
-    click.option("--conf", type=float, default=0.25, help="Score threshold (objectness x class probability)."),
-    click.option("--nms", type=float, default=0.45, help="IoU threshold of class-aware NMS."),
-    click.option("--classes", default=None, help="Comma-separated class names to keep, e.g. person,bird,dog."),
-    DEVICE_OPTION,
-    click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox",
-                 help="letterbox keeps the aspect ratio (grey bars, Darknet's integer geometry); stretch resizes plainly."),
-    click.option("--precision", type=click.Choice(list(DETECTOR_PRECISIONS)), default="fp32",
-                 help="bf16: ~2x faster where the hardware has it, scores move by up to ~0.07."),
-    click.option("--threads", type=int, default=0, help="CPU threads for inference (0: one per core)."),
-])

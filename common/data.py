@@ -5,7 +5,7 @@ Flow: folder or zip → `scan_image_folder` → `load_or_make_split` (saved JSON
 
 The TEST folder (`inaturalist_12K/val`) is deliberately absent from everything here that
 training uses: `DatasetPaths` exposes only `train_dir`; the test folder is found only by
-`common.testset`, which the test-evaluation commands alone import.
+`partA.testset`, which the test-evaluation commands alone import.
 """
 import hashlib
 import json

@@ -43,17 +43,13 @@ def wandb_credentials(host=None):
     if os.environ.get("WANDB_API_KEY"):
         return "WANDB_API_KEY"
     host = host or wandb_host()
-    try:
-        from wandb.sdk.lib.wbauth import read_netrc_auth  # the reader `wandb login` wrote for
-
-        if read_netrc_auth(host=host):
-            return "netrc"
-    except Exception:
-        try:
-            if netrc.netrc().authenticators(urlparse(host).hostname or host) is not None:
-                return "netrc"
-        except (OSError, netrc.NetrcParseError):
-            pass
+    # `wandb login` writes the key to netrc under the server's host name; keys saved by older wandb
+    # releases for W&B's cloud sit under api.wandb.ai, which the installed wandb still reads for its cloud
+    names = {urlparse(host).hostname or host}
+    if not os.environ.get("WANDB_BASE_URL"):
+        names.add("api.wandb.ai")
+    if any(netrc_has_login(name) for name in names):
+        return "netrc"
     try:
         import wandb
 
@@ -63,6 +59,15 @@ def wandb_credentials(host=None):
     except Exception:
         pass
     return None
+
+
+def netrc_has_login(hostname, path=None):
+    """Does the netrc file (`$NETRC`, else ~/.netrc) hold a login for `hostname`? Unreadable: no."""
+    path = os.path.expanduser(path or os.environ.get("NETRC") or "~/.netrc")
+    try:
+        return netrc.netrc(path).authenticators(hostname) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def wandb_credentials_present() -> bool:

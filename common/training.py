@@ -121,7 +121,7 @@ class TrainConfig:
 
 
 # Augmentation by budget: regularisation a long run needs makes a short one under-fit. Measured on the demo
-# data (README, "The default recipe"): at 15 epochs full-strength augmentation kept training accuracy below
+# data (docs/measurements.md, "The default recipe"): at 15 epochs full-strength augmentation kept training accuracy below
 # validation accuracy (0.41 vs 0.44) while weak or no augmentation won; the strength grows with the epochs.
 AUG_RAMP_START, AUG_RAMP_EPOCHS = 10, 50
 

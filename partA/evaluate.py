@@ -15,7 +15,7 @@ import click
 
 from common.checkpoints import resolve_run_dir
 from common.cli import DEVICE_OPTION, OneLineErrors
-from common.evaluation import evaluate_on_test
+from partA.evaluation import evaluate_on_test
 from common.runs import best_run
 
 

@@ -19,9 +19,9 @@ from common.checkpoints import resolve_run_dir
 from common.cli import DEVICE_OPTION, OneLineErrors
 from common.device import resolve_device
 from common.data import resize_center_crop
-from common.evaluation import load_run_for_inspection
+from partA.evaluation import load_run_for_inspection
 from common.runs import best_run
-from common.interpret import feature_map_grid, filter_grid, layer_output
+from partA.interpret import feature_map_grid, filter_grid, layer_output
 from common.media import read_image
 from common.inference import prepare_batch
 

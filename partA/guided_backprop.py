@@ -20,18 +20,18 @@ import torch
 
 from common.checkpoints import resolve_run_dir
 from common.errors import UserError
-from common.evaluation import load_run_for_inspection
+from partA.evaluation import load_run_for_inspection
 from common.runs import best_run
 from common.cli import DEVICE_OPTION, OneLineErrors
 from common.device import resolve_device
-from common.interpret import channel_maxima, gradient_to_image, guided_backprop_batch, guided_grid
+from partA.interpret import channel_maxima, gradient_to_image, guided_backprop_batch, guided_grid
 from common.io import save_json
 from common.inference import prepare_batch
 
 
 def conv5_output_layer(model):
     """The module whose output is CONV5's activation: the activation of the fifth block."""
-    from common.interpret import ACTIVATION_TYPES
+    from partA.interpret import ACTIVATION_TYPES
 
     return next(m for m in model.features[4] if isinstance(m, ACTIVATION_TYPES))
 

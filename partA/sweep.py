@@ -5,8 +5,8 @@
     python partA/sweep.py --backend local --name my-sweep                   # continue an interrupted sweep
     python partA/sweep.py --join <wandb-sweep-id>                           # another machine joins (make agent)
 
-auto = wandb when wandb has credentials and its server answers, else local. Local sweeps keep their state in
-runs/sweeps/<name>/ (any number of agents, here or on machines sharing the folder, work on one
+auto = wandb when wandb has credentials and its server answers, else local (Optuna). Local sweeps keep their
+state in runs/sweeps/<name>/ (any number of agents, here or on machines sharing the folder, work on one
 sweep without running a config twice). Every run is a `train.py` run on the validation split; the
 test folder is never opened. Each run is also logged to wandb (offline without credentials).
 """
@@ -20,7 +20,7 @@ import click
 
 from common.cli import DEVICE_OPTION, OneLineErrors
 from common.errors import UserError
-from common.sweep import LocalSweep, load_sweep_config, run_agent, run_wandb_sweep, validate_sweep_config
+from partA.sweep_engine import LocalSweep, load_sweep_config, run_agent, run_wandb_sweep, validate_sweep_config
 from common.tracking import PROBE_SECONDS, wandb_credentials_present, wandb_host, wandb_reachable
 
 
@@ -84,7 +84,7 @@ def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_
     load_train_val(data_dir, first_image_size, seed=seed, cache_dir=cache_dir)
     sweep = LocalSweep.create_or_open(folder, config, base, log=click.echo)
     click.echo(f"local sweep {folder} ({config['method']}, {count} runs, {agents} agent(s)); "
-               f"state and resume: {folder}/runs/")
+               f"state and resume: {folder}/")
     if agents == 1:
         run_agent(sweep, count, runs_dir)
     else:
@@ -104,7 +104,7 @@ def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_
     click.echo(f"sweep {folder.name}: {len(runs)} runs ({', '.join(f'{v} {k}' for k, v in states.items() if v)})")
     if best:
         click.echo(f"best: run {best['id']} val acc {best['summary']['best_val_acc']:.4f} with {best['params']}")
-    click.echo(f"report: {python_command()} partA/report.py --sweep {folder.name}")
+    click.echo(f"report: {python_command()} handin/report.py --sweep {folder.name}")
 
 
 if __name__ == "__main__":

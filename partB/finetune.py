@@ -21,7 +21,7 @@ from functools import partial
 import click
 
 from common.cli import OneLineErrors, data_options, echo_run_summary, explicit_options, training_options
-from common.finetune import FINETUNE_RECIPE, print_stages, resume_finetune, run_finetune
+from partB.transfer import FINETUNE_RECIPE, print_stages, resume_finetune, run_finetune
 from common.pretrained import FREEZE_STRATEGIES, OFFLINE_MODEL, apply_freeze, available_models, build_pretrained
 
 

@@ -21,18 +21,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cpu_threads import choose_openmp_waiting
+from partC.cpu_threads import prefer_passive_openmp
 
-choose_openmp_waiting()  # before torch loads OpenMP
+prefer_passive_openmp()  # before torch loads OpenMP
 
 import click
 import numpy as np
 from tqdm import tqdm
 
-from common.camera_trap import (ANIMALS, WILDLIFE, AlertPolicy, CropClassifier, contact_sheet, crop, first_video_fps,
+from partC.trap import (ANIMALS, WILDLIFE, AlertPolicy, CropClassifier, contact_sheet, crop, first_video_fps,
                                 fit_canvas, frames_of, make_demo_clip, parse_classes, plural, worth_keeping)
-from common.cli import DETECT_OPTIONS, OneLineErrors
-from common.detector import build_detector
+from common.cli import OneLineErrors
+from partC.detector import DETECT_OPTIONS, build_detector
 from common.errors import UserError
 from common.io import save_json
 from common.media import VideoWriter, draw_detections, expand_inputs

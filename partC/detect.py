@@ -14,16 +14,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cpu_threads import choose_openmp_waiting
+from partC.cpu_threads import prefer_passive_openmp
 
-choose_openmp_waiting()  # before torch loads OpenMP
+prefer_passive_openmp()  # before torch loads OpenMP
 
 import click
 import numpy as np
 from tqdm import tqdm
 
-from common.cli import DETECT_OPTIONS, OneLineErrors
-from common.detector import build_detector
+from common.cli import OneLineErrors
+from partC.detector import DETECT_OPTIONS, build_detector
 from common.errors import UserError
 from common.media import VideoWriter, draw_detections, expand_inputs, iter_video, read_image, video_info
 

@@ -130,7 +130,7 @@ def main():
         if yolo.is_file():
             run(rows, f"detect ({photo.name})", ["partC/detect.py", str(photo), "--out", str(out / "detect"),
                                                  "--device", device])
-            run(rows, "detector speed", ["partC/bench_detect.py", "--device", device, "--frames", "50",
+            run(rows, "detector speed", ["bench/bench_detect.py", "--device", device, "--frames", "50",
                                          "--no-opencv"])
         else:
             rows.append(("detect", "skipped", 0.0, f"no {yolo} (make weights on a machine with the registry, then carry it)"))

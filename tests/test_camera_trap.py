@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from common.camera_trap import AlertPolicy, crop
-from common.yolo import Detection
+from partC.trap import AlertPolicy, crop
+from partC.yolo import Detection
 from conftest import DARKNET_DATA, ROOT
 
 
@@ -69,7 +69,7 @@ def test_watcher_on_a_clip_of_real_photos_alerts_keeps_and_labels(tmp_path, demo
 def test_stills_are_timed_by_their_exif_capture_time(tmp_path):
     from PIL import Image
 
-    from common.camera_trap import frames_of
+    from partC.trap import frames_of
 
     from common.media import expand_inputs
 
@@ -98,7 +98,7 @@ def _clip(path, frames=6, fps=2, colour=(40, 90, 160)):
 
 
 def test_several_videos_share_one_clock_and_a_broken_one_is_skipped(tmp_path, capsys):
-    from common.camera_trap import frames_of
+    from partC.trap import frames_of
 
     from common.media import expand_inputs
 
@@ -117,7 +117,7 @@ def test_several_videos_share_one_clock_and_a_broken_one_is_skipped(tmp_path, ca
 def test_a_still_without_exif_among_stamped_ones_is_warned_about(tmp_path, capsys):
     from PIL import Image
 
-    from common.camera_trap import frames_of
+    from partC.trap import frames_of
 
     from common.media import expand_inputs
 
@@ -159,7 +159,7 @@ def test_detection_labels_are_placed_so_none_hides_another():
 def test_person_jpg_labels_do_not_overlap():
     from PIL import ImageDraw
 
-    from common.detector import build_detector
+    from partC.detector import build_detector
     from common.media import _font, _overlap, place_labels, read_image
 
     image = read_image(DARKNET_DATA / "person.jpg")

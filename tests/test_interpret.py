@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from common.interpret import GuidedActivation, filter_grid, guided, guided_backprop
+from partA.interpret import GuidedActivation, filter_grid, guided, guided_backprop
 from common.viz import near_square_grid
 from conftest import ROOT
 
@@ -104,7 +104,7 @@ def test_filters_and_guided_backprop_commands(demo_root, tmp_path):
 def test_batched_guided_backprop_equals_one_image_at_a_time():
     """The 10 maps of partA/guided_backprop.py come from one backward pass over 10 images: each must
     equal the map of its image alone (eval mode: batch norm uses running statistics, images do not mix)."""
-    from common.interpret import guided_backprop_batch
+    from partA.interpret import guided_backprop_batch
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.GELU(), nn.Conv2d(6, 5, 3, padding=1),
@@ -124,7 +124,7 @@ def test_batched_guided_backprop_equals_one_image_at_a_time():
 
 
 def test_channel_maxima_find_each_channels_top_image_in_one_pass():
-    from common.interpret import channel_maxima
+    from partA.interpret import channel_maxima
 
     torch.manual_seed(1)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())

@@ -7,7 +7,7 @@ import sys
 from conftest import ROOT
 
 # The only modules allowed to import the test-set loader, and the only ones allowed to import those.
-TESTSET_IMPORTERS = {"common/evaluation.py"}
+TESTSET_IMPORTERS = {"partA/evaluation.py"}
 EVALUATION_IMPORTERS = {"partA/evaluate.py", "partA/filters.py", "partA/guided_backprop.py"}
 
 
@@ -25,7 +25,7 @@ def imported_modules(path):
 
 def importers_of(module):
     found = set()
-    for folder in ("common", "partA", "partB", "partC"):
+    for folder in ("common", "partA", "partB", "partC", "bench", "handin"):
         for path in (ROOT / folder).rglob("*.py"):
             if module in imported_modules(path):
                 found.add(str(path.relative_to(ROOT)))
@@ -33,8 +33,8 @@ def importers_of(module):
 
 
 def test_only_test_evaluation_imports_the_test_set_loader():
-    assert importers_of("common.testset") == TESTSET_IMPORTERS
-    assert importers_of("common.evaluation") <= EVALUATION_IMPORTERS
+    assert importers_of("partA.testset") == TESTSET_IMPORTERS
+    assert importers_of("partA.evaluation") <= EVALUATION_IMPORTERS
 
 
 AUDIT = """
@@ -85,7 +85,7 @@ def test_no_training_sweep_fine_tune_compare_or_report_opens_a_test_file(demo_ro
         "finetune": ("partB/finetune.py", ["--data-dir", str(demo_root), "--image-size", "32", "--epochs", "1",
                                            "--no-augment", "--quiet", "--run-name", "ft", *runs, *common]),
         "compare": ("partB/compare.py", [*runs, "--eval-dir", str(tmp_path / "eval"), "--out", str(tmp_path / "cmp")]),
-        "report": ("partA/report.py", ["--sweep", "tiny", *runs, "--out", str(tmp_path / "report"), "--include",
+        "report": ("handin/report.py", ["--sweep", "tiny", *runs, "--out", str(tmp_path / "report"), "--include",
                                        str(tmp_path / "cmp")]),
     }
     test_dir = str(demo_root / "inaturalist_12K" / "val")

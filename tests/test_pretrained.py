@@ -13,7 +13,7 @@ from torchvision.transforms import v2
 
 from common.data import decode_image, load_train_val
 from common.errors import UserError
-from common.finetune import run_finetune
+from partB.transfer import run_finetune
 from common.pretrained import (MIRROR_ENV, apply_freeze, build_pretrained, fetch_torchvision_weights, head_paths,
                                model_stages, parameter_groups, weights_enum)
 from conftest import DARKNET_DATA, ROOT
@@ -216,7 +216,7 @@ def test_finetune_cli_lists_stages_and_rejects_bad_input():
 def test_compare_puts_scratch_and_fine_tuned_side_by_side(demo_root, tmp_path):
     import json
 
-    from common.evaluation import evaluate_on_test
+    from partA.evaluation import evaluate_on_test
     from common.from_scratch import run_scratch
 
     common = {"wandb": "disabled", "quiet": True, "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "c"),
@@ -239,7 +239,7 @@ def test_compare_puts_scratch_and_fine_tuned_side_by_side(demo_root, tmp_path):
 
 def test_frozen_backbone_without_augmentation_trains_the_head_on_cached_features(demo_root, tmp_path):
     from common.checkpoints import load_checkpoint, model_from_checkpoint
-    from common.finetune import resume_finetune
+    from partB.transfer import resume_finetune
     from common.inference import validate as evaluate
 
     data = load_train_val(demo_root, 64, cache_dir=tmp_path / "cache", progress=False)
@@ -258,7 +258,7 @@ def test_frozen_backbone_without_augmentation_trains_the_head_on_cached_features
     val = evaluate(full, data.val, ckpt["mean"], ckpt["std"], torch.device("cpu"))
     assert val["acc"] == pytest.approx(record["epochs"][-1]["val_acc"], abs=1e-6)
     # a run cut after epoch 2 resumes on the cached features and ends where the uninterrupted one did
-    import common.finetune as finetune_module
+    import partB.transfer as finetune_module
     import common.training as training
 
     real_fit = training.fit
@@ -344,7 +344,7 @@ def test_frozen_blocks_are_wholly_in_eval_mode_dropout_and_stochastic_depth_incl
 
 
 def test_finetune_help_shows_the_defaults_that_run(demo_root, tmp_path):
-    from common.finetune import FINETUNE_RECIPE
+    from partB.transfer import FINETUNE_RECIPE
 
     result = subprocess.run([sys.executable, str(ROOT / "partB/finetune.py"), "--help"], capture_output=True, text=True,
                             cwd=ROOT)

@@ -173,7 +173,7 @@ def test_resume_compares_what_options_mean_not_how_they_are_spelled(tiny_data, t
 
 
 def test_a_scalar_sweep_parameter_is_a_clear_error():
-    from common.sweep import validate_sweep_config
+    from partA.sweep_engine import validate_sweep_config
 
     config = {"method": "random", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"epochs": 15, "lr": {"values": [0.001, 0.002]}}}
@@ -241,7 +241,7 @@ def test_sweep_proposals_are_plain_numbers_and_checkpoints_load_with_weights_onl
     (found when make assignment's bayes sweep handed its best run to test evaluation)."""
     import numpy as np
 
-    from common.sweep import LocalSweep, claim_next_run
+    from partA.sweep_engine import LocalSweep, claim_next_run
 
     config = {"method": "random", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1e-2}}}

@@ -11,7 +11,9 @@ import pytest
 from conftest import ROOT
 
 COMMON = sorted((ROOT / "common").glob("*.py"))
-SCRIPTS = sorted(p for part in ("partA", "partB", "partC") for p in (ROOT / part).glob("*.py"))
+PARTS = ("partA", "partB", "partC")
+SCRIPTS = sorted(p for folder in PARTS + ("bench", "handin") for p in (ROOT / folder).glob("*.py")
+                 if 'if __name__ == "__main__"' in p.read_text())
 MAX_FUNCTION_LINES = 80
 
 
@@ -49,6 +51,47 @@ def test_common_has_no_import_cycle():
 def test_the_cycle_check_can_fail(tmp_path):
     (tmp_path / "a.py").write_text("from common.b import x\n")
     assert common_imports(tmp_path / "a.py") == {"b"}
+
+
+def top_level_imports(path):
+    """The top-level packages (common, partA, ...) whose modules `path` imports, anywhere in the file."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+    return found
+
+
+def test_common_never_imports_a_part_and_no_part_imports_another():
+    crossings = [f"common/{p.name}" for p in COMMON if top_level_imports(p) & set(PARTS + ("bench", "handin"))]
+    for part in PARTS:
+        for path in (ROOT / part).glob("*.py"):
+            others = top_level_imports(path) & (set(PARTS + ("bench", "handin")) - {part})
+            crossings += [f"{part}/{path.name} -> {sorted(others)}"] if others else []
+    assert not crossings
+
+
+def test_code_only_one_part_uses_lives_in_that_part():
+    """A common/ module that exactly one part (and nothing else in common/) imports belongs beside that part."""
+    users = {p.stem: set() for p in COMMON}
+    for folder in ("common",) + PARTS:
+        for path in (ROOT / folder).glob("*.py"):
+            for module in common_imports(path) & set(users):
+                users[module].add(folder if folder != "common" else f"common.{path.stem}")
+    single = {m: u for m, u in users.items() if len(u) == 1 and next(iter(u)) in PARTS}
+    assert not single, f"used by one part only: {single}"
+
+
+def test_no_private_names_of_torch_wandb_or_sweeps_outside_tests():
+    """Private names break on the next release of the library they belong to."""
+    private = re.compile(r"torch\._C\b|torch\.ops\.mkldnn\._|torch\._nnpack|wandb\.sdk\.|sweeps\.[\w.]*\b_\w+"
+                         r"|from sweeps[\w.]* import [^\n]*\b_\w")
+    found = [f"{p.relative_to(ROOT)}:{n}" for folder in ("common", "bench", "handin") + PARTS
+             for p in (ROOT / folder).glob("*.py") for n, line in enumerate(p.read_text().splitlines(), 1)
+             if private.search(line)]
+    assert not found
 
 
 def test_no_function_in_common_is_longer_than_80_lines():
@@ -125,7 +168,7 @@ def test_every_scripts_help_shows_the_defaults_it_runs_with(script):
 
 
 def test_part_b_help_defaults_are_its_recipe():
-    from common.finetune import FINETUNE_RECIPE
+    from partB.transfer import FINETUNE_RECIPE
 
     command = load_command(ROOT / "partB" / "finetune.py")
     defaults = {p.name: p.default for p in command.params}

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from common.errors import UserError
-from common.sweep import LocalSweep, claim_next_run, run_agent, validate_sweep_config
+from partA.sweep_engine import LocalSweep, claim_next_run, run_agent, validate_sweep_config
 from conftest import ROOT
 
 GRID = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
@@ -74,20 +74,31 @@ def test_no_config_of_a_discrete_space_is_run_twice(tmp_path, method):
 
 
 def test_hyperband_stops_runs_that_trail(tmp_path):
+    """wandb's hyperband (min_iter 2, eta 2: rungs at epochs 2, 4, 8) recounted by hand from the records: a run
+    stops at a rung exactly when it is not in the best half (rounded down, at least the best one) of the
+    runs that had reached that rung by then, itself included — what Optuna's successive halving decides."""
     config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
               "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
               "parameters": {"lr": {"values": [0.9, 0.85, 0.1, 0.8, 0.05, 0.15]}}}
     sweep = new_sweep(tmp_path, config)
     run_agent(sweep, count=6, runs_dir=str(tmp_path), train=fake_trainer(epochs=8), log=lambda *_: None)
-    by_lr = {r["params"]["lr"]: r for r in sweep.runs()}
-    assert by_lr[0.9]["state"] == "finished" and len(by_lr[0.9]["history"]) == 8
-    stopped = [lr for lr, r in by_lr.items() if r["state"] == "stopped"]
-    finished = [lr for lr, r in by_lr.items() if r["state"] == "finished"]
-    # Grid order is the listed order; val_acc = lr·(1 − 0.5^epoch). Hyperband (min_iter 2, eta 2) checks rungs at
-    # epochs 2 and 4 and cuts a run below the top 1/eta of the runs that reached that rung: 0.1 and 0.05 trail
-    # at epoch 2 (0.075, 0.0375 against 0.675, 0.6375); 0.8 and 0.15 at epoch 4 (0.75, 0.14 against 0.84, 0.80).
-    assert {lr: len(by_lr[lr]["history"]) for lr in stopped} == {0.1: 2, 0.05: 2, 0.8: 4, 0.15: 4}
-    assert sorted(finished) == [0.85, 0.9]
+    runs = sweep.runs()  # oldest first: the order the rungs saw them
+    assert len(runs) == 6 and {r["state"] for r in runs} <= {"finished", "stopped"}
+    stopped_somewhere = False
+    for k, run in enumerate(runs):
+        epochs = len(run["history"])
+        for rung in (2, 4, 8):
+            if epochs < rung:
+                break
+            at_rung = [r["history"][rung - 1]["val_acc"] for r in runs[:k + 1] if len(r["history"]) >= rung]
+            keep = max(1, len(at_rung) // 2)
+            in_best = run["history"][rung - 1]["val_acc"] >= sorted(at_rung, reverse=True)[keep - 1]
+            if rung < 8:
+                assert (run["state"] == "stopped" and epochs == rung) == (not in_best), (run["params"], rung)
+                stopped_somewhere |= not in_best
+    assert stopped_somewhere  # the six learning rates spread widely: some run must trail
+    # val_acc = lr·(1 − 0.5^epoch) ranks the runs by lr at every epoch: the largest lr is never cut
+    assert max(runs, key=lambda r: r["params"]["lr"])["state"] == "finished"
 
 
 def _agent(folder, runs_dir):
@@ -108,18 +119,25 @@ def test_two_agents_on_one_sweep_never_duplicate_a_config(tmp_path, config):
         a.join(60)
     assert [a.exitcode for a in agents] == [0, 0]
     assert len(configs(sweep)) == 6 and len(set(configs(sweep))) == 6
-    assert len({r["pid"] for r in sweep.runs()}) == 2  # both agents did work
+    assert len({r["agent"]["pid"] for r in sweep.runs()}) == 2  # both agents did work
+
+
+def dead_agent():
+    return {"host": __import__("socket").gethostname(), "pid": 2 ** 22 + 12345, "started": 1}  # no such process
 
 
 def test_an_interrupted_sweep_resumes_the_orphaned_run(tmp_path):
     sweep = new_sweep(tmp_path, GRID)
     orphan = claim_next_run(sweep, count=3)
-    orphan["agent"]["pid"] = 2 ** 22 + 12345  # an agent that no longer exists
-    sweep.save_run(orphan)
+    orphan["trial"].report(0.5, 1)  # one epoch done before its agent died
+    orphan["trial"].set_user_attr("agent", dead_agent())
     calls = []
     run_agent(sweep, count=3, runs_dir=str(tmp_path), train=fake_trainer(calls=calls), log=lambda *_: None)
     assert calls[0] == (f"s-{orphan['id']}", True)  # the orphan first, resumed
-    assert len(sweep.runs()) == 3 and all(r["state"] == "finished" for r in sweep.runs())
+    runs = sweep.runs()
+    assert len(runs) == 3 and all(r["state"] == "finished" for r in runs)
+    resumed = next(r for r in runs if r["id"] == orphan["id"])
+    assert resumed["params"] == orphan["params"] and resumed["history"][0] == {"epoch": 1, "val_acc": 0.5}
 
 
 def test_a_crashing_run_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
@@ -171,7 +189,7 @@ def test_sweep_cli_rejects_a_bad_config_in_one_line(tmp_path):
 
 
 def test_the_shipped_sweep_configs_are_valid():
-    from common.sweep import load_sweep_config
+    from partA.sweep_engine import load_sweep_config
 
     for name in ("sweep.yaml", "sweep_demo.yaml"):
         config = load_sweep_config(ROOT / "partA" / name)
@@ -179,7 +197,7 @@ def test_the_shipped_sweep_configs_are_valid():
 
 
 def test_a_real_sweep_run_trains_on_validation_data_only(demo_root, tmp_path):
-    from common.sweep import scratch_trainer
+    from partA.sweep_engine import scratch_trainer
 
     config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"activation": {"values": ["relu", "gelu"]}, "epochs": {"value": 1},
@@ -204,7 +222,7 @@ def test_report_builds_from_stored_run_records_with_all_three_plots(tmp_path):
                              "activation": {"values": ["relu", "gelu"]}}}
     sweep = new_sweep(tmp_path, config, name="rep")
     run_agent(sweep, count=12, runs_dir=str(tmp_path), train=fake_trainer(epochs=6), log=lambda *_: None)
-    result = subprocess.run([sys.executable, str(ROOT / "partA/report.py"), "--sweep", str(sweep.folder),
+    result = subprocess.run([sys.executable, str(ROOT / "handin/report.py"), "--sweep", str(sweep.folder),
                              "--out", str(tmp_path / "report")], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     for name in ("accuracy_vs_created.png", "parallel_coordinates.png", "importance.png", "report.html"):
@@ -246,23 +264,23 @@ def test_the_same_seed_proposes_the_same_bayes_sweep_in_the_same_order(tmp_path)
     assert len(proposals[0]) == 10 and proposals[0] == proposals[1] == proposals[2]
 
 
-def test_a_recycled_pid_does_not_keep_an_orphan_alive(tmp_path):
+def test_a_recycled_pid_does_not_keep_an_orphan_alive():
     import os
 
-    sweep = new_sweep(tmp_path, GRID)
-    orphan = claim_next_run(sweep, count=3)
+    from common.locks import process_identity
+    from partA.sweep_engine import _alive
+
+    me = process_identity()
+    assert _alive({"agent": me})
     # a live process (this one) now has the dead agent's pid, but it started at another time
-    orphan["agent"] = {**orphan["agent"], "pid": os.getpid(), "started": (orphan["agent"]["started"] or 0) + 12345}
-    sweep.save_run(orphan)
-    calls = []
-    run_agent(sweep, count=3, runs_dir=str(tmp_path), train=fake_trainer(calls=calls), log=lambda *_: None)
-    assert calls[0] == (f"s-{orphan['id']}", True)
+    assert not _alive({"agent": {**me, "started": (me["started"] or 0) + 12345}})
+    assert not _alive({"agent": {**me, "pid": 2 ** 22 + 12345}}) and os.getpid() == me["pid"]
 
 
 def test_an_agent_on_another_host_is_judged_by_its_heartbeat(tmp_path):
     import time
 
-    from common.sweep import STALE_AFTER_SECONDS, _alive
+    from partA.sweep_engine import STALE_AFTER_SECONDS, _alive
 
     remote = {"agent": {"host": "elsewhere", "pid": 1, "started": 1}, "heartbeat": time.time()}
     assert _alive(remote)
@@ -273,19 +291,18 @@ def test_an_agent_on_another_host_is_judged_by_its_heartbeat(tmp_path):
 def test_the_heartbeat_thread_keeps_a_long_run_fresh(tmp_path):
     import time
 
-    from common.sweep import Heartbeat
+    from partA.sweep_engine import Heartbeat
 
     sweep = new_sweep(tmp_path, GRID)
     run = claim_next_run(sweep, count=3)
-    run["heartbeat"] = 0
-    sweep.save_run(run)
-    with Heartbeat(sweep, run["id"], every=0.05):
+    run["trial"].set_user_attr("heartbeat", 0)
+    with Heartbeat(run["trial"], every=0.05):
         time.sleep(0.3)  # a long epoch: no epoch-end write, yet the heartbeat moves
     assert time.time() - sweep.runs()[0]["heartbeat"] < 5
 
 
 def test_continuing_a_sweep_with_other_data_or_seed_is_refused_and_context_changes_are_said(tmp_path):
-    from common.sweep import LocalSweep
+    from partA.sweep_engine import LocalSweep
 
     folder = tmp_path / "sweeps" / "s"
     LocalSweep.create_or_open(folder, GRID, {"data_dir": "data", "seed": 1, "device": "auto"})
@@ -311,23 +328,31 @@ def test_failed_runs_do_not_use_up_the_count_but_a_failing_sweep_stops(tmp_path)
                   train=fake_trainer(fail_when=lambda o: True))
 
 
-def test_a_run_hyperband_had_stopped_is_not_resumed_to_the_end(tmp_path, monkeypatch):
-    import sweeps
-
+def test_a_run_hyperband_had_stopped_is_not_resumed_to_the_end(tmp_path):
     config = {**GRID, "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2}}
     sweep = new_sweep(tmp_path, config)
+    run_agent(sweep, count=2, runs_dir=str(tmp_path), train=fake_trainer(epochs=2), log=lambda *_: None)
     orphan = claim_next_run(sweep, count=3)
-    orphan["agent"]["pid"] = 2 ** 22 + 12345  # its agent died after hyperband decided, before marking it
-    sweep.save_run(orphan)
-    monkeypatch.setattr(sweeps, "stop_runs", lambda cfg, runs: [r for r in runs if r.name == orphan["id"]])
+    orphan["trial"].report(0.0, 1)  # far behind both earlier runs at the first rung (epoch 1: ≥ 0.35) ...
+    orphan["trial"].set_user_attr("agent", dead_agent())  # ... and its agent died before marking it stopped
     calls = []
     run_agent(sweep, count=3, runs_dir=str(tmp_path), train=fake_trainer(calls=calls), log=lambda *_: None)
     assert (f"s-{orphan['id']}", True) not in calls
     assert next(r for r in sweep.runs() if r["id"] == orphan["id"])["state"] == "stopped"
 
 
+def test_exponents_pyyaml_reads_as_strings_are_numbers(tmp_path):
+    from partA.sweep_engine import load_sweep_config
+
+    path = tmp_path / "s.yaml"
+    path.write_text("method: grid\nmetric: {name: val_acc, goal: maximize}\nparameters:\n"
+                    "  lr: {values: [1e-05, 3e-4, 0.001]}\n  kernel_sizes: {values: ['3', '5,5,3,3,3']}\n")
+    params = load_sweep_config(path)["parameters"]
+    assert params["lr"]["values"] == [1e-05, 3e-4, 0.001] and params["kernel_sizes"]["values"] == ["3", "5,5,3,3,3"]
+
+
 def test_observations_leave_hyperband_stopped_runs_out_of_the_comparisons():
-    from common.report import observations
+    from handin.sweep_report import observations
 
     def row(i, state, dropout, acc, epochs):
         return {"id": f"r{i}", "params": {"dropout": dropout}, "val_acc": acc, "created": i, "state": state,
@@ -344,7 +369,7 @@ def test_observations_leave_hyperband_stopped_runs_out_of_the_comparisons():
 
 
 def test_confounded_parameters_are_reported_together_not_as_two_findings():
-    from common.report import confounded_pairs, observations
+    from handin.sweep_report import confounded_pairs, observations
 
     # the demo's case: dense 128 occurs exactly when dropout = 0 — one split of the runs, two names
     rows = [{"id": f"r{i}", "params": {"dense_units": d, "dropout": p, "activation": a}, "val_acc": acc, "created": i,
@@ -361,7 +386,7 @@ def test_confounded_parameters_are_reported_together_not_as_two_findings():
 
 
 def test_parallel_coordinates_ticks_only_at_values_that_were_tried():
-    from common.report import _axis_positions
+    from handin.sweep_report import _axis_positions
 
     _, ticks, labels = _axis_positions([0.002, 0.004, 0.008, 0.004], log=True)
     assert labels == ["0.002", "0.004", "0.008"] and ticks == pytest.approx([0.0, 0.5, 1.0])  # log: equal steps
@@ -419,7 +444,7 @@ def test_the_handin_report_is_one_document_in_the_assignments_order(tmp_path):
         os.utime(path, (1, 1))
 
     def build():
-        result = subprocess.run([sys.executable, str(ROOT / "partA/report.py"), "--sweep", str(sweep.folder),
+        result = subprocess.run([sys.executable, str(ROOT / "handin/report.py"), "--sweep", str(sweep.folder),
                                  "--runs-dir", str(tmp_path / "noruns"), "--out", str(outputs / "report"),
                                  "--include", str(outputs), "--include", str(tmp_path / "older")],
                                 capture_output=True, text=True, cwd=ROOT)
@@ -438,105 +463,3 @@ def test_the_handin_report_is_one_document_in_the_assignments_order(tmp_path):
     assert "<pre>" not in second and "<td>5-block CNN</td>" in second  # Part B's table is a table
     assert "python partA/evaluate.py --run cnn" in second and "dog 0.57" in second
     assert len(second) < 3_000_000  # 3000-px figures are downscaled, not embedded whole
-
-
-BAYES_HB = {"method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
-            "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 5},
-            "parameters": {"dropout": {"values": [0.0, 0.3]}}}
-
-
-def test_bayes_scores_every_run_at_hyperbands_first_band():
-    from sweeps import RunState, SweepRun
-
-    from common.sweep import runs_as_bayes_sees_them
-
-    # a: stopped by hyperband at epoch 3 while ahead there (0.30); b: trained on to 0.60 but 0.25 at epoch 3;
-    # c: still running, 2 epochs in (not at the band yet: in flight, no score)
-    def run(name, state, accs):
-        return SweepRun(name=name, state=state, config={"dropout": {"value": 0.0}},
-                        history=[{"val_acc": a} for a in accs], summary_metrics={"val_acc": accs[-1]})
-
-    runs = [run("a", RunState.finished, [0.1, 0.2, 0.3]), run("b", RunState.finished, [0.1, 0.2, 0.25, 0.5, 0.6]),
-            run("c", RunState.running, [0.1, 0.15])]
-    seen = runs_as_bayes_sees_them(BAYES_HB, runs)
-    scores = {r.name: r.metric_extremum("val_acc", "maximum") for r in seen if r.state == RunState.finished}
-    assert scores == {"a": 0.3, "b": 0.25}  # like for like: a ranks above b, as hyperband ranked them
-    assert [r.state for r in seen][2] == RunState.running
-    # without hyperband, or for another method, the runs are scored as they are (b: 0.6)
-    for config in ({k: v for k, v in BAYES_HB.items() if k != "early_terminate"}, {**BAYES_HB, "method": "random"}):
-        assert runs_as_bayes_sees_them(config, runs)[1].metric_extremum("val_acc", "maximum") == 0.6
-
-
-@pytest.mark.parametrize("early_terminate, band", [
-    ({"type": "hyperband", "min_iter": 3, "eta": 5}, 3),
-    ({"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3}, 3),  # sweeps' bands: 27/3 = 9, 27/9 = 3
-    ({"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3, "min_iter": 5}, 3),  # sweeps reads max_iter first
-    (None, None)])
-def test_first_band_is_where_sweeps_first_compares_runs(early_terminate, band):
-    from common.sweep import first_band
-
-    assert first_band(early_terminate) == band
-
-
-def test_bayes_tells_a_false_or_zero_value_from_the_first_one():
-    from sweeps import SweepRun
-    from sweeps.params import HyperParameterSet
-
-    from common.sweep import listed_by_position
-
-    config = {"method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
-              "parameters": {"batch_norm": {"values": [True, False]}, "dropout": {"values": [0.3, 0.0]}}}
-    runs = [SweepRun(config={"batch_norm": {"value": b}, "dropout": {"value": d}}) for b, d in ((True, 0.3), (False, 0.0))]
-    raw = HyperParameterSet.from_config(config["parameters"]).normalize_runs_as_array(runs)
-    assert (raw[0] == raw[1]).all()  # sweeps 0.3.0 itself: False and 0.0 are encoded as the first values
-    encoded_config, encoded, decode = listed_by_position(config, runs)
-    coords = HyperParameterSet.from_config(encoded_config["parameters"]).normalize_runs_as_array(encoded)
-    assert (coords[0] != coords[1]).all()
-    assert decode({"batch_norm": 2, "dropout": 2}) == {"batch_norm": False, "dropout": 0.0}
-
-
-def test_bayes_asks_its_model_only_at_points_that_exist(tmp_path, monkeypatch):
-    import numpy as np
-    import sweeps.bayes_search
-
-    asked = []
-    real = sweeps.bayes_search.next_sample
-
-    def spy(**kwargs):
-        asked.append(kwargs["test_X"])
-        return real(**kwargs)
-
-    monkeypatch.setattr(sweeps.bayes_search, "next_sample", spy)
-    # a discrete space (3 × 2 points): the model is asked at the untried points and nowhere else
-    discrete = {"method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
-                "parameters": {"dropout": {"values": [0.0, 0.1, 0.2]}, "batch_norm": {"values": [True, False]}}}
-    sweep = new_sweep(tmp_path, discrete, name="discrete")
-    run_agent(sweep, count=4, runs_dir=str(tmp_path), train=fake_trainer(epochs=2), log=lambda *_: None)
-    assert [len(x) for x in asked] == [6, 5, 4, 3]  # every untried point, each once
-    assert all(len({tuple(row) for row in x}) == len(x) for x in asked)
-    # a mixed space: the listed parameter only at its values' coordinates (1/2, 1), the range anywhere in [0, 1]
-    asked.clear()
-    mixed = {**discrete, "parameters": {"lr": {"min": 0.1, "max": 0.9}, "batch_norm": {"values": [True, False]}}}
-    sweep = new_sweep(tmp_path, mixed, name="mixed")
-    run_agent(sweep, count=3, runs_dir=str(tmp_path), train=fake_trainer(epochs=2), log=lambda *_: None)
-    batch_norm, lr = asked[-1][:, 0], asked[-1][:, 1]  # sweeps orders parameters by name
-    assert set(np.round(batch_norm, 6)) == {0.5, 1.0} and lr.min() < 0.05 and lr.max() > 0.95
-    assert {r["params"]["batch_norm"] for r in sweep.runs()} <= {True, False}
-
-
-def test_bayes_asks_at_most_candidates_points_of_a_large_discrete_space(monkeypatch):
-    # its Gaussian process predicts a points × points covariance: all 100,000 points of a listed space would
-    # need 80 GB, so a random CANDIDATES of the untried points are asked
-    import sweeps.bayes_search
-
-    from common.sweep import CANDIDATES, discrete_points, params_key, propose_bayes
-
-    asked = []
-    real = sweeps.bayes_search.next_sample
-    monkeypatch.setattr(sweeps.bayes_search, "next_sample", lambda **kw: (asked.append(kw["test_X"]), real(**kw))[1])
-    config = {"method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
-              "parameters": {"a": {"values": list(range(40))}, "b": {"values": list(range(40))}}}
-    untried = discrete_points(config)[1:]  # 1,599 points
-    params, _ = propose_bayes(config, [], untried, seed=0)
-    assert len(asked[-1]) == CANDIDATES == 1000 and len({tuple(row) for row in asked[-1]}) == CANDIDATES
-    assert params_key(params) in {params_key(p) for p in untried}

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "partA"))
+sys.path.insert(0, str(ROOT / "bench"))
 import sweep_bench as bench  # noqa: E402
 
 
@@ -71,7 +71,7 @@ def test_the_command_runs_real_training_and_replays_exactly(tmp_path, demo_root)
     import subprocess
 
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "partA/sweep_bench.py", "--data-dir", str(demo_root), "--epochs", "1",
+    result = subprocess.run([sys.executable, "bench/sweep_bench.py", "--data-dir", str(demo_root), "--epochs", "1",
                              "--seeds", "1", "--replays", "1", "--runs-dir", str(tmp_path / "runs"),
                              "--cache-dir", str(tmp_path / "cache"), "--out", str(out)],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -87,7 +87,8 @@ def test_the_command_runs_real_training_and_replays_exactly(tmp_path, demo_root)
 
 
 def test_the_report_shows_the_benchmarks_fractions_beside_its_plot(tmp_path):
-    import report as report_script  # partA/report.py
+    sys.path.insert(0, str(ROOT / "handin"))
+    import report as report_script  # handin/report.py
 
     (tmp_path / "sweep_bench.json").write_text(json.dumps({"replays": 10, "table": [
         {"method": "grid", "fraction_of_grid_epochs": [0.33, 0.25]},

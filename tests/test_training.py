@@ -8,7 +8,7 @@ import torch
 
 from common.checkpoints import load_checkpoint
 from common.errors import UserError
-from common.evaluation import evaluate_on_test
+from partA.evaluation import evaluate_on_test
 from common.from_scratch import resume_scratch, run_scratch
 from common.training import TrainingDiverged, lr_multiplier
 from conftest import ROOT, TINY, options  # noqa: F401 (the tiny_data fixture is in conftest)
@@ -122,7 +122,7 @@ def test_evaluation_writes_accuracy_confusion_matrix_and_grid(demo_root, tiny_da
     # the accuracy, recomputed independently: the best checkpoint's predictions on the 30 test images, by hand
     from common.checkpoints import model_from_checkpoint
     from common.inference import predict
-    from common.testset import load_test_set
+    from partA.testset import load_test_set
 
     ckpt = load_checkpoint(tmp_path / "runs/ev/best.pt")
     test, _ = load_test_set(demo_root, ckpt["classes"], 32, tmp_path / "cache", progress=False)
@@ -193,7 +193,7 @@ def test_a_resumed_run_continues_the_same_offline_wandb_run(tiny_data, tmp_path,
 
 
 def test_bench_prints_both_speed_ratios(demo_root, tmp_path):
-    result = run_cli("partA/bench.py", "--data-dir", str(demo_root), "--images", "32", "--image-size", "32",
+    result = run_cli("bench/pipeline.py", "--data-dir", str(demo_root), "--images", "32", "--image-size", "32",
                      "--batch-size", "16", "--epochs", "1", "--cache-dir", str(tmp_path / "cache"))
     assert result.returncode == 0, result.stderr
     for pipeline in ("seed epoch 1", "competent epoch 1", "ours epoch 1"):
@@ -232,7 +232,7 @@ def test_no_weight_decay_on_biases_and_norm_layers():
 
 
 def test_an_orphaned_sweep_run_resumes_through_the_real_trainer(demo_root, tmp_path, monkeypatch):
-    from common.sweep import LocalSweep, run_agent, scratch_trainer
+    from partA.sweep_engine import LocalSweep, run_agent, scratch_trainer
 
     config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"lr": {"values": [0.003]}, "epochs": {"value": 3}, "image_size": {"value": 32},
@@ -246,8 +246,7 @@ def test_an_orphaned_sweep_run_resumes_through_the_real_trainer(demo_root, tmp_p
     monkeypatch.undo()
     (run,) = sweep.runs()
     assert run["state"] == "running" and len(run["history"]) == 2
-    run["agent"]["pid"] = 2 ** 22 + 99  # that agent is gone
-    sweep.save_run(run)
+    monkeypatch.setattr("partA.sweep_engine._alive", lambda run: False)  # that agent is gone
     done = run_agent(sweep, 1, str(tmp_path / "runs"), train=scratch_trainer(str(tmp_path / "runs")),
                      log=lambda *_: None)
     assert done == [run["id"]] and sweep.runs()[0]["state"] == "finished"
@@ -268,7 +267,7 @@ def test_the_whole_assignment_runs_is_interrupted_and_resumes(demo_root, tmp_pat
                      "  lr: {values: [0.002, 0.003, 0.004]}\n  epochs: {value: 5}\n  image_size: {value: 32}\n"
                      "  filters: {value: '4,8,8,16,16'}\n  dense_units: {value: 16}\n  batch_size: {value: 16}\n")
     out, runs = tmp_path / "out", tmp_path / "runs"
-    base = [sys.executable, "partA/assignment.py", "--out", str(out), "--runs-dir", str(runs), "--cache-dir",
+    base = [sys.executable, "handin/assignment.py", "--out", str(out), "--runs-dir", str(runs), "--cache-dir",
             str(tmp_path / "cache")]
     plan = subprocess.run([*base, "--plan-only", "--data-dir", str(demo_root), "--budget", "30", "--count", "3",
                            "--sweep-config", str(sweep), "--backend", "local", "--device", "cpu",
@@ -283,9 +282,11 @@ def test_the_whole_assignment_runs_is_interrupted_and_resumes(demo_root, tmp_pat
                              stderr=subprocess.STDOUT, text=True, start_new_session=True,
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
-    runs_folder = runs / "sweeps" / "assignment" / "runs"
+    from partA.sweep_engine import LocalSweep
+
+    sweep_folder = runs / "sweeps" / "assignment"
     while time.time() < deadline and first.poll() is None:
-        started = [json.loads(p.read_text()) for p in runs_folder.glob("*.json")] if runs_folder.is_dir() else []
+        started = LocalSweep(sweep_folder).runs() if (sweep_folder / "config.yaml").is_file() else []
         # Ctrl-C in the middle of a run (after its first epoch of five): waiting for a whole run to finish
         # left a window of well under a second before the tiny sweep was over, and the signal sometimes missed it
         if any(len(r["history"]) >= 1 for r in started):
@@ -297,7 +298,7 @@ def test_the_whole_assignment_runs_is_interrupted_and_resumes(demo_root, tmp_pat
     for step in ("sweep", "test-eval", "interpret", "finetune", "finetune-eval", "detect", "watch", "report"):
         result = subprocess.run([*base, "--step", step], cwd=ROOT, env=env, capture_output=True, text=True)
         assert result.returncode == 0, (step, result.stdout[-3000:], result.stderr[-3000:])
-    states = [json.loads(p.read_text())["state"] for p in runs_folder.glob("*.json")]
+    states = [r["state"] for r in LocalSweep(sweep_folder).runs()]
     assert sorted(states) == ["finished"] * 3  # the interrupted sweep was continued, not restarted
     assert (out / "report" / "report.html").stat().st_size > 50_000
     again = subprocess.run([*base, "--step", "sweep"], cwd=ROOT, env=env, capture_output=True, text=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from common.errors import UserError
-from common.yolo import (Darknet, Letterbox, MaxPoolDarknet, YoloHead, boxes_to_image, expected_floats, letterbox,
+from partC.yolo import (Darknet, Letterbox, MaxPoolDarknet, YoloHead, boxes_to_image, expected_floats, letterbox,
                          load_darknet_weights, parse_cfg, save_darknet_weights, select_detections)
 from conftest import DARKNET_DATA, ROOT
 
@@ -196,7 +196,7 @@ def test_nms_is_class_aware_and_thresholded():
     ((500, 500), (416, 416, 0, 0)),
 ])
 def test_letterbox_uses_darknets_integer_geometry(size, expected):
-    from common.yolo import darknet_letterbox_geometry
+    from partC.yolo import darknet_letterbox_geometry
 
     assert darknet_letterbox_geometry(*size, 416, 416) == expected
     w, h = size
@@ -222,9 +222,9 @@ def test_letterbox_of_a_real_non_square_photo_is_pinned():
     assert not canvas[0, :, 70].eq(0.5).all() and not canvas[0, :, 345].eq(0.5).all()
 
 
-@pytest.mark.parametrize("algorithm", ["onednn", "nnpack", "winograd", "generic"])
-def test_folded_inference_convs_equal_the_layers_they_replace(algorithm):
-    from common.yolo import InferenceConv
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_folded_inference_convs_equal_the_layers_they_replace(channels_last):
+    from partC.yolo import InferenceConv
 
     model = small_model(3)
     x = torch.rand(2, 3, 64, 64)
@@ -233,15 +233,9 @@ def test_folded_inference_convs_equal_the_layers_they_replace(algorithm):
     folded = small_model(3).fold_for_inference()
     convs = [m for m in folded.modules() if isinstance(m, InferenceConv)]
     assert len(convs) == 5 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
-    if algorithm != "generic":  # force one CPU algorithm instead of the timed choice
-        for conv in convs:
-            conv._fastest = (lambda c: lambda x: c._candidates(x).get(algorithm, c._onednn)
-                             if algorithm != "winograd" or not c._winograd_applies(x) else c._winograd)(conv)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
     with torch.inference_mode():
-        got = [raw for _, raw in folded(x.contiguous(memory_format=torch.channels_last))]
-    if algorithm == "generic":  # with autograd on, the plain conv2d path (the one CUDA takes) runs
-        with torch.enable_grad():
-            got = [raw.detach() for _, raw in folded(x)]
+        got = [raw for _, raw in folded(x)]
     for a, b in zip(expected, got):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (a - b).abs().max()
 
@@ -278,7 +272,7 @@ def test_letterbox_boxes_map_back_to_the_original_image():
 
 @pytest.fixture(scope="session")
 def detector_factory():
-    from common.detector import build_detector
+    from partC.detector import build_detector
 
     cache = Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights"))
     return lambda **kw: build_detector(model="yolov3-tiny", weights_cache=cache, device="cpu", **kw)
@@ -339,7 +333,7 @@ def test_boxes_are_in_original_image_pixels(detector_factory):
 
 def test_the_offline_weights_are_the_official_file(detector_factory):
     from common.download import sha256_of
-    from common.darknet_files import YOLO_REGISTRY, yolo_files
+    from partC.darknet_files import YOLO_REGISTRY, yolo_files
 
     _, weights, _ = yolo_files("yolov3-tiny", Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")))
     assert weights.stat().st_size == 35_434_956
@@ -425,8 +419,8 @@ def test_a_damaged_video_packet_is_skipped_and_counted(tmp_path):
 
 @needs_darknet
 def test_full_yolov3_cfg_needs_exactly_the_floats_of_the_official_weights():
-    from common.darknet_files import YOLO_REGISTRY
-    from common.yolo import load_cfg
+    from partC.darknet_files import YOLO_REGISTRY
+    from partC.yolo import load_cfg
 
     model = load_cfg(Path("/usr/share/darknet/cfg/yolov3.cfg"))
     header = 20  # int32 major, minor, revision + int64 seen (version 0.2)
@@ -446,8 +440,8 @@ def test_detections_match_opencvs_darknet_importer_box_for_box(resize, detector_
     from torchvision.ops import box_iou
 
     from common.media import read_image
-    from common.opencv_reference import OpenCVDetector
-    from common.darknet_files import read_names, yolo_files
+    from partC.opencv_reference import OpenCVDetector
+    from partC.darknet_files import read_names, yolo_files
 
     ours = detector_factory(resize=resize)
     cfg, weights, names = yolo_files("yolov3-tiny", Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")))
@@ -467,7 +461,7 @@ def test_detections_match_opencvs_darknet_importer_box_for_box(resize, detector_
 
 
 def test_bench_detect_times_every_stage(detector_factory):
-    result = subprocess.run([sys.executable, str(ROOT / "partC/bench_detect.py"), "--frames", "2", "--warmup", "1",
+    result = subprocess.run([sys.executable, str(ROOT / "bench/bench_detect.py"), "--frames", "2", "--warmup", "1",
                              "--threads", "1"], capture_output=True, text=True, cwd=ROOT,
                             env={**os.environ, "INAT_WEIGHTS": str(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights"))})
     assert result.returncode == 0, result.stderr
@@ -482,7 +476,7 @@ def test_bench_detect_times_every_stage(detector_factory):
 
 
 def test_bench_detect_takes_turns_in_blocks_with_the_first_mover_alternating():
-    sys.path.insert(0, str(ROOT / "partC"))
+    sys.path.insert(0, str(ROOT / "bench"))
     import bench_detect
 
     plan = bench_detect.turns(30, 5)
@@ -501,50 +495,12 @@ def test_detect_refuses_an_impossible_input_size(tmp_path, size, detector_factor
     assert "Traceback" not in result.stderr
 
 
-def test_openmp_waits_passively_and_spins_briefly_only_on_idle_cores(monkeypatch):
-    from common import cpu_threads
+def test_openmp_waits_passively_unless_the_user_chose(monkeypatch):
+    from partC import cpu_threads
 
-    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
-        monkeypatch.delenv(name, raising=False)
-    assert cpu_threads.choose_openmp_waiting(sample=lambda: 0.97) == cpu_threads.SHORT_SPIN
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["GOMP_SPINCOUNT"] == str(cpu_threads.SHORT_SPIN)
-    for busy_or_unknown in (0.5, None):  # one core busy elsewhere, or no /proc/stat: sleep at once
-        for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
-            monkeypatch.delenv(name)
-        assert cpu_threads.choose_openmp_waiting(sample=lambda v=busy_or_unknown: v) == 0
-        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["GOMP_SPINCOUNT"] == "0"
-
-
-@pytest.mark.parametrize("users", [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "100"}])
-def test_the_users_openmp_setting_wins(monkeypatch, users):
-    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in users.items():
-        monkeypatch.setenv(name, value)
-    from common import cpu_threads
-
-    assert cpu_threads.choose_openmp_waiting(sample=lambda: 1.0) is None
-    assert {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} == {
-        "OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": None, **users}
-
-
-def test_idle_share_is_read_per_core_from_proc_stat():
-    # cpu1 was busy (10 of 100 jiffies idle) while cpu0 idled (95 of 100): the least idle core decides;
-    # iowait counts as idle; the summary "cpu" line is not a core
-    before = ("cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 100 0 0 1000 0 0 0 0 0 0\n"
-              "cpu1 100 0 0 1000 0 0 0 0 0 0\nintr 5\n")
-    after = ("cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 105 0 0 1090 5 0 0 0 0 0\n"
-             "cpu1 190 0 0 1010 0 0 0 0 0 0\nintr 9\n")
-    from common.cpu_threads import cpu_times, idle_share
-
-    b, a = cpu_times(before), cpu_times(after)
-    assert idle_share(b, a, {0}) == pytest.approx(0.95)
-    assert idle_share(b, a, {0, 1}) == pytest.approx(0.10)
-    assert idle_share(b, a, {0, 2}) is None  # a core we may use that /proc/stat does not list: unknown
-
-
-def test_a_real_proc_stat_sample_gives_a_share_or_unknown():
-    from common.cpu_threads import sample_idle_share
-
-    share = sample_idle_share(seconds=0.02)
-    assert share is None or 0.0 <= share <= 1.0
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    cpu_threads.prefer_passive_openmp()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    cpu_threads.prefer_passive_openmp()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

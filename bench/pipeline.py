@@ -13,7 +13,7 @@ Same model, same images, same epochs:
 Both train the same CNN (the seed's best config) on the same JPEGs (≈500×375, the demo data
 unless --data-dir says otherwise) and validate once per epoch.
 
-    python partA/bench.py --images 640 --epochs 2 --image-size 128
+    python bench/pipeline.py --images 640 --epochs 2 --image-size 128
 """
 import sys
 import tempfile

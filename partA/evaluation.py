@@ -10,7 +10,7 @@ import torch
 from common.checkpoints import load_checkpoint, load_record, model_from_checkpoint
 from common.errors import UserError
 from common.io import save_json
-from common.testset import load_test_set
+from partA.testset import load_test_set
 from common.device import resolve_device
 from common.inference import predict
 from common.viz import choose_grid_samples, confusion_matrix, confusion_plot, prediction_grid

@@ -1,9 +1,9 @@
 """`make assignment`: the whole assignment in one command — sweep, test evaluation, filters, guided
 backprop, fine-tuning, comparison, detection, the camera trap and the hand-in report.
 
-    python partA/assignment.py --data-dir data                     # plan, estimate, then run
-    python partA/assignment.py --data-dir data/demo --budget 10    # the demo data on a CPU
-    python partA/assignment.py --data-dir data --plan-only          # print the plan and the estimate
+    python handin/assignment.py --data-dir data                     # plan, estimate, then run
+    python handin/assignment.py --data-dir data/demo --budget 10    # the demo data on a CPU
+    python handin/assignment.py --data-dir data --plan-only          # print the plan and the estimate
 
 Each step is one of the project's own commands, run as a subprocess. A step that finished is
 skipped on the next call (a marker is written only after its command succeeded); an interrupted
@@ -114,7 +114,7 @@ def plan(args, measured_rate, train_images, gpus, finetune_model):
         Step("watch", "Part C: the camera-trap watcher on a clip",
              [[PY, "partC/camera_trap.py", "--demo-clip", "--cooldown", "3", "--out", f"{out}/camera_trap", "--quiet"]],
              40),
-        Step("report", "the hand-in report", [[PY, "partA/report.py", "--sweep", args["sweep_name"], "--runs-dir", runs,
+        Step("report", "the hand-in report", [[PY, "handin/report.py", "--sweep", args["sweep_name"], "--runs-dir", runs,
                                                "--out", f"{out}/report", "--include", out]], 30),
     ]
     return steps
@@ -174,7 +174,7 @@ def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, fi
     click.echo(f"warm-up: measuring training speed at {image_size} px on {dev} ...")
     rate, train_images = measure_images_per_s(data_dir, image_size, str(dev), cache_dir)
     gpus = torch.cuda.device_count() if dev.type == "cuda" else 0
-    # Part B: on a GPU, EfficientNetV2-S fine-tuned whole (see README); on a CPU, the offline Lite0 with a frozen
+    # Part B: on a GPU, EfficientNetV2-S fine-tuned whole (docs/design.md); on a CPU, the offline Lite0 with a frozen
     # backbone, trained on features computed once.
     if dev.type == "cuda" and not demo:
         finetune_model = {"model": "efficientnet_v2_s", "freeze": "none", "extra": []}

@@ -2,7 +2,7 @@
 
 `cv2.dnn.readNetFromDarknet` parses the cfg and weights with OpenCV's code, not ours, so it is a
 cross-check of the whole chain (parser, weights layout, network, decoding) and a speed anchor
-for `partC/bench_detect.py`. Preprocessing is done the way OpenCV users write it: `cv2.resize`
+for `bench/bench_detect.py`. Preprocessing is done the way OpenCV users write it: `cv2.resize`
 (INTER_LINEAR) and, for letterbox, Darknet's integer geometry on a grey (127) canvas.
 
 OpenCV is optional (`pip install -e .[opencv]`): `available()` says whether it is installed.
@@ -13,7 +13,7 @@ from typing import List
 
 import numpy as np
 
-from common.yolo import darknet_letterbox_geometry
+from partC.yolo import darknet_letterbox_geometry
 
 
 def available() -> bool:

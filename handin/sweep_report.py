@@ -1,6 +1,6 @@
 """The sweep report: Q2's three plots, Q3's observations, and one self-contained HTML page.
 
-Works from the local sweep state (runs/sweeps/<name>/runs/*.json), so it needs no network.
+Works from the local sweep state (runs/sweeps/<name>/, Optuna's journal), so it needs no network.
 Observations are computed from the runs and each carries its statistic and sample size; a
 difference smaller than the noise floor is reported as no clear difference, not as a finding.
 """
@@ -14,25 +14,25 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common.errors import UserError  # noqa: E402
-from common.io import load_json  # noqa: E402
 from common.viz import save  # noqa: E402
 
 NO_CLEAR_DIFFERENCE = 0.01  # accuracy points below which a gap between groups is not called a difference
 
 
 def collect_sweep(sweep_folder):
-    """Rows of finished/stopped runs: params, best val acc, created time, state, epochs run."""
+    """Rows of the sweep's runs: params, best val acc, created time, state, epochs run."""
+    from partA.sweep_engine import LocalSweep
+
     folder = Path(sweep_folder)
-    if not (folder / "runs").is_dir():
+    if not (folder / "config.yaml").is_file():
         raise UserError(f"no sweep at {folder}; run one with `make sweep` or `python partA/sweep.py`")
     rows = []
-    for path in sorted((folder / "runs").glob("*.json")):
-        run = load_json(path)
-        acc = run.get("summary", {}).get("best_val_acc")
-        if acc is None and run.get("history"):
+    for run in LocalSweep(folder).runs():
+        acc = run["summary"].get("best_val_acc")
+        if acc is None and run["history"]:
             acc = max(h.get("val_acc", float("nan")) for h in run["history"])
-        rows.append({"id": run["id"], "params": run["params"], "val_acc": acc, "created": run.get("created", 0),
-                     "state": run["state"], "epochs": len(run.get("history", [])), "error": run.get("error")})
+        rows.append({"id": run["id"], "params": run["params"], "val_acc": acc, "created": run["created"],
+                     "state": run["state"], "epochs": len(run["history"]), "error": run["error"]})
     if not any(r["val_acc"] is not None for r in rows):
         raise UserError(f"sweep {folder.name} has no run with a validation accuracy yet")
     return rows
@@ -193,6 +193,8 @@ def plot_importance(table, path):
 def confounded_pairs(rows, params, threshold=0.8):
     """Pairs of parameters whose values went together in these runs (Cramér's V ≥ threshold; 1 = the same
     split of the runs): their effects cannot be told apart, so they are reported once, together."""
+    from scipy.stats.contingency import association
+
     pairs = []
     for i, a in enumerate(params):
         for b in params[i + 1:]:
@@ -200,11 +202,8 @@ def confounded_pairs(rows, params, threshold=0.8):
             cats_a, cats_b = sorted(set(va)), sorted(set(vb))
             if len(cats_a) < 2 or len(cats_b) < 2 or len(rows) < 4:
                 continue
-            table_ = np.array([[sum(1 for x, y in zip(va, vb) if x == ca and y == cb) for cb in cats_b] for ca in cats_a],
-                              float)
-            expected = table_.sum(1, keepdims=True) * table_.sum(0, keepdims=True) / table_.sum()
-            chi2 = float(((table_ - expected) ** 2 / np.where(expected > 0, expected, 1)).sum())
-            v = math.sqrt(chi2 / (len(rows) * (min(len(cats_a), len(cats_b)) - 1)))
+            table_ = np.array([[sum(1 for x, y in zip(va, vb) if x == ca and y == cb) for cb in cats_b] for ca in cats_a])
+            v = float(association(table_, method="cramer"))
             if v >= threshold:
                 pairs.append((a, b, v))
     return pairs

@@ -8,7 +8,6 @@ Detection: letterbox (or stretch) to the network size → forward → decode eve
 (sigmoid offsets + grid, exp(size)·anchor, objectness × class probability) → class-aware NMS
 (torchvision.ops.batched_nms) → boxes mapped back to the original image's pixels.
 """
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List
@@ -19,7 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms
 
-from common import winograd
 from common.errors import UserError
 
 SUPPORTED = {"net", "convolutional", "maxpool", "upsample", "route", "shortcut", "yolo"}
@@ -168,18 +166,12 @@ def _conv_block(section, in_channels):
 
 
 class InferenceConv(nn.Module):
-    """A conv block folded for inference: batch norm inside the weights, leaky ReLU fused.
+    """A conv block folded for inference: batch norm inside the weights (`fuse_conv_bn_eval`), then
+    the leaky ReLU in place. Outputs equal the unfolded block's to float rounding (tested).
 
-    On the CPU, two float32 algorithms compete, timed once per input shape and thread count on
-    the first call (like cuDNN's benchmark mode) — the faster one runs from then on:
-    - oneDNN's direct convolution with the activation as a post-op (the op torch.compile emits
-      for CPU), weights reordered once into oneDNN's blocked layout;
-    - NNPACK's Winograd convolution (3×3, stride 1), which needs ~2-4× fewer multiplications and
-      won on yolov3-tiny's middle layers at one thread (e.g. 384→256 at 26×26: 7.4 vs 10.5 ms);
-    - our Winograd F(4,3) (`common/winograd.py`: 4× fewer multiplications, the products as one
-      grouped oneDNN convolution that uses every thread, which NNPACK's does not).
-    bf16 (opt-in) and CUDA run oneDNN / cuDNN directly. Outputs equal the unfolded block's to
-    float rounding (tested against the Sequential it replaces).
+    Why nothing more: measured side by side (yolov3-tiny, 416 px, docs/detector-speed.md), folding
+    batch norm is what pays (eager torch with it is ~1.6x faster than without); hand-written Winograd
+    kernels and a per-layer timed choice bought 2-5 %, inside the noise, on private torch ops.
     """
 
     def __init__(self, block: nn.Sequential, dtype=torch.float32):
@@ -191,95 +183,12 @@ class InferenceConv(nn.Module):
             conv = torch.nn.utils.fusion.fuse_conv_bn_eval(conv.eval(), bn.eval())
         self.leaky = isinstance(block[-1], nn.LeakyReLU)
         self.stride, self.padding = list(conv.stride), list(conv.padding)
-        self.register_buffer("weight", conv.weight.detach().clone())
-        self.register_buffer("bias", conv.bias.detach().clone())
-        self._packed = (None, None)  # (input shape, oneDNN weight): caches, not state
-        self._winograd_filters = None  # winograd.Filters (U = G g Gᵀ), made on first use: a cache, not state
-        self._workspaces = {}  # (input shape, thread) → winograd.Workspace: caches, not state
-        self._algorithm = {}  # (input shape, threads) → ("onednn" | "nnpack" | "winograd", its function)
-
-    def _onednn(self, x):
-        shape = tuple(x.shape)
-        packed_for, packed = self._packed  # one read: another thread may swap in another shape's reorder meanwhile
-        if packed_for != shape:
-            weight = self.weight.to(self.dtype).to_mkldnn()
-            packed = torch._C._nn.mkldnn_reorder_conv2d_weight(weight, self.padding, self.stride, [1, 1], 1, list(shape))
-            self._packed = (shape, packed)
-        attr, scalars = ("leaky_relu", [0.1]) if self.leaky else ("none", [])
-        return torch.ops.mkldnn._convolution_pointwise(x.to(self.dtype), packed, self.bias.to(self.dtype),
-                                                       self.padding, self.stride, [1, 1], 1, attr, scalars, "")
-
-    def _nnpack(self, x):
-        y = torch._nnpack_spatial_convolution(x.contiguous(), self.weight, self.bias, self.padding, self.stride)
-        return F.leaky_relu_(y, 0.1) if self.leaky else y
-
-    def _winograd(self, x):
-        if self._winograd_filters is None:
-            self._winograd_filters = winograd.Filters(self.weight)
-        key = (tuple(x.shape), threading.get_ident())  # a workspace per input shape and calling thread
-        if key not in self._workspaces:
-            self._workspaces[key] = winograd.Workspace(*x.shape, self.weight.shape[0])
-        return winograd.conv3x3(x, self._winograd_filters, self.bias, 0.1 if self.leaky else None,
-                                self._workspaces[key])
-
-    def _winograd_applies(self, x):
-        return (self.dtype == torch.float32 and x.dtype == torch.float32 and self.stride == [1, 1]
-                and tuple(self.weight.shape[2:]) == (3, 3))
-
-    def _winograd_may_pay(self, x):
-        """Worth timing F(4,3) at all? Every candidate adds to the first frame. ≥ 64 input channels: the
-        transforms cost per tile and channel, the saving per pair of channels (32→64 at 104×104 lost at 2
-        threads: 3.3 against oneDNN's 1.8 ms). Any map size: with the products in oneDNN, 13×13 pays
-        (512→1024: 5.0 against 6.9 ms)."""
-        return self.weight.shape[1] >= 64
-
-    def _nnpack_may_pay(self, x):
-        """NNPACK's Winograd only on maps of ≥ 24×24: on 13×13 it took 6-25 ms against oneDNN's 0.1-6.9
-        (yolov3-tiny, 1 and 2 threads), and timing it there took ~0.2 s of the first frame."""
-        return min(x.shape[-2:]) >= 24
-
-    def _candidates(self, x):
-        """The algorithms that can compute this layer on x, by name."""
-        named = {"onednn": self._onednn}
-        if self._winograd_applies(x):
-            if NNPACK and self._nnpack_may_pay(x):
-                named["nnpack"] = self._nnpack
-            if winograd.applies(self.weight, self.stride, self.padding) and self._winograd_may_pay(x):
-                named["winograd"] = self._winograd
-        return named
-
-    def _fastest(self, x):
-        key = (tuple(x.shape), torch.get_num_threads())
-        if key not in self._algorithm:  # once per input shape and thread count, not per frame
-            candidates = self._candidates(x)
-            name = min(candidates, key=lambda n: _best_of(candidates[n], x)) if len(candidates) > 1 else "onednn"
-            self._algorithm[key] = (name, candidates[name])
-            if all(chosen != "winograd" for chosen, _ in self._algorithm.values()):
-                self._winograd_filters, self._workspaces = None, {}  # tens of MB, for nothing
-        return self._algorithm[key][1]
+        self.register_buffer("weight", conv.weight.detach().to(dtype).clone())
+        self.register_buffer("bias", conv.bias.detach().to(dtype).clone())
 
     def forward(self, x):
-        if x.device.type == "cpu" and ONEDNN and not torch.is_grad_enabled():
-            return self._fastest(x)(x)
-        x = F.conv2d(x.to(self.dtype), self.weight.to(self.dtype), self.bias.to(self.dtype), self.stride, self.padding)
+        x = F.conv2d(x.to(self.dtype), self.weight, self.bias, self.stride, self.padding)
         return F.leaky_relu(x, 0.1, inplace=True) if self.leaky else x
-
-
-def _best_of(run, x, repeats=3):
-    """The shortest of `repeats` timed calls, after one untimed call (which builds caches)."""
-    import time
-
-    run(x)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
-ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-NNPACK = torch._nnpack_available()
 
 
 class Darknet(nn.Module):
@@ -520,7 +429,7 @@ class Detector:
 
     The model is folded for inference (batch norm into the convolutions, fused activations) and
     kept channels_last, which oneDNN and cuDNN both run faster. A call runs three stages that
-    `partC/bench_detect.py` times separately: `preprocess`, `forward`, `postprocess`.
+    `bench/bench_detect.py` times separately: `preprocess`, `forward`, `postprocess`.
     """
 
     def __init__(self, model: Darknet, names, input_size=None, conf_threshold=0.25, nms_threshold=0.45,

@@ -2,7 +2,7 @@
 
 Each answer shows the command behind it, its numbers as tables and its figures at a readable
 size. It is assembled from what the other commands wrote (run records, test summaries, the
-comparison, detections, the camera trap) plus the sweep analysis of `common.report`; outputs are
+comparison, detections, the camera trap) plus the sweep analysis of `handin.sweep_report`; outputs are
 found under the folders given with --include, each run's newest output once (a report folder
 inside them is skipped, so rebuilding never duplicates sections).
 """

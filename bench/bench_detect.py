@@ -1,7 +1,7 @@
 """`make bench-detect`: end-to-end detection speed on the CPU or GPU, against OpenCV's DNN.
 
-    python partC/bench_detect.py --frames 30 --threads 1
-    python partC/bench_detect.py --frames 30 --threads 2 --resize stretch
+    python bench/bench_detect.py --frames 30 --threads 1
+    python bench/bench_detect.py --frames 30 --threads 2 --resize stretch
 
 Each frame runs every stage the apps run: preprocess (letterbox or resize of the decoded image),
 forward (network + decoding of the [yolo] heads), postprocess (threshold, class-aware NMS, boxes
@@ -21,11 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cpu_threads import choose_openmp_waiting
+from partC.cpu_threads import prefer_passive_openmp
 
-SPIN = choose_openmp_waiting()  # before torch loads OpenMP
-WAITING = ("your settings" if SPIN is None else "short spin: the cores were idle at start" if SPIN
-           else "passive: the cores were busy, or unreadable, at start")
+prefer_passive_openmp()  # before torch loads OpenMP
 
 import os
 import time
@@ -35,11 +33,11 @@ import matplotlib
 import numpy as np
 import torch
 
-from common import opencv_reference
+from partC import opencv_reference
 from common.cli import DEVICE_OPTION, OneLineErrors
-from common.detector import PRECISION_DTYPES, build_detector
+from partC.detector import PRECISION_DTYPES, build_detector
 from common.media import read_image
-from common.darknet_files import YOLO_REGISTRY, read_names, yolo_files
+from partC.darknet_files import YOLO_REGISTRY, read_names, yolo_files
 
 DOG = Path("/usr/share/darknet/data/dog.jpg")
 
@@ -130,8 +128,7 @@ def main(model, input_size, frames, warmup, device, threads, resize, precision, 
                f"{frame.shape[2]}x{frame.shape[1]}, median (p10-p90) over {frames} frames after {warmup} warm-up"
                f"{f', taking turns with OpenCV in {rounds} rounds' if reference is not None else ''}:")
     if detector.device.type == "cpu":
-        click.echo(f"  OpenMP waiting: OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
-                   f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'unset')} ({WAITING})")
+        click.echo(f"  OpenMP waiting: OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     click.echo(f"  ours    preprocess  {spread(pre)}")
     click.echo(f"  ours    forward     {spread(fwd)}")
     click.echo(f"  ours    postprocess {spread(post)}")

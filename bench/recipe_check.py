@@ -1,6 +1,6 @@
 """`make recipe-check`: the default recipe against the seed's best recipe, same code, same data, at 15 and 30 epochs.
 
-    python partA/recipe_check.py --data-dir data/demo --image-size 64 --epochs 15,30
+    python bench/recipe_check.py --data-dir data/demo --image-size 64 --epochs 15,30
 
 The seed's recipe (the public implementations' best): filters 16-32-64-128-256, batch norm, GELU,
 dense 256, dropout 0.1, AdamW lr 1e-3 with weight decay 0.5, no augmentation, no label

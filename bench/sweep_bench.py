@@ -1,6 +1,6 @@
 """`make sweep-bench`: how many epochs does the project's sweep need to find the grid's best config?
 
-    python partA/sweep_bench.py --data-dir data/demo --image-size 32 --epochs 20 --seeds 3
+    python bench/sweep_bench.py --data-dir data/demo --image-size 32 --epochs 20 --seeds 3
 
 On one small search space (3 learning rates × 3 filter organisations × 2 dropout values × batch
 norm on/off = 36 configs, fixed epochs) three methods run through the real local sweep controller
@@ -47,9 +47,9 @@ SPACE = {"lr": [0.001, 0.003, 0.009], "organisation": ["same", "double", "half"]
 
 
 def default_early_terminate():
-    from common.sweep import load_sweep_config
+    from partA.sweep_engine import load_sweep_config
 
-    return load_sweep_config(Path(__file__).with_name("sweep.yaml"))["early_terminate"]
+    return load_sweep_config(Path(__file__).resolve().parents[1] / "partA" / "sweep.yaml")["early_terminate"]
 
 
 def method_config(method, epochs):
@@ -67,7 +67,7 @@ def run_method(method, epochs, budget_epochs, folder, train, base_options, max_r
     """Run one method until it has spent `budget_epochs` or, given a `target`, until its best validation accuracy
     reaches it (what is left of the budget could not change the epochs it needed); returns
     ([(epochs spent, best val acc so far)], runs)."""
-    from common.sweep import LocalSweep, run_agent
+    from partA.sweep_engine import LocalSweep, run_agent
 
     sweep = LocalSweep.create_or_open(folder, method_config(method, epochs), base_options, log=lambda *_: None)
     curve, spent, best = [], 0, 0.0
@@ -199,7 +199,7 @@ def main(data_dir, image_size, epochs, seeds, replays, tolerance, runs_dir, cach
 
     from common.data import load_train_val
     from common.io import save_json
-    from common.sweep import scratch_trainer
+    from partA.sweep_engine import scratch_trainer
 
     if seeds < 1 or epochs < 1 or replays < 0:
         raise UserError("--seeds and --epochs must be >= 1, --replays >= 0")
@@ -207,7 +207,7 @@ def main(data_dir, image_size, epochs, seeds, replays, tolerance, runs_dir, cach
     if (runs_dir / ".sweep-bench").is_file():  # ours from an earlier call: start the benchmark afresh
         shutil.rmtree(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    (runs_dir / ".sweep-bench").write_text("made by partA/sweep_bench.py; removed by its next run\n")
+    (runs_dir / ".sweep-bench").write_text("made by bench/sweep_bench.py; removed by its next run\n")
     grid_size = math.prod(len(values) for values in SPACE.values())
     budget = grid_size * epochs
     base = {"data_dir": data_dir, "cache_dir": cache_dir, "wandb": "disabled", "image_size": image_size,

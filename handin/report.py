@@ -1,7 +1,7 @@
 """The hand-in report: Q1 … Q5, Part B and Part C in one HTML page, plus the sweep's figures.
 
-    python partA/report.py --sweep sweep                       # runs/sweeps/sweep
-    python partA/report.py --sweep sweep_demo --include outputs/demo
+    python handin/report.py --sweep sweep                       # runs/sweeps/sweep
+    python handin/report.py --sweep sweep_demo --include outputs/demo
 
 Reads the local sweep state (works offline) and writes into --out: accuracy_vs_created.png,
 parallel_coordinates.png, importance.png, report.json and report.html — one self-contained
@@ -20,10 +20,10 @@ import click
 from common.cli import OneLineErrors
 import yaml
 
-from common import handin
+from handin import html_report as handin
 from common.errors import UserError
 from common.io import load_json, save_json
-from common.report import (collect_sweep, observations, parameter_importance, plot_accuracy_vs_created, plot_importance,
+from handin.sweep_report import (collect_sweep, observations, parameter_importance, plot_accuracy_vs_created, plot_importance,
                            plot_parallel_coordinates, swept_parameters)
 
 

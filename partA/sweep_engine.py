@@ -1,0 +1,598 @@
+"""Hyperparameter sweeps: wandb's sweep YAML, run online (wandb) or offline by Optuna.
+
+Offline (no account needed) the same YAML runs on Optuna, the field's kept HPO library: grid, random
+and bayes map to its GridSampler, RandomSampler and TPESampler; wandb's `early_terminate: hyperband`
+(min_iter, eta: stop a run that is not in the best 1/eta at epochs min_iter·eta^k) is Optuna's
+SuccessiveHalvingPruner with the same rungs. The sweep's state is one Optuna journal file in its
+folder (`runs/sweeps/<name>/journal.log`, appended under Optuna's own file lock), so any number of
+agents — processes here or on machines sharing the folder — work on one sweep. What Optuna leaves to
+its user is here: agents take turns to propose (one file lock), so no configuration of a discrete
+space is run twice; a run whose agent died is resumed from its last checkpoint by the next agent.
+Sweep runs train on the validation split only: they go through `common.from_scratch.run_scratch`,
+which never sees the test folder.
+"""
+import copy
+import fcntl
+import itertools
+import json
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from common.errors import UserError
+from common.io import load_json, save_json, save_text
+from common.locks import process_alive, process_identity
+from common.models import CNNConfig
+from common.from_scratch import MODEL_KEYS, TRAIN_KEYS, split_options
+from common.training import CONTEXT_KEYS, plain_data
+
+METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
+METHODS = ("grid", "random", "bayes")
+# Options a sweep may not set: the run context says where and how runs execute, not what is trained.
+RESERVED = CONTEXT_KEYS | {"resume"}
+
+
+# ------------------------------------------------------------------------------ config
+
+def load_sweep_config(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"sweep config {path} does not exist")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    validate_sweep_config(numbers_as_numbers(config), source=str(path))
+    return config
+
+
+def numbers_as_numbers(config):
+    """YAML 1.1 (PyYAML) reads `1e-05` (an exponent without a dot) as a string: such values become numbers.
+    Other strings stay strings — `kernel_sizes: {values: ["3", "5,5,3,3,3"]}` means text."""
+    import re
+
+    def number(value):
+        is_exponent = isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip())
+        return float(value) if is_exponent else value
+
+    for spec in (config.get("parameters") or {}).values() if isinstance(config, dict) else ():
+        if isinstance(spec, dict):
+            for key in ("min", "max", "value"):
+                if key in spec:
+                    spec[key] = number(spec[key])
+            if isinstance(spec.get("values"), list):
+                spec["values"] = [number(v) for v in spec["values"]]
+    return config
+
+
+def _values_of(name, spec):
+    """Concrete values a parameter spec can take (for validation), or [] for a continuous range."""
+    if not isinstance(spec, dict):
+        raise UserError(f"parameter {name!r} must be a mapping like {{values: [...]}} or {{value: x}}")
+    if "values" in spec:
+        if not isinstance(spec["values"], list) or not spec["values"]:
+            raise UserError(f"parameter {name!r} has an empty 'values' list: the search space is empty")
+        return spec["values"]
+    if "value" in spec:
+        return [spec["value"]]
+    if "min" in spec and "max" in spec:
+        if spec["min"] > spec["max"]:
+            raise UserError(f"parameter {name!r} has min {spec['min']} > max {spec['max']}")
+        return [spec["min"], spec["max"]]
+    raise UserError(f"parameter {name!r} needs 'values', 'value' or 'min'/'max'")
+
+
+def validate_sweep_config(config, source="sweep config", base_options=None):
+    """Every problem a sweep could hit is reported here, before any run starts."""
+    if not isinstance(config, dict):
+        raise UserError(f"{source}: expected a mapping with method, metric and parameters")
+    method = config.get("method")
+    if method not in METHODS:
+        raise UserError(f"{source}: method must be one of {', '.join(METHODS)}, got {method!r}")
+    metric = config.get("metric") or {}
+    if metric.get("name") not in METRICS:
+        raise UserError(f"{source}: metric name must be one of {', '.join(METRICS)} (what train.py logs), "
+                        f"got {metric.get('name')!r}")
+    if metric.get("goal", "maximize") not in ("maximize", "minimize"):
+        raise UserError(f"{source}: metric goal must be maximize or minimize")
+    parameters = config.get("parameters")
+    if not isinstance(parameters, dict) or not parameters:
+        raise UserError(f"{source}: the search space is empty; add parameters")
+    known = (MODEL_KEYS | TRAIN_KEYS) - RESERVED
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        raise UserError(f"{source}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    for name, spec in parameters.items():
+        if not isinstance(spec, dict):
+            raise UserError(f"{source}: parameter {name!r} must be a mapping, e.g. {name}: {{value: {spec!r}}} for a fixed "
+                            f"value or {name}: {{values: [...]}} to search; got {spec!r}")
+    searched = [n for n, s in parameters.items() if "value" not in s or "values" in s or "min" in s]
+    if not searched:
+        raise UserError(f"{source}: the search space is empty (every parameter is fixed)")
+    if method == "grid" and any("values" not in s and "value" not in s for s in parameters.values()):
+        raise UserError(f"{source}: grid search needs 'values' lists, not ranges")
+    et = config.get("early_terminate")
+    if et is not None and (not isinstance(et, dict) or et.get("type") != "hyperband"):
+        raise UserError(f"{source}: early_terminate supports type hyperband only")
+    base = dict(base_options or {})
+    fixed = {n: s["value"] for n, s in parameters.items() if "value" in s}
+    for name, spec in parameters.items():
+        for value in _values_of(name, spec):
+            try:
+                model_kwargs, cfg = split_options({**base, **fixed, name: value})
+                CNNConfig(**model_kwargs, input_size=cfg.image_size)
+            except UserError as err:
+                raise UserError(f"{source}: parameter {name}={value!r} is rejected by train.py: {err.message}") from None
+            except (TypeError, ValueError) as err:
+                raise UserError(f"{source}: parameter {name}={value!r} is invalid: {err}") from None
+    for name, spec in parameters.items():
+        if "min" in spec and spec.get("distribution", "uniform") not in DISTRIBUTIONS:
+            raise UserError(f"{source}: parameter {name!r} has distribution {spec['distribution']!r}; "
+                            f"offline sweeps support {', '.join(DISTRIBUTIONS)}")
+    return config
+
+
+# ------------------------------------------------------------------------ search space
+
+DISTRIBUTIONS = ("uniform", "int_uniform", "log_uniform_values", "log_uniform", "q_uniform", "q_log_uniform_values")
+
+
+def _as_choice(value):
+    """Optuna's categorical choices are None, bool, int, float or str: a list (e.g. filters) travels as JSON."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def _from_choice(value, values):
+    return next((v for v in values if _as_choice(v) == value), value)
+
+
+def suggest(trial, config):
+    """The params of one run: each parameter of the sweep YAML asked of the Optuna trial."""
+    params = {}
+    for name, spec in config["parameters"].items():
+        if "value" in spec:
+            params[name] = spec["value"]
+        elif "values" in spec:
+            chosen = trial.suggest_categorical(name, [_as_choice(v) for v in spec["values"]])
+            params[name] = _from_choice(chosen, spec["values"])
+        else:
+            params[name] = _suggest_range(trial, name, spec)
+    return plain_data(params)
+
+
+def _suggest_range(trial, name, spec):
+    import math
+
+    low, high, kind = spec["min"], spec["max"], spec.get("distribution")
+    if kind is None:
+        kind = "int_uniform" if isinstance(low, int) and isinstance(high, int) else "uniform"
+    if kind == "int_uniform":
+        return trial.suggest_int(name, int(low), int(high))
+    if kind == "log_uniform":  # wandb: min and max are natural-log exponents
+        return trial.suggest_float(name, math.exp(low), math.exp(high), log=True)
+    if kind in ("log_uniform_values", "q_log_uniform_values"):
+        return trial.suggest_float(name, float(low), float(high), log=True)
+    step = spec.get("q") if kind == "q_uniform" else None
+    return trial.suggest_float(name, float(low), float(high), step=step)
+
+
+def discrete_points(config):
+    """Every configuration of a sweep whose parameters all take listed values, or None (a range)."""
+    names, choices = [], []
+    for name, spec in config["parameters"].items():
+        if "values" not in spec and "value" not in spec:
+            return None
+        names.append(name)
+        choices.append(spec["values"] if "values" in spec else [spec["value"]])
+    if np.prod([len(c) for c in choices], dtype=float) > MAX_ENUMERATED:
+        return None
+    return [dict(zip(names, combo)) for combo in itertools.product(*choices)]
+
+
+MAX_ENUMERATED = 100_000  # discrete spaces up to this size are listed to find their untried points
+
+
+def make_sampler(config, sweep_seed, proposal):
+    """The Optuna sampler of the YAML's method, re-made for every proposal with a seed that counts the
+    proposals so far: the same sweep seed and history give the same proposals. A grid is walked in the
+    listed order, as wandb does, by `_propose` itself: Optuna's GridSampler shuffles it, and ends an
+    exhausted grid with `Study.stop`, which only works inside `Study.optimize`."""
+    import optuna
+
+    seed = sweep_seed * 100_003 + proposal
+    if config["method"] in ("grid", "random"):
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=BAYES_RANDOM_STARTS)
+
+
+BAYES_RANDOM_STARTS = 8  # random proposals before TPE models the results (its default: 10)
+
+
+def first_rung(early_terminate):
+    """The first epoch at which wandb's hyperband compares runs (its min_iter, or max_iter / eta^s)."""
+    eta = int(early_terminate.get("eta", 3))
+    if "min_iter" in early_terminate:
+        return int(early_terminate["min_iter"])
+    return max(1, int(early_terminate["max_iter"] / eta ** int(early_terminate.get("s", 0))))
+
+
+def make_pruner(config):
+    """wandb's hyperband as Optuna's successive halving: rungs at min_iter·eta^k, keep the best 1/eta."""
+    import optuna
+
+    et = config.get("early_terminate")
+    if not et:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung(et), reduction_factor=int(et.get("eta", 3)))
+
+
+def params_key(params):
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+# ------------------------------------------------------------------------ sweep folder
+
+STATES = {"RUNNING": "running", "COMPLETE": "finished", "PRUNED": "stopped", "FAIL": "failed", "WAITING": "waiting"}
+
+
+class LocalSweep:
+    """A sweep's state on disk: config.yaml, options.json and Optuna's journal.log, plus a lock for proposing."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    # Options that change what a sweep's runs compute: continuing with another value is refused.
+    RESULT_OPTIONS = ("data_dir", "seed")
+
+    @classmethod
+    def create_or_open(cls, folder, config, base_options, log=print):
+        """Create the sweep folder, or open it to continue — under the sweep's lock, so two agents starting
+        together never half-write it. Continuing with a changed config or data/seed is refused with the
+        way out; changed run-context options (device, wandb, cache) are taken and said."""
+        sweep = cls(folder)
+        with sweep.lock():
+            if (sweep.folder / "config.yaml").exists():
+                stored = yaml.safe_load((sweep.folder / "config.yaml").read_text())
+                if stored != config:
+                    raise UserError(f"sweep folder {folder} holds a different config; use another --name to start a "
+                                    f"new sweep, or the same config to continue this one")
+                old = sweep.base_options
+                for key in cls.RESULT_OPTIONS:
+                    if key in base_options and key in old and old[key] != base_options[key]:
+                        raise UserError(f"sweep {sweep.folder.name} was started with --{key.replace('_', '-')} "
+                                        f"{old[key]}, you gave {base_options[key]}: use --name <new name> for a new "
+                                        f"sweep, or remove {sweep.folder} to start this one over")
+                changed = {k: v for k, v in base_options.items() if old.get(k) != v}
+                if changed:
+                    log(f"sweep {sweep.folder.name}: continuing with {', '.join(f'{k}={v}' for k, v in changed.items())} "
+                        f"(was {', '.join(f'{k}={old.get(k)}' for k in changed)})")
+                    save_json(sweep.folder / "options.json", {**old, **base_options})
+            else:
+                save_text(sweep.folder / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+                save_json(sweep.folder / "options.json", base_options)
+        return sweep
+
+    @property
+    def config(self):
+        return yaml.safe_load((self.folder / "config.yaml").read_text())
+
+    @property
+    def base_options(self):
+        return load_json(self.folder / "options.json")
+
+    @contextmanager
+    def lock(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # one agent at a time proposes
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def study(self, sampler=None):
+        """The sweep's Optuna study (created on first use), on the journal file in the folder."""
+        import optuna
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the agent prints its own one line per run
+        config = self.config
+        direction = config["metric"].get("goal", "maximize")
+        storage = JournalStorage(JournalFileBackend(str(self.folder / "journal.log")))
+        return optuna.create_study(study_name=self.folder.name, storage=storage, load_if_exists=True,
+                                   direction=direction, sampler=sampler, pruner=make_pruner(config))
+
+    def runs(self, study=None):
+        """Every run, oldest first, as a record: id, params, state (running / finished / stopped / failed),
+        history (the metric per epoch), summary, created, agent, heartbeat. A resumed run is one record
+        (its newest trial); proposals answered from an earlier run's result are not runs."""
+        if not (self.folder / "journal.log").exists():
+            return []
+        metric = self.config["metric"]["name"]
+        latest = {}
+        for trial in (study or self.study()).get_trials(deepcopy=False):
+            attrs = trial.user_attrs
+            if "run_id" in attrs and "duplicate_of" not in attrs:
+                latest[attrs["run_id"]] = trial  # trials come in creation order: the newest wins
+        return sorted((_record(trial, metric) for trial in latest.values()), key=lambda r: (r["created"], r["id"]))
+
+
+def _record(trial, metric):
+    attrs = trial.user_attrs
+    return {"id": attrs["run_id"], "trial": trial.number, "params": attrs["params"], "state": STATES[trial.state.name],
+            "history": [{"epoch": step, metric: value} for step, value in sorted(trial.intermediate_values.items())],
+            "summary": attrs.get("summary", {}), "created": attrs.get("created", 0.0), "agent": attrs.get("agent", {}),
+            "heartbeat": attrs.get("heartbeat", 0.0), "resumed": attrs.get("resumed", False), "error": attrs.get("error"),
+            "record": attrs.get("record")}
+
+
+HEARTBEAT_SECONDS = 30  # an agent's thread refreshes its run's heartbeat this often ...
+STALE_AFTER_SECONDS = 180  # ... and a run whose heartbeat is older belongs to a dead agent (other hosts)
+
+
+def _alive(run):
+    """Is the agent that holds this run still running?
+
+    Same host: its pid exists *and* started when the agent did (a recycled pid is another
+    process; another user's live pid counts as alive). Another host: its heartbeat, written by a
+    thread every HEARTBEAT_SECONDS, is recent.
+    """
+    agent = run.get("agent") or {}
+    if agent.get("host") == socket.gethostname():
+        return process_alive(agent)
+    return time.time() - run.get("heartbeat", 0) < STALE_AFTER_SECONDS
+
+
+class Heartbeat:
+    """Refresh a run's heartbeat from a thread while it trains (epochs can be longer than the stale limit)."""
+
+    def __init__(self, trial, every=HEARTBEAT_SECONDS):
+        self.trial, self.every = trial, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self):
+        while not self.stop.wait(self.every):
+            try:
+                self.trial.set_user_attr("heartbeat", time.time())
+            except (OSError, ValueError):
+                pass  # a missed beat is retried; the folder may be briefly unavailable
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+# ------------------------------------------------------------------------ agents
+
+PROPOSAL_RETRIES = 5  # fresh proposals before a repeated one is replaced by an untried point of the space
+
+
+def _start(study, trial, run_id, params, resumed=False):
+    """Mark an Optuna trial as one of our runs (held by this process) and return its record."""
+    now = time.time()
+    for key, value in {"run_id": run_id, "params": params, "agent": process_identity(), "heartbeat": now,
+                       "created": now, "resumed": resumed}.items():
+        trial.set_user_attr(key, value)
+    return {"id": run_id, "params": params, "trial": trial, "resumed": resumed, "history": []}
+
+
+def _answer_from(trial, earlier):
+    """A repeated proposal gets the earlier run's result (Optuna's advice for repeats): the sampler learns
+    nothing new, and no epoch is spent on a result we have."""
+    import optuna
+
+    trial.set_user_attr("duplicate_of", earlier.user_attrs["run_id"])
+    for step, value in earlier.intermediate_values.items():
+        trial.report(value, step)
+    finished = earlier.state == optuna.trial.TrialState.COMPLETE
+    return finished, earlier.value if finished else None
+
+
+def _resume_orphan(sweep, study, trial_of, run):
+    """A run whose agent died: its trial is closed as failed and its config asked again as a new trial
+    that carries the same run id (so the trainer resumes its checkpoint) and the epochs already reported.
+    Returns the new record, or None when successive halving had already stopped it."""
+    import optuna
+
+    study.tell(trial_of[run["id"]].number, state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial(dict(trial_of[run["id"]].params))  # as Optuna recorded them
+    trial = study.ask()
+    claimed = _start(study, trial, run["id"], run["params"], resumed=True)
+    metric = sweep.config["metric"]["name"]
+    for entry in run["history"]:
+        trial.report(entry[metric], entry["epoch"])
+        if trial.should_prune():  # its agent died after the stop was decided, before it was recorded
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return None
+    claimed["history"] = run["history"]
+    return claimed
+
+
+def _ask_for(study, config, point):
+    """A trial at a chosen point of the space (Optuna's enqueue_trial: the sampler is not asked)."""
+    study.enqueue_trial({n: _as_choice(v) for n, v in point.items() if "values" in config["parameters"][n]})
+    return study.ask()
+
+
+def _propose(sweep, study, config, tried, sweep_seed, proposal):
+    """A new run's record (never a configuration already run), or None when a discrete space is done."""
+    import random
+
+    import optuna
+
+    points = discrete_points(config)
+    untried = None if points is None else [p for p in points if params_key(p) not in tried]
+    if untried == []:
+        return None
+    if config["method"] == "grid":
+        trial = _ask_for(study, config, untried[0])
+        return _start(study, trial, uuid.uuid4().hex[:8], suggest(trial, config))
+    for attempt in range(PROPOSAL_RETRIES):
+        study.sampler = make_sampler(config, sweep_seed, proposal + 7919 * attempt)
+        trial = study.ask()
+        params = suggest(trial, config)
+        earlier = tried.get(params_key(params))
+        if earlier is None:
+            return _start(study, trial, uuid.uuid4().hex[:8], params)
+        finished, value = _answer_from(trial, earlier)
+        study.tell(trial, value) if finished else study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    if untried is None:  # a range: a repeat is all but impossible, and taken as it is
+        return _start(study, study.ask(), uuid.uuid4().hex[:8], params)
+    trial = _ask_for(study, config, random.Random(sweep_seed * 100_003 + proposal).choice(untried))
+    return _start(study, trial, uuid.uuid4().hex[:8], suggest(trial, config))
+
+
+def claim_next_run(sweep: LocalSweep, count: int):
+    """Under the lock: an orphaned run to resume, else a new proposal, else None (sweep done)."""
+    with sweep.lock():
+        config = sweep.config
+        study = sweep.study()
+        trials = study.get_trials(deepcopy=False)
+        trial_of = {t.user_attrs["run_id"]: t for t in trials if "run_id" in t.user_attrs
+                    and "duplicate_of" not in t.user_attrs}
+        runs = sweep.runs(study)
+        for run in runs:
+            if run["state"] == "running" and not _alive(run):
+                claimed = _resume_orphan(sweep, study, trial_of, run)
+                if claimed is not None:
+                    return claimed
+        runs = sweep.runs(study)
+        counted = [r for r in runs if r["state"] != "failed"]  # a failed run does not use up the sweep's count
+        failed = len(runs) - len(counted)
+        if len(counted) >= count:
+            return None
+        if failed >= max(3, count):
+            last = next(r for r in reversed(runs) if r["state"] == "failed")
+            raise UserError(f"sweep {sweep.folder.name}: {failed} runs failed, the last with "
+                            f"{(last['error'] or 'no message').splitlines()[0]}; fix the cause and continue the "
+                            f"sweep, or remove {sweep.folder}")
+        # a failed configuration is not proposed again (it would fail again), but it does not use up the count
+        tried = {params_key(r["params"]): trial_of[r["id"]] for r in runs}
+        return _propose(sweep, study, config, tried, sweep.base_options.get("seed", 42), len(trials))
+
+
+def _finish(trial, state, value=None, record=None, error=None):
+    """Tell Optuna how the run ended (with the run record's summary and the error, if any)."""
+    import optuna
+
+    if record is not None:
+        trial.set_user_attr("summary", plain_data(record.get("summary", {})))
+        trial.set_user_attr("record", str(record.get("name", "")))
+    if error:
+        trial.set_user_attr("error", error)
+    states = {"finished": optuna.trial.TrialState.COMPLETE, "stopped": optuna.trial.TrialState.PRUNED,
+              "failed": optuna.trial.TrialState.FAIL}
+    if state == "finished" and value is not None:
+        trial.study.tell(trial, value)
+    else:
+        trial.study.tell(trial, state=states["stopped" if state == "finished" else state])
+
+
+def _final_value(record, run, metric, goal):
+    """The value a finished run reports: its best epoch by the sweep's metric."""
+    values = [h[metric] for h in run["history"] if metric in h]
+    if not values:
+        return None
+    return max(values) if goal == "maximize" else min(values)
+
+
+def scratch_trainer(runs_dir, data=None):
+    """The real trainer for sweep runs: (options, should_stop, resume, extra) → run record."""
+    from common.from_scratch import resume_scratch, run_scratch
+
+    def train(options, should_stop, resume, extra):
+        name = options["run_name"]
+        if resume and (Path(runs_dir) / name / "last.pt").exists():
+            return resume_scratch(name, {"quiet": True}, runs_dir=runs_dir, data=data, should_stop=should_stop)
+        if (Path(runs_dir) / name).exists():  # a run that died before its first checkpoint starts over
+            import shutil
+
+            shutil.rmtree(Path(runs_dir) / name)
+        return run_scratch(copy.deepcopy(options), should_stop=should_stop, data=data, extra=extra)
+
+    return train
+
+
+def run_agent(sweep: LocalSweep, count: int, runs_dir="runs", train=None, log=print):
+    """Take runs from the sweep until it is done; returns the ids this agent ran."""
+    train = train or scratch_trainer(runs_dir)
+    config = sweep.config
+    metric, goal = config["metric"]["name"], config["metric"].get("goal", "maximize")
+    done = []
+    while True:
+        run = claim_next_run(sweep, count)
+        if run is None:
+            return done
+        trial = run["trial"]
+        name = f"{sweep.folder.name}-{run['id']}"
+        options = {**sweep.base_options, **run["params"], "run_name": name, "runs_dir": runs_dir, "quiet": True}
+        options.setdefault("wandb_group", sweep.folder.name)
+        extra = {"sweep": sweep.folder.name, "sweep_run": run["id"], "sweep_params": run["params"]}
+        history = list(run["history"])
+
+        def stop(epoch, metrics):
+            """After each epoch: report the metric to Optuna; True when successive halving stops the run."""
+            if metric not in metrics:
+                return False
+            if all(h["epoch"] != epoch for h in history):  # a resumed run's earlier epochs are reported already
+                history.append({"epoch": epoch, metric: metrics[metric]})
+                trial.report(metrics[metric], epoch)
+            return trial.should_prune()
+
+        log(f"[agent {os.getpid()}] run {run['id']}{' (resumed)' if run['resumed'] else ''}: {run['params']}")
+        try:
+            with Heartbeat(trial):
+                record = train(options, stop, run["resumed"], extra)
+            state = "stopped" if record["status"] == "stopped" else "finished"
+            _finish(trial, state, _final_value(record, {"history": history}, metric, goal), record)
+            log(f"[agent {os.getpid()}] run {run['id']} {record['status']}: best val acc "
+                f"{record['summary'].get('best_val_acc', float('nan')):.4f}")
+        except KeyboardInterrupt:
+            raise  # leave the run "running": the next agent resumes it
+        except Exception as err:  # a crashing run is recorded as failed; the sweep goes on
+            _finish(trial, "failed", error=f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}")
+            log(f"[agent {os.getpid()}] run {run['id']} failed: {type(err).__name__}: {err}")
+        done.append(run["id"])
+
+
+# ------------------------------------------------------------------------- wandb backend
+
+def run_wandb_sweep(config, base_options, count, project, sweep_id=None, runs_dir="runs"):
+    """Create (or join) a wandb sweep and run `count` runs of it in this process."""
+    import wandb
+
+    from common.from_scratch import run_scratch
+
+    if sweep_id is None:
+        try:
+            sweep_id = wandb.sweep(sweep=config, project=project)
+        except Exception as err:  # bad key, no permission, server error: one line, not wandb's traceback
+            first = (str(err).strip().splitlines() or [""])[0]
+            raise UserError(f"wandb could not create the sweep ({type(err).__name__}: {first}); check `wandb login`, "
+                            f"or use --backend local") from None
+        print(f"created wandb sweep {sweep_id}; more agents join with: make agent SWEEP={sweep_id}")
+
+    def train():
+        with wandb.init() as active:
+            params = dict(active.config)
+            name = f"wandb-{sweep_id.split('/')[-1]}-{active.id}"
+            run_scratch({**base_options, **params, "run_name": name, "runs_dir": runs_dir, "quiet": True,
+                         "wandb": "active", "wandb_project": project},
+                        extra={"sweep": sweep_id, "sweep_params": params})
+
+    wandb.agent(sweep_id, function=train, count=count, project=project)
+    return sweep_id

@@ -1,0 +1,29 @@
+"""CPU thread settings for inference processes.
+
+Between two parallel regions (~55 a yolov3-tiny frame) OpenMP's worker threads spin for milliseconds
+by default, holding a core whether or not there is work. On a busy 2-core machine a spinning thread
+steals the core its partner needs: yolov3-tiny went from ~35 ms to 0.4-1.5 s a frame. Sleeping at
+once (OMP_WAIT_POLICY=PASSIVE) costs ~50 µs a region on an idle machine and never collapses, so the
+Part C scripts ask for it — before the first `import torch`, since OpenMP reads its environment once.
+A value the user set wins.
+"""
+import os
+
+
+def prefer_passive_openmp():
+    """OMP_WAIT_POLICY=PASSIVE unless the user chose a policy. Call before torch is imported."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def set_inference_threads(threads):
+    """Use `threads` intra-op threads (0 or None: leave torch's default, one per core)."""
+    import torch
+
+    if threads is None or threads == 0:
+        return torch.get_num_threads()
+    if threads < 0:
+        from common.errors import UserError
+
+        raise UserError(f"--threads must be >= 1 (or 0 for one per core), got {threads}")
+    torch.set_num_threads(threads)
+    return threads
