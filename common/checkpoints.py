@@ -1,5 +1,6 @@
 """Finding runs, loading checkpoints and rebuilding their models — with clear errors."""
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -35,6 +36,9 @@ def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; train first (make train) or name another run")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a .weights, .jpg or text file is not one
+        raise UserError(f"{path} is not a PyTorch checkpoint; give a best.pt or last.pt written by partA/train.py or "
+                        f"partB/finetune.py")
     try:
         # weights_only: tensors, numbers, strings and containers only — a crafted file cannot run code
         with torch.serialization.safe_globals(numpy_scalar_globals()):  # earlier sweep runs' checkpoints hold them

@@ -169,17 +169,39 @@ class FolderScan:
     skipped_non_images: List[str]
 
 
+# What archivers and file managers leave beside the data: never a class, never an image.
+SYSTEM_FOLDERS = {"__MACOSX"}
+
+
+def _is_system_entry(path: Path) -> bool:
+    return path.name.startswith(".") or path.name in SYSTEM_FOLDERS  # .DS_Store, ._x.jpg, .git, __MACOSX
+
+
+def _outside(path: Path, root_resolved: Path) -> bool:
+    """Does `path` (a symlink, or a file under one) lead outside the folder? Such files are not read:
+    a link from train/ into the test folder would otherwise bypass the test set's isolation."""
+    return not path.resolve().is_relative_to(root_resolved)
+
+
 def scan_image_folder(root) -> FolderScan:
-    """Classes are the sorted sub-folders; files with non-image extensions are skipped and counted."""
+    """Classes are the sorted sub-folders; files with non-image extensions, system files and links that
+    lead outside the folder are skipped and counted."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"image folder {root} does not exist; check --data-dir")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    inside = root.resolve()
+    folders = [p for p in root.iterdir() if p.is_dir() and not _is_system_entry(p)]
+    escaping = sorted(p.name for p in folders if _outside(p, inside))
+    classes = sorted(p.name for p in folders if p.name not in escaping)
     if not classes:
         raise UserError(f"{root} has no class sub-folders; expected {root}/<class>/<image files>")
     samples, skipped = [], []
     for index, name in enumerate(classes):
-        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = sorted(p for p in (root / name).rglob("*") if p.is_file()
+                       and not any(_is_system_entry(part) for part in p.relative_to(root).parents if part.name)
+                       and not _is_system_entry(p))
+        escaping += [str(p.relative_to(root)) for p in files if _outside(p, inside)]
+        files = [p for p in files if not _outside(p, inside)]
         images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
         skipped += [str(p.relative_to(root)) for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
         if not images:
@@ -187,6 +209,9 @@ def scan_image_folder(root) -> FolderScan:
         samples += [(str(p.relative_to(root)), index) for p in images]
     if skipped:
         warnings.warn(f"skipped {len(skipped)} non-image file(s) in {root}, e.g. {skipped[0]}")
+    if escaping:
+        warnings.warn(f"skipped {len(escaping)} link(s) in {root} that lead outside it, e.g. {escaping[0]} -> "
+                      f"{(root / escaping[0]).resolve()}")
     return FolderScan(root=root, classes=classes, samples=samples, skipped_non_images=skipped)
 
 
@@ -214,16 +239,35 @@ def stratified_split(samples, num_classes, val_fraction, seed):
 
 
 def load_or_make_split(scan: FolderScan, val_fraction=0.2, seed=42, cache_dir=DEFAULT_CACHE):
-    """The split for (file set, fraction, seed): read from its JSON file, or made and saved."""
+    """The split for (file set, fraction, seed): read from its JSON file, or made and saved.
+
+    A split file is data the project wrote, but a file on disk can be damaged or edited: it is used only
+    when it splits exactly the scanned training files; otherwise it is rebuilt from the seed, with a
+    warning — so an edited split can never point training at a file outside train/ (the test set)."""
     fingerprint = _fingerprint([scan.classes, scan.samples])
     path = Path(cache_dir) / "splits" / f"{scan.root.parent.name}-seed{seed}-val{val_fraction:g}-{fingerprint}.json"
-    if path.exists():
-        stored = json.loads(path.read_text())
-        return [tuple(s) for s in stored["train"]], [tuple(s) for s in stored["val"]], path
     train, val = stratified_split(scan.samples, len(scan.classes), val_fraction, seed)
+    if path.exists():
+        problem = _split_file_problem(path, scan, train, val)
+        if problem is None:
+            return train, val, path
+        warnings.warn(f"split file {path} {problem}; rebuilt it from --seed {seed}")
     save_json(path, {"root": str(scan.root), "classes": scan.classes, "seed": seed,
                      "val_fraction": val_fraction, "train": train, "val": val})
     return train, val, path
+
+
+def _split_file_problem(path, scan, train, val):
+    """Why the stored split cannot be used (None: it is the split the seed makes of these files)."""
+    try:
+        stored = json.loads(path.read_text())
+        stored_train = [tuple(s) for s in stored["train"]]
+        stored_val = [tuple(s) for s in stored["val"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"is damaged ({type(err).__name__})"
+    if stored.get("classes") != scan.classes or stored_train != train or stored_val != val:
+        return "does not split this training folder's files the way its seed does (edited?)"
+    return None
 
 
 # ---------------------------------------------------------------- decoding and the tensor cache

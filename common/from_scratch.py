@@ -11,7 +11,7 @@ from common.checkpoints import load_checkpoint, load_record, resolve_run_dir
 from common.data import load_train_val
 from common.errors import UserError
 from common.models import CNNConfig, build_model, filters_from_organisation
-from common.runs import claim_run_dir, run_dir_for, data_fingerprint, default_run_name, release_run_dir
+from common.runs import claim_run_dir, data_identity, default_run_name, release_run_dir, run_dir_for
 from common.training import CONTEXT_KEYS, RunSpec, TrainConfig, fit
 
 MODEL_KEYS = {f.name for f in fields(CNNConfig)} | {"base_filters", "organisation"}
@@ -77,7 +77,7 @@ def run_scratch(options: dict, should_stop=None, data=None, extra=None):
     state = RunSpec(run_dir=run_dir, model_spec={"kind": "cnn", "config": model_cfg.to_dict()}, classes=data.classes,
                      mean=data.mean, std=data.std,
                      extra={"kind": "scratch", "split_file": str(data.split_file), "dataset": str(data.dataset.root),
-                            "data_fingerprint": data_fingerprint(data.train.paths, data.val.paths, data.classes),
+                            **data_identity(data),
                             "params": sum(p.numel() for p in model.parameters()), **(extra or {})})
     return fit(model, data, cfg, state, should_stop=should_stop)
 
@@ -118,8 +118,8 @@ def _checked_resume(run_dir, overrides, data):
     if data.classes != ckpt["classes"]:
         raise UserError(f"the data in {cfg.data_dir} has classes {data.classes}, the run was trained on "
                         f"{ckpt['classes']}; point --data-dir at the run's data")
-    stored_print = record.get("data_fingerprint")
-    if stored_print and data_fingerprint(data.train.paths, data.val.paths, data.classes) != stored_print:
+    now = data_identity(data)
+    if any(record.get(key) not in (None, value) for key, value in now.items()):
         raise UserError(f"the data in {cfg.data_dir} is not what run {run_dir.name} trained on (other images, so another "
                         f"train/validation split than {Path(record.get('split_file', '?')).name}); point --data-dir at "
                         f"the run's data, or start a new run")

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from common.errors import UserError
-from common.io import load_json
+from common.io import load_json, save_json
 from common.locks import process_identity, try_lock
 
 _CLAIMS = {}  # resolved run folder → open lock file (held while this process owns the run)
@@ -98,12 +98,34 @@ def release_run_dir(run_dir):
         handle.close()
 
 
+def readable_record(run_dir):
+    """A run's record.json; a damaged one is rebuilt from the copy inside its last.pt, with a warning.
+    None (with a one-line warning naming it) when neither can be read: that run is skipped, not fatal."""
+    import warnings
+
+    from common.checkpoints import load_checkpoint, load_record
+
+    path = Path(run_dir) / "record.json"
+    try:
+        return load_json(path)
+    except (OSError, ValueError) as err:
+        problem = f"{path} is damaged ({type(err).__name__})"
+    try:
+        record = load_record(run_dir, load_checkpoint(Path(run_dir) / "last.pt"))
+    except UserError:
+        warnings.warn(f"{problem} and {Path(run_dir) / 'last.pt'} cannot replace it; skipped that run")
+        return None
+    save_json(path, record)
+    warnings.warn(f"{problem}; rebuilt it from the run's last.pt")
+    return record
+
+
 def best_run(runs_dir, kind=None):
     """The run with the highest best validation accuracy (optionally of one kind)."""
     best, best_acc = None, -1.0
     for record_path in sorted(Path(runs_dir).glob("*/record.json")):
-        record = load_json(record_path)
-        if kind and record.get("kind") != kind:
+        record = readable_record(record_path.parent)
+        if record is None or (kind and record.get("kind") != kind):
             continue
         acc = record.get("summary", {}).get("best_val_acc", -1.0)
         if acc > best_acc and (record_path.parent / "best.pt").exists():
@@ -114,6 +136,21 @@ def best_run(runs_dir, kind=None):
 
 
 def data_fingerprint(train_paths, val_paths, classes) -> str:
-    """What a run trained and validated on: the class list and both file lists (not their bytes)."""
+    """Which files a run trained and validated on: the class list and both file lists (not their bytes)."""
     payload = json.dumps([list(classes), sorted(train_paths), sorted(val_paths)])
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+
+def content_digest(*tensors) -> str:
+    """What a run saw: sha1 of the decoded images' bytes (≈ 1 GB/s; other pictures under the same file
+    names give another digest)."""
+    digest = hashlib.sha1()
+    for tensor in tensors:
+        digest.update(memoryview(tensor.detach().cpu().contiguous().numpy()).cast("B"))
+    return digest.hexdigest()[:16]
+
+
+def data_identity(data) -> dict:
+    """The record fields a resume checks: the files (names) and their contents (decoded pixels)."""
+    return {"data_fingerprint": data_fingerprint(data.train.paths, data.val.paths, data.classes),
+            "data_content": content_digest(data.train.images, data.val.images)}

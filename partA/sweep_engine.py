@@ -307,9 +307,15 @@ class LocalSweep:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the agent prints its own one line per run
         config = self.config
         direction = config["metric"].get("goal", "maximize")
-        storage = JournalStorage(JournalFileBackend(str(self.folder / "journal.log")))
-        return optuna.create_study(study_name=self.folder.name, storage=storage, load_if_exists=True,
-                                   direction=direction, sampler=sampler, pruner=make_pruner(config))
+        journal = self.folder / "journal.log"
+        _drop_torn_tail(journal)
+        try:
+            storage = JournalStorage(JournalFileBackend(str(journal)))
+            return optuna.create_study(study_name=self.folder.name, storage=storage, load_if_exists=True,
+                                       direction=direction, sampler=sampler, pruner=make_pruner(config))
+        except (ValueError, KeyError) as err:
+            raise UserError(f"sweep journal {journal} is damaged ({type(err).__name__}: {str(err)[:80]}); move it "
+                            f"aside to start sweep {self.folder.name} over (its runs' checkpoints stay in runs/)") from None
 
     def runs(self, study=None):
         """Every run, oldest first, as a record: id, params, state (running / finished / stopped / failed),
@@ -324,6 +330,29 @@ class LocalSweep:
             if "run_id" in attrs and "duplicate_of" not in attrs:
                 latest[attrs["run_id"]] = trial  # trials come in creation order: the newest wins
         return sorted((_record(trial, metric) for trial in latest.values()), key=lambda r: (r["created"], r["id"]))
+
+
+def _drop_torn_tail(journal):
+    """A writer killed mid-append leaves a last line without its newline; the next append would glue onto it
+    and damage the journal for good. Cut it off (under Optuna's own journal lock), with a warning."""
+    import warnings
+
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if not journal.is_file() or journal.stat().st_size == 0:
+        return
+    lock = JournalFileSymlinkLock(str(journal))
+    lock.acquire()
+    try:
+        data = journal.read_bytes()
+        if not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            with open(journal, "r+b") as handle:
+                handle.truncate(keep)
+            warnings.warn(f"sweep journal {journal}: dropped a torn last entry ({len(data) - keep} bytes) left by a "
+                          f"killed agent")
+    finally:
+        lock.release()
 
 
 def _record(trial, metric):

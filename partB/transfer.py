@@ -13,7 +13,7 @@ from common.data import load_train_val
 from common.errors import UserError
 from common.pretrained import (apply_freeze, build_pretrained, frozen_modules_to_eval, model_stages,
                                parameter_groups, preprocess_for)
-from common.runs import claim_run_dir, run_dir_for, data_fingerprint, default_run_name, release_run_dir
+from common.runs import claim_run_dir, data_identity, default_run_name, release_run_dir, run_dir_for
 from common.from_scratch import prepare_resume
 from common.training import RunSpec, TrainConfig, fit, weight_decay_groups
 
@@ -152,7 +152,7 @@ def run_finetune(options: dict, data=None):
     state = RunSpec(run_dir=run_dir, model_spec=spec, classes=data.classes, mean=preprocess["mean"],
                      std=preprocess["std"],
                      extra={"kind": "finetune", "finetune": finetune, "split_file": str(data.split_file),
-                            "data_fingerprint": data_fingerprint(data.train.paths, data.val.paths, data.classes),
+                            **data_identity(data),
                             "dataset": str(data.dataset.root), "params": sum(p.numel() for p in model.parameters()),
                             "trainable_params": trainable})
     if use_features:

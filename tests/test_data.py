@@ -81,10 +81,56 @@ def test_split_file_is_written_and_reused(tmp_path):
     scan = scan_image_folder(root)
     train, val, path = load_or_make_split(scan, 0.2, seed=3, cache_dir=tmp_path / "cache")
     stored = json.loads(path.read_text())
-    assert [tuple(s) for s in stored["val"]] == val
-    stored["val"], stored["train"] = stored["val"][:1], stored["train"]  # an edited file is what gets reused
+    assert [tuple(s) for s in stored["val"]] == val and [tuple(s) for s in stored["train"]] == train
+    assert load_or_make_split(scan, 0.2, seed=3, cache_dir=tmp_path / "cache") == (train, val, path)
+
+
+def test_a_split_file_pointing_into_the_test_folder_is_rebuilt_not_read(tmp_path):
+    root = make_folder(tmp_path / "ds" / "train", {"a": 10, "b": 10})
+    make_folder(tmp_path / "ds" / "val", {"a": 2, "b": 2})
+    scan = scan_image_folder(root)
+    train, val, path = load_or_make_split(scan, 0.2, seed=3, cache_dir=tmp_path / "cache")
+    stored = json.loads(path.read_text())
+    stored["val"] = [["../val/a/000.jpg", 0], ["../val/b/000.jpg", 1]]  # a tampered split: test images as validation
     path.write_text(json.dumps(stored))
-    assert load_or_make_split(scan, 0.2, seed=3, cache_dir=tmp_path / "cache")[1] == val[:1]
+    with pytest.warns(UserWarning, match="does not split this training folder"):
+        again = load_or_make_split(scan, 0.2, seed=3, cache_dir=tmp_path / "cache")
+    assert again == (train, val, path) and not any(".." in p for p, _ in again[1])
+    assert json.loads(path.read_text())["val"] == [list(v) for v in val]  # the file is repaired too
+
+
+def test_a_truncated_split_file_is_rebuilt_with_a_warning_naming_it(tmp_path):
+    root = make_folder(tmp_path / "ds" / "train", {"a": 10, "b": 10})
+    scan = scan_image_folder(root)
+    train, val, path = load_or_make_split(scan, 0.2, seed=3, cache_dir=tmp_path / "cache")
+    path.write_text(path.read_text()[:40])
+    with pytest.warns(UserWarning, match=f"split file {path} is damaged"):
+        assert load_or_make_split(scan, 0.2, seed=3, cache_dir=tmp_path / "cache") == (train, val, path)
+
+
+def test_links_leading_out_of_the_training_folder_are_skipped_and_counted(tmp_path):
+    root = make_folder(tmp_path / "ds" / "train", {"a": 3, "b": 3})
+    test_image = write_image(tmp_path / "ds" / "val" / "a" / "secret.jpg")
+    (root / "a" / "link.jpg").symlink_to(test_image)
+    (root / "c").symlink_to(test_image.parent, target_is_directory=True)  # a whole class folder linked out
+    (root / "b" / "inside.jpg").symlink_to(root / "b" / "000.jpg")  # a link within train/ is fine
+    with pytest.warns(UserWarning, match="skipped 2 link"):  # the class folder c and a/link.jpg
+        scan = scan_image_folder(root)
+    assert scan.classes == ["a", "b"] and "a/link.jpg" not in [p for p, _ in scan.samples]
+    assert "b/inside.jpg" in [p for p, _ in scan.samples]
+
+
+def test_macos_and_archive_leftovers_are_neither_classes_nor_images(tmp_path):
+    root = make_folder(tmp_path, {"a": 2, "b": 2})
+    write_image(root / "__MACOSX" / "a" / "._000.jpg")
+    write_image(root / "a" / "__MACOSX" / "x.jpg")
+    write_image(root / "a" / "._001.jpg")
+    (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "b" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    scan = scan_image_folder(root)
+    assert scan.classes == ["a", "b"] and [p for p, _ in scan.samples] == ["a/000.jpg", "a/001.jpg", "b/000.jpg",
+                                                                            "b/001.jpg"]
+    assert scan.skipped_non_images == []
 
 
 def test_cache_decodes_once_and_a_changed_file_set_rebuilds(tmp_path, monkeypatch):

@@ -51,6 +51,34 @@ def test_a_hostile_checkpoint_is_refused_in_one_line_and_never_runs_code(tmp_pat
     assert not marker.exists()
 
 
+def test_a_file_that_is_no_checkpoint_at_all_is_called_that(tmp_path):
+    weights = tmp_path / "yolov3-tiny.weights"
+    weights.write_bytes(b"\x00\x00\x00\x00\x02\x00\x00\x00" + bytes(range(256)) * 8)  # a Darknet header, floats
+    result = subprocess.run([sys.executable, "partC/camera_trap.py", "--demo-clip", "--classifier", str(weights),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0 and "is not a PyTorch checkpoint" in result.stderr, result.stderr
+    assert "run code" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_damaged_record_is_rebuilt_from_last_pt_or_skipped_never_blocking_the_best_run_scan(tiny_data, tmp_path):
+    from common.runs import best_run
+
+    for name in ("good", "torn", "lost"):
+        run_scratch(options(tmp_path, epochs=1, run_name=name), data=tiny_data)
+    runs = tmp_path / "runs"
+    whole = (runs / "torn" / "record.json").read_text()
+    (runs / "torn" / "record.json").write_text(whole[:len(whole) // 2])  # truncated mid-write by a full disk, say
+    (runs / "lost" / "record.json").write_text("{")
+    (runs / "lost" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning) as said:
+        best_run(runs)
+    messages = [str(w.message) for w in said]
+    assert any("torn/record.json is damaged" in m and "rebuilt it from the run's last.pt" in m for m in messages)
+    assert any("lost/record.json is damaged" in m and "skipped that run" in m for m in messages)
+    rebuilt, original = json.loads((runs / "torn" / "record.json").read_text()), json.loads(whole)
+    assert rebuilt["epochs"] == original["epochs"] and rebuilt["summary"] == original["summary"]  # no epoch lost
+
+
 def test_two_runs_with_the_same_name_cannot_both_start(tiny_data, tmp_path):
     from common.runs import claim_run_dir, release_run_dir
 
@@ -99,6 +127,28 @@ def test_resume_refuses_other_data_with_the_same_classes(tiny_data, demo_root, t
     assert other.classes == tiny_data.classes
     with pytest.raises(UserError, match="not what run half trained on"):
         resume_scratch("half", {}, runs_dir=str(tmp_path / "runs"), data=other)
+
+
+def test_resume_refuses_other_images_under_the_same_file_names(tiny_data, demo_root, tmp_path, monkeypatch):
+    import shutil
+
+    from PIL import Image, ImageOps
+
+    from test_training import kill_at, patch_fit
+
+    patch_fit(monkeypatch, kill_at(1))
+    with pytest.raises(KeyboardInterrupt):
+        run_scratch(options(tmp_path, epochs=2, run_name="half", data_dir=str(demo_root)), data=tiny_data)
+    monkeypatch.undo()
+    copy = tmp_path / "d3"
+    shutil.copytree(demo_root, copy)
+    for path in (copy / "inaturalist_12K" / "train").rglob("*.jpg"):  # same names, other pictures
+        with Image.open(path) as image:
+            ImageOps.mirror(image.convert("RGB")).save(path)
+    other = load_train_val(copy, 32, cache_dir=tmp_path / "cache", progress=False)
+    assert other.train.paths == tiny_data.train.paths  # the file names (and so the split) are the same
+    with pytest.raises(UserError, match="not what run half trained on"):
+        resume_scratch("half", {"data_dir": str(copy)}, runs_dir=str(tmp_path / "runs"), data=other)
 
 
 def test_a_kill_between_last_pt_and_the_record_loses_no_epoch(tiny_data, tmp_path, monkeypatch):

@@ -463,3 +463,19 @@ def test_the_handin_report_is_one_document_in_the_assignments_order(tmp_path):
     assert "<pre>" not in second and "<td>5-block CNN</td>" in second  # Part B's table is a table
     assert "python partA/evaluate.py --run cnn" in second and "dog 0.57" in second
     assert len(second) < 3_000_000  # 3000-px figures are downscaled, not embedded whole
+
+
+def test_a_torn_last_journal_line_is_skipped_and_damage_before_it_is_one_clear_line(tmp_path):
+    sweep = new_sweep(tmp_path, GRID)
+    run_agent(sweep, count=2, runs_dir=str(tmp_path), train=fake_trainer(epochs=2), log=lambda *_: None)
+    journal = sweep.folder / "journal.log"
+    whole = journal.read_text()
+    journal.write_text(whole + '{"op_code": 5, "trial_id": 1, "step"')  # a writer killed mid-line
+    with pytest.warns(UserWarning, match="dropped a torn last entry"):
+        sweep.runs()
+    run_agent(sweep, count=3, runs_dir=str(tmp_path), train=fake_trainer(epochs=2), log=lambda *_: None)
+    assert [r["state"] for r in sweep.runs()] == ["finished"] * 3
+    lines = whole.splitlines(keepends=True)
+    journal.write_text("".join(lines[:3]) + "#garbage#\n" + "".join(lines[3:]))
+    with pytest.raises(UserError, match=f"sweep journal {journal} is damaged .* move it aside"):
+        sweep.runs()
