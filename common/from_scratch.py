@@ -18,6 +18,9 @@ MODEL_KEYS = {f.name for f in fields(CNNConfig)} | {"base_filters", "organisatio
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 # Options that may change on resume without changing what is computed: the run context (one table).
 RESUME_FREE_KEYS = CONTEXT_KEYS
+# A run that diverged (NaN/inf) would diverge again at once if resumed as it was: its way out is a smaller
+# step, so these may change when it resumes (the record keeps what changed, and from which epoch).
+DIVERGED_FREE_KEYS = {"lr", "grad_clip"}
 
 
 def _as_list(value):
@@ -102,8 +105,13 @@ def _checked_resume(run_dir, overrides, data):
                         f"(evaluate it with partA/evaluate.py --run {run_dir.name})")
     spec_config = ckpt["model_spec"].get("config", ckpt["model_spec"])
     overrides = _comparable_overrides(overrides)
+    free = RESUME_FREE_KEYS | (DIVERGED_FREE_KEYS if record.get("status") == "diverged" else set())
+    for key in DIVERGED_FREE_KEYS & free:
+        if overrides.get(key) is not None and overrides[key] != stored.get(key):
+            record.setdefault("changed_on_resume", []).append({"epoch": ckpt["epoch"], key: [stored.get(key), overrides[key]]})
+            stored[key] = overrides[key]
     for key, value in overrides.items():
-        if key in RESUME_FREE_KEYS or value is None:
+        if key in free or value is None:
             continue
         old = stored.get(key, spec_config.get(key, record.get("finetune", {}).get(key)))
         if old is not None and _comparable_value(old) != _comparable_value(value):
@@ -126,14 +134,20 @@ def _checked_resume(run_dir, overrides, data):
     return run_dir, ckpt, cfg, data, record
 
 
+def resume_extra(ckpt, record) -> dict:
+    """What a resumed run's record adds: from which epoch, and what a diverged run's resume changed."""
+    return {"resumed_from_epoch": ckpt["epoch"],
+            **({"changed_on_resume": record["changed_on_resume"]} if record.get("changed_on_resume") else {})}
+
+
 def resume_scratch(run, overrides: dict, runs_dir="runs", data=None, should_stop=None):
     """Continue a stopped run from its last.pt, exactly where it stopped."""
-    run_dir, ckpt, cfg, data, _ = prepare_resume(run, overrides, runs_dir, data)
+    run_dir, ckpt, cfg, data, record = prepare_resume(run, overrides, runs_dir, data)
     if ckpt["model_spec"]["kind"] != "cnn":
         raise UserError(f"run {run_dir.name} is a fine-tuning run; resume it with partB/finetune.py --resume")
     model = build_model(CNNConfig(**ckpt["model_spec"]["config"]))
     state = RunSpec(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
-                     std=ckpt["std"], extra={"resumed_from_epoch": ckpt["epoch"]})
+                     std=ckpt["std"], extra=resume_extra(ckpt, record))
     return fit(model, data, cfg, state, resume_checkpoint=ckpt, should_stop=should_stop)
 
 

@@ -50,10 +50,10 @@ def predict(model, images_uint8, mean, std, device, batch_size=256, precision="o
     return torch.cat(outputs)
 
 
-def validate(model, tensor_set, mean, std, device, precision="off", channels_last=False, batch_size=256,
-             label_smoothing=0.0):
-    """Validation loss (with the training loss's label smoothing, so the two curves compare) and accuracy."""
+def validate(model, tensor_set, mean, std, device, precision="off", channels_last=False, batch_size=256):
+    """Validation loss — plain cross-entropy, whatever smoothing the training loss used, so runs with
+    different smoothing compare (as timm reports it) — and accuracy."""
     logits = predict(model, tensor_set.images, mean, std, device, batch_size, precision, channels_last)
-    loss = F.cross_entropy(logits, tensor_set.labels, label_smoothing=label_smoothing).item()
+    loss = F.cross_entropy(logits, tensor_set.labels).item()
     accuracy = (logits.argmax(1) == tensor_set.labels).float().mean().item()
     return {"loss": loss, "acc": accuracy, "logits": logits}

@@ -46,10 +46,33 @@ def _atomic_write(path, write_fn):
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if _disk_full(err, path.parent):
+            from common.errors import UserError
+
+            raise UserError(f"no space left in {path.parent} while writing {path.name} (the previous version is "
+                            f"intact); free space there or point the run at another folder") from None
         raise
+
+
+LOW_SPACE = 16 * 2**20  # bytes; below this a failed write is taken as the disk being full
+
+
+def _disk_full(err, folder) -> bool:
+    """ENOSPC, or torch's zip writer failing ('unexpected pos') on an almost-full disk."""
+    import errno
+    import shutil
+
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(err, RuntimeError):
+        try:
+            return shutil.disk_usage(folder).free < LOW_SPACE
+        except OSError:
+            return False
+    return False
 
 
 def save_json(path, obj):

@@ -376,14 +376,38 @@ def train_one_epoch(s: Session, cfg: TrainConfig, epoch: int, n_train: int, run_
         seen += len(y)
         if (i + 1) % CHECK_EVERY == 0 or i + 1 == s.steps_per_epoch:
             if nonfinite.item():  # nothing is saved after this: last.pt stays the last good epoch
-                raise TrainingDiverged(f"the loss became NaN/inf in epoch {epoch + 1} (by step {i + 1}); lower --lr or "
-                                       f"enable --grad-clip. The last good checkpoint ({run_dir / 'last.pt'}) is intact.")
+                raise TrainingDiverged(f"the loss became NaN/inf in epoch {epoch + 1} (by step {i + 1}); "
+                                       f"{run_dir / 'last.pt'} holds the last good epoch, if any. "
+                                       f"{DIVERGED_WAY_OUT.format(run=run_dir.name)}")
             if show:
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
     if s.device.type == "cuda":
         torch.cuda.synchronize()
     return {"train_loss": loss_sum.item() / max(1, seen), "train_acc": correct.item() / max(1, seen), "seen": seen,
             "train_time": time.perf_counter() - started}
+
+
+def nonfinite_tensor(model: nn.Module):
+    """The name of the first parameter or buffer (batch-norm statistics too) holding NaN/inf, or None."""
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return name
+    return None
+
+
+def check_finite(model, val, epoch, run_dir):
+    """Before an epoch is saved: a checkpoint is good only if every tensor in it and its validation
+    metrics are finite. Otherwise nothing of this epoch is written and the run stops as diverged."""
+    broken = nonfinite_tensor(model)
+    if broken is None and math.isfinite(val["loss"]) and math.isfinite(val["acc"]):
+        return
+    what = f"the model's {broken}" if broken else "the validation loss"
+    raise TrainingDiverged(f"{what} became NaN/inf in epoch {epoch + 1}; nothing of it was saved, "
+                           f"{run_dir / 'last.pt'} holds the last good epoch. {DIVERGED_WAY_OUT.format(run=run_dir.name)}")
+
+
+DIVERGED_WAY_OUT = ("Continue it with a smaller step: python partA/train.py --resume {run} --lr <smaller> (Part B: "
+                    "partB/finetune.py --resume), or start again with a lower --lr or --grad-clip 1.")
 
 
 def optimizer_step(s: Session, loss, grad_clip):
@@ -412,6 +436,7 @@ def open_record(run_dir, cfg, state: RunSpec, resume_checkpoint, session: Sessio
         "aug_strength_used": augmentation_strength(cfg) if cfg.augment else 0.0,
         "backends": {**backends, "data_on_device": session.batches.on_device},
         "train_images": len(data.train), "val_images": len(data.val), **state.extra,
+        "train_loss_label_smoothing": cfg.label_smoothing,  # train_loss is smoothed; val_loss is plain cross-entropy
     })
     return record
 
@@ -449,7 +474,8 @@ def save_epoch(run_dir, record: RunRecord, metrics, best_val_acc, checkpoint_of)
 
 
 def epoch_line(cfg, m):
-    return (f"epoch {m['epoch']:3d}/{cfg.epochs}  train loss {m['train_loss']:.3f} acc {m['train_acc']:.3f}  "
+    smoothed = f" (smoothed {cfg.label_smoothing:g})" if cfg.label_smoothing else ""
+    return (f"epoch {m['epoch']:3d}/{cfg.epochs}  train loss{smoothed} {m['train_loss']:.3f} acc {m['train_acc']:.3f}  "
             f"val loss {m['val_loss']:.3f} acc {m['val_acc']:.3f}  {m['images_per_s']:.0f} img/s  {m['epoch_time']:.1f}s")
 
 
@@ -484,9 +510,9 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunSpec, groups=None,
                 on_epoch_start(epoch, model)
             trained = train_one_epoch(session, cfg, epoch, len(data.train), run_dir)
             validation_started = time.perf_counter()
-            val = validate(model, data.val, state.mean, state.std, device, precision, cfg.channels_last,
-                           label_smoothing=cfg.label_smoothing)
+            val = validate(model, data.val, state.mean, state.std, device, precision, cfg.channels_last)
             val["seconds"] = time.perf_counter() - validation_started
+            check_finite(save_model, val, epoch, run_dir)
             metrics = {"epoch": epoch + 1, "train_loss": trained["train_loss"], "train_acc": trained["train_acc"],
                        "val_loss": val["loss"], "val_acc": val["acc"], "lr": session.optimizer.param_groups[0]["lr"],
                        "epoch_time": trained["train_time"] + val["seconds"], "train_time": trained["train_time"],

@@ -104,7 +104,7 @@ def learning_curves(records, path, title="learning curves"):
             ax.plot(epochs, [e[f"train_{metric}"] for e in record["epochs"]], color=colour, ls="--", alpha=0.7,
                     label=f"{label} training")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (both with the run's label smoothing)")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (train: with the run's label smoothing; val: plain cross-entropy)")
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -14,7 +14,7 @@ from common.errors import UserError
 from common.pretrained import (apply_freeze, build_pretrained, frozen_modules_to_eval, model_stages,
                                parameter_groups, preprocess_for)
 from common.runs import claim_run_dir, data_identity, default_run_name, release_run_dir, run_dir_for
-from common.from_scratch import prepare_resume
+from common.from_scratch import prepare_resume, resume_extra
 from common.training import RunSpec, TrainConfig, fit, weight_decay_groups
 
 FINETUNE_KEYS = ("model", "weights", "freeze", "k", "backbone_lr_scale", "unfreeze_every", "feature_cache")
@@ -29,23 +29,46 @@ def uses_feature_cache(strategy, cfg, requested=True):
     return requested and strategy == "all-but-last" and not cfg.augment
 
 
-@torch.no_grad()
-def backbone_features(model, images, mean, std, device, batch_size=64, progress=False):
-    """The input of the main class layer for every image (float32 N×D, on the CPU)."""
-    from tqdm import tqdm
+def head_block(model):
+    """(paths, module) of what the feature-cache path trains: the class layer together with the parameter-free
+    modules just before it in its Sequential — EfficientNet's and MobileNet's Dropout, ConvNeXt's Flatten — so it
+    trains exactly what the normal path trains (the features are those modules' input)."""
+    from torch import nn
 
-    from common.pretrained import head_paths, module_at, replace_module_at
-    from common.inference import prepare_batch
+    from common.pretrained import head_paths, module_at
 
     path = head_paths(model)[0]
-    head = module_at(model, path)
-    replace_module_at(model, path, torch.nn.Identity())
+    parent_path, _, last = path.rpartition(".")
+    parent = module_at(model, parent_path) if parent_path else model
+    if not isinstance(parent, nn.Sequential):
+        return [path], module_at(model, path)
+    names, children = zip(*parent.named_children())
+    end = names.index(last)
+    start = end
+    while start > 0 and not list(children[start - 1].parameters()):
+        start -= 1
+    return [f"{parent_path}.{n}" for n in names[start:end + 1]], nn.Sequential(*children[start:end + 1])
+
+
+@torch.no_grad()
+def backbone_features(model, images, mean, std, device, batch_size=64, progress=False):
+    """The input of the head block (`head_block`) for every image (float32, on the CPU)."""
+    from tqdm import tqdm
+
+    from common.inference import prepare_batch
+    from common.pretrained import module_at, replace_module_at
+
+    paths, _ = head_block(model)
+    kept = [module_at(model, path) for path in paths]
+    for path in paths:
+        replace_module_at(model, path, torch.nn.Identity())
     model.eval().to(device)
     try:
         chunks = [model(prepare_batch(chunk.to(device), mean, std)).float().cpu()
                   for chunk in tqdm(images.split(batch_size), desc="backbone features", disable=None if progress else True)]
     finally:
-        replace_module_at(model, path, head)
+        for path, module in zip(paths, kept):
+            replace_module_at(model, path, module)
     return torch.cat(chunks)
 
 
@@ -58,8 +81,11 @@ def feature_data(model, data, name, weights_source, mean, std, cfg):
     from common.io import save_torch
     from common.device import resolve_device
 
-    key = hashlib.sha1(json.dumps([name, str(weights_source), cfg.image_size, cfg.resize_size, data.train.paths,
-                                   data.val.paths, str(data.dataset.root) if data.dataset else ""]).encode()).hexdigest()[:16]
+    from common.runs import content_digest
+
+    what = ["head-block input", name, str(weights_source), cfg.image_size, cfg.resize_size, data.train.paths,
+            data.val.paths, content_digest(data.train.images, data.val.images)]
+    key = hashlib.sha1(json.dumps(what).encode()).hexdigest()[:16]
     path = Path(cfg.cache_dir) / "features" / f"{name}-{key}.pt"
     if path.exists():
         train_x, val_x = torch.load(path, weights_only=True)
@@ -162,10 +188,9 @@ def run_finetune(options: dict, data=None):
 
 
 def _fit_head_on_features(model, name, data, cfg, state, weights_source, resume_checkpoint=None):
-    """Train only the class layer on backbone features computed once; checkpoints hold the whole model."""
+    """Train only the head block (the class layer and the dropout before it) on backbone features computed
+    once; checkpoints hold the whole model."""
     from dataclasses import replace
-
-    from common.pretrained import head_paths, module_at
 
     if not cfg.quiet:
         print("frozen backbone, no augmentation: computing backbone features once, then training the head on them",
@@ -173,7 +198,7 @@ def _fit_head_on_features(model, name, data, cfg, state, weights_source, resume_
     if resume_checkpoint is not None:
         model.load_state_dict(resume_checkpoint["model"])
     features = feature_data(model, data, name, weights_source, state.mean, state.std, cfg)
-    head = module_at(model, head_paths(model)[0])
+    _, head = head_block(model)
     head_cfg = replace(cfg, channels_last=False, compile=False)
     return fit(head, features, head_cfg, state, groups=weight_decay_groups(head, cfg.weight_decay), save_model=model,
                resume_checkpoint=resume_checkpoint)
@@ -188,13 +213,13 @@ def resume_finetune(run, overrides, runs_dir="runs", data=None):
     model, _ = build_pretrained(name, weights="none", num_classes=ckpt["model_spec"]["num_classes"])
     if ft.get("feature_cache"):
         state = RunSpec(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
-                         std=ckpt["std"], extra={"resumed_from_epoch": ckpt["epoch"]})
+                         std=ckpt["std"], extra=resume_extra(ckpt, record))
         apply_freeze(model, name, "all-but-last")
         return _fit_head_on_features(model, name, data, cfg, state, ft["weights_source"], resume_checkpoint=ckpt)
     hook = freeze_hook(name, ft["freeze"], ft["k"], ft["unfreeze_every"], ft["stages"], cfg.quiet)
     hook(ckpt["epoch"], model)
     state = RunSpec(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
-                     std=ckpt["std"], extra={"resumed_from_epoch": ckpt["epoch"]})
+                     std=ckpt["std"], extra=resume_extra(ckpt, record))
     groups = weight_decay_groups(model, cfg.weight_decay, lr_scales(model, name, ft["freeze"], ft["backbone_lr_scale"]))
     return fit(model, data, cfg, state, groups=groups, on_epoch_start=hook, resume_checkpoint=ckpt)
 

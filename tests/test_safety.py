@@ -1,5 +1,6 @@
 """Hostile files, shared folders and crashes: each case failed before the safety work (issue 11)."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -237,7 +238,7 @@ def test_evaluate_refuses_zero_grid_images_per_class(tmp_path):
     assert result.returncode != 0 and "--per-class" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_validation_loss_uses_the_training_label_smoothing(tiny_data, tmp_path):
+def test_validation_loss_is_plain_cross_entropy_whatever_the_training_smoothing(tiny_data, tmp_path):
     import torch.nn.functional as F
 
     from common.checkpoints import model_from_checkpoint
@@ -251,7 +252,8 @@ def test_validation_loss_uses_the_training_label_smoothing(tiny_data, tmp_path):
     smoothed = F.cross_entropy(logits, tiny_data.val.labels, label_smoothing=0.3).item()
     plain = F.cross_entropy(logits, tiny_data.val.labels).item()
     assert abs(plain - smoothed) > 1e-3  # the two differ here, so the check below can tell them apart
-    assert record["epochs"][-1]["val_loss"] == pytest.approx(smoothed, rel=1e-4)
+    assert record["epochs"][-1]["val_loss"] == pytest.approx(plain, rel=1e-4)  # runs with other smoothing compare
+    assert record["train_loss_label_smoothing"] == 0.3  # the training loss is the smoothed one, and says so
 
 
 def test_resume_restores_the_saved_random_generators(tiny_data, tmp_path, monkeypatch):
@@ -303,3 +305,59 @@ def test_sweep_proposals_are_plain_numbers_and_checkpoints_load_with_weights_onl
     legacy = {**ckpt, "train_config": {**ckpt["train_config"], "lr": np.float64(0.003)}}  # written by older code
     torch.save(legacy, tmp_path / "legacy.pt")
     assert load_checkpoint(tmp_path / "legacy.pt")["train_config"]["lr"] == 0.003
+
+
+def test_a_diverged_epoch_is_never_saved_and_the_run_continues_with_a_smaller_step(tiny_data, tmp_path):
+    from common.training import TrainingDiverged
+
+    # step schedule: lr 1e-3 in epoch 1, then × 1e13 — epoch 2 blows up (weights or batch-norm statistics go inf)
+    diverging = options(tmp_path, epochs=2, run_name="div", optimizer="sgd", lr=1e-3, grad_clip=0.0, scheduler="step",
+                        step_size=1, gamma=1e13, warmup_epochs=0.0)
+    with pytest.raises(TrainingDiverged, match="epoch 2.*resume div --lr"):
+        run_scratch(diverging, data=tiny_data)
+    last = load_checkpoint(tmp_path / "runs/div/last.pt")
+    assert last["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
+    record = json.loads((tmp_path / "runs/div/record.json").read_text())
+    assert record["status"] == "diverged" and [e["epoch"] for e in record["epochs"]] == [1]
+    # the way out the message names: the same run, a smaller step (epoch 2's lr becomes 1e-16 × 1e13 = 1e-3)
+    resumed = resume_scratch("div", {"lr": 1e-16}, runs_dir=str(tmp_path / "runs"), data=tiny_data)
+    assert resumed["status"] == "finished" and [e["epoch"] for e in resumed["epochs"]] == [1, 2]
+    assert resumed["changed_on_resume"] == [{"epoch": 1, "lr": [1e-3, 1e-16]}]
+    assert all(math.isfinite(e["val_loss"]) for e in resumed["epochs"])
+
+
+def test_only_a_diverged_run_may_change_its_learning_rate_on_resume(tiny_data, tmp_path, monkeypatch):
+    from test_training import kill_at, patch_fit
+
+    patch_fit(monkeypatch, kill_at(1))
+    with pytest.raises(KeyboardInterrupt):
+        run_scratch(options(tmp_path, epochs=2, run_name="calm"), data=tiny_data)
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="was trained with lr=0.003, you gave 0.001"):
+        resume_scratch("calm", {"lr": 1e-3}, runs_dir=str(tmp_path / "runs"), data=tiny_data)
+
+
+def test_an_epoch_whose_batch_norm_statistics_went_inf_is_not_saved(tiny_data, tmp_path, monkeypatch):
+    """What a huge learning rate does on real data (issue: --lr 1e12 --grad-clip 0 --optimizer sgd): the training
+    loss stays finite — batch norm normalises with each batch's own statistics — while the running variance it
+    keeps for evaluation overflows. Injected here after epoch 2's real training step, once."""
+    import common.training as training
+    from common.training import TrainingDiverged
+
+    real_epoch, poisoned = training.train_one_epoch, []
+
+    def epoch_then_overflow(session, cfg, epoch, n_train, run_dir):
+        result = real_epoch(session, cfg, epoch, n_train, run_dir)
+        if epoch == 1 and not poisoned:
+            bn = next(m for m in session.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+            bn.running_var.fill_(float("inf"))
+            poisoned.append(epoch)
+        return result
+
+    monkeypatch.setattr(training, "train_one_epoch", epoch_then_overflow)
+    with pytest.raises(TrainingDiverged, match="running_var became NaN/inf in epoch 2; nothing of it was saved"):
+        run_scratch(options(tmp_path, epochs=3, run_name="inf"), data=tiny_data)
+    last = load_checkpoint(tmp_path / "runs/inf/last.pt")
+    assert last["epoch"] == 1 and all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
+    assert [e["epoch"] for e in json.loads((tmp_path / "runs/inf/record.json").read_text())["epochs"]] == [1]

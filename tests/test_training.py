@@ -101,7 +101,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_data, tm
                 next(model.parameters()).fill_(float("nan"))
 
     patch_fit(monkeypatch, poison)
-    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+    with pytest.raises(TrainingDiverged, match="holds the last good epoch"):
         run_scratch(options(tmp_path, epochs=3, run_name="nan"), data=tiny_data)
     ckpt = load_checkpoint(tmp_path / "runs/nan/last.pt")
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
