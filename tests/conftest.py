@@ -128,3 +128,27 @@ def http_server():
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs: a real full disk, where this machine lets the tests mount one (root on Linux; CI is)."""
+    import subprocess
+
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root); test_io's simulated ENOSPC covers the code path")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill_disk(folder, leave=16 * 1024):
+    """Fill the file system holding `folder` until `leave` bytes are free; returns the filler file."""
+    import shutil
+
+    filler = Path(folder) / "filler.bin"
+    with open(filler, "wb") as handle:
+        handle.write(b"\0" * max(0, shutil.disk_usage(folder).free - leave))
+    return filler
