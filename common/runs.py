@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from common.errors import UserError
@@ -20,11 +21,17 @@ from common.locks import process_identity, try_lock
 _CLAIMS = {}  # resolved run folder → open lock file (held while this process owns the run)
 
 
+MAX_RUN_NAME = 120  # characters; file systems allow 255 bytes, and sweeps add their suffix to a name
+
+
 def validate_run_name(name: str) -> str:
-    """A run name is one plain folder name: never a path that leaves --runs-dir."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
-        raise UserError(f"--run-name {name!r} must be a plain folder name (letters, digits, -, _, no slashes, not "
-                        f"starting with a dot): runs live under --runs-dir")
+    """A run name is one plain folder name: never a path that leaves --runs-dir, nor a name a file system
+    or a terminal chokes on (too long, a newline)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", name):
+        raise UserError(f"--run-name {name!r} must be a plain folder name (letters, digits, -, _ and inner dots; no "
+                        f"slashes, spaces or newlines, not starting with a dot): runs live under --runs-dir")
+    if len(name) > MAX_RUN_NAME:
+        raise UserError(f"--run-name is {len(name)} characters long; keep it to {MAX_RUN_NAME}")
     return name
 
 

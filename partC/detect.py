@@ -33,24 +33,46 @@ def detect_images_and_videos(detector, inputs, out_dir, quiet=False):
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "detections.jsonl"
     stats = {"images": 0, "frames": 0, "bad_frames": 0, "detections": 0, "skipped": []}
+    inputs = list(inputs)
+    names = output_names(inputs)
     with open(log_path, "w") as log:
-        for kind, path in inputs:
+        for number, (kind, path) in enumerate(inputs):
             try:
-                detect_one(detector, kind, path, out_dir, log, stats, quiet)
+                detect_one(detector, kind, path, out_dir / names[number], log, stats, quiet)
             except UserError as err:  # one bad file is skipped and reported, never the end of a folder run
                 stats["skipped"].append((str(path), err.message))
                 click.echo(f"skipped {path}: {err.message}", err=True)
     return stats, log_path
 
 
-def detect_one(detector, kind, path, out_dir, log, stats, quiet):
-    """Detect in one image or video, writing its annotated copy and its JSON lines."""
+def output_names(inputs):
+    """The annotated file's name for each input, in order, all different: `x/a.jpg` and `y/a.jpg` (or `a.jpg` and
+    `a.png`) become `x_a.jpg` and `y_a.jpg` — the folder's name in front — and a repeat gets a number."""
+    from collections import Counter
+
+    wanted = [f"{path.stem}{'.jpg' if kind == 'image' else '.mp4'}" for kind, path in inputs]
+    clashing = Counter(wanted)
+    names, used = [], set()
+    for (kind, path), name in zip(inputs, wanted):
+        if clashing[name] > 1 and path.parent.name:
+            name = f"{path.parent.name}_{name}"
+        stem, suffix, n = Path(name).stem, Path(name).suffix, 2
+        while name in used:
+            name, n = f"{stem}-{n}{suffix}", n + 1
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def detect_one(detector, kind, path, output, log, stats, quiet):
+    """Detect in one image or video, writing its annotated copy (`output`) and its JSON lines."""
     if kind == "image":
         image = read_image(path)
         detections = detector(image)
-        draw_detections(image, detections).save(out_dir / f"{path.stem}.jpg", quality=92)
+        draw_detections(image, detections).save(output, quality=92)
         for d in detections:
-            log.write(json.dumps({"source": str(path), "frame": None, "time": None, **d.to_dict()}) + "\n")
+            log.write(json.dumps({"source": str(path), "annotated": output.name, "frame": None, "time": None,
+                                  **d.to_dict()}) + "\n")
         stats["images"] += 1
         stats["detections"] += len(detections)
         if not quiet:
@@ -67,11 +89,11 @@ def detect_one(detector, kind, path, out_dir, log, stats, quiet):
                 continue
             detections = detector(frame.image)
             if writer is None:
-                writer = VideoWriter(out_dir / f"{path.stem}.mp4", info["fps"], frame.image.shape[2], frame.image.shape[1])
+                writer = VideoWriter(output, info["fps"], frame.image.shape[2], frame.image.shape[1])
             writer.write(np.asarray(draw_detections(frame.image, detections)))
             for d in detections:
-                log.write(json.dumps({"source": str(path), "frame": frame.index, "time": round(frame.time, 3),
-                                      **d.to_dict()}) + "\n")
+                log.write(json.dumps({"source": str(path), "annotated": output.name, "frame": frame.index,
+                                      "time": round(frame.time, 3), **d.to_dict()}) + "\n")
             stats["frames"] += 1
             stats["detections"] += len(detections)
     finally:  # a video cut short still ends as a playable file

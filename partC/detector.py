@@ -27,7 +27,7 @@ def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, inpu
     if not 0 < conf < 1 or not 0 < nms <= 1:
         raise UserError(f"--conf must be in (0, 1) and --nms in (0, 1], got {conf} and {nms}")
     device = resolve_device(device)
-    net = load_cfg(cfg)
+    net = load_cfg(cfg, weights)
     load_darknet_weights(net, weights)
     net.fold_for_inference(PRECISION_DTYPES[precision])
     keep = [c.strip() for c in classes.split(",") if c.strip()] if isinstance(classes, str) else classes

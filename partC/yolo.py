@@ -204,32 +204,39 @@ class Darknet(nn.Module):
         channels: List[int] = []
         in_channels = self.channels
         for index, s in enumerate(self.sections):
-            kind = s["type"]
-            if kind == "convolutional":
-                layer, out = _conv_block(s, in_channels)
-            elif kind == "maxpool":
-                layer, out = MaxPoolDarknet(int(s["size"]), int(s.get("stride", 1))), in_channels
-            elif kind == "upsample":
-                layer, out = Upsample(int(s.get("stride", 2))), in_channels
-            elif kind == "route":
-                refs = [r if r >= 0 else index + r for r in _ints(s["layers"])]
-                if any(r < 0 or r >= index for r in refs):
-                    raise UserError(f"cfg line {s['_line']}: route refers to a layer that does not exist yet")
-                layer, out = Route(refs), sum(channels[r] for r in refs)
-            elif kind == "shortcut":
-                source = int(s["from"])
-                source = source if source >= 0 else index + source
-                layer, out = Shortcut(source, s.get("activation", "linear")), in_channels
-            else:  # yolo
-                mask = _ints(s.get("mask", ""))
-                anchors = _ints(s["anchors"])
-                pairs = [(anchors[2 * i], anchors[2 * i + 1]) for i in range(len(anchors) // 2)]
-                pairs = [pairs[m] for m in mask] if mask else pairs
-                layer, out = YoloHead(pairs, int(s["classes"])), in_channels
+            try:
+                layer, out = self._layer(s, index, in_channels, channels)
+            except (ValueError, KeyError, IndexError) as err:
+                problem = f"needs {err}" if isinstance(err, KeyError) else str(err)
+                raise UserError(f"cfg line {s.get('_line', '?')}: [{s['type']}] {problem}") from None
             self.layers.append(layer)
             channels.append(out)
             in_channels = out
         self.num_classes = next((layer.num_classes for layer in self.layers if isinstance(layer, YoloHead)), 0)
+
+    @staticmethod
+    def _layer(s, index, in_channels, channels):
+        """(module, output channels) of one cfg section."""
+        kind = s["type"]
+        if kind == "convolutional":
+            return _conv_block(s, in_channels)
+        if kind == "maxpool":
+            return MaxPoolDarknet(int(s["size"]), int(s.get("stride", 1))), in_channels
+        if kind == "upsample":
+            return Upsample(int(s.get("stride", 2))), in_channels
+        if kind == "route":
+            refs = [r if r >= 0 else index + r for r in _ints(s["layers"])]
+            if any(r < 0 or r >= index for r in refs):
+                raise ValueError("route refers to a layer that does not exist yet")
+            return Route(refs), sum(channels[r] for r in refs)
+        if kind == "shortcut":
+            source = int(s["from"])
+            return Shortcut(source if source >= 0 else index + source, s.get("activation", "linear")), in_channels
+        mask = _ints(s.get("mask", ""))  # yolo
+        anchors = _ints(s["anchors"])
+        pairs = [(anchors[2 * i], anchors[2 * i + 1]) for i in range(len(anchors) // 2)]
+        pairs = [pairs[m] for m in mask] if mask else pairs
+        return YoloHead(pairs, int(s["classes"])), in_channels
 
     def conv_layers(self):
         if any(isinstance(layer, InferenceConv) for layer in self.layers):
@@ -266,11 +273,27 @@ class Darknet(nn.Module):
         return torch.cat([head.decode(raw, net_h, net_w) for head, raw in heads], 1)
 
 
-def load_cfg(path) -> Darknet:
+MAX_CFG_FLOATS = 500_000_000  # yolov3 needs 62 million; a cfg asking for more is damaged or not a detector
+
+
+def load_cfg(path, weights=None) -> Darknet:
+    """The network a cfg describes. It is first built on torch's meta device (shapes, no memory) and its size
+    checked — against `weights` when given (a .weights file must hold exactly the floats it needs) — so a
+    damaged cfg (`filters=2000000000`) is one clear line, not a 216 GB allocation."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"cfg file {path} does not exist")
-    return Darknet(parse_cfg(path.read_text(), source=path.name))
+    sections = parse_cfg(path.read_text(), source=path.name)
+    with torch.device("meta"):
+        needed = expected_floats(Darknet(sections))
+    if weights is not None and Path(weights).is_file():
+        held = weights_file_floats(weights)
+        if held != needed:
+            raise UserError(f"{Path(weights).name} holds {held:,} floats but {path.name} needs {needed:,}: weights and "
+                            f"cfg do not belong together (or one of them is damaged)")
+    elif needed > MAX_CFG_FLOATS:
+        raise UserError(f"{path.name} asks for {needed:,} weights (yolov3 has 62 million): the cfg is damaged")
+    return Darknet(sections)
 
 
 # ------------------------------------------------------------------------ .weights files
@@ -288,18 +311,30 @@ def expected_floats(model: Darknet) -> int:
     return sum(t.numel() for block in model.conv_layers() for t in _conv_tensors(block))
 
 
+def _weights_header(handle, path):
+    """Read a .weights header; returns (major, minor). `seen` is int64 from version 0.2 on, int32 before."""
+    header = np.frombuffer(handle.read(12), dtype=np.int32)
+    if header.size != 3:
+        raise UserError(f"{path} is too short to be a Darknet weights file")
+    major, minor, _ = (int(v) for v in header)
+    handle.read(8 if major * 10 + minor >= 2 else 4)
+    return major, minor
+
+
+def weights_file_floats(path) -> int:
+    """How many float32 values a .weights file holds after its header (without reading them)."""
+    with open(path, "rb") as handle:
+        _weights_header(handle, path)
+        return (Path(path).stat().st_size - handle.tell()) // 4
+
+
 def load_darknet_weights(model: Darknet, path):
     """Fill `model` from a `.weights` file; the file must hold exactly the floats the cfg needs."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist")
     with open(path, "rb") as handle:
-        header = np.frombuffer(handle.read(12), dtype=np.int32)
-        if header.size != 3:
-            raise UserError(f"{path} is too short to be a Darknet weights file")
-        major, minor, _ = (int(v) for v in header)
-        seen_bytes = 8 if major * 10 + minor >= 2 else 4
-        handle.read(seen_bytes)
+        major, minor = _weights_header(handle, path)
         values = np.frombuffer(handle.read(), dtype=np.float32)
     needed = expected_floats(model)
     if values.size != needed:

@@ -176,6 +176,8 @@ def test_a_kill_between_last_pt_and_the_record_loses_no_epoch(tiny_data, tmp_pat
 @pytest.mark.parametrize("args, message", [
     (["--run-name", "../escape"], "must be a plain folder name"),
     (["--run-name", "/tmp/abs"], "must be a plain folder name"),
+    (["--run-name", "two\nlines"], "must be a plain folder name"),
+    (["--run-name", "x" * 300], "300 characters long; keep it to 120"),
     (["--padding", "1000"], "padding"),
     (["--momentum", "-5"], "momentum"),
     (["--image-size", "20000"], "image size"),

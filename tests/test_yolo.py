@@ -504,3 +504,60 @@ def test_openmp_waits_passively_unless_the_user_chose(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     cpu_threads.prefer_passive_openmp()
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_a_huge_filters_value_is_one_line_before_any_allocation(tmp_path):
+    from partC.yolo import load_cfg
+
+    save_darknet_weights(small_model(), tmp_path / "small.weights")
+    # 2e9 filters of 16×3×3 would be 576 GB of float32: reaching the check at all proves nothing was allocated
+    (tmp_path / "huge.cfg").write_text(SMALL_CFG.replace("filters=16\n", "filters=2000000000\n", 1))
+    with pytest.raises(UserError, match="small.weights holds .* floats but huge.cfg needs"):
+        load_cfg(tmp_path / "huge.cfg", tmp_path / "small.weights")
+    with pytest.raises(UserError, match="asks for .* weights .*: the cfg is damaged"):
+        load_cfg(tmp_path / "huge.cfg")  # no weights to compare with: the size alone gives it away
+    (tmp_path / "ok.cfg").write_text(SMALL_CFG)
+    assert expected_floats(load_cfg(tmp_path / "ok.cfg", tmp_path / "small.weights")) == expected_floats(small_model())
+
+
+@pytest.mark.parametrize("line, message", [("size=3\n", "invalid literal for int"), ("filters=8\n", "needs")])
+def test_a_cfg_value_that_is_not_a_number_names_its_line(tmp_path, line, message):
+    from partC.yolo import load_cfg
+
+    bad = SMALL_CFG.replace(line, "size=abc\n" if line.startswith("size") else "", 1)
+    (tmp_path / "bad.cfg").write_text(bad)
+    with pytest.raises(UserError, match=rf"cfg line \d+: \[convolutional\] {message}"):
+        load_cfg(tmp_path / "bad.cfg")
+
+
+@needs_darknet
+def test_an_edited_cached_cfg_is_replaced_by_a_verified_copy(tmp_path):
+    import shutil
+
+    from partC.darknet_files import yolo_files
+
+    cache = tmp_path / "weights"
+    (cache / "darknet").mkdir(parents=True)
+    real = Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")) / "darknet"
+    for name in ("yolov3-tiny.weights", "coco.names"):
+        shutil.copyfile(real / name, cache / "darknet" / name)
+    published = (DARKNET_DATA.parent / "cfg" / "yolov3-tiny.cfg").read_text()
+    (cache / "darknet" / "yolov3-tiny.cfg").write_text(published.replace("filters=16", "filters=2000000000", 1))
+    with pytest.warns(UserWarning, match="is not the published yolov3-tiny.cfg"):
+        cfg, _, _ = yolo_files("yolov3-tiny", cache)
+    assert cfg.read_text() == published
+
+
+def test_inputs_with_the_same_name_get_different_annotated_files(tmp_path):
+    from PIL import Image
+
+    for folder, colour in (("x", (200, 30, 30)), ("y", (30, 30, 200))):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (64, 48), colour).save(tmp_path / folder / "a.jpg")
+    Image.new("RGB", (64, 48)).save(tmp_path / "x" / "a.png")
+    result = run_detect(str(tmp_path / "x/a.jpg"), str(tmp_path / "y/a.jpg"), str(tmp_path / "x/a.png"),
+                        str(tmp_path / "x/a.jpg"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.name for p in (tmp_path / "out").glob("*.jpg"))
+    assert written == ["x_a-2.jpg", "x_a-3.jpg", "x_a.jpg", "y_a.jpg"]  # four inputs, four files: none overwritten
+    assert Image.open(tmp_path / "out/y_a.jpg").getpixel((5, 5))[2] > 150  # y's blue picture, not x's red one
