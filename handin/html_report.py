@@ -174,7 +174,8 @@ def detect_section(folder):
     for line in (folder / "detections.jsonl").read_text().splitlines():
         row = json.loads(line)
         if row.get("frame") is None:
-            by_source.setdefault(Path(row.get("annotated") or row["source"]).stem, []).append(f"{row['label']} {row['score']:.2f}")
+            annotated = Path(row.get("annotated") or row["source"]).stem
+            by_source.setdefault(annotated, []).append(f"{row['label']} {row['score']:.2f}")
     cells = []
     for image in sorted(folder.glob("*.jpg")):
         found = ", ".join(by_source.get(image.stem, [])) or "nothing above the threshold"
