@@ -1,11 +1,14 @@
-"""Click options shared by the scripts, so every script spells an option the same way."""
+"""Click options shared by the scripts, so every script spells an option the same way. The training options
+are generated from TrainConfig's fields (common.training): one declaration each."""
+import dataclasses
+import typing
+
 import click
 
-from common.device import DEVICES, PRECISIONS
+from common.device import DEVICES
 from common.errors import UserError
-from common.models import ACTIVATIONS, DROPOUT_PLACES, ORGANISATIONS
-from common.training import OPTIMIZERS, SCHEDULERS, TrainConfig
-from common.tracking import WANDB_MODES
+from common.models import ACTIVATIONS, DROPOUT_PLACES, ORGANISATIONS, CNNConfig
+from common.training import TrainConfig
 
 D = TrainConfig()
 
@@ -41,77 +44,60 @@ def echo_run_summary(record, runs_dir):
                f"({summary['epochs_done']} epochs, {summary['mean_images_per_s']:.0f} img/s) -> {runs_dir}/{record['name']}")
 
 
-def data_options(func, image_size=D.image_size, image_size_help="Square input size in pixels."):
-    return stack_options([
-        click.option("--data-dir", default=D.data_dir, show_default=True,
-                     help="Folder holding inaturalist_12K/{train,val} or nature_12K.zip (downloaded there if absent)."),
-        click.option("--image-size", type=int, default=image_size, show_default=image_size is not None,
-                     help=image_size_help),
-        click.option("--val-fraction", type=float, default=D.val_fraction, show_default=True,
-                     help="Share of each training class held out for validation."),
-        click.option("--seed", type=int, default=D.seed, show_default=True, help="Controls split, init and batch order."),
-        click.option("--cache-dir", default=D.cache_dir, show_default=True, help="Decoded-image and split cache."),
-    ])(func)
+DATA_FIELDS = ("data_dir", "image_size", "val_fraction", "seed", "cache_dir")
+# every other field with a flag, in the order TrainConfig declares them: a new field is a new option, nothing more
+TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig)
+                        if f.metadata.get("flag", True) and f.name not in DATA_FIELDS)
+
+
+def option_for(spec: dataclasses.Field, default, help_text=None):
+    """The click option of one TrainConfig field: its name, type, choices, default and help come from the field.
+    A boolean that is on by default gets an off switch (--augment/--no-augment); one that is off is a flag."""
+    name = "--" + spec.name.replace("_", "-")
+    help_text = help_text or spec.metadata.get("help") or None
+    if spec.type is bool:
+        if spec.default:
+            return click.option(f"{name}/--no-{name[2:]}", spec.name, default=default, show_default=True, help=help_text)
+        return click.option(name, spec.name, is_flag=True, default=default, help=help_text)
+    choices = spec.metadata.get("choices")
+    kind = click.Choice(list(choices)) if choices else next(
+        (t for t in typing.get_args(spec.type) if t is not type(None)), spec.type)  # Optional[int] -> int
+    return click.option(name, spec.name, type=kind, default=default, show_default=default is not None, help=help_text)
+
+
+def config_options(names, overrides=None, helps=None):
+    """click options generated from TrainConfig's fields `names`, in that order; `overrides` replace defaults (Part
+    B's recipe), so --help shows what actually runs. One declaration per option: the field."""
+    specs = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    overrides, helps = overrides or {}, helps or {}
+    return stack_options([option_for(specs[n], overrides.get(n, specs[n].default), helps.get(n)) for n in names])
+
+
+def data_options(func, image_size=D.image_size, image_size_help=None):
+    return config_options(DATA_FIELDS, {"image_size": image_size}, {"image_size": image_size_help})(func)
 
 
 def training_options(func, **recipe_overrides):
-    """The training flags; `recipe_overrides` (e.g. Part B's epochs, lr) replace the defaults they
-    name, so --help shows what actually runs."""
-    D = TrainConfig(**recipe_overrides)
-    return stack_options([
-        click.option("--epochs", type=int, default=D.epochs, show_default=True),
-        click.option("--batch-size", type=int, default=D.batch_size, show_default=True),
-        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=D.optimizer, show_default=True),
-        click.option("--lr", type=float, default=D.lr, show_default=True, help="Peak learning rate."),
-        click.option("--weight-decay", type=float, default=D.weight_decay, show_default=True,
-                     help="Weight decay, never on biases or norm layers: decoupled for adamw/nadam/radam, L2 added to "
-                          "the gradient for sgd and adam."),
-        click.option("--momentum", type=float, default=D.momentum, show_default=True, help="SGD Nesterov momentum."),
-        click.option("--scheduler", type=click.Choice(SCHEDULERS), default=D.scheduler, show_default=True,
-                     help="cosine = linear warm-up then cosine decay, stepped per iteration."),
-        click.option("--warmup-epochs", type=float, default=D.warmup_epochs, show_default=True),
-        click.option("--step-size", type=int, default=D.step_size, show_default=True, help="step scheduler: epochs per decay."),
-        click.option("--gamma", type=float, default=D.gamma, show_default=True, help="step scheduler: decay factor."),
-        click.option("--label-smoothing", type=float, default=D.label_smoothing, show_default=True),
-        click.option("--grad-clip", type=float, default=D.grad_clip, show_default=True, help="Max gradient norm; 0 = off."),
-        click.option("--augment/--no-augment", default=D.augment, show_default=True,
-                     help="Random resized crop, flip, rotation and colour jitter on the device."),
-        click.option("--aug-strength", type=float, default=D.aug_strength,
-                     help="0..1 [default: by budget: 0 up to 10 epochs, rising to 1 at 60 (0.1 at 15, 0.4 at 30)]."),
-        click.option("--precision", type=click.Choice(PRECISIONS), default=D.precision, show_default=True,
-                     help="auto: bf16 on sm80+ GPUs and bf16 CPUs, fp16+GradScaler on sm70-75, else fp32."),
-        click.option("--channels-last/--no-channels-last", default=D.channels_last, show_default=True),
-        click.option("--compile", "compile", is_flag=True, default=False, help="torch.compile the model."),
-        DEVICE_OPTION,
-        click.option("--deterministic", is_flag=True, default=D.deterministic,
-                     help="Bit-exact GPU runs and resumes: cuDNN/cuBLAS deterministic kernels, no autotuning (slower)."),
-        click.option("--tf32/--no-tf32", default=D.tf32, show_default=True,
-                     help="Allow TF32 tensor cores for fp32 matmuls/convs on sm80+ GPUs."),
-        click.option("--data-on-device", type=click.Choice(["auto", "yes", "no"]), default=D.data_on_device,
-                     show_default=True, help="Keep the uint8 training set on the GPU (auto: if it fits in half the "
-                     "free memory; else batches stream from pinned host memory)."),
-        click.option("--runs-dir", default=D.runs_dir, show_default=True),
-        click.option("--run-name", default=None, help="Folder name under --runs-dir (default: time + hash)."),
-        click.option("--wandb", type=click.Choice(WANDB_MODES), default=D.wandb, show_default=True,
-                     help="auto = online with credentials, else offline (sync later)."),
-        click.option("--wandb-project", default=D.wandb_project, show_default=True),
-        click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines."),
-    ])(func)
+    """The training flags; `recipe_overrides` (e.g. Part B's epochs, lr) replace the defaults they name."""
+    return config_options(TRAINING_FIELDS, recipe_overrides)(func)
 
 
 def model_options(func):
+    """The Part A model's options; their defaults are CNNConfig's (common.models), declared there once."""
+    M = CNNConfig()
     return stack_options([
-        click.option("--filters", default=None, help="Filters per block, e.g. 32,64,128,256,512 [default: that]."),
+        click.option("--filters", default=None, help=f"Filters per block [default: {','.join(map(str, M.filters))}]."),
         click.option("--base-filters", type=int, default=None, help="Base filter count, with --organisation."),
         click.option("--organisation", type=click.Choice(ORGANISATIONS), default=None,
                      help="same / double / half the filters from block to block."),
-        click.option("--kernel-sizes", default=None, help="Kernel size for all blocks (3) or per block (5,5,3,3,3)."),
-        click.option("--padding", default="same", show_default=True, help="same, valid or a whole number."),
-        click.option("--activation", type=click.Choice(list(ACTIVATIONS)), default="gelu", show_default=True),
-        click.option("--batch-norm/--no-batch-norm", default=True, show_default=True),
-        click.option("--dropout", type=float, default=0.2, show_default=True),
-        click.option("--dropout-where", type=click.Choice(DROPOUT_PLACES), default="dense", show_default=True),
-        click.option("--dense-units", type=int, default=512, show_default=True),
+        click.option("--kernel-sizes", default=None, help="Kernel size for all blocks (3) or per block (5,5,3,3,3) "
+                                                          f"[default: {M.kernel_sizes[0]}]."),
+        click.option("--padding", default=M.padding, show_default=True, help="same, valid or a whole number."),
+        click.option("--activation", type=click.Choice(list(ACTIVATIONS)), default=M.activation, show_default=True),
+        click.option("--batch-norm/--no-batch-norm", default=M.batch_norm, show_default=True),
+        click.option("--dropout", type=float, default=M.dropout, show_default=True),
+        click.option("--dropout-where", type=click.Choice(DROPOUT_PLACES), default=M.dropout_where, show_default=True),
+        click.option("--dense-units", type=int, default=M.dense_units, show_default=True),
     ])(func)
 
 

@@ -26,59 +26,68 @@ from common.errors import UserError
 from common.inference import prepare_batch, validate
 from common.io import save_torch
 from common.runs import claim_run_dir, release_run_dir
-from common.tracking import RunRecord, WandbRun, environment_info, now_iso
+from common.tracking import WANDB_MODES, RunRecord, WandbRun, environment_info, now_iso
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "radam")
 SCHEDULERS = ("cosine", "step", "onecycle", "none")
 MAX_IMAGE_SIZE = 2048
 
 
-def _context(default):
-    """A run-context field: where and how a run executes, not what it computes (free to change on resume)."""
-    return field(default=default, metadata={"context": True})
+def knob(default, help="", choices=None, context=False, flag=True):
+    """One field of TrainConfig with everything its command-line option needs (common.cli generates the options
+    from these: one declaration per option). `context`: where and how a run executes, not what it computes (free
+    to change on resume, never swept); `flag=False`: set by the program, not on the command line."""
+    return field(default=default, metadata={"help": help, "choices": choices, "context": context, "flag": flag})
 
 
 @dataclass
 class TrainConfig:
     """How a model is trained, in one table: the recipe (what is computed; defaults are the recommended
-    recipe) and the run context (marked `_context`). --help, the sweep validator (context keys cannot be
-    swept), the resume check (context keys may change) and the run record all read this table."""
+    recipe) and the run context. The scripts' options (common.cli), the sweep validator (context keys cannot
+    be swept), the resume check (context keys may change) and the run record all read this table."""
 
     # --- the recipe
-    image_size: int = 128
-    resize_size: Optional[int] = None  # decode: shorter side to this, then centre-crop image_size
-    val_fraction: float = 0.2
-    seed: int = 42
-    epochs: int = 30
-    batch_size: int = 64
-    optimizer: str = "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    momentum: float = 0.9  # sgd (nesterov) momentum
-    scheduler: str = "cosine"
-    warmup_epochs: float = 1.0
-    step_size: int = 10  # step scheduler: epochs between decays
-    gamma: float = 0.1  # step scheduler: decay factor
-    label_smoothing: float = 0.1
-    grad_clip: float = 1.0  # max gradient norm; 0 = off
-    augment: bool = True
-    aug_strength: Optional[float] = None  # None: by the training budget, see augmentation_strength
-    precision: str = "auto"
-    channels_last: bool = True
-    compile: bool = False
+    image_size: int = knob(128, "Square input size in pixels.")
+    resize_size: Optional[int] = knob(None, "Decode: shorter side to this, then centre-crop image_size.", flag=False)
+    val_fraction: float = knob(0.2, "Share of each training class held out for validation.")
+    seed: int = knob(42, "Controls split, init and batch order.")
+    epochs: int = knob(30)
+    batch_size: int = knob(64)
+    optimizer: str = knob("adamw", choices=OPTIMIZERS)
+    lr: float = knob(2e-3, "Peak learning rate.")
+    weight_decay: float = knob(0.05, "Weight decay, never on biases or norm layers: decoupled for adamw/nadam/radam, "
+                                     "L2 added to the gradient for sgd and adam.")
+    momentum: float = knob(0.9, "SGD Nesterov momentum.")
+    scheduler: str = knob("cosine", "cosine = linear warm-up then cosine decay, stepped per iteration.", SCHEDULERS)
+    warmup_epochs: float = knob(1.0)
+    step_size: int = knob(10, "step scheduler: epochs per decay.")
+    gamma: float = knob(0.1, "step scheduler: decay factor.")
+    label_smoothing: float = knob(0.1, "Of the training loss (validation loss is plain cross-entropy).")
+    grad_clip: float = knob(1.0, "Max gradient norm; 0 = off.")
+    augment: bool = knob(True, "Random resized crop, flip, rotation and colour jitter on the device.")
+    aug_strength: Optional[float] = knob(None, "0..1 [default: by budget: 0 up to 10 epochs, rising to 1 at 60 (0.1 at "
+                                               "15, 0.4 at 30)].")
+    precision: str = knob("auto", "auto: bf16 on sm80+ GPUs and bf16 CPUs, fp16+GradScaler on sm70-75, else fp32.",
+                          PRECISIONS)
+    channels_last: bool = knob(True)
+    compile: bool = knob(False, "torch.compile the model.")
     # --- the run context
-    data_dir: str = _context("data")
-    device: str = _context("auto")
-    deterministic: bool = _context(False)  # bit-exact GPU runs and resumes (cuDNN/cuBLAS deterministic, no autotuning)
-    tf32: bool = _context(True)  # fp32 matmuls/convs on tensor cores on sm80+ GPUs
-    data_on_device: str = _context("auto")  # keep the uint8 training set on the GPU: auto (if it fits) / yes / no
-    runs_dir: str = _context("runs")
-    run_name: Optional[str] = _context(None)
-    wandb: str = _context("auto")
-    wandb_project: str = _context("inat-lab")
-    wandb_group: Optional[str] = _context(None)
-    cache_dir: str = _context("cache")
-    quiet: bool = _context(False)
+    data_dir: str = knob("data", "Folder holding inaturalist_12K/{train,val} or nature_12K.zip (downloaded there if "
+                                 "absent).", context=True)
+    device: str = knob("auto", "auto = the GPU when there is one.", DEVICES, context=True)
+    deterministic: bool = knob(False, "Bit-exact GPU runs and resumes: cuDNN/cuBLAS deterministic kernels, no "
+                                      "autotuning (slower).", context=True)
+    tf32: bool = knob(True, "Allow TF32 tensor cores for fp32 matmuls/convs on sm80+ GPUs.", context=True)
+    data_on_device: str = knob("auto", "Keep the uint8 training set on the GPU (auto: if it fits in half the free "
+                                       "memory; else batches stream from pinned host memory).", ("auto", "yes", "no"),
+                               context=True)
+    runs_dir: str = knob("runs", context=True)
+    run_name: Optional[str] = knob(None, "Folder name under --runs-dir (default: time + hash).", context=True)
+    wandb: str = knob("auto", "auto = online with credentials, else offline (sync later).", WANDB_MODES, context=True)
+    wandb_project: str = knob("inat-lab", context=True)
+    wandb_group: Optional[str] = knob(None, "The wandb group (a sweep's name).", context=True, flag=False)
+    cache_dir: str = knob("cache", "Decoded-image and split cache.", context=True)
+    quiet: bool = knob(False, "No progress bars or per-epoch lines.", context=True)
 
     def __post_init__(self):
         checks = [

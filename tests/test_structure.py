@@ -173,3 +173,23 @@ def test_part_b_help_defaults_are_its_recipe():
     command = load_command(ROOT / "partB" / "finetune.py")
     defaults = {p.name: p.default for p in command.params}
     assert {k: defaults[k] for k in FINETUNE_RECIPE} == FINETUNE_RECIPE
+
+
+def test_every_training_field_is_one_option_and_every_option_a_field():
+    """An option is one edit: TrainConfig's fields generate the training flags (CNNConfig's defaults the model's)."""
+    import dataclasses
+
+    from common.models import CNNConfig
+    from common.training import TrainConfig
+
+    flagged = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("flag", True)}
+    model = {f.name for f in dataclasses.fields(CNNConfig)} - {"input_size", "in_channels", "num_classes"}
+    for script, expected in (("partA/train.py", flagged | model | {"base_filters", "organisation", "resume"}),
+                             ("partB/finetune.py", None)):
+        command = load_command(ROOT / script)
+        options = {p.name for p in command.params if isinstance(p, click.Option)}
+        assert flagged <= options, f"{script}: no flag for {sorted(flagged - options)}"
+        if expected is not None:
+            assert options == expected, f"{script}: flags without a field {sorted(options - expected)}"
+    defaults = {p.name: p.default for p in load_command(ROOT / "partA/train.py").params}
+    assert all(defaults[f.name] == f.default for f in dataclasses.fields(TrainConfig) if f.name in flagged)
