@@ -18,7 +18,7 @@ COUNT ?= 30
 BACKEND ?= auto
 OUT ?= outputs
 
-.PHONY: help setup demo demo-data test test-fast assignment recipe-check sweep-bench train sweep agent report test-eval interpret finetune compare bench detect watch bench-detect weights clean-demo gpu-check
+.PHONY: help setup demo demo-data test test-fast assignment recipe-check sweep-bench train sweep agent report test-eval interpret finetune compare bench detect watch bench-detect bench-engines weights clean-demo gpu-check
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -124,6 +124,12 @@ watch: setup ## camera-trap watcher on INPUTS (a video or frame folder; default:
 bench-detect: setup ## detector speed (stages, median, spread) vs OpenCV's DNN at 1 and 2 threads, yolov3-tiny at 416
 	$(PYRUN) bench/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30 --threads 1
 	$(PYRUN) bench/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30 --threads 2
+
+bench-engines: setup ## the detector network on CPU engines (ours, eager, torch.compile, ONNX Runtime, OpenVINO, OpenCV), 1 and 2 threads
+	$(PYRUN) bench/detector_engines.py --model yolov3-tiny --threads 1
+	$(PYRUN) bench/detector_engines.py --model yolov3-tiny --threads 2
+	$(PYRUN) bench/detector_engines.py --model yolov3 --threads 1 --frames 4
+	$(PYRUN) bench/detector_engines.py --model yolov3 --threads 2 --frames 4
 
 gpu-check: ## GPU smoke check: every GPU path + a timing table (< 4 min on one CUDA GPU; no wandb, no network)
 	$(or $(wildcard $(PY)),python3) tests/gpu_check.py

@@ -1,0 +1,182 @@
+"""`make bench-engines`: the detector's network on CPU inference engines, side by side.
+
+    python bench/detector_engines.py --model yolov3-tiny --threads 1
+    python bench/detector_engines.py --model yolov3 --threads 2 --rounds 5
+
+The same 416×416 input goes through the same Darknet network (the heads' raw outputs, no decoding) in:
+- ours: batch norm folded into the convolutions (`torch.nn.utils.fusion`), channels-last, inference mode —
+  what partC/detect.py runs;
+- eager: the unfolded network in eval mode (what folding buys);
+- torch.compile of our folded network;
+- ONNX Runtime and OpenVINO, on our folded network exported to ONNX (optional extras: `pip install onnx
+  onnxruntime openvino`);
+- OpenCV's own Darknet importer (`pip install -e .[opencv]`).
+Engines missing here are listed and skipped. Each engine runs --frames frames per round, the engines take
+turns in --rounds rounds (the first mover rotating) so all see the same drift of a shared machine, and
+each engine's time is reported as the median of its round medians with the range of the per-round
+ratios to ours (> 1: slower than ours). yolov3's official weights are not offline: without them its
+network gets random weights of the right shapes — speed does not depend on the values.
+"""
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from partC.cpu_threads import prefer_passive_openmp
+
+prefer_passive_openmp()  # before torch loads OpenMP
+
+import click
+import numpy as np
+import torch
+
+from common.cli import OneLineErrors
+from partC.darknet_files import DARKNET_SHARE, YOLO_REGISTRY, yolo_files
+from partC.yolo import load_cfg, load_darknet_weights, save_darknet_weights
+
+
+class RawHeads(torch.nn.Module):
+    """The network's [yolo] inputs as a tuple of tensors (what an exporter and a timer need)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return tuple(raw for _, raw in self.net(x))
+
+
+def network_files(model, workdir):
+    """(cfg, weights): the verified registry files; for yolov3 offline, its cfg with random weights."""
+    try:
+        cfg, weights, _ = yolo_files(model, offline_only=model != "yolov3-tiny")
+        return cfg, weights
+    except Exception:  # no offline copy of yolov3.weights: random weights of the right shapes
+        cfg = DARKNET_SHARE / "cfg" / YOLO_REGISTRY[model]["cfg"]
+        torch.manual_seed(0)
+        net = load_cfg(cfg)
+        for block in net.conv_layers():
+            torch.nn.init.normal_(block[0].weight, std=0.02)
+        weights = Path(workdir) / f"{model}-random.weights"
+        save_darknet_weights(net, weights)
+        return cfg, weights
+
+
+def torch_engines(cfg, weights, size):
+    """name → callable(x) for the PyTorch engines (ours first), plus the folded module for exporting."""
+    eager = load_cfg(cfg, weights)
+    load_darknet_weights(eager, weights)
+    eager.eval()
+    folded = load_cfg(cfg, weights)
+    load_darknet_weights(folded, weights)
+    folded.fold_for_inference().to(memory_format=torch.channels_last)
+    ours, plain = RawHeads(folded).eval(), RawHeads(eager).eval()
+    engines = {"ours": lambda x: ours(x.contiguous(memory_format=torch.channels_last)), "eager": plain}
+    compiled = torch.compile(ours)
+    engines["torch.compile"] = lambda x: compiled(x.contiguous(memory_format=torch.channels_last))
+    return engines, ours
+
+
+def exported_engines(module, size, threads, workdir):
+    """ONNX Runtime and OpenVINO on the folded network exported to ONNX (those that are installed)."""
+    engines, missing = {}, []
+    path = Path(workdir) / "net.onnx"
+    try:
+        torch.onnx.export(module, torch.rand(1, 3, size, size), str(path), dynamo=False, opset_version=17)
+    except Exception as err:
+        return engines, [f"ONNX export ({type(err).__name__})"]
+    try:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        engines["onnxruntime"] = lambda x: session.run(None, {name: x.numpy()})
+    except ImportError:
+        missing.append("onnxruntime")
+    try:
+        import openvino as ov
+
+        # fp32 like every other engine here: OpenVINO would otherwise pick bf16 on CPUs that have it
+        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
+                                                              "PERFORMANCE_HINT": "LATENCY",
+                                                              "INFERENCE_PRECISION_HINT": "f32"})
+        request = compiled.create_infer_request()
+        engines["openvino"] = lambda x: request.infer([x.numpy()])
+    except ImportError:
+        missing.append("openvino")
+    return engines, missing
+
+
+def opencv_engine(cfg, weights, threads):
+    try:
+        import cv2
+    except ImportError:
+        return None
+    cv2.setNumThreads(threads)
+    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    outputs = net.getUnconnectedOutLayersNames()
+
+    def run(x):
+        net.setInput(x.numpy())
+        return net.forward(outputs)
+
+    return run
+
+
+def timed_rounds(engines, x, frames, rounds):
+    """{engine: [median seconds of each round]}; the engines take turns, the first mover rotating."""
+    names = list(engines)
+    for name in names:  # warm-up: caches, compilation, first-call allocation
+        for _ in range(3):
+            engines[name](x)
+    medians = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times = []
+            for _ in range(frames):
+                started = time.perf_counter()
+                engines[name](x)
+                times.append(time.perf_counter() - started)
+            medians[name].append(float(np.median(times)))
+    return medians
+
+
+@click.command(cls=OneLineErrors, context_settings={"show_default": True})
+@click.option("--model", type=click.Choice(list(YOLO_REGISTRY)), default="yolov3-tiny")
+@click.option("--threads", type=int, default=1)
+@click.option("--size", type=int, default=416)
+@click.option("--frames", type=int, default=10, help="Frames per engine per round.")
+@click.option("--rounds", type=int, default=5)
+def main(model, threads, size, frames, rounds):
+    """Time the detector network on every CPU engine installed here."""
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as workdir, torch.inference_mode():
+        cfg, weights = network_files(model, workdir)
+        engines, ours = torch_engines(cfg, weights, size)
+        with torch.inference_mode(False):
+            exported, missing = exported_engines(ours, size, threads, workdir)
+        engines.update(exported)
+        opencv = opencv_engine(cfg, weights, threads)
+        if opencv is not None:
+            engines["opencv"] = opencv
+        else:
+            missing.append("opencv")
+        x = torch.rand(1, 3, size, size)
+        medians = timed_rounds(engines, x, frames, rounds)
+    base = np.array(medians["ours"])
+    click.echo(f"{model} @ {size}px, {threads} thread(s), {rounds} rounds x {frames} frames"
+               f"{'; not installed: ' + ', '.join(missing) if missing else ''}")
+    click.echo("| engine | median ms | ratio to ours (rounds' range) |\n|---|---|---|")
+    for name, values in medians.items():
+        ratios = np.array(values) / base
+        click.echo(f"| {name} | {1000 * np.median(values):.1f} | {np.median(ratios):.2f} "
+                   f"({ratios.min():.2f}-{ratios.max():.2f}) |")
+
+
+if __name__ == "__main__":
+    main()
