@@ -4,18 +4,19 @@
     python bench/detector_engines.py --model yolov3 --threads 2 --rounds 5
 
 The same 416×416 input goes through the same Darknet network (the heads' raw outputs, no decoding) in:
-- ours: batch norm folded into the convolutions (`torch.nn.utils.fusion`), channels-last, inference mode —
-  what partC/detect.py runs;
+- pytorch: batch norm folded into the convolutions (`torch.nn.utils.fusion`), channels-last, inference mode;
 - eager: the unfolded network in eval mode (what folding buys);
-- torch.compile of our folded network;
-- ONNX Runtime and OpenVINO, on our folded network exported to ONNX (optional extras: `pip install onnx
-  onnxruntime openvino`);
+- torch.compile of the folded network;
+- openvino: the folded network converted and compiled by OpenVINO (`partC.yolo.openvino_network`) — what
+  partC/detect.py runs on a CPU when OpenVINO is installed (`make setup` installs it);
+- onnxruntime: the folded network exported to ONNX (`pip install onnx onnxruntime`);
 - OpenCV's own Darknet importer (`pip install -e .[opencv]`).
 Engines missing here are listed and skipped. Each engine runs --frames frames per round, the engines take
 turns in --rounds rounds (the first mover rotating) so all see the same drift of a shared machine, and
 each engine's time is reported as the median of its round medians with the range of the per-round
-ratios to ours (> 1: slower than ours). yolov3's official weights are not offline: without them its
-network gets random weights of the right shapes — speed does not depend on the values.
+ratios to Part C's default engine (openvino where installed, else pytorch; > 1: slower than it).
+yolov3's official weights are not offline: without them its network gets random weights of the right
+shapes — speed does not depend on the values.
 """
 import sys
 import tempfile
@@ -34,18 +35,7 @@ import torch
 
 from common.cli import OneLineErrors
 from partC.darknet_files import DARKNET_SHARE, YOLO_REGISTRY, yolo_files
-from partC.yolo import load_cfg, load_darknet_weights, save_darknet_weights
-
-
-class RawHeads(torch.nn.Module):
-    """The network's [yolo] inputs as a tuple of tensors (what an exporter and a timer need)."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return tuple(raw for _, raw in self.net(x))
+from partC.yolo import RawHeads, load_cfg, load_darknet_weights, openvino_network, save_darknet_weights
 
 
 def network_files(model, workdir):
@@ -65,7 +55,7 @@ def network_files(model, workdir):
 
 
 def torch_engines(cfg, weights, size):
-    """name → callable(x) for the PyTorch engines (ours first), plus the folded module for exporting."""
+    """name → callable(x) for the PyTorch engines, plus the folded module for exporting."""
     eager = load_cfg(cfg, weights)
     load_darknet_weights(eager, weights)
     eager.eval()
@@ -73,41 +63,31 @@ def torch_engines(cfg, weights, size):
     load_darknet_weights(folded, weights)
     folded.fold_for_inference().to(memory_format=torch.channels_last)
     ours, plain = RawHeads(folded).eval(), RawHeads(eager).eval()
-    engines = {"ours": lambda x: ours(x.contiguous(memory_format=torch.channels_last)), "eager": plain}
+    engines = {"pytorch": lambda x: ours(x.contiguous(memory_format=torch.channels_last)), "eager": plain}
     compiled = torch.compile(ours)
     engines["torch.compile"] = lambda x: compiled(x.contiguous(memory_format=torch.channels_last))
     return engines, ours
 
 
-def exported_engines(module, size, threads, workdir):
-    """ONNX Runtime and OpenVINO on the folded network exported to ONNX (those that are installed)."""
+def other_engines(module, size, threads, workdir):
+    """OpenVINO (Part C's own conversion) and ONNX Runtime (on an ONNX export), those that are installed."""
     engines, missing = {}, []
-    path = Path(workdir) / "net.onnx"
     try:
-        torch.onnx.export(module, torch.rand(1, 3, size, size), str(path), dynamo=False, opset_version=17)
-    except Exception as err:
-        return engines, [f"ONNX export ({type(err).__name__})"]
+        engines["openvino"] = openvino_network(module.net, size, size, threads, cache_dir=workdir)
+    except ImportError:
+        missing.append("openvino")
     try:
         import onnxruntime as ort
 
+        path = Path(workdir) / "net.onnx"
+        torch.onnx.export(module, torch.rand(1, 3, size, size), str(path), dynamo=False, opset_version=17)
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         engines["onnxruntime"] = lambda x: session.run(None, {name: x.numpy()})
     except ImportError:
-        missing.append("onnxruntime")
-    try:
-        import openvino as ov
-
-        # fp32 like every other engine here: OpenVINO would otherwise pick bf16 on CPUs that have it
-        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
-                                                              "PERFORMANCE_HINT": "LATENCY",
-                                                              "INFERENCE_PRECISION_HINT": "f32"})
-        request = compiled.create_infer_request()
-        engines["openvino"] = lambda x: request.infer([x.numpy()])
-    except ImportError:
-        missing.append("openvino")
+        missing.append("onnxruntime (with onnx)")
     return engines, missing
 
 
@@ -159,7 +139,7 @@ def main(model, threads, size, frames, rounds):
         cfg, weights = network_files(model, workdir)
         engines, ours = torch_engines(cfg, weights, size)
         with torch.inference_mode(False):
-            exported, missing = exported_engines(ours, size, threads, workdir)
+            exported, missing = other_engines(ours, size, threads, workdir)
         engines.update(exported)
         opencv = opencv_engine(cfg, weights, threads)
         if opencv is not None:
@@ -168,10 +148,11 @@ def main(model, threads, size, frames, rounds):
             missing.append("opencv")
         x = torch.rand(1, 3, size, size)
         medians = timed_rounds(engines, x, frames, rounds)
-    base = np.array(medians["ours"])
+    default = "openvino" if "openvino" in medians else "pytorch"
+    base = np.array(medians[default])
     click.echo(f"{model} @ {size}px, {threads} thread(s), {rounds} rounds x {frames} frames"
                f"{'; not installed: ' + ', '.join(missing) if missing else ''}")
-    click.echo("| engine | median ms | ratio to ours (rounds' range) |\n|---|---|---|")
+    click.echo(f"| engine | median ms | ratio to {default}, Part C's default (rounds' range) |\n|---|---|---|")
     for name, values in medians.items():
         ratios = np.array(values) / base
         click.echo(f"| {name} | {1000 * np.median(values):.1f} | {np.median(ratios):.2f} "

@@ -1,14 +1,17 @@
 """Build a ready YOLO detector from options, and the Part C scripts' shared flags (DETECT_OPTIONS)."""
+from pathlib import Path
+
 import click
 
 from common.cli import DEVICE_OPTION, stack_options
-from partC.darknet_files import YOLO_REGISTRY, read_names, yolo_files
+from partC.darknet_files import WEIGHTS_CACHE, YOLO_REGISTRY, read_names, yolo_files
 from common.errors import UserError
-from partC.yolo import Detector, load_cfg, load_darknet_weights
+from partC.yolo import ENGINES, Detector, load_cfg, load_darknet_weights
 
 
 def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, input_size=None, conf=0.25, nms=0.45,
-                   classes=None, device="auto", resize="letterbox", weights_cache=None, precision="fp32", threads=0):
+                   classes=None, device="auto", resize="letterbox", weights_cache=None, precision="fp32", threads=0,
+                   engine="auto"):
     """A Detector for a registered model, or for your own --cfg/--weights/--names files."""
     from partC.cpu_threads import set_inference_threads
     from common.device import resolve_device
@@ -31,7 +34,11 @@ def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, inpu
     load_darknet_weights(net, weights)
     net.fold_for_inference(PRECISION_DTYPES[precision])
     keep = [c.strip() for c in classes.split(",") if c.strip()] if isinstance(classes, str) else classes
-    return Detector(net, read_names(names), input_size, conf, nms, resize, keep, device, fold=False)
+    if precision != "fp32" and engine == "auto":
+        engine = "torch"  # OpenVINO runs fp32 here; bf16 is PyTorch's
+    cache = Path(weights_cache or WEIGHTS_CACHE).parent / "openvino"
+    return Detector(net, read_names(names), input_size, conf, nms, resize, keep, device, fold=False, engine=engine,
+                    threads=threads, cache_dir=cache)
 
 
 # bf16 is ~2x faster on CPUs with AVX-512-BF16/AMX and on sm80+ GPUs, but it moved yolov3-tiny's
@@ -55,4 +62,6 @@ DETECT_OPTIONS = stack_options([
     click.option("--precision", type=click.Choice(list(PRECISION_DTYPES)), default="fp32",
                  help="bf16: ~2x faster where the hardware has it, scores move by up to ~0.07."),
     click.option("--threads", type=int, default=0, help="CPU threads for inference (0: one per core)."),
+    click.option("--engine", type=click.Choice(ENGINES), default="auto",
+                 help="auto: OpenVINO on a CPU when installed (fastest measured), else PyTorch."),
 ])

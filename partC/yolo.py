@@ -459,16 +459,92 @@ class Detection:
                 "box": [round(v, 1) for v in self.box]}
 
 
+class RawHeads(nn.Module):
+    """The network's [yolo] inputs as a tuple of tensors: what an exporter can trace and an engine returns."""
+
+    def __init__(self, net: Darknet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return tuple(raw for _, raw in self.net(x))
+
+
+def openvino_network(model: Darknet, height, width, threads=0, cache_dir=None):
+    """The folded network compiled by OpenVINO for this CPU in fp32: a callable input → raw heads.
+
+    Measured the fastest CPU engine for this network (docs/measurements.md, "Detector speed"). Converting it
+    (a trace) takes seconds, so the converted model is kept in `cache_dir` keyed by the weights' bytes and
+    the input size; later starts read it."""
+    import hashlib
+    import warnings
+
+    import openvino as ov
+
+    key = hashlib.sha1(b"".join(t.detach().cpu().numpy().tobytes() for t in model.state_dict().values())
+                       + f"{height}x{width}".encode()).hexdigest()[:16]
+    saved = Path(cache_dir or "cache/openvino") / f"darknet-{key}.xml"
+    core = ov.Core()
+    try:
+        ov_model = core.read_model(str(saved))
+    except RuntimeError:  # not converted yet (or a damaged copy): convert, then keep it for the next start
+        with warnings.catch_warnings():  # the trace's warnings are about shapes, which are fixed here
+            warnings.simplefilter("ignore")
+            ov_model = ov.convert_model(RawHeads(model).eval(), example_input=torch.zeros(1, 3, height, width))
+        _save_atomically(ov, ov_model, saved)
+    config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = core.compile_model(ov_model, "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(x):
+        result = request.infer([x.contiguous().numpy()])
+        return [torch.from_numpy(result[output]) for output in compiled.outputs]
+
+    return run
+
+
+def _save_atomically(ov, ov_model, path):
+    """OpenVINO writes .xml + .bin: write both under a temporary name, then rename (.bin first)."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.xml")
+    ov.save_model(ov_model, str(tmp))
+    os.replace(tmp.with_suffix(".bin"), path.with_suffix(".bin"))
+    os.replace(tmp, path)
+
+
+ENGINES = ("auto", "torch", "openvino")
+
+
+def resolve_engine(engine, device):
+    """auto: OpenVINO on a CPU when it is installed (`make setup` installs it), else PyTorch."""
+    if engine == "auto":
+        if device.type != "cpu":
+            return "torch"
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return "torch"
+        return "openvino"
+    if engine == "openvino" and device.type != "cpu":
+        raise UserError("--engine openvino runs on the CPU; use --device cpu, or --engine torch on a GPU")
+    return engine
+
+
 class Detector:
     """A loaded Darknet model plus class names and the detection settings.
 
-    The model is folded for inference (batch norm into the convolutions, fused activations) and
-    kept channels_last, which oneDNN and cuDNN both run faster. A call runs three stages that
-    `bench/bench_detect.py` times separately: `preprocess`, `forward`, `postprocess`.
+    The model is folded for inference (batch norm into the convolutions) and kept channels_last, which oneDNN
+    and cuDNN both run faster; on a CPU with OpenVINO installed, OpenVINO runs that folded network. A call
+    runs three stages that `bench/bench_detect.py` times separately: `preprocess`, `forward`, `postprocess`.
     """
 
     def __init__(self, model: Darknet, names, input_size=None, conf_threshold=0.25, nms_threshold=0.45,
-                 resize="letterbox", keep_classes=None, device="cpu", fold=True):
+                 resize="letterbox", keep_classes=None, device="cpu", fold=True, engine="torch", threads=0,
+                 cache_dir=None):
         if len(names) != model.num_classes:
             raise UserError(f"{len(names)} class names for a model with {model.num_classes} classes")
         if input_size is not None and (input_size <= 0 or input_size % 32):
@@ -486,6 +562,12 @@ class Detector:
             if unknown:
                 raise UserError(f"unknown class name(s) {unknown}; valid names are the model's: {', '.join(self.names)}")
             self.keep_classes = [self.names.index(c) for c in keep_classes]
+        self.engine = resolve_engine(engine, self.device)
+        self.heads = [layer for layer in model.layers if isinstance(layer, YoloHead)]
+        if self.engine == "openvino":
+            self.network = openvino_network(self.model, self.height, self.width, threads, cache_dir)
+        else:
+            self.network = lambda x: [raw for _, raw in self.model(x)]
 
     def preprocess(self, image: torch.Tensor):
         """uint8 RGB C×H×W → (network input on the device, mapping back to the image)."""
@@ -495,7 +577,8 @@ class Detector:
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Network input → decoded rows N×(5+C) for the one image, on the CPU."""
-        return self.model.decode(self.model(x), self.height, self.width)[0].cpu()
+        raws = self.network(x)
+        return torch.cat([head.decode(raw, self.height, self.width) for head, raw in zip(self.heads, raws)], 1)[0].cpu()
 
     def postprocess(self, decoded: torch.Tensor, lb: Letterbox, image_w, image_h) -> List[Detection]:
         boxes, scores, classes = select_detections(decoded, self.conf_threshold, self.nms_threshold, self.keep_classes)

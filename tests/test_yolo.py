@@ -561,3 +561,26 @@ def test_inputs_with_the_same_name_get_different_annotated_files(tmp_path):
     written = sorted(p.name for p in (tmp_path / "out").glob("*.jpg"))
     assert written == ["x_a-2.jpg", "x_a-3.jpg", "x_a.jpg", "y_a.jpg"]  # four inputs, four files: none overwritten
     assert Image.open(tmp_path / "out/y_a.jpg").getpixel((5, 5))[2] > 150  # y's blue picture, not x's red one
+
+
+@needs_darknet
+def test_openvino_and_pytorch_engines_detect_the_same_boxes(detector_factory, tmp_path):
+    pytest.importorskip("openvino", reason="the optional OpenVINO engine is not installed (make setup installs it)")
+    from torchvision.ops import box_iou
+
+    from common.media import read_image
+
+    ours, fast = detector_factory(engine="torch"), detector_factory(engine="openvino")
+    assert (ours.engine, fast.engine) == ("torch", "openvino")
+    for photo in ("dog.jpg", "horses.jpg", "person.jpg"):
+        image = read_image(DARKNET_DATA / photo)
+        a, b = ours(image), fast(image)
+        # the same fp32 network, other convolution algorithms: dog.jpg measured ≤ 0.009 apart in score and
+        # ≤ 0.6 px in box (OpenCV's importer differs from ours by up to 0.017 in score)
+        assert [d.label for d in a] == [d.label for d in b], photo
+        assert all(abs(p.score - q.score) <= 0.015 for p, q in zip(a, b)), photo
+        ious = box_iou(torch.tensor([d.box for d in a]), torch.tensor([d.box for d in b])).diagonal()
+        assert (ious >= 0.98).all(), (photo, ious)
+    x, _ = fast.preprocess(read_image(DARKNET_DATA / "dog.jpg"))
+    again = detector_factory(engine="openvino")  # the second start reads the converted model from the cache
+    assert torch.equal(again.forward(x), fast.forward(x))
