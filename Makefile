@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# tcmalloc: glibc malloc spends 30-40% of CPU training time in page faults on small VMs.
+# tcmalloc: glibc malloc spends 30-40% of CPU training time in page faults on small VMs. Not for Part C:
+# OpenVINO (its CPU engine) crashes beside a preloaded allocator.
 TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
 PYRUN := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC) ,)$(PY)
 
@@ -63,10 +64,10 @@ demo: setup demo-data ## the whole pipeline, offline, on the demo data (a few mi
 	@echo "== demo step 9/12: Part B scratch vs fine-tuned"
 	$(PYRUN) partB/compare.py --run demo-scratch --run demo-finetune --eval-dir $(OUT)/demo --out $(OUT)/demo/compare
 	@echo "== demo step 10/12: Part C detect on real photos"
-	$(PYRUN) partC/detect.py $(DEMO_PHOTOS) --out $(OUT)/demo/detect
+	$(PY) partC/detect.py $(DEMO_PHOTOS) --out $(OUT)/demo/detect
 	@# no --classifier: the demo CNN knows synthetic shapes, not animals (give a real Part A/B run with --classifier)
 	@echo "== demo step 11/12: Part C camera-trap watcher"
-	$(PYRUN) partC/camera_trap.py --demo-clip --cooldown 3 --out $(OUT)/demo/camera_trap --quiet
+	$(PY) partC/camera_trap.py --demo-clip --cooldown 3 --out $(OUT)/demo/camera_trap --quiet
 	@echo "== demo step 12/12: the HTML report"
 	$(PYRUN) handin/report.py --sweep sweep_demo --out $(OUT)/demo/report --include $(OUT)/demo
 	@echo "demo outputs: runs/demo-scratch (run record, checkpoints), $(OUT)/demo/demo-scratch (test accuracy, confusion matrix,"
@@ -76,10 +77,10 @@ demo: setup demo-data ## the whole pipeline, offline, on the demo data (a few mi
 	@echo "              $(OUT)/demo/detect (annotated photos, detections.jsonl), $(OUT)/demo/camera_trap (alerts, clip, contact sheet)"
 
 test: setup ## run the test suite (CPU, a few minutes)
-	WANDB_MODE=disabled $(PYRUN) -m pytest
+	WANDB_MODE=disabled $(PY) -m pytest
 
 test-fast: setup ## the fast subset (under a minute): no slow, darknet or network tests
-	WANDB_MODE=disabled $(PYRUN) -m pytest -m "not slow and not darknet and not network"
+	WANDB_MODE=disabled $(PY) -m pytest -m "not slow and not darknet and not network"
 
 train: setup ## train the Part A CNN on the real data (DATA=folder with inaturalist_12K or the zip)
 	$(PYRUN) partA/train.py --data-dir $(DATA) --epochs $(EPOCHS) $(if $(RUN_NAME),--run-name $(RUN_NAME),)
@@ -116,20 +117,20 @@ weights: setup ## fetch + sha256-verify the offline yolov3-tiny files into cache
 	$(PY) -c "from partC.darknet_files import yolo_files; print(*yolo_files('yolov3-tiny'))"
 
 detect: setup ## YOLOv3 on INPUTS (images, folders, videos) -> outputs/detect
-	$(PYRUN) partC/detect.py $(INPUTS) --out $(OUT)/detect
+	$(PY) partC/detect.py $(INPUTS) --out $(OUT)/detect
 
 watch: setup ## camera-trap watcher on INPUTS (a video or frame folder; default: a clip of real photos)
-	$(PYRUN) partC/camera_trap.py $(if $(filter-out $(DEMO_PHOTOS),$(INPUTS)),$(INPUTS),--demo-clip) --out $(OUT)/camera_trap
+	$(PY) partC/camera_trap.py $(if $(filter-out $(DEMO_PHOTOS),$(INPUTS)),$(INPUTS),--demo-clip) --out $(OUT)/camera_trap
 
 bench-detect: setup ## detector speed (stages, median, spread) vs OpenCV's DNN at 1 and 2 threads, yolov3-tiny at 416
-	$(PYRUN) bench/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30 --threads 1
-	$(PYRUN) bench/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30 --threads 2
+	$(PY) bench/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30 --threads 1
+	$(PY) bench/bench_detect.py --model yolov3-tiny --input-size 416 --frames 30 --threads 2
 
 bench-engines: setup ## the detector network on CPU engines (ours, eager, torch.compile, ONNX Runtime, OpenVINO, OpenCV), 1 and 2 threads
-	$(PYRUN) bench/detector_engines.py --model yolov3-tiny --threads 1
-	$(PYRUN) bench/detector_engines.py --model yolov3-tiny --threads 2
-	$(PYRUN) bench/detector_engines.py --model yolov3 --threads 1 --frames 4
-	$(PYRUN) bench/detector_engines.py --model yolov3 --threads 2 --frames 4
+	$(PY) bench/detector_engines.py --model yolov3-tiny --threads 1
+	$(PY) bench/detector_engines.py --model yolov3-tiny --threads 2
+	$(PY) bench/detector_engines.py --model yolov3 --threads 1 --frames 4
+	$(PY) bench/detector_engines.py --model yolov3 --threads 2 --frames 4
 
 gpu-check: ## GPU smoke check: every GPU path + a timing table (< 4 min on one CUDA GPU; no wandb, no network)
 	$(or $(wildcard $(PY)),python3) tests/gpu_check.py

@@ -519,10 +519,19 @@ def _save_atomically(ov, ov_model, path):
 ENGINES = ("auto", "torch", "openvino")
 
 
+def preloaded_allocator():
+    """A malloc replacement in LD_PRELOAD (tcmalloc, jemalloc), or None. OpenVINO's CPU plugin frees memory with
+    glibc's allocator (its libraries bind their own symbols), so with a preloaded one it crashes ('munmap_chunk():
+    invalid pointer' — measured with tcmalloc, which `make` preloads for training)."""
+    import os
+
+    return next((lib for lib in os.environ.get("LD_PRELOAD", "").split() if "malloc" in lib), None)
+
+
 def resolve_engine(engine, device):
-    """auto: OpenVINO on a CPU when it is installed (`make setup` installs it), else PyTorch."""
+    """auto: OpenVINO on a CPU when it is installed (`make setup` installs it) and can run, else PyTorch."""
     if engine == "auto":
-        if device.type != "cpu":
+        if device.type != "cpu" or preloaded_allocator():
             return "torch"
         try:
             import openvino  # noqa: F401
@@ -531,6 +540,9 @@ def resolve_engine(engine, device):
         return "openvino"
     if engine == "openvino" and device.type != "cpu":
         raise UserError("--engine openvino runs on the CPU; use --device cpu, or --engine torch on a GPU")
+    if engine == "openvino" and preloaded_allocator():
+        raise UserError(f"OpenVINO crashes beside a preloaded allocator ({preloaded_allocator()}); unset LD_PRELOAD, "
+                        f"or use --engine torch")
     return engine
 
 

@@ -584,3 +584,16 @@ def test_openvino_and_pytorch_engines_detect_the_same_boxes(detector_factory, tm
     x, _ = fast.preprocess(read_image(DARKNET_DATA / "dog.jpg"))
     again = detector_factory(engine="openvino")  # the second start reads the converted model from the cache
     assert torch.equal(again.forward(x), fast.forward(x))
+
+
+def test_a_preloaded_allocator_keeps_openvino_out(monkeypatch):
+    from partC.yolo import resolve_engine
+
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
+    assert resolve_engine("auto", cpu) == "torch"  # OpenVINO would crash beside it (munmap_chunk)
+    with pytest.raises(UserError, match="preloaded allocator .*tcmalloc.*unset LD_PRELOAD, or use --engine torch"):
+        resolve_engine("openvino", cpu)
+    monkeypatch.delenv("LD_PRELOAD")
+    expected = "openvino" if __import__("importlib").util.find_spec("openvino") else "torch"
+    assert resolve_engine("auto", cpu) == expected and resolve_engine("auto", torch.device("meta")) == "torch"
