@@ -7,11 +7,14 @@ The TEST folder (`inaturalist_12K/val`) is deliberately absent from everything h
 training uses: `DatasetPaths` exposes only `train_dir`; the test folder is found only by
 `partA.testset`, which the test-evaluation commands alone import.
 """
+import errno
 import hashlib
 import json
 import os
 import random
+import shutil
 import warnings
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from common.download import download_file, extract_zip, verify_zip
+from common.download import download_file
 from common.errors import UserError
 from common.io import save_json
 
@@ -159,6 +162,73 @@ def _dataset_from_zip(zip_path: Path, data_dir: Path, progress=True) -> DatasetP
     if root is None:
         raise UserError(f"{zip_path} extracted, but {data_dir} still has no {DATASET_FOLDER}/train and /val")
     return DatasetPaths(root=root, train_dir=root / "train")
+
+
+# ------------------------------------------------------------------ the archive: verify, then extract
+
+def verify_zip(path, required_prefixes=()):
+    """Raise UserError unless every member's CRC is right and each required prefix is present."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise UserError(f"{path} is not a readable zip archive ({err}); delete it and download again") from None
+    if bad is not None:
+        raise UserError(f"{path} is corrupt: member {bad} fails its CRC check; delete it and download again")
+    for prefix in required_prefixes:
+        if not any(name.startswith(prefix) for name in names):
+            raise UserError(f"{path} does not hold the expected folder {prefix!r}; is it the right archive?")
+    return names
+
+
+DISK_MARGIN = 64 * 2**20  # free space kept beyond the archive's unpacked size (file-system overhead, other writers)
+
+
+def _check_free_space(folder, needed, what):
+    free = shutil.disk_usage(folder).free
+    if needed + DISK_MARGIN > free:
+        raise UserError(f"{what} unpacks to {needed / 2**30:.2f} GiB but {folder} has {free / 2**30:.2f} GiB free; "
+                        f"free space there or give another --data-dir (nothing was changed)")
+
+
+def extract_zip(path, dest_dir, progress=True):
+    """Extract into a temporary sibling folder, then move the top-level entries into place.
+
+    An existing entry of the same name is never deleted or merged into: that is an error. The unpacked
+    size is compared with the free space first, and a failed extraction removes its partial folder.
+    """
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = dest_dir / f".extract-{Path(path).stem}.tmp"  # ours: left only by a killed extraction
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        tops = {m.filename.split("/", 1)[0] for m in members if not m.filename.startswith("__MACOSX")}
+        clash = sorted(t for t in tops if t and (dest_dir / t).exists())
+        if clash:
+            raise UserError(f"{dest_dir / clash[0]} already exists; extracting {Path(path).name} would replace it — "
+                            f"move it away first (nothing was changed)")
+        _check_free_space(dest_dir, sum(m.file_size for m in members), Path(path).name)
+        tmp.mkdir(parents=True)
+        try:
+            for member in tqdm(members, desc=f"extract {Path(path).name}", unit="file", disable=not progress):
+                target = (tmp / member.filename).resolve()
+                if not target.is_relative_to(tmp.resolve()):  # refuse zip-slip paths
+                    raise UserError(f"{path} holds an unsafe path {member.filename!r}; refusing to extract")
+                archive.extract(member, tmp)
+        except BaseException as err:
+            shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-extracted folder (or a full disk) behind
+            if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+                raise UserError(f"the disk holding {dest_dir} filled up while extracting {Path(path).name}; the "
+                                f"partial folder was removed — free space and run again") from None
+            raise
+    for entry in tmp.iterdir():
+        if entry.name.startswith("__MACOSX"):
+            continue
+        os.replace(entry, dest_dir / entry.name)
+    shutil.rmtree(tmp)
 
 
 @dataclass

@@ -1,18 +1,15 @@
 """Downloads with progress, HTTP Range resume, integrity checks and atomic completion.
 
 `download_file` writes to `<dest>.part`, resumes it with a Range request when the server
-allows, verifies size/sha256, and only then renames it to `dest`: a file at `dest` is always
-complete. `verify_zip` checks every member's CRC and the expected folder layout before a zip is
-extracted (into a temporary folder renamed into place, so extraction is atomic too).
+allows, verifies size/sha256 (or a caller's check, e.g. the dataset zip's CRCs), and only then
+renames it to `dest`: a file at `dest` is always complete. Used for the dataset (common.data),
+torchvision weights (common.pretrained) and Darknet files (partC.darknet_files).
 """
-import errno
 import hashlib
 import http.client
 import os
-import shutil
 import urllib.error
 import urllib.request
-import zipfile
 from pathlib import Path
 
 from tqdm import tqdm
@@ -103,68 +100,3 @@ def download_file(url, dest, sha256=None, size=None, timeout=60, progress=True, 
                             f"again to resume it, or delete {part} to start over") from None
     os.replace(part, dest)
     return dest
-
-
-def verify_zip(path, required_prefixes=()):
-    """Raise UserError unless every member's CRC is right and each required prefix is present."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise UserError(f"{path} is not a readable zip archive ({err}); delete it and download again") from None
-    if bad is not None:
-        raise UserError(f"{path} is corrupt: member {bad} fails its CRC check; delete it and download again")
-    for prefix in required_prefixes:
-        if not any(name.startswith(prefix) for name in names):
-            raise UserError(f"{path} does not hold the expected folder {prefix!r}; is it the right archive?")
-    return names
-
-
-DISK_MARGIN = 64 * 2**20  # free space kept beyond the archive's unpacked size (file-system overhead, other writers)
-
-
-def _check_free_space(folder, needed, what):
-    free = shutil.disk_usage(folder).free
-    if needed + DISK_MARGIN > free:
-        raise UserError(f"{what} unpacks to {needed / 2**30:.2f} GiB but {folder} has {free / 2**30:.2f} GiB free; "
-                        f"free space there or give another --data-dir (nothing was changed)")
-
-
-def extract_zip(path, dest_dir, progress=True):
-    """Extract into a temporary sibling folder, then move the top-level entries into place.
-
-    An existing entry of the same name is never deleted or merged into: that is an error. The unpacked
-    size is compared with the free space first, and a failed extraction removes its partial folder.
-    """
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    tmp = dest_dir / f".extract-{Path(path).stem}.tmp"  # ours: left only by a killed extraction
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    with zipfile.ZipFile(path) as archive:
-        members = archive.infolist()
-        tops = {m.filename.split("/", 1)[0] for m in members if not m.filename.startswith("__MACOSX")}
-        clash = sorted(t for t in tops if t and (dest_dir / t).exists())
-        if clash:
-            raise UserError(f"{dest_dir / clash[0]} already exists; extracting {Path(path).name} would replace it — "
-                            f"move it away first (nothing was changed)")
-        _check_free_space(dest_dir, sum(m.file_size for m in members), Path(path).name)
-        tmp.mkdir(parents=True)
-        try:
-            for member in tqdm(members, desc=f"extract {Path(path).name}", unit="file", disable=not progress):
-                target = (tmp / member.filename).resolve()
-                if not target.is_relative_to(tmp.resolve()):  # refuse zip-slip paths
-                    raise UserError(f"{path} holds an unsafe path {member.filename!r}; refusing to extract")
-                archive.extract(member, tmp)
-        except BaseException as err:
-            shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-extracted folder (or a full disk) behind
-            if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-                raise UserError(f"the disk holding {dest_dir} filled up while extracting {Path(path).name}; the "
-                                f"partial folder was removed — free space and run again") from None
-            raise
-    for entry in tmp.iterdir():
-        if entry.name.startswith("__MACOSX"):
-            continue
-        os.replace(entry, dest_dir / entry.name)
-    shutil.rmtree(tmp)

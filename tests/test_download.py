@@ -6,7 +6,8 @@ import zipfile
 import pytest
 
 from common.data import locate_dataset
-from common.download import download_file, verify_zip
+from common.data import verify_zip
+from common.download import download_file
 from common.errors import UserError
 from conftest import write_image
 
@@ -145,7 +146,7 @@ def test_an_existing_folder_is_never_replaced_by_an_extraction(tmp_path):
     with pytest.raises(UserError, match="already exists, made by hand.*use --data-dir"):
         locate_dataset(zip_path, download=False, progress=False)
     assert (mine / "keep.jpg").read_bytes() == b"mine"
-    from common.download import extract_zip
+    from common.data import extract_zip
 
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "inaturalist_12K").mkdir()
