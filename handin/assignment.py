@@ -93,8 +93,12 @@ def plan(args, measured_rate, train_images, gpus, finetune_model):
                  args["sweep_name"], "--backend", args["backend"], *data, *common]
     if gpus > 1:
         sweep_cmd += ["--agents", str(gpus)]
+    import yaml
+
+    sweep_yaml = yaml.safe_load(Path(args["sweep_config"]).read_text())
+    search = sweep_yaml["method"] + (" + hyperband" if sweep_yaml.get("early_terminate") else "")
     steps = [
-        Step("sweep", f"Q2: sweep, {count} runs (bayes + hyperband)", [sweep_cmd], sweep_s,
+        Step("sweep", f"Q2: sweep, {count} runs ({search})", [sweep_cmd], sweep_s,
              outputs=[f"{runs}/sweeps/{args['sweep_name']}/config.yaml"]),
         Step("test-eval", "Q4: best from-scratch run on the test set",
              [[PY, "partA/evaluate.py", "--kind", "scratch", "--out", f"{out}/test-eval", *common]], eval_s),
