@@ -127,18 +127,25 @@ def readable_record(run_dir):
     return record
 
 
-def best_run(runs_dir, kind=None):
-    """The run with the highest best validation accuracy (optionally of one kind)."""
+# A run is chosen only once it is complete: trained to its end, or stopped there by the sweep's hyperband.
+# An interrupted, running, diverged or failed run is never "the best run", however well it scored so far.
+COMPLETE = ("finished", "stopped")
+
+
+def best_run(runs_dir, kind=None, sweep=None):
+    """The complete run with the highest best validation accuracy — of one kind, and of one sweep, if given."""
     best, best_acc = None, -1.0
     for record_path in sorted(Path(runs_dir).glob("*/record.json")):
         record = readable_record(record_path.parent)
-        if record is None or (kind and record.get("kind") != kind):
+        if (record is None or record.get("status") not in COMPLETE or (kind and record.get("kind") != kind)
+                or (sweep and record.get("sweep") != sweep)):
             continue
         acc = record.get("summary", {}).get("best_val_acc", -1.0)
         if acc > best_acc and (record_path.parent / "best.pt").exists():
             best, best_acc = record_path.parent, acc
     if best is None:
-        raise UserError(f"no trained run with a best.pt in {runs_dir}; train one first (make train) or pass --run")
+        of = f" of sweep {sweep}" if sweep else ""
+        raise UserError(f"no complete run{of} with a best.pt in {runs_dir}; train one first (make train) or pass --run")
     return best
 
 

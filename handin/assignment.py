@@ -93,6 +93,7 @@ def plan(args, measured_rate, train_images, gpus, finetune_model):
                  args["sweep_name"], "--backend", args["backend"], *data, *common]
     if gpus > 1:
         sweep_cmd += ["--agents", str(gpus)]
+    own = ["--sweep", args["sweep_name"]]  # this assignment's own sweep runs, never another command's
     import yaml
 
     sweep_yaml = yaml.safe_load(Path(args["sweep_config"]).read_text())
@@ -101,10 +102,10 @@ def plan(args, measured_rate, train_images, gpus, finetune_model):
         Step("sweep", f"Q2: sweep, {count} runs ({search})", [sweep_cmd], sweep_s,
              outputs=[f"{runs}/sweeps/{args['sweep_name']}/config.yaml"]),
         Step("test-eval", "Q4: best from-scratch run on the test set",
-             [[PY, "partA/evaluate.py", "--kind", "scratch", "--out", f"{out}/test-eval", *common]], eval_s),
-        Step("interpret", "Q5: filters and guided backprop of that run",
-             [[PY, "partA/filters.py", "--out", f"{out}/interpret", *common],
-              [PY, "partA/guided_backprop.py", "--out", f"{out}/interpret", *common]], 2 * eval_s),
+             [[PY, "partA/evaluate.py", "--kind", "scratch", *own, "--out", f"{out}/test-eval", *common]], eval_s),
+        Step("interpret", "Q4: filters and guided backprop of that run",
+             [[PY, "partA/filters.py", *own, "--out", f"{out}/interpret", *common],
+              [PY, "partA/guided_backprop.py", *own, "--out", f"{out}/interpret", *common]], 2 * eval_s),
         Step("finetune", f"Part B: fine-tune {finetune_model['model']} ({finetune_model['freeze']}, {ft_epochs} epochs)",
              [lambda: finetune_command(
                  [PY, "partB/finetune.py", *data, "--model", finetune_model["model"], "--freeze", finetune_model["freeze"],

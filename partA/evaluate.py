@@ -22,6 +22,7 @@ from common.runs import best_run
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--run", default=None, help="Run name or folder [default: the best run of --kind by validation accuracy].")
 @click.option("--runs-dir", default="runs")
+@click.option("--sweep", default=None, help="Without --run: the best complete run of this sweep only.")
 @click.option("--kind", type=click.Choice(["scratch", "finetune", "any"]), default="scratch",
               help="Without --run: the best run of this kind (Part A's command: from-scratch runs).")
 @click.option("--data-dir", default=None, help="Dataset folder [default: the one the run was trained on].")
@@ -30,9 +31,9 @@ from common.runs import best_run
 @click.option("--per-class", type=click.IntRange(min=1), default=3, help="Grid images per class.")
 @DEVICE_OPTION
 @click.option("--cache-dir", default="cache")
-def main(run, runs_dir, kind, data_dir, out, seed, per_class, device, cache_dir):
+def main(run, runs_dir, sweep, kind, data_dir, out, seed, per_class, device, cache_dir):
     """Evaluate a run's best checkpoint on the test set."""
-    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind=None if kind == "any" else kind)
+    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind=None if kind == "any" else kind, sweep=sweep)
     summary = evaluate_on_test(run_dir, data_dir, Path(out) / run_dir.name, seed, per_class, device, cache_dir)
     click.echo(f"run {summary['run']} (epoch {summary['epoch']}, val acc {summary['best_val_acc']:.4f}): "
                f"TEST accuracy {summary['test_acc']:.4f} on {summary['test_images']} images")

@@ -29,15 +29,16 @@ from common.inference import prepare_batch
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--run", default=None, help="Run name or folder [default: the best run].")
 @click.option("--runs-dir", default="runs")
+@click.option("--sweep", default=None, help="Without --run: the best complete run of this sweep only.")
 @click.option("--data-dir", default=None, help="Dataset [default: the run's].")
 @click.option("--image", default=None, help="Use this image file instead of a random test image.")
 @click.option("--seed", type=int, default=0, help="Chooses the random test image.")
 @click.option("--out", default="outputs/interpret")
 @click.option("--cache-dir", default="cache")
 @DEVICE_OPTION
-def main(run, runs_dir, data_dir, image, seed, out, cache_dir, device):
+def main(run, runs_dir, sweep, data_dir, image, seed, out, cache_dir, device):
     """Plot first-layer filters and the feature maps of one image."""
-    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind="scratch")
+    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind="scratch", sweep=sweep)
     model, ckpt, images = load_run_for_inspection(run_dir, data_dir, "test", cache_dir)
     cfg = ckpt["train_config"]
     if image:

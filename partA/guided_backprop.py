@@ -39,6 +39,7 @@ def conv5_output_layer(model):
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--run", default=None, help="Run name or folder [default: the best from-scratch run].")
 @click.option("--runs-dir", default="runs")
+@click.option("--sweep", default=None, help="Without --run: the best complete run of this sweep only.")
 @click.option("--data-dir", default=None)
 @click.option("--source", type=click.Choice(["test", "val"]), default="test", help="Where to look for top images.")
 @click.option("--neurons", default=None, help="Comma-separated CONV5 channels [default: 10 chosen by --seed].")
@@ -49,9 +50,9 @@ def conv5_output_layer(model):
 @click.option("--out", default="outputs/interpret")
 @click.option("--cache-dir", default="cache")
 @DEVICE_OPTION
-def main(run, runs_dir, data_dir, source, neurons, count, reduce, seed, out, cache_dir, device):
+def main(run, runs_dir, sweep, data_dir, source, neurons, count, reduce, seed, out, cache_dir, device):
     """Guided backpropagation from CONV5 neurons to the input image."""
-    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind="scratch")
+    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind="scratch", sweep=sweep)
     model, ckpt, images = load_run_for_inspection(run_dir, data_dir, source, cache_dir)
     if ckpt["model_spec"].get("kind") != "cnn":
         raise UserError(f"run {run_dir.name} is not a Part A CNN; guided backprop on CONV5 needs a partA/train.py run")

@@ -72,8 +72,8 @@ def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_
         return
     config = load_sweep_config(config_path)
     validate_sweep_config(config, config_path, base)
-    if backend == "wandb":
-        run_wandb_sweep(config, base, count, wandb_project, runs_dir=runs_dir)
+    if backend == "wandb":  # its runs' records name the sweep as a local one would (--name, else the config's stem)
+        run_wandb_sweep(config, base, count, wandb_project, runs_dir=runs_dir, name=name or Path(config_path).stem)
         return
     folder = Path(runs_dir) / "sweeps" / (name or Path(config_path).stem)
     # Decode the cache and write the split once, before agents start, so they share them — and so that a

@@ -600,7 +600,7 @@ def run_agent(sweep: LocalSweep, count: int, runs_dir="runs", train=None, log=pr
 
 # ------------------------------------------------------------------------- wandb backend
 
-def run_wandb_sweep(config, base_options, count, project, sweep_id=None, runs_dir="runs"):
+def run_wandb_sweep(config, base_options, count, project, sweep_id=None, runs_dir="runs", name=None):
     """Create (or join) a wandb sweep and run `count` runs of it in this process."""
     import wandb
 
@@ -621,7 +621,7 @@ def run_wandb_sweep(config, base_options, count, project, sweep_id=None, runs_di
             name = f"wandb-{sweep_id.split('/')[-1]}-{active.id}"
             run_scratch({**base_options, **params, "run_name": name, "runs_dir": runs_dir, "quiet": True,
                          "wandb": "active", "wandb_project": project},
-                        extra={"sweep": sweep_id, "sweep_params": params})
+                        extra={"sweep": name or sweep_id, "wandb_sweep": sweep_id, "sweep_params": params})
 
     wandb.agent(sweep_id, function=train, count=count, project=project)
     return sweep_id

@@ -353,3 +353,31 @@ def test_an_epoch_whose_batch_norm_statistics_went_inf_is_not_saved(tiny_data, t
     last = load_checkpoint(tmp_path / "runs/inf/last.pt")
     assert last["epoch"] == 1 and all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
     assert [e["epoch"] for e in json.loads((tmp_path / "runs/inf/record.json").read_text())["epochs"]] == [1]
+
+
+def test_the_best_run_is_a_complete_run_of_the_named_sweep_never_a_foreign_or_interrupted_one(tmp_path):
+    """make assignment takes its model from its own sweep: a better-scoring run left by another command, or an
+    interrupted one (10 of 30 epochs, as `make demo` once left), must not be chosen."""
+    from common.runs import best_run
+
+    def planted(name, acc, status, sweep=None):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "best.pt").write_bytes(b"")
+        record = {"name": name, "kind": "scratch", "status": status, "summary": {"best_val_acc": acc},
+                  **({"sweep": sweep} if sweep else {})}
+        (run / "record.json").write_text(json.dumps(record))
+
+    planted("assignment-a", 0.61, "finished", "assignment")
+    planted("assignment-b", 0.66, "stopped", "assignment")  # stopped by hyperband: complete, and the sweep's best
+    planted("assignment-c", 0.90, "interrupted", "assignment")  # killed mid-run: never chosen
+    planted("demo-scratch", 0.95, "finished")  # another command's run, better than anything of the sweep's
+    planted("halfway", 0.99, "interrupted")
+    runs = tmp_path / "runs"
+    assert best_run(runs, kind="scratch", sweep="assignment").name == "assignment-b"
+    assert best_run(runs, kind="scratch").name == "demo-scratch"  # without a sweep: complete runs only
+    with pytest.raises(UserError, match="no complete run of sweep other"):
+        best_run(runs, sweep="other")
+    result = subprocess.run([sys.executable, "partA/evaluate.py", "--sweep", "nosuch", "--runs-dir", str(runs)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0 and "no complete run of sweep nosuch" in result.stderr and "Traceback" not in result.stderr
