@@ -298,7 +298,7 @@ class LocalSweep:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def study(self, sampler=None):
+    def study(self):
         """The sweep's Optuna study (created on first use), on the journal file in the folder."""
         import optuna
         from optuna.storages import JournalStorage
@@ -312,7 +312,7 @@ class LocalSweep:
         try:
             storage = JournalStorage(JournalFileBackend(str(journal)))
             return optuna.create_study(study_name=self.folder.name, storage=storage, load_if_exists=True,
-                                       direction=direction, sampler=sampler, pruner=make_pruner(config))
+                                       direction=direction, pruner=make_pruner(config))
         except (ValueError, KeyError) as err:
             raise UserError(f"sweep journal {journal} is damaged ({type(err).__name__}: {str(err)[:80]}); move it "
                             f"aside to start sweep {self.folder.name} over (its runs' checkpoints stay in runs/)") from None
@@ -341,6 +341,10 @@ def _drop_torn_tail(journal):
 
     if not journal.is_file() or journal.stat().st_size == 0:
         return
+    with open(journal, "rb") as handle:  # the common case costs one byte: the journal ends with its newline
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
     lock = JournalFileSymlinkLock(str(journal))
     lock.acquire()
     try:
@@ -410,7 +414,7 @@ class Heartbeat:
 PROPOSAL_RETRIES = 5  # fresh proposals before a repeated one is replaced by an untried point of the space
 
 
-def _start(study, trial, run_id, params, resumed=False):
+def _start(trial, run_id, params, resumed=False):
     """Mark an Optuna trial as one of our runs (held by this process) and return its record."""
     now = time.time()
     for key, value in {"run_id": run_id, "params": params, "agent": process_identity(), "heartbeat": now,
@@ -440,7 +444,7 @@ def _resume_orphan(sweep, study, trial_of, run):
     study.tell(trial_of[run["id"]].number, state=optuna.trial.TrialState.FAIL)
     study.enqueue_trial(dict(trial_of[run["id"]].params))  # as Optuna recorded them
     trial = study.ask()
-    claimed = _start(study, trial, run["id"], run["params"], resumed=True)
+    claimed = _start(trial, run["id"], run["params"], resumed=True)
     metric = sweep.config["metric"]["name"]
     for entry in run["history"]:
         trial.report(entry[metric], entry["epoch"])
@@ -457,7 +461,7 @@ def _ask_for(study, config, point):
     return study.ask()
 
 
-def _propose(sweep, study, config, tried, sweep_seed, proposal):
+def _propose(study, config, tried, sweep_seed, proposal):
     """A new run's record (never a configuration already run), or None when a discrete space is done."""
     import random
 
@@ -469,20 +473,20 @@ def _propose(sweep, study, config, tried, sweep_seed, proposal):
         return None
     if config["method"] == "grid":
         trial = _ask_for(study, config, untried[0])
-        return _start(study, trial, uuid.uuid4().hex[:8], suggest(trial, config))
+        return _start(trial, uuid.uuid4().hex[:8], suggest(trial, config))
     for attempt in range(PROPOSAL_RETRIES):
         study.sampler = make_sampler(config, sweep_seed, proposal + 7919 * attempt)
         trial = study.ask()
         params = suggest(trial, config)
         earlier = tried.get(params_key(params))
         if earlier is None:
-            return _start(study, trial, uuid.uuid4().hex[:8], params)
+            return _start(trial, uuid.uuid4().hex[:8], params)
         finished, value = _answer_from(trial, earlier)
         study.tell(trial, value) if finished else study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     if untried is None:  # a range: a repeat is all but impossible, and taken as it is
-        return _start(study, study.ask(), uuid.uuid4().hex[:8], params)
+        return _start(study.ask(), uuid.uuid4().hex[:8], params)
     trial = _ask_for(study, config, random.Random(sweep_seed * 100_003 + proposal).choice(untried))
-    return _start(study, trial, uuid.uuid4().hex[:8], suggest(trial, config))
+    return _start(trial, uuid.uuid4().hex[:8], suggest(trial, config))
 
 
 def claim_next_run(sweep: LocalSweep, count: int):
@@ -494,12 +498,13 @@ def claim_next_run(sweep: LocalSweep, count: int):
         trial_of = {t.user_attrs["run_id"]: t for t in trials if "run_id" in t.user_attrs
                     and "duplicate_of" not in t.user_attrs}
         runs = sweep.runs(study)
-        for run in runs:
-            if run["state"] == "running" and not _alive(run):
-                claimed = _resume_orphan(sweep, study, trial_of, run)
-                if claimed is not None:
-                    return claimed
-        runs = sweep.runs(study)
+        orphans = [run for run in runs if run["state"] == "running" and not _alive(run)]
+        for run in orphans:
+            claimed = _resume_orphan(sweep, study, trial_of, run)
+            if claimed is not None:
+                return claimed
+        if orphans:  # each was found stopped by successive halving: the records changed
+            runs = sweep.runs(study)
         counted = [r for r in runs if r["state"] != "failed"]  # a failed run does not use up the sweep's count
         failed = len(runs) - len(counted)
         if len(counted) >= count:
@@ -511,7 +516,7 @@ def claim_next_run(sweep: LocalSweep, count: int):
                             f"sweep, or remove {sweep.folder}")
         # a failed configuration is not proposed again (it would fail again), but it does not use up the count
         tried = {params_key(r["params"]): trial_of[r["id"]] for r in runs}
-        return _propose(sweep, study, config, tried, sweep.base_options.get("seed", 42), len(trials))
+        return _propose(study, config, tried, sweep.base_options.get("seed", 42), len(trials))
 
 
 def _finish(trial, state, value=None, record=None, error=None):
@@ -531,9 +536,9 @@ def _finish(trial, state, value=None, record=None, error=None):
         trial.study.tell(trial, state=states["stopped" if state == "finished" else state])
 
 
-def _final_value(record, run, metric, goal):
+def _final_value(history, metric, goal):
     """The value a finished run reports: its best epoch by the sweep's metric."""
-    values = [h[metric] for h in run["history"] if metric in h]
+    values = [h[metric] for h in history if metric in h]
     if not values:
         return None
     return max(values) if goal == "maximize" else min(values)
@@ -587,7 +592,7 @@ def run_agent(sweep: LocalSweep, count: int, runs_dir="runs", train=None, log=pr
             with Heartbeat(trial):
                 record = train(options, stop, run["resumed"], extra)
             state = "stopped" if record["status"] == "stopped" else "finished"
-            _finish(trial, state, _final_value(record, {"history": history}, metric, goal), record)
+            _finish(trial, state, _final_value(history, metric, goal), record)
             log(f"[agent {os.getpid()}] run {run['id']} {record['status']}: best val acc "
                 f"{record['summary'].get('best_val_acc', float('nan')):.4f}")
         except KeyboardInterrupt:

@@ -81,10 +81,8 @@ def feature_data(model, data, name, weights_source, mean, std, cfg):
     from common.io import save_torch
     from common.device import resolve_device
 
-    from common.runs import content_digest
-
     what = ["head-block input", name, str(weights_source), cfg.image_size, cfg.resize_size, data.train.paths,
-            data.val.paths, content_digest(data.train.images, data.val.images)]
+            data.val.paths, data.content_digest]
     key = hashlib.sha1(json.dumps(what).encode()).hexdigest()[:16]
     path = Path(cfg.cache_dir) / "features" / f"{name}-{key}.pt"
     if path.exists():

@@ -476,13 +476,13 @@ def openvino_network(model: Darknet, height, width, threads=0, cache_dir=None):
     Measured the fastest CPU engine for this network (docs/measurements.md, "Detector speed"). Converting it
     (a trace) takes seconds, so the converted model is kept in `cache_dir` keyed by the weights' bytes and
     the input size; later starts read it."""
-    import hashlib
     import warnings
 
     import openvino as ov
 
-    key = hashlib.sha1(b"".join(t.detach().cpu().numpy().tobytes() for t in model.state_dict().values())
-                       + f"{height}x{width}".encode()).hexdigest()[:16]
+    from common.data import content_digest
+
+    key = content_digest(*model.state_dict().values(), torch.tensor([height, width]))
     saved = Path(cache_dir or "cache/openvino") / f"darknet-{key}.xml"
     core = ov.Core()
     try:
@@ -589,8 +589,7 @@ class Detector:
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Network input → decoded rows N×(5+C) for the one image, on the CPU."""
-        raws = self.network(x)
-        return torch.cat([head.decode(raw, self.height, self.width) for head, raw in zip(self.heads, raws)], 1)[0].cpu()
+        return self.model.decode(list(zip(self.heads, self.network(x))), self.height, self.width)[0].cpu()
 
     def postprocess(self, decoded: torch.Tensor, lb: Letterbox, image_w, image_h) -> List[Detection]:
         boxes, scores, classes = select_detections(decoded, self.conf_threshold, self.nms_threshold, self.keep_classes)
