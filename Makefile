@@ -13,11 +13,14 @@ INPUTS ?= $(DEMO_PHOTOS)
 DEMO_DATA ?= data/demo
 RUN_NAME ?=
 EPOCHS ?= 30
-DEMO_SWEEP_RUNS ?= 6
 SWEEP_CONFIG ?= partA/sweep.yaml
 COUNT ?= 30
 BACKEND ?= auto
 OUT ?= outputs
+BUDGET ?= 45
+DEMO_BUDGET ?= 10
+ASSIGNMENT_OUT ?= $(OUT)/assignment
+ASSIGN := $(PYRUN) handin/assignment.py
 
 .PHONY: help setup demo demo-data test test-fast assignment recipe-check sweep-bench train sweep agent report test-eval interpret finetune compare bench detect watch bench-detect bench-engines weights clean-demo gpu-check
 
@@ -38,43 +41,9 @@ setup: $(VENV)/.installed ## create .venv and install the project with its depen
 demo-data: setup ## write the synthetic 10-class demo dataset to data/demo
 	$(PY) -m common.demo_data --out $(DEMO_DATA)
 
-demo: setup demo-data ## the whole pipeline, offline, on the demo data (a few minutes on CPU)
-	@echo "== demo step 1/12: Q1 parameter and MAC counts"
-	WANDB_MODE=$${WANDB_MODE:-offline} WANDB_SILENT=true $(PYRUN) partA/model_info.py --filters 16,32,64,128,256 --kernel-sizes 3 --dense-units 256 --image-size 224
-	rm -rf runs/demo-scratch
-	@echo "== demo step 2/12: Q2 train the CNN (30 epochs, 64 px)"
-	WANDB_MODE=$${WANDB_MODE:-offline} WANDB_SILENT=true $(PYRUN) partA/train.py --data-dir $(DEMO_DATA) --run-name demo-scratch \
-		--image-size 64 --epochs 30 --filters 16,32,64,128,256 --dense-units 256 --aug-strength 0.5 --quiet
-	@echo "== demo step 3/12: Q4 test evaluation of the CNN"
-	$(PYRUN) partA/evaluate.py --data-dir $(DEMO_DATA) --run demo-scratch --out $(OUT)/demo
-	rm -rf runs/sweeps/sweep_demo runs/sweep_demo-*
-	@echo "== demo step 4/12: Q2 a 6-run local sweep"
-	WANDB_MODE=$${WANDB_MODE:-offline} WANDB_SILENT=true $(PYRUN) partA/sweep.py --config partA/sweep_demo.yaml --backend local \
-		--count $(DEMO_SWEEP_RUNS) --data-dir $(DEMO_DATA)
-	@echo "== demo step 5/12: Q4 first-layer filters"
-	$(PYRUN) partA/filters.py --run demo-scratch --out $(OUT)/demo
-	@echo "== demo step 6/12: Q4 guided backprop"
-	$(PYRUN) partA/guided_backprop.py --run demo-scratch --out $(OUT)/demo
-	rm -rf runs/demo-finetune
-	@echo "== demo step 7/12: Part B fine-tune EfficientNet-Lite0"
-	WANDB_MODE=$${WANDB_MODE:-offline} WANDB_SILENT=true $(PYRUN) partB/finetune.py --data-dir $(DEMO_DATA) --run-name demo-finetune \
-		--model efficientnet_lite0 --freeze all-but-last --epochs 3 --quiet
-	@echo "== demo step 8/12: Part B test evaluation"
-	$(PYRUN) partA/evaluate.py --data-dir $(DEMO_DATA) --run demo-finetune --out $(OUT)/demo
-	@echo "== demo step 9/12: Part B scratch vs fine-tuned"
-	$(PYRUN) partB/compare.py --run demo-scratch --run demo-finetune --eval-dir $(OUT)/demo --out $(OUT)/demo/compare
-	@echo "== demo step 10/12: Part C detect on real photos"
-	$(PY) partC/detect.py $(DEMO_PHOTOS) --out $(OUT)/demo/detect
-	@# no --classifier: the demo CNN knows synthetic shapes, not animals (give a real Part A/B run with --classifier)
-	@echo "== demo step 11/12: Part C camera-trap watcher"
-	$(PY) partC/camera_trap.py --demo-clip --cooldown 3 --out $(OUT)/demo/camera_trap --quiet
-	@echo "== demo step 12/12: the HTML report"
-	$(PYRUN) handin/report.py --sweep sweep_demo --out $(OUT)/demo/report --include $(OUT)/demo
-	@echo "demo outputs: runs/demo-scratch (run record, checkpoints), $(OUT)/demo/demo-scratch (test accuracy, confusion matrix,"
-	@echo "              test grid, first-layer filters and feature maps, guided backprop),"
-	@echo "              $(OUT)/demo/demo-finetune, $(OUT)/demo/compare (scratch vs fine-tuned),"
-	@echo "              $(OUT)/demo/report/report.html (sweep plots, observations and every figure above),"
-	@echo "              $(OUT)/demo/detect (annotated photos, detections.jsonl), $(OUT)/demo/camera_trap (alerts, clip, contact sheet)"
+demo: setup demo-data ## the whole assignment on the demo data, offline (about 10 minutes on a 2-core CPU)
+	WANDB_MODE=$${WANDB_MODE:-offline} $(ASSIGN) --name demo --data-dir $(DEMO_DATA) --budget $(DEMO_BUDGET) --backend local --go-on \
+		--out $(OUT)/demo --again "make demo" $(ASSIGNMENT_FLAGS)
 
 test: setup ## run the test suite (CPU, a few minutes)
 	WANDB_MODE=disabled $(PY) -m pytest
@@ -141,20 +110,10 @@ recipe-check: setup demo-data ## default recipe vs the seed's at 15 and 30 epoch
 sweep-bench: setup demo-data ## epochs grid / random / bayes+hyperband need to reach the grid's best (demo data, 32 px, 36 configs x 20 epochs, ~30-45 min)
 	$(PYRUN) bench/sweep_bench.py --data-dir $(if $(filter command line environment,$(origin DATA)),$(DATA),$(DEMO_DATA)) --image-size 32 --epochs 20 --seeds 3 --replays 20
 
-BUDGET ?= 45
-ASSIGNMENT_OUT ?= $(OUT)/assignment
-ASSIGN := $(PYRUN) handin/assignment.py --out $(ASSIGNMENT_OUT)
-assignment: setup ## the whole assignment, resumably: plan + estimate (BUDGET minutes), sweep, test eval, Q5, Part B, Part C, report
-	$(ASSIGN) --plan-only --data-dir $(DATA) --budget $(BUDGET) $(if $(filter command line,$(origin COUNT)),--count $(COUNT),) $(if $(GO_ON),--go-on,) $(if $(filter-out $(DEMO_PHOTOS),$(INPUTS)),$(addprefix --inputs ,$(INPUTS)),) $(ASSIGNMENT_FLAGS)
-	$(ASSIGN) --step sweep
-	$(ASSIGN) --step test-eval
-	$(ASSIGN) --step interpret
-	$(ASSIGN) --step finetune
-	$(ASSIGN) --step finetune-eval
-	$(ASSIGN) --step detect
-	$(ASSIGN) --step watch
-	$(ASSIGN) --step report
-	@echo "assignment done: $(ASSIGNMENT_OUT)/report/report.html"
+assignment: setup ## the whole assignment, resumably: plan + estimate (BUDGET minutes), sweep, test eval, Part B, Part C, report
+	$(ASSIGN) --data-dir $(DATA) --budget $(BUDGET) --out $(ASSIGNMENT_OUT) $(if $(filter command line,$(origin COUNT)),--count $(COUNT),) \
+		$(if $(GO_ON),--go-on,) $(if $(filter-out $(DEMO_PHOTOS),$(INPUTS)),$(addprefix --inputs ,$(INPUTS)),) \
+		--again "make assignment DATA=$(DATA) BUDGET=$(BUDGET)$(if $(filter command line,$(origin COUNT)), COUNT=$(COUNT),)" $(ASSIGNMENT_FLAGS)
 
-clean-demo: ## remove the demo data, demo runs and demo outputs
-	rm -rf $(DEMO_DATA) runs/demo-* $(OUT)/demo
+clean-demo: ## remove the demo data, the demo's runs and sweep, and its outputs
+	rm -rf $(DEMO_DATA) runs/demo-* runs/sweeps/demo $(OUT)/demo

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402,F401 (first: without the project's environment it says how to start)
 
 from partC.cpu_threads import prefer_passive_openmp
 

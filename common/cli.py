@@ -1,6 +1,8 @@
 """Click options shared by the scripts, so every script spells an option the same way. The training options
 are generated from TrainConfig's fields (common.training): one declaration each."""
 import dataclasses
+import os
+import signal
 import typing
 
 import click
@@ -13,14 +15,33 @@ from common.training import TrainConfig
 D = TrainConfig()
 
 
+# Set by a caller that reports an interruption itself (make assignment): the script then exits without its own line.
+INTERRUPT_QUIET_ENV = "INAT_LAB_QUIET_INTERRUPT"
+
+
+def _sigterm_as_ctrl_c(*_):
+    raise KeyboardInterrupt
+
+
 class OneLineErrors(click.Command):
-    """A click command that prints the library's UserError as one line (`Error: ...`, exit 1)."""
+    """A click command that prints the library's UserError as one line (`Error: ...`, exit 1), and stops on Ctrl-C
+    or SIGTERM (kill, a scheduler, make assignment) the same way: runs save their record as interrupted (their
+    checkpoints hold the last finished epoch), one line says so, exit 130."""
 
     def invoke(self, ctx):
+        try:
+            signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
+        except ValueError:  # not the main thread (a test calling the command in a thread): keep the default
+            pass
         try:
             return super().invoke(ctx)
         except UserError as err:
             raise click.ClickException(err.message) from None
+        except KeyboardInterrupt:
+            if not os.environ.get(INTERRUPT_QUIET_ENV):
+                click.echo("interrupted: what finished is saved (a training run continues with --resume <run>)",
+                           err=True)
+            ctx.exit(130)
 
 
 DEVICE_OPTION = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,

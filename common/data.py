@@ -31,6 +31,7 @@ from common.errors import UserError
 from common.io import save_json
 
 DATASET_URL = "https://storage.googleapis.com/wandb_datasets/nature_12K.zip"
+DEFAULT_DATA_DIR = "data"  # the one folder a missing dataset is downloaded into without being asked
 ZIP_NAME = "nature_12K.zip"
 DATASET_FOLDER = "inaturalist_12K"
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -87,6 +88,10 @@ def locate_dataset(data_dir, download=True, url=DATASET_URL, progress=True) -> D
     zip_path = data_dir / ZIP_NAME
     if not zip_path.is_file():
         _refuse_image_folder_as_download_target(data_dir)
+        if download and not data_dir.exists() and data_dir != Path(DEFAULT_DATA_DIR):
+            raise UserError(f"--data-dir {data_dir} not found{_did_you_mean(data_dir)}. To download the dataset "
+                            f"(3.6 GB) there, create it first (mkdir -p {data_dir}); the default folder "
+                            f"{DEFAULT_DATA_DIR}/ is downloaded into without asking")
         if not download:
             raise UserError(
                 f"no dataset in {data_dir}: expected {DATASET_FOLDER}/train and /val or {ZIP_NAME}; "
@@ -97,6 +102,16 @@ def locate_dataset(data_dir, download=True, url=DATASET_URL, progress=True) -> D
             f"or try offline with the demo data: `make demo-data` then --data-dir data/demo"
         ))
     return _dataset_from_zip(zip_path, data_dir, progress)
+
+
+def _did_you_mean(missing: Path) -> str:
+    """', did you mean X?' naming the closest existing folder beside the missing one, or ''."""
+    import difflib
+
+    parent = missing.parent if missing.parent.is_dir() else Path(".")
+    folders = [p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    close = difflib.get_close_matches(missing.name, folders, n=1, cutoff=0.6)
+    return f", did you mean {parent / close[0]}?" if close else ""
 
 
 def _refuse_image_folder_as_download_target(folder: Path):

@@ -11,7 +11,8 @@ from common.checkpoints import load_checkpoint, load_record, resolve_run_dir
 from common.data import load_train_val
 from common.errors import UserError
 from common.models import CNNConfig, build_model, filters_from_organisation
-from common.runs import claim_run_dir, data_identity, default_run_name, release_run_dir, run_dir_for
+from common.runs import (abandon_run_dir, claim_run_dir, data_identity, default_run_name, release_run_dir,
+                         run_dir_for)
 from common.training import CONTEXT_KEYS, RunSpec, TrainConfig, fit
 
 MODEL_KEYS = {f.name for f in fields(CNNConfig)} | {"base_filters", "organisation"}
@@ -69,7 +70,7 @@ def run_scratch(options: dict, should_stop=None, data=None, extra=None):
         data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
                                       progress=not cfg.quiet)
     except BaseException:
-        release_run_dir(run_dir)
+        abandon_run_dir(run_dir)
         raise
     model_cfg = CNNConfig(**model_kwargs, input_size=cfg.image_size, num_classes=len(data.classes))
     # One seed controls the split (above), the initial weights (here) and the batch order (fit).

@@ -332,10 +332,22 @@ def load_imagenet_weights(model, name, weights, progress=True):
     return str(path)
 
 
+def unknown_model_message(name: str) -> str:
+    """'unknown model X; did you mean A, B?' — the closest names first (the full list has ~80)."""
+    import difflib
+
+    names = available_models()
+    close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.5)
+    if not close:  # a family name (resnet, vit): its members
+        close = [n for n in names if n.startswith(name.lower().rstrip("_0123456789"))][:6]
+    hint = f"did you mean {', '.join(close)}?" if close else "the names are torchvision's"
+    return f"unknown model {name!r}; {hint} (all of them: python partB/finetune.py --list-models)"
+
+
 def build_pretrained(name: str, weights="default", num_classes: Optional[int] = None, progress=True):
     """(model with a fresh head for num_classes, info) — ImageNet weights loaded before the swap."""
     if name not in available_models():
-        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(available_models())}")
+        raise UserError(unknown_model_message(name))
     if name == OFFLINE_MODEL:
         model = efficientnet_lite0()
     else:

@@ -19,6 +19,7 @@ from common.io import load_json, save_json
 from common.locks import process_identity, try_lock
 
 _CLAIMS = {}  # resolved run folder → open lock file (held while this process owns the run)
+_CREATED = set()  # run folders this process made (an abandoned start removes them again)
 
 
 MAX_RUN_NAME = 120  # characters; file systems allow 255 bytes, and sweeps add their suffix to a name
@@ -73,6 +74,7 @@ def claim_run_dir(run_dir, resume=False) -> Path:
     if not resume:
         try:
             run_dir.mkdir()
+            _CREATED.add(key)
         except FileExistsError:
             if _has_run(run_dir):
                 raise UserError(f"run {run_dir.name!r} already exists in {run_dir.parent}; resume it with --resume "
@@ -103,6 +105,18 @@ def release_run_dir(run_dir):
     handle = _CLAIMS.pop(str(Path(run_dir).resolve()), None)
     if handle is not None:
         handle.close()
+
+
+def abandon_run_dir(run_dir):
+    """A start that failed before training (bad data, a weights download that failed): release the claim, and remove
+    the folder when this process created it and nothing but its lock is in it — a failed start leaves no run."""
+    run_dir = Path(run_dir)
+    key = str(run_dir.resolve())
+    release_run_dir(run_dir)
+    if key in _CREATED and run_dir.is_dir() and all(p.name == "run.lock" for p in run_dir.iterdir()):
+        (run_dir / "run.lock").unlink(missing_ok=True)
+        run_dir.rmdir()
+    _CREATED.discard(key)
 
 
 def readable_record(run_dir):

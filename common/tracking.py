@@ -11,7 +11,7 @@ import netrc
 import os
 import platform
 import socket
-import warnings
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -100,11 +100,24 @@ def resolve_wandb_mode(mode: str, probe: bool = True) -> str:
             mode = "offline"
         else:
             mode = "online" if wandb_credentials_present() else "offline"
+            if mode == "offline" and probe:
+                say_once("wandb: no login here, logging offline (to upload later: wandb login, then "
+                         ".venv/bin/wandb sync runs/<run>/wandb/offline-run-*)")
     if mode == "online" and probe and not wandb_reachable():
-        warnings.warn(f"wandb: {wandb_host()} did not answer within {PROBE_SECONDS:g} s; logging offline instead "
-                      f"(upload later with: .venv/bin/wandb sync <run folder>/wandb/offline-run-*)")
+        say_once(f"wandb: {wandb_host()} did not answer within {PROBE_SECONDS:g} s; logging offline instead (upload "
+                 f"later: .venv/bin/wandb sync runs/<run>/wandb/offline-run-*)")
         mode = "offline"
     return mode
+
+
+_SAID = set()
+
+
+def say_once(message):
+    """One line on stderr, once per process (a sweep starts many runs): not a warning with its source line."""
+    if message not in _SAID:
+        _SAID.add(message)
+        print(message, file=sys.stderr, flush=True)
 
 
 def environment_info(device) -> dict:
@@ -163,12 +176,17 @@ class WandbRun:
         try:
             import wandb
 
+            # offline, wandb's own banner says to run `wandb online`, which cannot work here: it stays silent, and
+            # the one line below says what does
+            settings = wandb.Settings(silent=True) if self.mode == "offline" else None
             self.run = wandb.init(
                 project=project, name=name, config=config, dir=str(run_dir), mode=self.mode,
                 id=run_id, resume="allow" if run_id else None, group=group, tags=tags, reinit="finish_previous",
+                settings=settings,
             )
         except Exception as err:  # tracking must never kill training: the local record has it all
-            warnings.warn(f"wandb could not start ({err}); continuing with the local run record only")
+            first = (str(err).strip().splitlines() or [""])[0]
+            say_once(f"wandb could not start ({type(err).__name__}: {first}); the run continues with its local record")
             self.run = None
 
     @property

@@ -1,44 +1,65 @@
-"""`make assignment`: the whole assignment in one command — sweep, test evaluation, filters, guided
-backprop, fine-tuning, comparison, detection, the camera trap and the hand-in report.
+"""`make assignment` and `make demo`: the whole assignment in one command — sweep, test evaluation, filters,
+guided backprop, fine-tuning, comparison, detection, the camera trap and the hand-in report.
 
-    python handin/assignment.py --data-dir data                     # plan, estimate, then run
-    python handin/assignment.py --data-dir data/demo --budget 10    # the demo data on a CPU
-    python handin/assignment.py --data-dir data --plan-only          # print the plan and the estimate
+    python handin/assignment.py --data-dir data                          # plan, estimate, then run
+    python handin/assignment.py --data-dir data/demo --name demo --budget 10   # what make demo runs
+    python handin/assignment.py --data-dir data --plan-only               # print the plan and the estimate
 
-Each step is one of the project's own commands, run as a subprocess. A step that finished is
-skipped on the next call (a marker is written only after its command succeeded); an interrupted
-step continues where it stopped (the sweep continues its sweep folder, runs resume from their
-checkpoints). Before anything runs, a short warm-up measures training images/s on this machine
-and the plan is printed with a time per step; when the total exceeds --budget minutes the
-command stops and says so, unless --go-on is given.
+The step list below is the only one (the Makefile calls this script once). Each step is one of the
+project's own commands, run as a subprocess, and takes its model from this assignment's own sweep
+(`--name`) and fine-tuning run — complete runs only. A rerun continues: a step is skipped while the
+marker it wrote still matches its inputs (a better sweep run makes the test evaluation, the
+interpretation, the comparison and the report stale, and they run again); an interrupted step
+resumes (the sweep continues its folder, runs resume from their checkpoints). If a step fails, the
+steps that do not need it still run, the report is written with a note in place of what is missing,
+and the command exits non-zero naming the step.
+
+Before anything runs, a short warm-up measures training images/s on this machine; the plan is printed
+with a time per step, and refused when it exceeds --budget minutes (with advice that fits) or when
+the sweep is too small for the report's plots.
 """
+import hashlib
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List
+from typing import Callable, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402,F401 (first: without the project's environment it says how to start)
 
 import click
 
-from common.cli import OneLineErrors
+from common.cli import INTERRUPT_QUIET_ENV, OneLineErrors
 from common.errors import UserError
+from handin.sweep_report import MIN_SCORED_RUNS
 
 PY = sys.executable
+MAX_SWEEP_RUNS = 40
+# hyperband stops runs that trail: bayes + hyperband spent 0.14-0.23 of the grid's full-length epochs in
+# make sweep-bench, random + hyperband 0.20 of them; per run, stopped runs still train to the first rung,
+# and 0.6 of the full length covered every sweep measured (docs/measurements.md#sweep) — an upper estimate
+HYPERBAND_SHARE = 0.6
 
 
 @dataclass
 class Step:
     name: str
     title: str
-    commands: List[List[str]]
+    commands: List  # argv lists, or callables giving one (or None: nothing to do) when the step runs
     estimate_s: float
-    note: str = ""
-    outputs: List[str] = field(default_factory=list)  # must exist after the commands for the step to count as done
+    inputs: Callable[[], object] = lambda: None  # what the result depends on: a change makes the step stale
+    needs: tuple = ()  # steps whose failure leaves this one nothing to work on
+    outputs: List[str] = field(default_factory=list)  # must exist afterwards for the step to count as done
+
+
+class StepFailed(Exception):
+    pass
 
 
 def measure_images_per_s(data_dir, image_size, device, cache_dir):
@@ -64,108 +85,267 @@ def measure_images_per_s(data_dir, image_size, device, cache_dir):
     return record["epochs"][-1]["images_per_s"], train_images
 
 
+# ----------------------------------------------------------------------------------- what a step depends on
+
+def best_sweep_run(runs_dir, sweep):
+    """{run, val_acc} of the sweep's best complete run, or None: what the Q4 steps show."""
+    from common.runs import best_run, readable_record
+
+    try:
+        run_dir = best_run(runs_dir, kind="scratch", sweep=sweep)
+    except UserError:
+        return None
+    return {"run": run_dir.name, "val_acc": readable_record(run_dir)["summary"]["best_val_acc"]}
+
+
+def run_state(runs_dir, run_name):
+    """{status, val_acc, epochs} of one run, or None when it has no record yet."""
+    from common.runs import readable_record
+
+    record = readable_record(Path(runs_dir) / run_name) if (Path(runs_dir) / run_name).is_dir() else None
+    if record is None:
+        return None
+    return {"status": record.get("status"), "val_acc": record.get("summary", {}).get("best_val_acc"),
+            "epochs": len(record.get("epochs", []))}
+
+
+def complete_sweep_runs(runs_dir, sweep):
+    """Runs of the sweep that ended (trained, stopped by hyperband or failed): what a rerun need not redo."""
+    from partA.sweep_engine import LocalSweep
+
+    folder = Path(runs_dir) / "sweeps" / sweep
+    if not (folder / "config.yaml").is_file():
+        return 0
+    return sum(r["state"] in ("finished", "stopped") for r in LocalSweep(folder).runs())
+
+
+def file_digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def finetune_command(base, runs_dir, run_name):
     """A new fine-tuning run, or the resume of one that was interrupted (None when it already finished)."""
-    run_dir = Path(runs_dir) / run_name
-    record = run_dir / "record.json"
-    if record.is_file() and json.loads(record.read_text()).get("status") == "finished":
+    state = run_state(runs_dir, run_name)
+    if state and state["status"] == "finished":
         return None
-    if (run_dir / "last.pt").is_file():
-        return [PY, "partB/finetune.py", "--resume", run_name, "--runs-dir", str(runs_dir), "--quiet"]
+    if (Path(runs_dir) / run_name / "last.pt").is_file():
+        return [PY, "partB/finetune.py", "--resume", run_name, "--runs-dir", str(runs_dir)]
     return base
 
 
+def needs_best(runs_dir, sweep, command):
+    """The command with the sweep's best complete run filled in when the step runs (fails when there is none)."""
+    def build():
+        best = best_sweep_run(runs_dir, sweep)
+        if best is None:
+            raise StepFailed(f"sweep {sweep} has no complete run to take (see its runs in {runs_dir}/sweeps/{sweep})")
+        return [part.replace("{best}", best["run"]) for part in command]
+
+    return build
+
+
+# ------------------------------------------------------------------------------------------------ the steps
+
 def plan(args, measured_rate, train_images, gpus, finetune_model):
     """The steps, with time estimates in seconds from the measured rate (basis printed with the plan)."""
-    out, runs = args["out"], args["runs_dir"]
+    out, runs, name = args["out"], args["runs_dir"], args["name"]
     data = ["--data-dir", args["data_dir"]]
-    common = ["--runs-dir", runs, "--cache-dir", args["cache_dir"]]
+    places = ["--runs-dir", runs, "--cache-dir", args["cache_dir"]]
     epochs, count = args["sweep_epochs"], args["count"]
-    # hyperband stops runs that trail at epoch 3: with eta 3 (it keeps the best third) bayes + hyperband spent 0.6
-    # of the full-length epochs in make sweep-bench (seed 0: 144 of 12 × 20); eta 4 now keeps the best quarter,
-    # so 0.6 is an upper estimate
-    sweep_s = 0.6 * count * epochs * train_images / measured_rate / max(1, gpus)
+    per_run_s = HYPERBAND_SHARE * epochs * train_images / measured_rate / max(1, gpus)
+    sweep_left = max(0, count - complete_sweep_runs(runs, name))
     eval_s = 15 + 0.004 * train_images  # measured: ~5 s for 300 demo test images on 2 CPU cores
     ft_epochs = args["finetune_epochs"]
-    ft_rate = measured_rate * args["finetune_rate_factor"]
+    ft_run = f"{name}-finetune"
     inputs = args["inputs"]
-    sweep_cmd = [PY, "partA/sweep.py", "--config", args["sweep_config"], "--count", str(count), "--name",
-                 args["sweep_name"], "--backend", args["backend"], *data, *common]
+    sweep_cmd = [PY, "partA/sweep.py", "--config", args["sweep_config"], "--count", str(count), "--name", name,
+                 "--backend", args["backend"], *data, *places]
     if gpus > 1:
         sweep_cmd += ["--agents", str(gpus)]
-    own = ["--sweep", args["sweep_name"]]  # this assignment's own sweep runs, never another command's
-    import yaml
-
-    sweep_yaml = yaml.safe_load(Path(args["sweep_config"]).read_text())
-    search = sweep_yaml["method"] + (" + hyperband" if sweep_yaml.get("early_terminate") else "")
+    best = lambda: best_sweep_run(runs, name)  # noqa: E731
+    finetune_base = [PY, "partB/finetune.py", *data, "--model", finetune_model["model"], "--freeze",
+                     finetune_model["freeze"], "--epochs", str(ft_epochs), "--run-name", ft_run,
+                     *finetune_model["extra"], *places]
     steps = [
-        Step("sweep", f"Q2: sweep, {count} runs ({search})", [sweep_cmd], sweep_s,
-             outputs=[f"{runs}/sweeps/{args['sweep_name']}/config.yaml"]),
-        Step("test-eval", "Q4: best from-scratch run on the test set",
-             [[PY, "partA/evaluate.py", "--kind", "scratch", *own, "--out", f"{out}/test-eval", *common]], eval_s),
+        Step("sweep", f"Q2: sweep, {count} runs ({args['search']})", [sweep_cmd], sweep_left * per_run_s,
+             inputs=lambda: {"count": count, "config": file_digest(args["sweep_config"])},
+             outputs=[f"{runs}/sweeps/{name}/config.yaml"]),
+        Step("test-eval", "Q4: the sweep's best run on the test set",
+             [needs_best(runs, name, [PY, "partA/evaluate.py", "--run", "{best}", "--out", f"{out}/test-eval",
+                                      *places])], eval_s, inputs=best, needs=("sweep",)),
         Step("interpret", "Q4: filters and guided backprop of that run",
-             [[PY, "partA/filters.py", *own, "--out", f"{out}/interpret", *common],
-              [PY, "partA/guided_backprop.py", *own, "--out", f"{out}/interpret", *common]], 2 * eval_s),
+             [needs_best(runs, name, [PY, "partA/filters.py", "--run", "{best}", "--out", f"{out}/interpret", *places]),
+              needs_best(runs, name, [PY, "partA/guided_backprop.py", "--run", "{best}", "--out", f"{out}/interpret",
+                                      *places])], 2 * eval_s, inputs=best, needs=("sweep",)),
         Step("finetune", f"Part B: fine-tune {finetune_model['model']} ({finetune_model['freeze']}, {ft_epochs} epochs)",
-             [lambda: finetune_command(
-                 [PY, "partB/finetune.py", *data, "--model", finetune_model["model"], "--freeze", finetune_model["freeze"],
-                  "--epochs", str(ft_epochs), "--run-name", "assignment-finetune", "--quiet", *finetune_model["extra"],
-                  *common], runs, "assignment-finetune")], ft_epochs * train_images / ft_rate + 60),
+             [lambda: finetune_command(finetune_base, runs, ft_run)],
+             ft_epochs * train_images / (measured_rate * args["finetune_rate_factor"]) + 60,
+             inputs=lambda: {"model": finetune_model, "epochs": ft_epochs, "run": ft_run}),
         Step("finetune-eval", "Part B: the fine-tuned run on the test set, and the comparison",
-             [[PY, "partA/evaluate.py", "--run", "assignment-finetune", "--out", f"{out}/test-eval", *common],
-              [PY, "partB/compare.py", "--runs-dir", runs, "--eval-dir", f"{out}/test-eval", "--out", f"{out}/compare"]],
-             2 * eval_s),
-        Step("detect", "Part C: YOLOv3 on the photos", [[PY, "partC/detect.py", *inputs, "--out", f"{out}/detect"]], 30),
+             [[PY, "partA/evaluate.py", "--run", ft_run, "--out", f"{out}/test-eval", *places],
+              needs_best(runs, name, [PY, "partB/compare.py", "--run", "{best}", "--run", ft_run, "--runs-dir", runs,
+                                      "--eval-dir", f"{out}/test-eval", "--out", f"{out}/compare"])],
+             2 * eval_s, inputs=lambda: {"scratch": best(), "finetune": run_state(runs, ft_run)},
+             needs=("sweep", "finetune")),
+        Step("detect", "Part C: YOLOv3 on the photos", [[PY, "partC/detect.py", *inputs, "--out", f"{out}/detect"]], 30,
+             inputs=lambda: inputs),
         Step("watch", "Part C: the camera-trap watcher on a clip",
-             [[PY, "partC/camera_trap.py", "--demo-clip", "--cooldown", "3", "--out", f"{out}/camera_trap", "--quiet"]],
-             40),
-        Step("report", "the hand-in report", [[PY, "handin/report.py", "--sweep", args["sweep_name"], "--runs-dir", runs,
-                                               "--out", f"{out}/report", "--include", out]], 30),
+             [[PY, "partC/camera_trap.py", "--demo-clip", "--cooldown", "3", "--out", f"{out}/camera_trap",
+               "--quiet"]], 40, inputs=lambda: "demo-clip"),
     ]
-    return steps
+    report = Step("report", "the hand-in report",
+                  [[PY, "handin/report.py", "--sweep", name, "--finetune-run", ft_run, "--runs-dir", runs,
+                    "--out", f"{out}/report", "--include", out],
+                   [PY, "handin/wandb_report.py", "--report", f"{out}/report/report.json", "--runs-dir", runs,
+                    "--if-online"]], 30,
+                  inputs=lambda: [s.inputs() for s in steps])
+    return steps + [report]
+
+
+STEP_NAMES = ["sweep", "test-eval", "interpret", "finetune", "finetune-eval", "detect", "watch", "report"]
 
 
 def marker(out, step):
     return Path(out) / "steps" / f"{step.name}.done"
 
 
-def run_step(step, out, env, log):
-    """Run a step's commands; write its marker only when all succeeded and its outputs exist."""
+def canonical(value):
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def is_done(out, step):
+    """Finished before, and its inputs are what they were then (else it is stale and runs again)."""
+    path = marker(out, step)
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("inputs") == canonical(step.inputs())
+    except (ValueError, OSError):
+        return False
+
+
+def step_env(command):
+    env = {**os.environ, "WANDB_SILENT": "true", INTERRUPT_QUIET_ENV: "1"}  # the assignment says the one line
+    if any(part.startswith("partC/") for part in command[1:2]):
+        env.pop("LD_PRELOAD", None)  # OpenVINO (Part C's CPU engine) crashes beside a preloaded allocator
+    return env
+
+
+def run_command(command):
+    """Run one command in its own session, so that a Ctrl-C or SIGTERM reaches it once, from here, as SIGTERM
+    (which every script turns into a clean stop that saves its run): returns its exit status."""
+    child = subprocess.Popen(command, env=step_env(command), start_new_session=True)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=120)  # it writes its record and checkpoint, then exits
+        except subprocess.TimeoutExpired:
+            child.kill()
+        raise
+
+
+def run_step(step, out, log):
+    """Run a step's commands; write its marker (with its inputs) only when all succeeded and its outputs exist."""
     started = time.time()
+    inputs = canonical(step.inputs())
     for command in step.commands:
         command = command() if callable(command) else command
         if command is None:
             continue
-        log(f"  $ {' '.join(command[1:])}")
-        result = subprocess.run(command, env=env)
-        if result.returncode != 0:
-            raise UserError(f"step '{step.name}' failed (exit {result.returncode}) in: {' '.join(command[1:])}; fix "
-                            f"the cause and run the same command again: finished steps are skipped")
+        log(f"  $ {shlex.join(command[1:])}")
+        status = run_command(command)
+        if status != 0:
+            raise StepFailed(f"exit {status} in: {shlex.join(command[1:])}")
     missing = [o for o in step.outputs if not Path(o).exists()]
     if missing:
-        raise UserError(f"step '{step.name}' ran but {missing[0]} is missing")
+        raise StepFailed(f"it ran but {missing[0]} is missing")
+    write_marker(out, step, inputs, time.time() - started)
+
+
+def write_marker(out, step, inputs, seconds):
     path = marker(out, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"seconds": round(time.time() - started, 1), "finished": time.ctime()}))
+    path.write_text(json.dumps({"inputs": inputs, "seconds": round(seconds, 1), "finished": time.ctime()}))
 
 
-STEP_NAMES = ["sweep", "test-eval", "interpret", "finetune", "finetune-eval", "detect", "watch", "report"]
+def run_steps(saved, names, log):
+    """Run the steps named (in plan order) that are not done; returns the names of those that failed."""
+    out = saved["args"]["out"]
+    steps = steps_of(saved)
+    failed = []
+    for i, step in enumerate(steps, 1):
+        if step.name not in names:
+            continue
+        heading = f"[{i}/{len(steps)}] {step.title}"
+        if is_done(out, step):
+            log(f"{heading}: done, its inputs unchanged — skipped")
+            continue
+        blocked = [n for n in step.needs if n in failed]
+        if blocked:
+            log(f"{heading}: not run, step {blocked[0]} failed")
+            failed.append(step.name)
+            continue
+        log(heading)
+        try:
+            run_step(step, out, log)
+        except StepFailed as err:
+            log(f"  step {step.name} failed: {err}")
+            failed.append(step.name)
+    return failed
+
+
+# ------------------------------------------------------------------------------------------------ the plan
+
+def sweep_settings(sweep_config):
+    """(search method as the plan names it, image size, epochs per run) from the sweep YAML."""
+    import yaml
+
+    config = yaml.safe_load(Path(sweep_config).read_text())
+    params = config["parameters"]
+    search = config["method"] + (" + hyperband" if config.get("early_terminate") else "")
+    return search, params.get("image_size", {}).get("value", 128), params.get("epochs", {}).get("value", 15)
+
+
+def fixed_seconds(saved):
+    """Estimated seconds of every step but the sweep."""
+    return sum(s.estimate_s for s in steps_of(saved) if s.name != "sweep")
+
+
+def sized_count(saved):
+    """Sweep runs that fit in the budget beside the other steps, between MIN_SCORED_RUNS and MAX_SWEEP_RUNS."""
+    fits = int((saved["budget"] * 60 - fixed_seconds(saved)) // per_run_seconds(saved))
+    return max(MIN_SCORED_RUNS, min(MAX_SWEEP_RUNS, fits))
+
+
+def per_run_seconds(saved):
+    a = saved["args"]
+    return HYPERBAND_SHARE * a["sweep_epochs"] * saved["train_images"] / saved["rate"] / max(1, saved["gpus"])
+
+
+def check_count(count):
+    if count is not None and count < MIN_SCORED_RUNS:
+        raise UserError(f"COUNT={count} is too small: the report's parameter importance needs at least "
+                        f"{MIN_SCORED_RUNS} scored sweep runs; use COUNT={MIN_SCORED_RUNS} or more (or leave COUNT out: "
+                        f"it is sized to BUDGET)")
 
 
 def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, finetune_image_size, out, runs_dir,
-              cache_dir):
+              cache_dir, name):
     """Measure, size and describe the run: everything the steps need, saved as plan.json."""
     import torch
-    import yaml
 
     from common.data import locate_dataset
     from common.demo_data import CLASSES as DEMO_CLASSES
     from common.device import resolve_device
 
+    check_count(count)
     plan_file = Path(out) / "plan.json"
     if plan_file.is_file():  # a rerun after an interruption keeps the plan (and the sweep size) it started with
         saved = json.loads(plan_file.read_text())
-        same = (saved["args"]["data_dir"], saved["budget"], saved["args"]["backend"]) == (data_dir, budget, backend)
+        same = (saved["args"]["data_dir"], saved["budget"], saved["args"]["backend"], saved["args"].get("name")) == (
+            data_dir, budget, backend, name)
         if same and count in (None, saved["args"]["count"]) and sweep_config in (None, saved["args"]["sweep_config"]):
             click.echo(f"continuing the plan in {plan_file} (delete it to measure and plan again)")
             return saved
@@ -173,9 +353,7 @@ def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, fi
     dataset = locate_dataset(data_dir, download=True)
     demo = sorted(p.name for p in dataset.train_dir.iterdir() if p.is_dir()) == sorted(DEMO_CLASSES)
     sweep_config = sweep_config or ("partA/sweep_demo.yaml" if demo else "partA/sweep.yaml")
-    params = yaml.safe_load(Path(sweep_config).read_text())["parameters"]
-    image_size = params.get("image_size", {}).get("value", 128)
-    sweep_epochs = params.get("epochs", {}).get("value", 15)
+    search, image_size, sweep_epochs = sweep_settings(sweep_config)
     click.echo(f"warm-up: measuring training speed at {image_size} px on {dev} ...")
     rate, train_images = measure_images_per_s(data_dir, image_size, str(dev), cache_dir)
     gpus = torch.cuda.device_count() if dev.type == "cuda" else 0
@@ -189,18 +367,17 @@ def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, fi
         ft_factor, ft_epochs = 0.5, 3 if demo else 10
     if finetune_image_size:
         finetune_model["extra"] = finetune_model["extra"] + ["--image-size", str(finetune_image_size)]
-    per_run = 0.6 * sweep_epochs * train_images / rate / max(1, gpus)
-    if count is None:  # what fits in ~60 % of the budget, between 4 and 40 runs
-        count = int(max(4, min(40, 0.6 * budget * 60 / max(per_run, 1e-9))))
-    args = {"data_dir": data_dir, "out": out, "runs_dir": runs_dir, "cache_dir": cache_dir, "count": count,
-            "sweep_config": sweep_config, "sweep_epochs": sweep_epochs, "backend": backend,
-            "sweep_name": "assignment", "finetune_epochs": ft_epochs, "finetune_rate_factor": ft_factor,
+    args = {"data_dir": data_dir, "out": out, "runs_dir": runs_dir, "cache_dir": cache_dir, "count": count or 0,
+            "sweep_config": sweep_config, "sweep_epochs": sweep_epochs, "search": search, "backend": backend,
+            "name": name, "finetune_epochs": ft_epochs, "finetune_rate_factor": ft_factor,
             "inputs": list(inputs) or default_inputs()}
     saved = {"args": args, "rate": rate, "train_images": train_images, "gpus": gpus, "finetune_model": finetune_model,
              "budget": budget, "demo": demo, "device": str(dev), "image_size": image_size,
              "dataset": str(dataset.root)}
+    if count is None:
+        args["count"] = sized_count(saved)
     Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "plan.json").write_text(json.dumps(saved, indent=2))
+    plan_file.write_text(json.dumps(saved, indent=2))
     return saved
 
 
@@ -210,65 +387,102 @@ def steps_of(saved):
 
 def print_plan(saved):
     steps, out = steps_of(saved), saved["args"]["out"]
-    total = sum(s.estimate_s for s in steps if not marker(out, s).exists())
+    total = sum(s.estimate_s for s in steps if not is_done(out, s))
     click.echo(f"plan ({'demo data' if saved['demo'] else saved['dataset']}, {saved['train_images']} training images, "
                f"{saved['rate']:.0f} img/s measured at {saved['image_size']} px on {saved['device']}; estimate = images x "
-               f"epochs / that rate, the sweep x0.6 for hyperband's early stops):")
+               f"epochs / that rate, the sweep x{HYPERBAND_SHARE} for hyperband's early stops):")
     for i, s in enumerate(steps, 1):
-        done = marker(out, s).exists()
-        click.echo(f"  {i}. {s.title:<62} {'done' if done else f'~{s.estimate_s / 60:5.1f} min'}")
+        click.echo(f"  {i}. {s.title:<62} {'done' if is_done(out, s) else f'~{s.estimate_s / 60:5.1f} min'}")
     click.echo(f"  total still to run: ~{total / 60:.1f} min (budget {saved['budget']:g} min)")
     return total
 
 
-def run_steps(saved, names, log):
-    env = {**os.environ, "WANDB_SILENT": "true"}
-    steps = steps_of(saved)
-    for i, s in enumerate(steps, 1):
-        if s.name not in names:
-            continue
-        if marker(saved["args"]["out"], s).exists():
-            log(f"[{i}/{len(steps)}] {s.title}: done before, skipped")
-            continue
-        log(f"[{i}/{len(steps)}] {s.title}")
-        run_step(s, saved["args"]["out"], env, log)
+def check_sweep_folder(saved, again):
+    """Refuse before anything runs when this assignment's sweep folder holds another config (an edited YAML): the
+    sweep would refuse it one step later, and nothing it finished may be overwritten."""
+    import yaml
+
+    from partA.sweep_engine import load_sweep_config
+
+    a = saved["args"]
+    stored = Path(a["runs_dir"]) / "sweeps" / a["name"] / "config.yaml"
+    if stored.is_file() and yaml.safe_load(stored.read_text()) != load_sweep_config(a["sweep_config"]):
+        raise UserError(f"{a['sweep_config']} changed since sweep {a['name']} started ({stored} holds the old one): "
+                        f"to keep both, give this assignment another name (ASSIGNMENT_FLAGS='--name NEW', or --name); "
+                        f"to start over, remove {stored.parent} (make demo: make clean-demo), then `{again}`")
+
+
+def over_budget_advice(saved, total):
+    """The one-line refusal, with advice that leads to a plan inside the budget that the report can use."""
+    budget_s = saved["budget"] * 60
+    left = max(0, saved["args"]["count"] - complete_sweep_runs(saved["args"]["runs_dir"], saved["args"]["name"]))
+    per_run = per_run_seconds(saved)
+    fixed = total - left * per_run
+    fits = saved["args"]["count"] - left + int((budget_s - fixed) // per_run)
+    smallest = fixed + max(0, MIN_SCORED_RUNS - (saved["args"]["count"] - left)) * per_run
+    advice = (f"lower COUNT to {fits}" if MIN_SCORED_RUNS <= fits < saved["args"]["count"] else
+              f"raise BUDGET to {int(smallest * 1.15 / 60) + 1} (the smallest plan the report can use: "
+              f"{MIN_SCORED_RUNS} sweep runs)")
+    return (f"the estimate (~{total / 60:.0f} min) exceeds the budget of {saved['budget']:g} min: {advice}, "
+            f"or add GO_ON=1 (--go-on) to run it anyway")
+
+
+def say_interrupted(saved, again):
+    click.echo(f"\ninterrupted: finished steps, sweep runs and checkpoints are kept in {saved['args']['out']} and "
+               f"{saved['args']['runs_dir']}; `{again}` continues from here", err=True)
 
 
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--data-dir", default="data", help="Folder with inaturalist_12K/ or nature_12K.zip (downloaded if absent).")
+@click.option("--name", default="assignment",
+              help="This assignment's sweep, run-name prefix and output folder (outputs/<name>).")
 @click.option("--budget", type=float, default=45.0, help="Minutes the whole chain may take.")
 @click.option("--go-on", is_flag=True, help="Run even when the estimate exceeds --budget.")
 @click.option("--plan-only", is_flag=True, help="Measure, print the plan and the estimate (saved as plan.json), run nothing.")
 @click.option("--step", "only_step", type=click.Choice(STEP_NAMES), default=None,
-              help="Run one step of the saved plan (what make assignment does, step by step).")
-@click.option("--count", type=int, default=None, help="Sweep runs [default: sized to the budget, 4 to 40].")
+              help="Run one step of the saved plan (and nothing else).")
+@click.option("--count", type=int, default=None,
+              help=f"Sweep runs [default: sized to the budget, {MIN_SCORED_RUNS} to {MAX_SWEEP_RUNS}].")
 @click.option("--sweep-config", default=None, help="[default: partA/sweep.yaml; partA/sweep_demo.yaml on the demo data]")
 @click.option("--backend", type=click.Choice(["auto", "wandb", "local"]), default="auto")
 @click.option("--inputs", multiple=True, help="Photos/videos for Part C [default: Debian darknet's photos].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--finetune-image-size", type=int, default=None, help="[default: the pretrained weights' own size]")
-@click.option("--out", default="outputs/assignment")
+@click.option("--out", default=None, help="[default: outputs/<name>]")
 @click.option("--runs-dir", default="runs")
 @click.option("--cache-dir", default="cache")
-def main(data_dir, budget, go_on, plan_only, only_step, count, sweep_config, backend, inputs, device,
-         finetune_image_size, out, runs_dir, cache_dir):
+@click.option("--again", default=None, help="The command that continues, as the interruption message names it.")
+def main(data_dir, name, budget, go_on, plan_only, only_step, count, sweep_config, backend, inputs, device,
+         finetune_image_size, out, runs_dir, cache_dir, again):
     """Plan, estimate and run the whole assignment, resumably."""
+    out = out or f"outputs/{name}"
+    again = again or shlex.join([os.path.relpath(PY) if not os.path.relpath(PY).startswith("..") else PY, *sys.argv])
     plan_file = Path(out) / "plan.json"
     if only_step:
         if not plan_file.is_file():
-            raise UserError(f"no plan in {out}: run without --step first (make assignment plans, then runs each step)")
-        run_steps(json.loads(plan_file.read_text()), [only_step], click.echo)
-        return
-    saved = make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, finetune_image_size, out,
-                      runs_dir, cache_dir)
-    total = print_plan(saved)
-    if total > budget * 60 and not go_on:
-        raise UserError(f"the estimate (~{total / 60:.0f} min) exceeds --budget {budget:g} min: raise BUDGET, lower "
-                        f"COUNT, or add --go-on (make assignment GO_ON=1) to run anyway")
-    if plan_only:
-        return
-    run_steps(saved, STEP_NAMES, click.echo)
-    click.echo(f"assignment done: {out}/report/report.html")
+            raise UserError(f"no plan in {out}: run without --step first")
+        saved = json.loads(plan_file.read_text())
+        names = [only_step]
+    else:
+        saved = make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, finetune_image_size, out,
+                          runs_dir, cache_dir, name)
+        check_sweep_folder(saved, again)
+        total = print_plan(saved)
+        if total > budget * 60 and not go_on:
+            raise UserError(over_budget_advice(saved, total))
+        if plan_only:
+            return
+        names = STEP_NAMES
+    try:
+        failed = run_steps(saved, names, click.echo)
+    except KeyboardInterrupt:
+        say_interrupted(saved, again)
+        sys.exit(130)
+    if failed:
+        raise UserError(f"step {failed[0]} failed (see its output above){' and ' + ', '.join(failed[1:]) if failed[1:] else ''}; "
+                        f"the report notes what is missing. Fix the cause and run `{again}` again: it continues")
+    if not only_step:
+        click.echo(f"assignment done: {out}/report/report.html")
 
 
 def default_inputs():

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 
 from common.errors import UserError  # noqa: E402
 from common.viz import save  # noqa: E402
+from partA.sweep_engine import format_params  # noqa: E402
 
 NO_CLEAR_DIFFERENCE = 0.01  # accuracy points below which a gap between groups is not called a difference
 
@@ -73,6 +74,26 @@ def plot_accuracy_vs_created(rows, path):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save(fig, path)
+
+
+def plot_sweep_savings(rows, config, path):
+    """Epochs the sweep spent, run by run, against what every run at full length would have cost: what early
+    stopping saved. Returns (path, {"spent", "full"})."""
+    fixed_epochs = (config.get("parameters", {}).get("epochs") or {}).get("value")
+    ordered = sorted(rows, key=lambda r: r["created"])
+    spent = np.cumsum([r["epochs"] for r in ordered])
+    full = np.cumsum([r["params"].get("epochs", fixed_epochs) or r["epochs"] for r in ordered])
+    runs = np.arange(1, len(ordered) + 1)
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    ax.plot(runs, full, "--", color="#999999", label=f"every run to the end: {full[-1]} epochs")
+    ax.plot(runs, spent, "-o", color="#2166ac", markersize=4,
+            label=f"spent (hyperband stops): {spent[-1]} epochs = {spent[-1] / max(full[-1], 1):.0%}")
+    ax.set(xlabel="runs, in the order they started", ylabel="epochs trained, cumulative",
+           title="what early stopping saved in this sweep")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path), {"spent": int(spent[-1]), "full": int(full[-1])}
 
 
 LOG_SCALE_PARAMETERS = {"lr", "weight_decay"}  # searched on a log scale: drawn on one
@@ -155,14 +176,18 @@ def feature_matrix(rows, params):
     return names, np.stack(columns, 1)
 
 
+MIN_SCORED_RUNS = 3  # a random forest over fewer runs has nothing to split on; the assignment's plan refuses fewer
+
+
 def parameter_importance(rows):
     """[(feature, random-forest importance, Pearson correlation with val acc)], most important first."""
     from sklearn.ensemble import RandomForestRegressor
 
     scored = _scored(rows)
     params = swept_parameters(scored)
-    if len(scored) < 3 or not params:
-        raise UserError("parameter importance needs at least 3 scored runs with a varying parameter")
+    if len(scored) < MIN_SCORED_RUNS or not params:
+        raise UserError(f"parameter importance needs at least {MIN_SCORED_RUNS} scored runs with a varying parameter "
+                        f"(this sweep has {len(scored)})")
     names, X = feature_matrix(scored, params)
     y = np.array([r["val_acc"] for r in scored])
     forest = RandomForestRegressor(n_estimators=300, random_state=0).fit(X, y)
@@ -221,8 +246,10 @@ def observations(rows, searched=None):
     out = []
     if scored is full and len(full) < len(everything):
         stopped_count = len(everything) - len(full)
+        plural = stopped_count > 1
         out.append(f"Comparisons below use the {len(full)} runs that trained to the end; the {stopped_count} "
-                   f"hyperband-stopped run{'s are' if stopped_count > 1 else ' is'} left out (its accuracy is partial).")
+                   f"hyperband-stopped run{'s are' if plural else ' is'} left out ({'their' if plural else 'its'} "
+                   f"accuracy is partial).")
     elif scored is everything and len(full) < len(everything):
         out.append(f"Only {len(full)} runs trained to the end, so the comparisons below also include hyperband-stopped "
                    f"runs, whose partial accuracy understates them.")
@@ -288,8 +315,3 @@ def observations(rows, searched=None):
     if failed:
         out.append(f"{len(failed)} run(s) failed; their errors are in the sweep folder.")
     return out
-
-
-def format_params(params):
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
-

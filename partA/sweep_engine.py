@@ -561,6 +561,24 @@ def scratch_trainer(runs_dir, data=None):
     return train
 
 
+def sweep_position(sweep, run_id):
+    """1-based position of a run among the sweep's runs that count (failed ones do not use up the count)."""
+    counted = [r["id"] for r in sweep.runs() if r["state"] != "failed"]
+    return counted.index(run_id) + 1 if run_id in counted else len(counted)
+
+
+def best_so_far(sweep):
+    scored = [r for r in sweep.runs() if (r["summary"] or {}).get("best_val_acc") is not None]
+    if not scored:
+        return "no scored run yet"
+    best = max(scored, key=lambda r: r["summary"]["best_val_acc"])
+    return f"best so far {best['summary']['best_val_acc']:.4f} (run {best['id']})"
+
+
+def format_params(params):
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
+
+
 def run_agent(sweep: LocalSweep, count: int, runs_dir="runs", train=None, log=print):
     """Take runs from the sweep until it is done; returns the ids this agent ran."""
     train = train or scratch_trainer(runs_dir)
@@ -585,16 +603,20 @@ def run_agent(sweep: LocalSweep, count: int, runs_dir="runs", train=None, log=pr
             if all(h["epoch"] != epoch for h in history):  # a resumed run's earlier epochs are reported already
                 history.append({"epoch": epoch, metric: metrics[metric]})
                 trial.report(metrics[metric], epoch)
+            log(f"  epoch {epoch}/{options.get('epochs', '?')}: {metric} {metrics[metric]:.4f}")
             return trial.should_prune()
 
-        log(f"[agent {os.getpid()}] run {run['id']}{' (resumed)' if run['resumed'] else ''}: {run['params']}")
+        position = f"run {sweep_position(sweep, run['id'])} of {count}"
+        log(f"[{sweep.folder.name}] {position} ({run['id']}{', resumed' if run['resumed'] else ''}): "
+            f"{format_params(run['params'])}")
         try:
             with Heartbeat(trial):
                 record = train(options, stop, run["resumed"], extra)
             state = "stopped" if record["status"] == "stopped" else "finished"
             _finish(trial, state, _final_value(history, metric, goal), record)
-            log(f"[agent {os.getpid()}] run {run['id']} {record['status']}: best val acc "
-                f"{record['summary'].get('best_val_acc', float('nan')):.4f}")
+            ended = "stopped by hyperband" if state == "stopped" else "finished"
+            log(f"[{sweep.folder.name}] {position} {ended} after {len(history)} epochs: best val acc "
+                f"{record['summary'].get('best_val_acc', float('nan')):.4f}; {best_so_far(sweep)}")
         except KeyboardInterrupt:
             raise  # leave the run "running": the next agent resumes it
         except Exception as err:  # a crashing run is recorded as failed; the sweep goes on

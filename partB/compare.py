@@ -7,10 +7,12 @@ Reads run records (val accuracy, trainable parameters, time per epoch, learning 
 `partA/evaluate.py` has been run on a run, its test_summary.json — this script never opens the
 test folder itself. Writes compare.md, compare.json and learning_curves.png to --out.
 """
+import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402,F401 (first: without the project's environment it says how to start)
 
 import click
 
@@ -19,15 +21,33 @@ from common.cli import OneLineErrors
 from common.checkpoints import load_record, resolve_run_dir
 from common.errors import UserError
 from common.io import load_json, save_json
+from common.runs import COMPLETE, best_run, readable_record
 from common.viz import learning_curves
 
 
 def default_runs(runs_dir):
-    records = {p.parent: load_json(p) for p in Path(runs_dir).glob("*/record.json")}
-    scratch = [d for d, r in records.items() if r.get("kind") == "scratch" and r.get("summary")]
-    finetune = [d for d, r in records.items() if r.get("kind") == "finetune" and r.get("summary")]
-    best = max(scratch, key=lambda d: records[d]["summary"]["best_val_acc"], default=None)
-    return ([best] if best else []) + sorted(finetune)
+    """The best complete from-scratch run and every complete fine-tuning run."""
+    records = {p.parent: readable_record(p.parent) for p in Path(runs_dir).glob("*/record.json")}
+    finetune = [d for d, r in records.items() if r and r.get("kind") == "finetune" and r.get("status") in COMPLETE]
+    try:
+        best = [best_run(runs_dir, kind="scratch")]
+    except UserError:
+        best = []
+    return best + sorted(finetune)
+
+
+def insights(rows):
+    """Sentences comparing the best scratch run with each fine-tuned run, from the numbers in the table."""
+    scratch = next((r for r in rows if r["kind"] == "scratch"), None)
+    out = []
+    for ft in (r for r in rows if r["kind"] == "finetune") if scratch else ():
+        accuracy = "test" if ft["test_acc"] is not None and scratch["test_acc"] is not None else "val"
+        a, b = scratch[f"{accuracy}_acc"], ft[f"{accuracy}_acc"]
+        out.append(f"{ft['run']} ({ft['model']}, --freeze {ft['freeze']}) reaches {b:.3f} {accuracy} accuracy against "
+                   f"{a:.3f} from scratch ({(b - a) * 100:+.1f} points), training {ft['trainable_params']:,} parameters "
+                   f"against {scratch['trainable_params']:,} for {ft['total_s']:.0f} s against {scratch['total_s']:.0f} s "
+                   f"(feature pass included): ImageNet features transfer, so far fewer parameters need data.")
+    return out
 
 
 def row_for(run_dir, eval_dir):
@@ -48,6 +68,8 @@ def row_for(run_dir, eval_dir):
         "trainable_params": record.get("trainable_params", record.get("params")),
         "params": record.get("params"),
         "s_per_epoch": sum(e["epoch_time"] for e in epochs) / len(epochs),
+        "feature_pass_s": record.get("feature_pass_s"),  # Part B's one backbone pass when the head trains on features
+        "total_s": sum(e["epoch_time"] for e in epochs) + (record.get("feature_pass_s") or 0.0),
         "images_per_s": record["summary"]["mean_images_per_s"],
         "epochs": len(epochs),
         "split_file": record.get("split_file"),
@@ -72,16 +94,19 @@ def main(runs, runs_dir, eval_dir, out):
     learning_curves({r["run"]: load_record(d) for r, d in zip(rows, run_dirs)}, out / "learning_curves.png",
                     title="scratch vs fine-tuned: learning curves")
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-    lines = ["| run | kind | model | freeze | input | best val acc | test acc | trainable params | s/epoch | img/s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | kind | model | freeze | input | best val acc | test acc | trainable params | epochs | s/epoch "
+             "| feature pass (s) | training time (s) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['run']} | {r['kind']} | {r['model']} | {r['freeze']} | {r['image_size']} | {fmt(r['val_acc'])} "
-                     f"| {fmt(r['test_acc'])} | {r['trainable_params']:,} | {r['s_per_epoch']:.1f} | {r['images_per_s']:.0f} |")
+                     f"| {fmt(r['test_acc'])} | {r['trainable_params']:,} | {r['epochs']} | {r['s_per_epoch']:.1f} "
+                     f"| {r['feature_pass_s'] or 0:.1f} | {r['total_s']:.0f} |")
     note = ("All runs share one validation split." if same_split else
             "WARNING: these runs used different splits (seed or data differ); validation accuracies are not comparable.")
-    text = "\n".join(lines) + f"\n\n{note}\n"
+    found = insights(rows)
+    text = "\n".join(lines) + f"\n\n{note}\n" + "".join(f"\n{line}\n" for line in found)
     (out / "compare.md").write_text(text)
-    save_json(out / "compare.json", {"rows": rows, "same_split": same_split})
+    save_json(out / "compare.json", {"rows": rows, "same_split": same_split, "insights": found,
+                                     "command": shlex.join(["python", *sys.argv])})
     click.echo(text + f"wrote {out}/compare.md, compare.json, learning_curves.png")
 
 

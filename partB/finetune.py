@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402,F401 (first: without the project's environment it says how to start)
 
 from functools import partial
 
@@ -22,7 +23,8 @@ import click
 
 from common.cli import OneLineErrors, data_options, echo_run_summary, explicit_options, training_options
 from partB.transfer import FINETUNE_RECIPE, print_stages, resume_finetune, run_finetune
-from common.pretrained import FREEZE_STRATEGIES, OFFLINE_MODEL, apply_freeze, available_models, build_pretrained
+from common.pretrained import (FREEZE_STRATEGIES, OFFLINE_MODEL, apply_freeze, available_models, build_pretrained,
+                               unknown_model_message)
 
 
 class ModelName(click.ParamType):
@@ -30,8 +32,14 @@ class ModelName(click.ParamType):
 
     def convert(self, value, param, ctx):
         if value not in available_models():
-            self.fail(f"unknown model {value!r}; valid: {', '.join(available_models())}", param, ctx)
+            self.fail(unknown_model_message(value), param, ctx)
         return value
+
+
+def print_models(ctx, _, wanted):
+    if wanted:
+        click.echo(" ".join(available_models()))
+        ctx.exit()
 
 
 @click.command(cls=OneLineErrors, context_settings={"show_default": True, "max_content_width": 110})
@@ -45,6 +53,8 @@ class ModelName(click.ParamType):
 @click.option("--feature-cache/--no-feature-cache", default=True,
               help="With --freeze all-but-last and --no-augment: compute backbone features once, train the head on them.")
 @click.option("--list-stages", is_flag=True, help="Print the model's stages and trainable counts, then exit.")
+@click.option("--list-models", is_flag=True, is_eager=True, expose_value=False, callback=print_models,
+              help="Print the model names, then exit.")
 @partial(data_options, image_size=None, image_size_help="Square input size [default: the weights' own crop size].")
 @partial(training_options, **FINETUNE_RECIPE)
 @click.option("--resume", default=None, metavar="RUN", help="Continue the fine-tuning run RUN from last.pt.")

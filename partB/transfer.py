@@ -5,6 +5,7 @@ wandb logging, checkpoints and exact resume as Part A. The strategy is re-applie
 of every epoch (gradual unfreezing changes it over time), and batch-norm layers whose
 parameters are frozen are kept in eval mode so their ImageNet statistics stay intact.
 """
+import time
 from pathlib import Path
 
 import torch
@@ -13,7 +14,7 @@ from common.data import load_train_val
 from common.errors import UserError
 from common.pretrained import (apply_freeze, build_pretrained, frozen_modules_to_eval, model_stages,
                                parameter_groups, preprocess_for)
-from common.runs import claim_run_dir, data_identity, default_run_name, release_run_dir, run_dir_for
+from common.runs import abandon_run_dir, claim_run_dir, data_identity, default_run_name, run_dir_for
 from common.from_scratch import prepare_resume, resume_extra
 from common.training import RunSpec, TrainConfig, fit, weight_decay_groups
 
@@ -78,24 +79,27 @@ def feature_data(model, data, name, weights_source, mean, std, cfg):
     import hashlib
     import json
 
-    from common.io import save_torch
     from common.device import resolve_device
+    from common.io import load_json, save_json, save_torch
 
     what = ["head-block input", name, str(weights_source), cfg.image_size, cfg.resize_size, data.train.paths,
             data.val.paths, data.content_digest]
     key = hashlib.sha1(json.dumps(what).encode()).hexdigest()[:16]
     path = Path(cfg.cache_dir) / "features" / f"{name}-{key}.pt"
+    timing = path.with_suffix(".json")  # how long the pass took when it ran: part of the run's training time
     if path.exists():
         train_x, val_x = torch.load(path, weights_only=True)
     else:
         device = resolve_device(cfg.device)
+        started = time.perf_counter()
         train_x = backbone_features(model, data.train.images, mean, std, device, progress=not cfg.quiet)
         val_x = backbone_features(model, data.val.images, mean, std, device, progress=not cfg.quiet)
         save_torch(path, (train_x, val_x))
+        save_json(timing, {"seconds": round(time.perf_counter() - started, 2), "device": str(device)})
     out = copy.copy(data)
     out.train, out.val = copy.copy(data.train), copy.copy(data.val)
     out.train.images, out.val.images = train_x, val_x
-    return out
+    return out, (load_json(timing)["seconds"] if timing.is_file() else None)
 
 
 def stage_table(model, name):
@@ -105,6 +109,30 @@ def stage_table(model, name):
     for param_name, param in model.named_parameters():
         sizes[owner[param_name]] = sizes.get(owner[param_name], 0) + param.numel()
     return [(i, prefixes, sizes.get(i, 0)) for i, prefixes in enumerate(stages)] + [("head", [], sizes.get("head", 0))]
+
+
+def freezing_costs(name, num_classes):
+    """[{strategy, trains, trainable, total, cost}] for each --freeze strategy on model `name` (Part B Q2's table):
+    trainable parameters counted on the real network (no weights needed to count)."""
+    model, _ = build_pretrained(name, weights="none", num_classes=num_classes, progress=False)
+    k = max(1, len(model_stages(model, name)) // 2)
+    described = [
+        ("all-but-last", {}, "the new class layer only",
+         "one backbone forward pass over the data in all (features cached when there is no augmentation), then the "
+         "head alone: the cheapest"),
+        ("first-k", {"k": k}, f"stages {k} and up, and the head (--k {k}: the first {k} stages frozen)",
+         "forward through everything, backward through the unfrozen stages only"),
+        ("gradual", {"unfrozen_stages": 0}, "the head first, then one more stage from the top every --unfreeze-every "
+                                            "epochs (the count shown is the first epoch's)",
+         "grows from the head's cost to full fine-tuning's"),
+        ("none", {}, "every layer, the backbone at --backbone-lr-scale × the learning rate",
+         "forward and backward through everything: the most costly, and the most prone to overfit small data"),
+    ]
+    rows = []
+    for strategy, extra, trains, cost in described:
+        trainable, total, _ = apply_freeze(model, name, strategy, **extra)
+        rows.append({"strategy": strategy, "trains": trains, "trainable": trainable, "total": total, "cost": cost})
+    return rows
 
 
 def freeze_hook(name, strategy, k, unfreeze_every, num_stages, quiet):
@@ -158,11 +186,11 @@ def run_finetune(options: dict, data=None):
     try:
         data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
                                       progress=not cfg.quiet, resize=cfg.resize_size)
+        torch.manual_seed(cfg.seed)  # the new head's initialisation
+        model, info = build_pretrained(name, weights, num_classes=len(data.classes), progress=not cfg.quiet)
     except BaseException:
-        release_run_dir(run_dir)
+        abandon_run_dir(run_dir)
         raise
-    torch.manual_seed(cfg.seed)  # the new head's initialisation
-    model, info = build_pretrained(name, weights, num_classes=len(data.classes), progress=not cfg.quiet)
     hook = freeze_hook(name, strategy, k, unfreeze_every, len(stages), cfg.quiet)
     hook(0, model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -195,7 +223,9 @@ def _fit_head_on_features(model, name, data, cfg, state, weights_source, resume_
               flush=True)
     if resume_checkpoint is not None:
         model.load_state_dict(resume_checkpoint["model"])
-    features = feature_data(model, data, name, weights_source, state.mean, state.std, cfg)
+    features, feature_pass_s = feature_data(model, data, name, weights_source, state.mean, state.std, cfg)
+    if feature_pass_s is not None:
+        state.extra["feature_pass_s"] = feature_pass_s
     _, head = head_block(model)
     head_cfg = replace(cfg, channels_last=False, compile=False)
     return fit(head, features, head_cfg, state, groups=weight_decay_groups(head, cfg.weight_decay), save_model=model,

@@ -15,11 +15,13 @@ must have been out of view for --cooldown seconds), and writes into --out:
   summary.json        counts, alerts, timings
 """
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402,F401 (first: without the project's environment it says how to start)
 
 from partC.cpu_threads import prefer_passive_openmp
 
@@ -95,7 +97,7 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
             for label in policy.update(t, detections):
                 best = max((d for d in detections if d.label == label), key=lambda d: d.score)
                 event = {"type": "alert", "class": label, "time": round(t, 3), "frame": index, "source": source,
-                         "score": round(best.score, 4), "box": [round(v, 1) for v in best.box]}
+                         "score": float(best.score), "box": [round(v, 1) for v in best.box]}
                 events.write(json.dumps(event) + "\n")
                 alerts_log.append(event)
                 stats["alerts"] += 1
@@ -144,9 +146,14 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
     outputs = {"events": "events.jsonl", "clip": "watched.mp4" if writer else None, "kept": "kept/",
                "contact_sheet": "contact_sheet.png" if best_crop else None,
                "not_kept": "not_kept.png" if not_kept else None}
+    alert_score = {(a["class"], a["time"]): a["score"] for a in alerts_log}
+    starts = {key: round(visit_start.get(key, 0.0), 3) for key in best_crop}
+    visits_list = [{"class": key[0], "visit": key[1], "start": starts[key], "best_score": float(best[0]),
+                    "alert_score": alert_score.get((key[0], starts[key]))} for key, best in best_crop.items()]
     summary = {**stats, "seconds": round(elapsed, 2), "frames_per_s": round(stats["frames"] / max(elapsed, 1e-9), 2),
-               "alerts_list": alerts_log, "cooldown_s": cooldown, "watched": watched, "alert_classes": alert_classes,
-               "classifier": classifier, "outputs": outputs,
+               "alerts_list": alerts_log, "visits": visits_list, "cooldown_s": cooldown, "watched": watched,
+               "alert_classes": alert_classes, "classifier": classifier, "outputs": outputs,
+               "command": shlex.join(["python", *sys.argv]),
                "skipped_inputs": [{"path": p, "reason": r} for p, r in skipped_inputs]}
     save_json(out / "summary.json", summary)
     for path, reason in skipped_inputs:

@@ -8,11 +8,13 @@ Writes annotated images (`<name>.jpg`) and videos (`<name>.mp4`) into --out, and
 as one JSON line (source, frame, time, label, score, box in original pixels) to detections.jsonl.
 """
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402,F401 (first: without the project's environment it says how to start)
 
 from partC.cpu_threads import prefer_passive_openmp
 
@@ -25,6 +27,7 @@ from tqdm import tqdm
 from common.cli import OneLineErrors
 from partC.detector import DETECT_OPTIONS, build_detector
 from common.errors import UserError
+from common.io import save_json
 from common.media import VideoWriter, draw_detections, expand_inputs, iter_video, read_image, video_info
 
 
@@ -112,6 +115,10 @@ def main(inputs, out, quiet, **options):
     started = time.perf_counter()
     stats, log_path = detect_images_and_videos(detector, expand_inputs(inputs), out, quiet)
     elapsed = time.perf_counter() - started
+    save_json(Path(out) / "run.json", {"command": shlex.join(["python", *sys.argv]), "seconds": round(elapsed, 2),
+                                       "model": options["cfg"] or options["model"], "input_size": detector.height,
+                                       "conf": detector.conf_threshold,
+                                       **{k: v for k, v in stats.items() if k != "skipped"}})
     bad = f", {stats['bad_frames']} unreadable frames skipped" if stats["bad_frames"] else ""
     bad += f", {len(stats['skipped'])} unreadable input(s) skipped" if stats["skipped"] else ""
     click.echo(f"{stats['images']} images, {stats['frames']} video frames, {stats['detections']} detections "

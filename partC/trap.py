@@ -209,17 +209,24 @@ def demo_photos(photos_dir=Path("/usr/share/darknet/data"), warn=_to_stderr):
     return [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"] * 2
 
 
-def make_demo_clip(path, photos=None, fps=4, seconds=2.0, size=(480, 360)):
-    """A short 'camera-trap' clip from real photos: each held for `seconds` with a slow zoom."""
+def make_demo_clip(path, photos=None, fps=4, seconds=2.0, empty_seconds=1.0, size=(480, 360)):
+    """A short 'camera-trap' clip from real photos: each held for `seconds` with a slow zoom, then `empty_seconds`
+    of the same scene blurred beyond recognition — the empty triggers (wind, light) a real trap records too."""
+    from PIL import ImageFilter
+
     writer = None
     for source in photos or demo_photos():
         photo = fit_canvas(Image.open(source).convert("RGB"), size)
         frames = int(fps * seconds)
+        clip = []
         for i in range(frames):
             zoom = 1.0 + 0.08 * i / frames  # frames differ, like a real clip
             w, h = size[0] / zoom, size[1] / zoom
             box = ((size[0] - w) / 2, (size[1] - h) / 2, (size[0] + w) / 2, (size[1] + h) / 2)
-            frame = np.asarray(photo.resize(size, Image.BILINEAR, box=box))
+            clip.append(np.asarray(photo.resize(size, Image.BILINEAR, box=box)))
+        empty = np.asarray(photo.filter(ImageFilter.GaussianBlur(40)))
+        clip += [empty] * int(fps * empty_seconds)
+        for frame in clip:
             if writer is None:
                 writer = VideoWriter(path, fps, *size)
             writer.write(frame)

@@ -455,7 +455,8 @@ class Detection:
     box: List[float]  # x1, y1, x2, y2 in original-image pixels
 
     def to_dict(self):
-        return {"label": self.label, "class_id": self.class_id, "score": round(self.score, 4),
+        # the score unrounded: a report formats it as the console did (0.2950 rounded first printed 0.29, not 0.30)
+        return {"label": self.label, "class_id": self.class_id, "score": float(self.score),
                 "box": [round(v, 1) for v in self.box]}
 
 

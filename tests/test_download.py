@@ -67,15 +67,26 @@ def test_offline_download_says_what_to_do(tmp_path):
                       hint="Download it by hand.")
 
 
-def test_locate_dataset_downloads_verifies_and_extracts_the_zip(http_server, tmp_path):
+def test_locate_dataset_downloads_verifies_and_extracts_the_zip(http_server, tmp_path, monkeypatch):
     http_server.handler.files["/nature_12K.zip"] = dataset_zip(tmp_path)
-    paths = locate_dataset(tmp_path / "data", url=f"{http_server.url}/nature_12K.zip", progress=False)
-    assert paths.train_dir == tmp_path / "data" / "inaturalist_12K" / "train"
+    monkeypatch.chdir(tmp_path)  # the default --data-dir, data/, is downloaded into without being asked
+    paths = locate_dataset("data", url=f"{http_server.url}/nature_12K.zip", progress=False)
+    assert paths.train_dir.resolve() == tmp_path / "data" / "inaturalist_12K" / "train"
     assert len(list(paths.train_dir.glob("*/*.jpg"))) == 6
     assert not list((tmp_path / "data").glob(".extract-*"))
     # the second call finds the folder and neither downloads nor extracts
     http_server.handler.files.clear()
-    assert locate_dataset(tmp_path / "data", url=f"{http_server.url}/nature_12K.zip").root == paths.root
+    assert locate_dataset("data", url=f"{http_server.url}/nature_12K.zip").root == paths.root
+
+
+def test_a_missing_data_dir_that_is_not_the_default_is_not_downloaded_into(http_server, tmp_path):
+    http_server.handler.files["/nature_12K.zip"] = dataset_zip(tmp_path)
+    (tmp_path / "inat").mkdir()
+    with pytest.raises(UserError, match=f"--data-dir {tmp_path / 'inta'} not found, did you mean {tmp_path / 'inat'}"):
+        locate_dataset(tmp_path / "inta", url=f"{http_server.url}/nature_12K.zip", progress=False)
+    assert not (tmp_path / "inta").exists() and http_server.handler.requests == []
+    (tmp_path / "new").mkdir()  # a folder the user made for it: that is asking
+    assert locate_dataset(tmp_path / "new", url=f"{http_server.url}/nature_12K.zip", progress=False).root.is_dir()
 
 
 def test_corrupt_archive_is_rejected_and_set_aside(http_server, tmp_path):
@@ -83,6 +94,7 @@ def test_corrupt_archive_is_rejected_and_set_aside(http_server, tmp_path):
     offset = good.index(b"JFIF") + 40  # flip bytes inside the first stored image: its CRC no longer matches
     good[offset:offset + 8] = b"\x00" * 8
     http_server.handler.files["/nature_12K.zip"] = bytes(good)
+    (tmp_path / "data").mkdir()
     with pytest.raises(UserError, match="corrupt|not a readable zip"):
         locate_dataset(tmp_path / "data", url=f"{http_server.url}/nature_12K.zip", progress=False)
     assert not (tmp_path / "data" / "nature_12K.zip").exists()
@@ -184,6 +196,7 @@ def test_a_dropped_download_without_a_length_is_not_taken_as_complete(http_serve
     http_server.handler.files["/nature_12K.zip"] = body
     http_server.handler.no_length.add("/nature_12K.zip")
     http_server.handler.drop_after["/nature_12K.zip"] = len(body) // 2
+    (tmp_path / "data").mkdir()
     with pytest.raises(UserError, match="incomplete or damaged.*again to resume"):
         locate_dataset(tmp_path / "data", url=f"{http_server.url}/nature_12K.zip", progress=False)
     assert not (tmp_path / "data" / "nature_12K.zip").exists()

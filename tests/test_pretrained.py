@@ -122,9 +122,14 @@ def test_input_size_and_normalisation_come_from_the_weights():
     assert info["preprocess"]["crop_size"] == 384
 
 
-def test_unknown_model_lists_the_valid_ones():
-    with pytest.raises(UserError, match="unknown model 'resnet5000'; choose one of: .*resnet50"):
+def test_an_unknown_model_name_suggests_the_closest_ones():
+    with pytest.raises(UserError, match="unknown model 'resnet5000'; did you mean resnet50, "):
         build_pretrained("resnet5000")
+    with pytest.raises(UserError, match="unknown model 'ResNet'; did you mean resnet"):  # a family: its members
+        build_pretrained("ResNet")
+    listed = subprocess.run([sys.executable, str(ROOT / "partB/finetune.py"), "--list-models"], capture_output=True,
+                            text=True, cwd=ROOT)
+    assert listed.returncode == 0 and "efficientnet_lite0" in listed.stdout.split()
 
 
 def test_a_weights_file_for_another_architecture_names_the_keys(tmp_path):

@@ -381,3 +381,21 @@ def test_the_best_run_is_a_complete_run_of_the_named_sweep_never_a_foreign_or_in
     result = subprocess.run([sys.executable, "partA/evaluate.py", "--sweep", "nosuch", "--runs-dir", str(runs)],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode != 0 and "no complete run of sweep nosuch" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("script", ["partA/train.py", "partB/finetune.py", "partC/detect.py", "handin/assignment.py"])
+def test_a_script_started_without_the_projects_environment_says_in_one_line_how_to_start(script):
+    # -S: no site-packages, as a system Python without the venv has none of torch, click, ...
+    result = subprocess.run([sys.executable, "-S", script, "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"torch is not installed for {sys.executable}: run `make setup` once, then start scripts with .venv/bin/python "
+        f"(e.g. .venv/bin/python {script} --help), or `source .venv/bin/activate` first"]
+
+
+@pytest.mark.parametrize("script", ["partA/train.py", "partB/finetune.py"])
+def test_a_failed_start_leaves_no_empty_run_folder(script, tmp_path):
+    result = subprocess.run([sys.executable, script, "--data-dir", str(tmp_path / "nowhere"), "--run-name", "r",
+                             "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1 and f"--data-dir {tmp_path / 'nowhere'} not found" in result.stderr
+    assert not (tmp_path / "runs" / "r").exists()

@@ -228,12 +228,15 @@ def test_report_builds_from_stored_run_records_with_all_three_plots(tmp_path):
     for name in ("accuracy_vs_created.png", "parallel_coordinates.png", "importance.png", "report.html"):
         assert (tmp_path / "report" / name).stat().st_size > 5000
     report = json.loads((tmp_path / "report/report.json").read_text())
-    assert report["runs"] == 12 and report["best"]["params"]["lr"] == 0.9
-    assert report["importance"][0]["feature"] == "lr"  # the fake objective depends on lr alone
+    analysis = report["sweep_analysis"]
+    assert analysis["runs"] == 12 and analysis["best"]["params"]["lr"] == 0.9
+    assert analysis["importance"][0]["feature"] == "lr"  # the fake objective depends on lr alone
     assert any(o.startswith("lr: higher values went with higher accuracy") for o in report["observations"])
     assert any("activation: made no clear difference" in o for o in report["observations"])
     html = (tmp_path / "report/report.html").read_text()
-    assert html.count("data:image/png;base64") == 3
+    # the three plots, what early stopping saved in this sweep, and make sweep-bench's measurement from docs/
+    assert html.count("data:image/png;base64") == 5 and "what early stopping saved" not in html  # (a figure title)
+    assert (tmp_path / "report" / "sweep_savings.png").stat().st_size > 5000
 
 
 def test_the_same_seed_proposes_the_same_random_sweep(tmp_path):
@@ -402,50 +405,85 @@ def _png(path, colour=(90, 120, 200), size=(300, 200)):
     return path
 
 
+def _record(runs, name, **fields):
+    import json
+
+    from common.demo_data import CLASSES
+    from common.models import CNNConfig
+
+    (runs / name).mkdir(parents=True)
+    (runs / name / "best.pt").write_bytes(b"")
+    record = {"name": name, "kind": "scratch", "status": "finished", "classes": CLASSES,
+              "epochs": [{"epoch": 1, "val_acc": 0.5, "epoch_time": 2.0, "images_per_s": 600.0}],
+              "summary": {"best_val_acc": 0.5, "epochs_done": 1, "mean_images_per_s": 600.0},
+              "model_spec": {"kind": "cnn", "config": CNNConfig(filters=[4, 8, 8, 16, 16], dense_units=16,
+                                                                input_size=32).to_dict()},
+              "config": {"image_size": 32}, **fields}
+    (runs / name / "record.json").write_text(json.dumps(record))
+
+
+def _test_summary(folder, run, kind, test_acc):
+    import json
+
+    from common.demo_data import CLASSES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "test_summary.json").write_text(json.dumps({
+        "run": run, "kind": kind, "epoch": 3, "best_val_acc": 0.8, "test_acc": test_acc, "test_images": 30,
+        "classes": CLASSES, "per_class_acc": {c: test_acc for c in CLASSES}}))
+
+
 @pytest.mark.slow
-def test_the_handin_report_is_one_document_in_the_assignments_order(tmp_path):
+def test_the_handin_report_answers_the_assignment_in_its_numbering(tmp_path):
+    """Every question under its own number, each answer from this sweep's best complete run (a better-scoring run of
+    another command is in runs/ and its test evaluation in the outputs: never shown), rebuilt without duplicates."""
     import json
     import os
     import shutil
-
-    from common.demo_data import CLASSES
 
     config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"lr": {"values": [0.0021538462071213733, 0.7, 0.5]},
                              "activation": {"values": ["relu", "gelu"]}}}
     sweep = new_sweep(tmp_path, config, name="rep")
     run_agent(sweep, count=6, runs_dir=str(tmp_path), train=fake_trainer(epochs=3), log=lambda *_: None)
-    outputs = tmp_path / "outputs"
-    summary = {"run": "cnn", "kind": "scratch", "epoch": 3, "best_val_acc": 0.8, "test_acc": 0.75, "test_images": 30,
-               "classes": CLASSES, "per_class_acc": {c: 0.75 for c in CLASSES}}
-    for name in ("test_grid.png", "confusion_matrix.png", "filters.png", "feature_maps.png", "guided_backprop.png"):
-        _png(outputs / "cnn" / name, size=(3000, 2000))  # as large as the real grids
-    (outputs / "cnn" / "test_summary.json").write_text(json.dumps(summary))
-    (outputs / "ft").mkdir()
-    (outputs / "ft" / "test_summary.json").write_text(json.dumps({**summary, "run": "ft", "kind": "finetune",
-                                                                   "test_acc": 0.95}))
-    _png(outputs / "ft" / "test_grid.png")
+    runs, outputs = tmp_path / "runs", tmp_path / "outputs"
+    _record(runs, "rep-best", sweep="rep", summary={"best_val_acc": 0.81, "epochs_done": 1, "mean_images_per_s": 1.0})
+    _record(runs, "foreign", summary={"best_val_acc": 0.99, "epochs_done": 1, "mean_images_per_s": 1.0})
+    _record(runs, "ft", kind="finetune", config={"image_size": 224, "resize_size": 256},
+            finetune={"model": "efficientnet_lite0", "weights": "default", "weights_source": "/x/lite0.pth",
+                      "freeze": "all-but-last"})
+    _test_summary(outputs / "test-eval" / "rep-best", "rep-best", "scratch", 0.75)
+    _test_summary(outputs / "test-eval" / "foreign", "foreign", "scratch", 0.98)
+    _test_summary(outputs / "test-eval" / "ft", "ft", "finetune", 0.95)
+    for name in ("test_grid.png", "confusion_matrix.png"):
+        _png(outputs / "test-eval" / "rep-best" / name, size=(3000, 2000))  # as large as the real grids
+    for name in ("filters.png", "feature_maps.png", "guided_backprop.png"):
+        _png(outputs / "interpret" / "rep-best" / name, size=(3000, 2000))
     (outputs / "compare").mkdir()
-    (outputs / "compare" / "compare.json").write_text(json.dumps({"same_split": True, "rows": [
-        {"run": "cnn", "kind": "scratch", "model": "5-block CNN", "freeze": "-", "image_size": 64, "val_acc": 0.8,
-         "test_acc": 0.75, "trainable_params": 658074, "s_per_epoch": 1.1, "images_per_s": 1100}]}))
-    _png(outputs / "compare" / "learning_curves.png")
+    (outputs / "compare" / "compare.json").write_text(json.dumps({"same_split": True, "insights": ["ft wins"], "rows": [
+        {"run": "rep-best", "kind": "scratch", "model": "5-block CNN", "freeze": "-", "image_size": 64, "val_acc": 0.8,
+         "test_acc": 0.75, "trainable_params": 658074, "epochs": 12, "s_per_epoch": 1.1, "feature_pass_s": None,
+         "total_s": 13.2, "images_per_s": 1100}]}))
     _png(outputs / "detect" / "dog.jpg")
     (outputs / "detect" / "detections.jsonl").write_text(json.dumps(
-        {"source": "/x/dog.jpg", "frame": None, "label": "dog", "score": 0.57, "box": [1, 2, 3, 4]}) + "\n")
+        {"source": "/x/dog.jpg", "frame": None, "label": "dog", "score": 0.5703, "box": [1, 2, 3, 4]}) + "\n")
+    (outputs / "detect" / "run.json").write_text(json.dumps({"command": "python partC/detect.py /x/dog.jpg",
+                                                             "model": "yolov3-tiny", "input_size": 416}))
     (outputs / "trap").mkdir()
     (outputs / "trap" / "summary.json").write_text(json.dumps(
-        {"frames": 48, "frames_per_s": 14.0, "kept": 30, "alerts": 1, "cooldown_s": 3, "bad_frames": 0,
-         "classifier": None, "alerts_list": [{"time": 0.0, "class": "horse", "score": 0.9, "source": "/x/c.mp4"}]}))
+        {"frames": 72, "frames_per_s": 14.0, "kept": 48, "alerts": 1, "cooldown_s": 3, "bad_frames": 0,
+         "classifier": None, "alerts_list": [{"time": 0.0, "class": "horse", "score": 0.55, "source": "/x/c.mp4"}],
+         "visits": [{"class": "horse", "visit": 1, "start": 0.0, "best_score": 0.89, "alert_score": 0.55}],
+         "command": "python partC/camera_trap.py --demo-clip --cooldown 3"}))
     _png(outputs / "trap" / "contact_sheet.png")
-    stale = tmp_path / "older" / "cnn"  # the same run evaluated earlier, elsewhere: must not appear twice
-    shutil.copytree(outputs / "cnn", stale)
+    stale = tmp_path / "older" / "rep-best"  # the same run evaluated earlier, elsewhere: must not appear twice
+    shutil.copytree(outputs / "test-eval" / "rep-best", stale)
     for path in stale.iterdir():
         os.utime(path, (1, 1))
 
     def build():
         result = subprocess.run([sys.executable, str(ROOT / "handin/report.py"), "--sweep", str(sweep.folder),
-                                 "--runs-dir", str(tmp_path / "noruns"), "--out", str(outputs / "report"),
+                                 "--finetune-run", "ft", "--runs-dir", str(runs), "--out", str(outputs / "report"),
                                  "--include", str(outputs), "--include", str(tmp_path / "older")],
                                 capture_output=True, text=True, cwd=ROOT)
         assert result.returncode == 0, result.stderr
@@ -453,16 +491,46 @@ def test_the_handin_report_is_one_document_in_the_assignments_order(tmp_path):
 
     first = build()
     second = build()  # rebuilt with the first report inside --include: nothing doubles
-    headings = [h.split("</h2>")[0] for h in second.split("<h2>")[1:]]
-    assert headings == ["Q1: parameters and computations", "Q2: the hyperparameter sweep", "Q3: what the sweep shows",
-                        "Q4: the best from-scratch model on the test set",
-                        "Q5: first-layer filters and guided backpropagation", "Part B: fine-tuning a pretrained model",
-                        "Part C: YOLOv3 detection"]
-    assert len(second) == pytest.approx(len(first), rel=0.01) and second.count("Per-class test accuracy") == 2
+    parts = [h.split("</h2>")[0] for h in second.split("<h2>")[1:]]
+    questions = [h.split("</h3>")[0] for h in second.split("<h3>")[1:]]
+    assert parts == ["Part A — training a CNN from scratch", "Part B — fine-tuning a pretrained model",
+                     "Part C — YOLOv3 in an application"]
+    assert questions == ["Q1: parameters and computations", "Q2: the hyperparameter sweep", "Q3: what the sweep shows",
+                         "Q4: the best model on the test set, its filters and guided backpropagation",
+                         "Q5: the code and how to run it", "Q1: input size and the 1000-class head",
+                         "Q2: freezing strategies", "Q3: from scratch vs fine-tuned",
+                         "The detector and the camera-trap watcher"]
+    assert "Missing —" not in second
+    assert "m·H_5·W_5·n" in second and "checked against the real model" in second and ": match." in second  # Q1
+    assert "Shows run rep-best: the best complete run of sweep rep" in second and "<td>0.7500</td>" in second  # Q4
+    assert "foreign" not in second and "0.9800" not in second  # another command's run is never shown
+    assert "Guided backpropagation from 10 CONV5 neurons" in second and "First-layer filters" in second
+    assert "1280 → 1000" in second and "classifier.1" in second  # Part B Q1: the head that is replaced
+    assert all(f"<td>{s}" in second for s in ("all-but-last (this run)", "first-k", "gradual", "none"))  # Part B Q2
+    assert "feature pass (s, once)" in second and "ft wins" in second  # Part B Q3
+    assert "python partC/detect.py /x/dog.jpg" in second and "dog 0.57" in second  # the command that ran
+    assert "python partC/camera_trap.py --demo-clip --cooldown 3" in second and "<td>0.89</td>" in second
     assert "synthetic demo data" in second and "0.00215" in second and "0.0021538462071213733" not in second
-    assert "<pre>" not in second and "<td>5-block CNN</td>" in second  # Part B's table is a table
-    assert "python partA/evaluate.py --run cnn" in second and "dog 0.57" in second
+    assert len(second) == pytest.approx(len(first), rel=0.01) and second.count("Per-class test accuracy") == 2
     assert len(second) < 3_000_000  # 3000-px figures are downscaled, not embedded whole
+    summary = json.loads((outputs / "report" / "report.json").read_text())
+    assert summary["run"]["name"] == "rep-best" and summary["finetune_run"] == "ft"
+    assert set(summary["figures"]["rep-best"]) == {"test_grid", "filters", "guided_backprop"}
+
+
+def test_the_report_is_written_with_notes_when_parts_are_missing(tmp_path):
+    """Only a sweep, nothing else: every missing answer is a visible note naming the command that makes it."""
+    sweep = new_sweep(tmp_path, GRID, name="only")
+    run_agent(sweep, count=3, runs_dir=str(tmp_path), train=fake_trainer(epochs=2), log=lambda *_: None)
+    result = subprocess.run([sys.executable, str(ROOT / "handin/report.py"), "--sweep", str(sweep.folder),
+                             "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "report")],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert page.count("<h3>") == 9 and "Plot 3: parameter importance" in page
+    assert "Missing — no complete run of sweep only yet: run make sweep" in page
+    assert "Missing — the fine-tuning run (UserError: no fine-tuning run  yet: make finetune)" in page
+    assert "missing:" in result.stderr and "answer(s) missing" in result.stdout
 
 
 def test_a_torn_last_journal_line_is_skipped_and_damage_before_it_is_one_clear_line(tmp_path):

@@ -68,14 +68,19 @@ def silent_server():
 
 
 def test_a_key_without_network_falls_back_to_offline_within_seconds(tmp_path, silent_server):
-    code = ("import time, warnings; warnings.simplefilter('ignore'); from common.tracking import WandbRun; "
-            "t = time.time(); run = WandbRun('auto', 'p', 'r', {}, '" + str(tmp_path) + "'); "
+    code = ("import time; from common.tracking import WandbRun; "
+            "t = time.time(); run = WandbRun('online', 'p', 'r', {}, '" + str(tmp_path) + "'); "
             "print(run.mode, run.id is not None, round(time.time() - t, 1)); run.finish()")
     started = time.time()
-    result = run_python(code, tmp_path, WANDB_API_KEY="k" * 40, WANDB_BASE_URL=silent_server, WANDB_SILENT="true")
+    result = run_python(code, tmp_path, WANDB_API_KEY="k" * 40, WANDB_BASE_URL=silent_server)
     mode, has_id, seconds = result.stdout.split()[-3:]
     assert (mode, has_id) == ("offline", "True"), result.stderr  # an offline run that can be synced later
     assert float(seconds) < 15 and time.time() - started < 60
+    # one line says so and how to upload later; no warning's source line, no wandb banner saying `wandb online`
+    said = [line for line in result.stderr.splitlines() if line.strip()]
+    assert said[0] == (f"wandb: {silent_server} did not answer within 3 s; logging offline instead (upload later: "
+                       f".venv/bin/wandb sync runs/<run>/wandb/offline-run-*)"), result.stderr
+    assert len(said) == 1 and "Warning" not in result.stderr and "wandb online" not in result.stderr
 
 
 def test_the_sweep_says_what_to_do_when_wandb_is_unreachable(tmp_path, silent_server):

@@ -1,0 +1,155 @@
+"""make assignment / make demo: the plan, stale steps, interruption and the report it ends with."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+from handin import assignment
+from handin.sweep_report import MIN_SCORED_RUNS
+
+
+def saved_plan(tmp_path, budget=10.0, count=10, rate=500.0, train_images=1200):
+    """A plan as make_plan saves it, without the warm-up: 12-epoch sweep runs at `rate` images/s."""
+    config = tmp_path / "sweep.yaml"
+    config.write_text("method: random\nmetric: {name: val_acc, goal: maximize}\nparameters:\n"
+                      "  lr: {values: [0.1, 0.2]}\n  epochs: {value: 12}\n")
+    args = {"data_dir": str(tmp_path / "data"), "out": str(tmp_path / "out"), "runs_dir": str(tmp_path / "runs"),
+            "cache_dir": str(tmp_path / "cache"), "count": count, "sweep_config": str(config), "sweep_epochs": 12,
+            "search": "random", "backend": "local", "name": "hw", "finetune_epochs": 3, "finetune_rate_factor": 0.5,
+            "inputs": ["dog.jpg"]}
+    return {"args": args, "rate": rate, "train_images": train_images, "gpus": 0, "budget": budget, "demo": True,
+            "device": "cpu", "image_size": 64, "dataset": "x",
+            "finetune_model": {"model": "efficientnet_lite0", "freeze": "all-but-last", "extra": []}}
+
+
+def total_seconds(saved):
+    return sum(s.estimate_s for s in assignment.steps_of(saved))
+
+
+def test_a_count_below_what_the_report_needs_is_refused_before_anything_runs(tmp_path):
+    result = subprocess.run([sys.executable, "handin/assignment.py", "--data-dir", str(tmp_path / "nothing"),
+                             "--count", "2", "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "COUNT=2 is too small" in result.stderr and f"COUNT={MIN_SCORED_RUNS}" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_over_budget_advice_leads_to_a_plan_inside_the_budget(tmp_path):
+    # 12 epochs x 1200 images / 500 img/s x 0.6 = 17.3 s per run; the other steps' estimates add up to ~4.7 min
+    saved = saved_plan(tmp_path, budget=8.0, count=30)
+    total = total_seconds(saved)
+    assert total > 8 * 60
+    advice = assignment.over_budget_advice(saved, total)
+    lowered = int(advice.split("lower COUNT to ")[1].split(",")[0])
+    assert MIN_SCORED_RUNS <= lowered < 30
+    saved["args"]["count"] = lowered
+    assert total_seconds(saved) <= 8 * 60  # following the advice fits
+
+    tight = saved_plan(tmp_path, budget=4.0, count=MIN_SCORED_RUNS)  # even the smallest sweep does not fit
+    advice = assignment.over_budget_advice(tight, total_seconds(tight))
+    raised = int(advice.split("raise BUDGET to ")[1].split(" ")[0])
+    tight["budget"] = raised
+    tight["args"]["count"] = assignment.sized_count(tight)  # what the plan sizes with that budget
+    assert tight["args"]["count"] >= MIN_SCORED_RUNS and total_seconds(tight) <= raised * 60
+
+
+def plant_run(runs, name, val_acc, sweep="hw", status="finished"):
+    folder = runs / name
+    folder.mkdir(parents=True)
+    (folder / "record.json").write_text(json.dumps({
+        "name": name, "kind": "scratch", "status": status, "sweep": sweep, "epochs": [{"epoch": 1, "val_acc": val_acc}],
+        "summary": {"best_val_acc": val_acc, "epochs_done": 1}}))
+    (folder / "best.pt").write_bytes(b"")
+
+
+def test_a_better_sweep_run_makes_the_test_evaluation_and_what_follows_stale(tmp_path):
+    saved = saved_plan(tmp_path)
+    runs, out = tmp_path / "runs", saved["args"]["out"]
+    plant_run(runs, "hw-a", 0.50)
+    for step in assignment.steps_of(saved):
+        assignment.write_marker(out, step, assignment.canonical(step.inputs()), 1.0)
+    assert all(assignment.is_done(out, s) for s in assignment.steps_of(saved))
+    plant_run(runs, "other-command", 0.99, sweep=None)  # another command's run: changes nothing
+    plant_run(runs, "hw-killed", 0.99, status="interrupted")  # an interrupted run of the sweep: changes nothing
+    assert all(assignment.is_done(out, s) for s in assignment.steps_of(saved))
+    plant_run(runs, "hw-b", 0.70)  # the sweep improved
+    stale = [s.name for s in assignment.steps_of(saved) if not assignment.is_done(out, s)]
+    assert stale == ["test-eval", "interpret", "finetune-eval", "report"]
+    test_eval = next(s for s in assignment.steps_of(saved) if s.name == "test-eval")
+    assert "hw-b" in test_eval.commands[0]()  # and it evaluates the better run
+
+
+def test_a_failed_step_skips_what_needs_it_and_the_rest_still_runs(tmp_path, monkeypatch):
+    saved = saved_plan(tmp_path)
+    ran = []
+
+    def fake_run_step(step, out, log):
+        ran.append(step.name)
+        if step.name == "sweep":
+            raise assignment.StepFailed("exit 1")
+
+    monkeypatch.setattr(assignment, "run_step", fake_run_step)
+    failed = assignment.run_steps(saved, assignment.STEP_NAMES, lambda *_: None)
+    assert ran == ["sweep", "finetune", "detect", "watch", "report"]  # the report is written with what exists
+    assert failed == ["sweep", "test-eval", "interpret", "finetune-eval"]
+
+
+@pytest.mark.slow
+def test_the_whole_assignment_is_interrupted_twice_and_continues_to_the_report(demo_root, tmp_path):
+    """The one command on the test-scale demo data: Ctrl-C (SIGINT) during the sweep and SIGTERM during a later step
+    each stop it with one line; run again, it continues (the sweep is not restarted) and writes the report; a
+    third run skips every step."""
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text("method: grid\nmetric: {name: val_acc, goal: maximize}\nparameters:\n"
+                     "  lr: {values: [0.002, 0.003, 0.004]}\n  epochs: {value: 5}\n  image_size: {value: 32}\n"
+                     "  filters: {value: '4,8,8,16,16'}\n  dense_units: {value: 16}\n  batch_size: {value: 16}\n")
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    command = [sys.executable, "handin/assignment.py", "--name", "hw", "--out", str(out), "--runs-dir", str(runs),
+               "--cache-dir", str(tmp_path / "cache"), "--data-dir", str(demo_root), "--budget", "30", "--count", "3",
+               "--sweep-config", str(sweep), "--backend", "local", "--device", "cpu", "--finetune-image-size", "64",
+               "--inputs", str(ROOT / "docs" / "demo_test_grid.png"), "--again", "make demo", "--go-on"]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    from partA.sweep_engine import LocalSweep
+
+    sweep_folder = runs / "sweeps" / "hw"
+
+    def interrupt_when(ready, sig):
+        # its own session, SIGINT at its default: a suite started in the background hands children SIGINT ignored
+        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, start_new_session=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.time() + 300
+        while time.time() < deadline and child.poll() is None and not ready():
+            time.sleep(0.05)
+        os.kill(child.pid, sig)
+        stdout, stderr = child.communicate(timeout=180)
+        return child.returncode, stdout, stderr
+
+    def mid_run():  # Ctrl-C in the middle of a sweep run, after its first epoch of five
+        started = LocalSweep(sweep_folder).runs() if (sweep_folder / "config.yaml").is_file() else []
+        return any(len(r["history"]) >= 1 and r["state"] == "running" for r in started)
+
+    code, stdout, stderr = interrupt_when(mid_run, signal.SIGINT)
+    assert code == 130, stderr[-2000:]
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        f"interrupted: finished steps, sweep runs and checkpoints are kept in {out} and {runs}; `make demo` continues "
+        f"from here"]
+    assert not (out / "steps" / "sweep.done").exists()  # an interrupted step is not marked done
+
+    code, stdout, stderr = interrupt_when(lambda: (out / "steps" / "sweep.done").exists(), signal.SIGTERM)
+    assert code == 130 and "`make demo` continues from here" in stderr, stderr[-2000:]
+
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    states = [r["state"] for r in LocalSweep(sweep_folder).runs()]
+    assert sorted(states) == ["finished"] * 3  # the interrupted sweep was continued, not restarted
+    assert "[1/8] Q2: sweep, 3 runs (grid): done, its inputs unchanged — skipped" in result.stdout
+    report = (out / "report" / "report.html").read_text()
+    assert "Missing —" not in report and report.count("<h2>") == 3
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.count("— skipped") == 8
