@@ -41,10 +41,6 @@ from handin.sweep_report import MIN_SCORED_RUNS
 
 PY = sys.executable
 MAX_SWEEP_RUNS = 40
-# hyperband stops runs that trail: bayes + hyperband spent 0.14-0.23 of the grid's full-length epochs in
-# make sweep-bench, random + hyperband 0.20 of them; per run, stopped runs still train to the first rung,
-# and 0.6 of the full length covered every sweep measured (docs/measurements.md#sweep) — an upper estimate
-HYPERBAND_SHARE = 0.6
 
 
 @dataclass
@@ -151,8 +147,8 @@ def plan(args, measured_rate, train_images, gpus, finetune_model):
     out, runs, name = args["out"], args["runs_dir"], args["name"]
     data = ["--data-dir", args["data_dir"]]
     places = ["--runs-dir", runs, "--cache-dir", args["cache_dir"]]
-    epochs, count = args["sweep_epochs"], args["count"]
-    per_run_s = HYPERBAND_SHARE * epochs * train_images / measured_rate / max(1, gpus)
+    count = args["count"]
+    per_run_s = args["hyperband_share"] * args["sweep_epochs"] * train_images / measured_rate / max(1, gpus)
     sweep_left = max(0, count - complete_sweep_runs(runs, name))
     eval_s = 15 + 0.004 * train_images  # measured: ~5 s for 300 demo test images on 2 CPU cores
     ft_epochs = args["finetune_epochs"]
@@ -299,29 +295,30 @@ def run_steps(saved, names, log):
 # ------------------------------------------------------------------------------------------------ the plan
 
 def sweep_settings(sweep_config):
-    """(search method as the plan names it, image size, epochs per run) from the sweep YAML."""
+    """(search method as the plan names it, image size, epochs per run, early stopping) from the sweep YAML."""
     import yaml
 
     config = yaml.safe_load(Path(sweep_config).read_text())
     params = config["parameters"]
     search = config["method"] + (" + hyperband" if config.get("early_terminate") else "")
-    return search, params.get("image_size", {}).get("value", 128), params.get("epochs", {}).get("value", 15)
+    return (search, params.get("image_size", {}).get("value", 128), params.get("epochs", {}).get("value", 15),
+            config.get("early_terminate"))
 
 
-def fixed_seconds(saved):
-    """Estimated seconds of every step but the sweep."""
-    return sum(s.estimate_s for s in steps_of(saved) if s.name != "sweep")
+def hyperband_share(early_terminate, epochs, count):
+    """The expected share of full-length epochs a sweep trains under successive halving: at each rung (min_iter,
+    ×eta, ...) all but 1/eta of the runs stop; the first eta runs have no one to trail, so they run to the end.
+    (make sweep-bench measured bayes + hyperband at 0.14-0.23 of a *grid's* epochs; per run, this is the bound.)"""
+    from partA.sweep_engine import first_rung
 
-
-def sized_count(saved):
-    """Sweep runs that fit in the budget beside the other steps, between MIN_SCORED_RUNS and MAX_SWEEP_RUNS."""
-    fits = int((saved["budget"] * 60 - fixed_seconds(saved)) // per_run_seconds(saved))
-    return max(MIN_SCORED_RUNS, min(MAX_SWEEP_RUNS, fits))
-
-
-def per_run_seconds(saved):
-    a = saved["args"]
-    return HYPERBAND_SHARE * a["sweep_epochs"] * saved["train_images"] / saved["rate"] / max(1, saved["gpus"])
+    if not early_terminate or count < 1:
+        return 1.0
+    eta = int(early_terminate.get("eta", 3))
+    rungs = [first_rung(early_terminate) * eta ** i for i in range(16)]
+    rungs = [r for r in rungs if r < epochs]
+    per_run = sum(r * (1 - 1 / eta) / eta ** i for i, r in enumerate(rungs)) + epochs / eta ** len(rungs)
+    full = min(count, eta)
+    return (full + (count - full) * per_run / epochs) / count
 
 
 def check_count(count):
@@ -353,7 +350,7 @@ def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, fi
     dataset = locate_dataset(data_dir, download=True)
     demo = sorted(p.name for p in dataset.train_dir.iterdir() if p.is_dir()) == sorted(DEMO_CLASSES)
     sweep_config = sweep_config or ("partA/sweep_demo.yaml" if demo else "partA/sweep.yaml")
-    search, image_size, sweep_epochs = sweep_settings(sweep_config)
+    search, image_size, sweep_epochs, early_terminate = sweep_settings(sweep_config)
     click.echo(f"warm-up: measuring training speed at {image_size} px on {dev} ...")
     rate, train_images = measure_images_per_s(data_dir, image_size, str(dev), cache_dir)
     gpus = torch.cuda.device_count() if dev.type == "cuda" else 0
@@ -369,13 +366,15 @@ def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, fi
         finetune_model["extra"] = finetune_model["extra"] + ["--image-size", str(finetune_image_size)]
     args = {"data_dir": data_dir, "out": out, "runs_dir": runs_dir, "cache_dir": cache_dir, "count": count or 0,
             "sweep_config": sweep_config, "sweep_epochs": sweep_epochs, "search": search, "backend": backend,
+            "early_terminate": early_terminate,
+            "hyperband_share": hyperband_share(early_terminate, sweep_epochs, count or MAX_SWEEP_RUNS),
             "name": name, "finetune_epochs": ft_epochs, "finetune_rate_factor": ft_factor,
             "inputs": list(inputs) or default_inputs()}
     saved = {"args": args, "rate": rate, "train_images": train_images, "gpus": gpus, "finetune_model": finetune_model,
              "budget": budget, "demo": demo, "device": str(dev), "image_size": image_size,
              "dataset": str(dataset.root)}
     if count is None:
-        args["count"] = sized_count(saved)
+        saved = with_count(saved, sized_count(saved))
     Path(out).mkdir(parents=True, exist_ok=True)
     plan_file.write_text(json.dumps(saved, indent=2))
     return saved
@@ -387,10 +386,11 @@ def steps_of(saved):
 
 def print_plan(saved):
     steps, out = steps_of(saved), saved["args"]["out"]
-    total = sum(s.estimate_s for s in steps if not is_done(out, s))
+    total = still_to_run(saved)
     click.echo(f"plan ({'demo data' if saved['demo'] else saved['dataset']}, {saved['train_images']} training images, "
-               f"{saved['rate']:.0f} img/s measured at {saved['image_size']} px on {saved['device']}; estimate = images x "
-               f"epochs / that rate, the sweep x{HYPERBAND_SHARE} for hyperband's early stops):")
+               f"{saved['rate']:.0f} img/s measured for the default CNN at {saved['image_size']} px on {saved['device']}; "
+               f"estimate = images x epochs / that rate, the sweep x{saved['args']['hyperband_share']:.2f} for "
+               f"hyperband's early stops — an upper one: the sweep's smaller models train faster):")
     for i, s in enumerate(steps, 1):
         click.echo(f"  {i}. {s.title:<62} {'done' if is_done(out, s) else f'~{s.estimate_s / 60:5.1f} min'}")
     click.echo(f"  total still to run: ~{total / 60:.1f} min (budget {saved['budget']:g} min)")
@@ -412,17 +412,35 @@ def check_sweep_folder(saved, again):
                         f"to start over, remove {stored.parent} (make demo: make clean-demo), then `{again}`")
 
 
+def with_count(saved, count):
+    """The plan with another sweep size (its hyperband share follows the size)."""
+    a = saved["args"]
+    return {**saved, "args": {**a, "count": count,
+                              "hyperband_share": hyperband_share(a["early_terminate"], a["sweep_epochs"], count)}}
+
+
+def still_to_run(saved):
+    """Estimated seconds of the steps not done yet."""
+    return sum(s.estimate_s for s in steps_of(saved) if not is_done(saved["args"]["out"], s))
+
+
+def sized_count(saved):
+    """The largest sweep that fits in the budget beside the other steps (MIN_SCORED_RUNS when none does)."""
+    budget_s = saved["budget"] * 60
+    fitting = [n for n in range(MIN_SCORED_RUNS, MAX_SWEEP_RUNS + 1) if still_to_run(with_count(saved, n)) <= budget_s]
+    return max(fitting, default=MIN_SCORED_RUNS)
+
+
 def over_budget_advice(saved, total):
     """The one-line refusal, with advice that leads to a plan inside the budget that the report can use."""
-    budget_s = saved["budget"] * 60
-    left = max(0, saved["args"]["count"] - complete_sweep_runs(saved["args"]["runs_dir"], saved["args"]["name"]))
-    per_run = per_run_seconds(saved)
-    fixed = total - left * per_run
-    fits = saved["args"]["count"] - left + int((budget_s - fixed) // per_run)
-    smallest = fixed + max(0, MIN_SCORED_RUNS - (saved["args"]["count"] - left)) * per_run
-    advice = (f"lower COUNT to {fits}" if MIN_SCORED_RUNS <= fits < saved["args"]["count"] else
-              f"raise BUDGET to {int(smallest * 1.15 / 60) + 1} (the smallest plan the report can use: "
-              f"{MIN_SCORED_RUNS} sweep runs)")
+    count = saved["args"]["count"]
+    fits = [n for n in range(MIN_SCORED_RUNS, count) if still_to_run(with_count(saved, n)) <= saved["budget"] * 60]
+    if fits:
+        advice = f"lower COUNT to {max(fits)}"
+    else:  # 15 % above the smallest plan: a new plan measures the speed again, and it varies
+        smallest = still_to_run(with_count(saved, MIN_SCORED_RUNS))
+        advice = (f"raise BUDGET to {int(smallest * 1.15 / 60) + 1} (the smallest plan the report can use: "
+                  f"{MIN_SCORED_RUNS} sweep runs)")
     return (f"the estimate (~{total / 60:.0f} min) exceeds the budget of {saved['budget']:g} min: {advice}, "
             f"or add GO_ON=1 (--go-on) to run it anyway")
 

@@ -57,12 +57,27 @@ def table(header, rows):
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def element(tag, text, css_class=None):
+    """<tag class=...>escaped text</tag>."""
+    attribute = f" class='{css_class}'" if css_class else ""
+    return f"<{tag}{attribute}>{html.escape(text)}</{tag}>"
+
+
 def command(text):
-    return f"<p class='cmd'><code>{html.escape(text)}</code></p>"
+    return f"<p class='cmd'>{element('code', text)}</p>"
 
 
 def paragraph(text):
-    return f"<p>{html.escape(text)}</p>"
+    return element("p", text)
+
+
+def note(text):
+    """A visible note where an answer is missing (or qualified)."""
+    return element("p", text, "note")
+
+
+def h4(text):
+    return element("h4", text)
 
 
 def paragraphs_text(body):
@@ -70,27 +85,6 @@ def paragraphs_text(body):
     import re
 
     return " ".join(html.unescape(re.sub("<[^>]+>", "", p)) for p in re.findall(r"<p[^>]*>(.*?)</p>", body, re.S))
-
-
-def note(text):
-    """A visible note where an answer is missing (or qualified)."""
-    return f"<p class='note'>{html.escape(text)}</p>"
-
-
-def pre(text):
-    return f"<pre>{html.escape(text)}</pre>"
-
-
-def h3(text):
-    return f"<h3>{html.escape(text)}</h3>"
-
-
-def h4(text):
-    return f"<h4>{html.escape(text)}</h4>"
-
-
-def figure(path, width):
-    return embed_image(path, width)
 
 
 # ------------------------------------------------------------------------------ finding outputs

@@ -76,7 +76,7 @@ def formulas():
 
 def part_a_q1(record, why):
     return (page.paragraph("The question's case: m filters of k×k in each of the 5 conv blocks, n dense units, "
-                           "an H×W×3 input, 10 classes.") + page.pre(formulas())
+                           "an H×W×3 input, 10 classes.") + page.element("pre", formulas())
             + page.paragraph(why) + page.q1_counts(record))
 
 
@@ -108,16 +108,16 @@ def part_a_q2(folder, config, rows, out, searched):
             + (page.paragraph("Fixed for every run: " + ", ".join(f"{k}={page.fmt_value(v)}" for k, v in fixed.items()))
                if fixed else "")
             + page.h4("Strategy to get good configurations from few runs") + page.paragraph(strategy)
-            + page.figure(savings, page.DISPLAY["plot"])
+            + page.embed_image(savings, page.DISPLAY["plot"])
             + page.sweep_bench_evidence(ROOT / "docs")
-            + page.h4("Plot 1: validation accuracy vs created") + page.figure(created, page.DISPLAY["plot"])
-            + page.h4("Plot 2: parallel coordinates") + page.figure(parallel, page.DISPLAY["plot"]))
+            + page.h4("Plot 1: validation accuracy vs created") + page.embed_image(created, page.DISPLAY["plot"])
+            + page.h4("Plot 2: parallel coordinates") + page.embed_image(parallel, page.DISPLAY["plot"]))
     table = parameter_importance(rows)
     importance = plot_importance(table, out / "importance.png")
     scored = sum(r["val_acc"] is not None for r in rows)
     noise = f" With {scored} scored runs these are at noise level: a ranking to test, not a finding." if scored < 10 else ""
     body += (page.h4("Plot 3: parameter importance with respect to validation accuracy, and correlation")
-             + page.figure(importance, page.DISPLAY["plot"])
+             + page.embed_image(importance, page.DISPLAY["plot"])
              + page.paragraph("Importance: the share of the variance of validation accuracy a random forest attributes "
                               "to each parameter (what wandb's panel computes)." + noise)
              + page.table(["parameter", "importance", "correlation with val acc"],
@@ -169,7 +169,7 @@ def finetune_record(runs_dir, run_name):
 
     record = readable_record(Path(runs_dir) / run_name) if run_name and (Path(runs_dir) / run_name).is_dir() else None
     if record is None or record.get("kind") != "finetune":
-        raise UserError(f"no fine-tuning run {run_name or ''} yet: make finetune")
+        raise UserError(f"no fine-tuning run{f' {run_name}' if run_name else ''} in {runs_dir} yet: make finetune")
     return record
 
 
@@ -288,9 +288,12 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None):
     except Exception as err:  # noted like every other missing answer
         problems.append(f"the sweep's plots: {err}")
         q2 = q3 = page.note(f"Missing — the sweep's analysis ({type(err).__name__}: {err})")
-    ft = answer(lambda: finetune_record(runs_dir, finetune_run or found["finetune_run"]), "the fine-tuning run",
-                problems)
-    ft_ok = isinstance(ft, dict)
+    try:
+        ft = finetune_record(runs_dir, finetune_run or found["finetune_run"])
+        no_ft = None
+    except UserError as err:
+        ft, no_ft = None, page.note(f"Missing — {err}")
+        problems.append(str(err))
     sections = [
         ("Part A — training a CNN from scratch", None),
         ("Q1: parameters and computations",
@@ -303,10 +306,10 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None):
         ("Q5: the code and how to run it", part_a_q5()),
         ("Part B — fine-tuning a pretrained model", None),
         ("Q1: input size and the 1000-class head",
-         answer(lambda: part_b_q1(ft), "Part B Q1", problems) if ft_ok else ft),
-        ("Q2: freezing strategies", answer(lambda: part_b_q2(ft), "Part B Q2", problems) if ft_ok else ft),
+         answer(lambda: part_b_q1(ft), "Part B Q1", problems) if ft else no_ft),
+        ("Q2: freezing strategies", answer(lambda: part_b_q2(ft), "Part B Q2", problems) if ft else no_ft),
         ("Q3: from scratch vs fine-tuned",
-         answer(lambda: part_b_q3(found, ft), "Part B Q3", problems) if ft_ok else ft),
+         answer(lambda: part_b_q3(found, ft), "Part B Q3", problems) if ft else no_ft),
         ("Part C — YOLOv3 in an application", None),
         ("The detector and the camera-trap watcher", answer(lambda: part_c(found), "Part C", problems)),
     ]
@@ -314,9 +317,9 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None):
     summary["text"] = {key: page.paragraphs_text(body) for key, body in text_of.items()}
     summary["text"]["formulas"] = formulas()
     summary["text"]["strategy"] = summary["text"].pop("q2")
-    summary["finetune_run"] = ft["name"] if ft_ok else None
-    summary["figures"] = figures_by_run(found, record, ft if ft_ok else None, include, out, folder.name)
-    classes = record["classes"] if record else (ft["classes"] if ft_ok else [])
+    summary["finetune_run"] = ft["name"] if ft else None
+    summary["figures"] = figures_by_run(found, record, ft, include, out, folder.name)
+    classes = record["classes"] if record else (ft["classes"] if ft else [])
     banner = ("These results are on the synthetic demo data (shapes, not taxa) that make demo generates: they show the "
               "pipeline works, not how well it does on iNaturalist-12K." if classes and page.is_demo_data(classes)
               else None)

@@ -8,6 +8,7 @@ detections) as media of the runs they come from, then builds the report with `wa
 panel and validation accuracy vs created over the sweep's runs, and the media — and prints its URL.
 Offline it says in one line how to sync the offline runs and build the report later.
 """
+import hashlib
 import sys
 from pathlib import Path
 
@@ -88,8 +89,9 @@ def log_figures(figures, project, runs_dir):
 
     for run_name, files in figures.items():
         record = readable_record(Path(runs_dir) / run_name) if (Path(runs_dir) / run_name).is_dir() else None
-        run_id = (record or {}).get("wandb_id")
-        with wandb.init(project=project, id=run_id, name=run_name, resume="allow" if run_id else None,
+        # a training run's own wandb id; Part C's run gets one fixed by its name, so a rebuild logs into it again
+        run_id = (record or {}).get("wandb_id") or hashlib.sha1(f"{project}/{run_name}".encode()).hexdigest()[:16]
+        with wandb.init(project=project, id=run_id, name=run_name, resume="allow",
                         dir=str(Path(runs_dir) / run_name) if record else None, job_type="figures") as active:
             active.log({key: [wandb.Image(str(p)) for p in paths] for key, paths in files.items()})
 

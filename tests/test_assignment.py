@@ -21,7 +21,7 @@ def saved_plan(tmp_path, budget=10.0, count=10, rate=500.0, train_images=1200):
     args = {"data_dir": str(tmp_path / "data"), "out": str(tmp_path / "out"), "runs_dir": str(tmp_path / "runs"),
             "cache_dir": str(tmp_path / "cache"), "count": count, "sweep_config": str(config), "sweep_epochs": 12,
             "search": "random", "backend": "local", "name": "hw", "finetune_epochs": 3, "finetune_rate_factor": 0.5,
-            "inputs": ["dog.jpg"]}
+            "inputs": ["dog.jpg"], "early_terminate": None, "hyperband_share": 1.0}
     return {"args": args, "rate": rate, "train_images": train_images, "gpus": 0, "budget": budget, "demo": True,
             "device": "cpu", "image_size": 64, "dataset": "x",
             "finetune_model": {"model": "efficientnet_lite0", "freeze": "all-but-last", "extra": []}}
@@ -29,6 +29,13 @@ def saved_plan(tmp_path, budget=10.0, count=10, rate=500.0, train_images=1200):
 
 def total_seconds(saved):
     return sum(s.estimate_s for s in assignment.steps_of(saved))
+
+
+def test_the_expected_share_of_epochs_under_hyperband():
+    # min_iter 5, eta 2, 20 epochs: half stop at 5, a quarter at 10, a quarter run 20 -> 10 of 20 epochs per run;
+    # the first 2 runs have no one to trail and run all 20: (2 x 1 + 8 x 0.5) / 10 = 0.6
+    assert assignment.hyperband_share({"min_iter": 5, "eta": 2}, 20, 10) == pytest.approx(0.6)
+    assert assignment.hyperband_share(None, 20, 10) == 1.0
 
 
 def test_a_count_below_what_the_report_needs_is_refused_before_anything_runs(tmp_path):
@@ -40,22 +47,21 @@ def test_a_count_below_what_the_report_needs_is_refused_before_anything_runs(tmp
 
 
 def test_over_budget_advice_leads_to_a_plan_inside_the_budget(tmp_path):
-    # 12 epochs x 1200 images / 500 img/s x 0.6 = 17.3 s per run; the other steps' estimates add up to ~4.7 min
+    # 12 epochs x 1200 images / 500 img/s = 28.8 s per run (no early stopping); the other steps add up to ~4.7 min
     saved = saved_plan(tmp_path, budget=8.0, count=30)
     total = total_seconds(saved)
     assert total > 8 * 60
     advice = assignment.over_budget_advice(saved, total)
     lowered = int(advice.split("lower COUNT to ")[1].split(",")[0])
     assert MIN_SCORED_RUNS <= lowered < 30
-    saved["args"]["count"] = lowered
-    assert total_seconds(saved) <= 8 * 60  # following the advice fits
+    assert total_seconds(assignment.with_count(saved, lowered)) <= 8 * 60  # following the advice fits
 
     tight = saved_plan(tmp_path, budget=4.0, count=MIN_SCORED_RUNS)  # even the smallest sweep does not fit
     advice = assignment.over_budget_advice(tight, total_seconds(tight))
     raised = int(advice.split("raise BUDGET to ")[1].split(" ")[0])
     tight["budget"] = raised
-    tight["args"]["count"] = assignment.sized_count(tight)  # what the plan sizes with that budget
-    assert tight["args"]["count"] >= MIN_SCORED_RUNS and total_seconds(tight) <= raised * 60
+    sized = assignment.with_count(tight, assignment.sized_count(tight))  # what the plan sizes with that budget
+    assert sized["args"]["count"] >= MIN_SCORED_RUNS and total_seconds(sized) <= raised * 60
 
 
 def plant_run(runs, name, val_acc, sweep="hw", status="finished"):

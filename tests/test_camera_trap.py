@@ -55,7 +55,7 @@ def test_watcher_on_a_clip_of_real_photos_alerts_keeps_and_labels(tmp_path, demo
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     alerts = [e for e in events if e["type"] == "alert"]
-    # horses at 0-2 s and again at 8-10 s (gone > 3 s in between): two horse alerts; one bird, one giraffe
+    # horses at 0-2 s and again at 12-14 s (gone > 3 s in between): two horse alerts; one bird, one giraffe
     assert [a["class"] for a in alerts].count("horse") == 2
     assert {"bird", "giraffe"} <= {a["class"] for a in alerts}
     frames = [e for e in events if e["type"] == "frame"]
@@ -63,7 +63,11 @@ def test_watcher_on_a_clip_of_real_photos_alerts_keeps_and_labels(tmp_path, demo
     assert any(s for e in frames for s in e["species"])  # crops labelled by the classifier
     assert (out / "watched.mp4").stat().st_size > 10_000 and (out / "contact_sheet.png").exists()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["alerts"] == len(alerts) and summary["frames"] == 48
+    # 6 photos x (2 s + 1 s of the blurred empty scene) at 4 frames/s = 72 frames; the empty ones are not kept
+    assert summary["alerts"] == len(alerts) and summary["frames"] == 72 and summary["kept"] == 48
+    visits = summary["visits"]  # one crop per visit on the contact sheet, at its best score: the table's numbers
+    assert all(v["best_score"] >= (v["alert_score"] or 0) for v in visits)
+    assert sum(v["alert_score"] is not None for v in visits) == len(alerts)  # each alert opened one visit
 
 
 def test_stills_are_timed_by_their_exif_capture_time(tmp_path):

@@ -529,7 +529,7 @@ def test_the_report_is_written_with_notes_when_parts_are_missing(tmp_path):
     page = (tmp_path / "report" / "report.html").read_text()
     assert page.count("<h3>") == 9 and "Plot 3: parameter importance" in page
     assert "Missing — no complete run of sweep only yet: run make sweep" in page
-    assert "Missing — the fine-tuning run (UserError: no fine-tuning run  yet: make finetune)" in page
+    assert f"Missing — no fine-tuning run in {tmp_path / 'runs'} yet: make finetune" in page
     assert "missing:" in result.stderr and "answer(s) missing" in result.stdout
 
 
