@@ -152,8 +152,8 @@ def test_every_scripts_help_shows_the_defaults_it_runs_with(script):
             continue
         if param.is_flag and not param.secondary_opts:
             continue  # a plain flag is off unless given
-        if param.default is None or callable(param.default):
-            continue  # documented in the help text instead (e.g. "[default: the weights' own crop size]")
+        if param.required or param.default is None or callable(param.default):
+            continue  # none, or documented in the help text instead (e.g. "[default: the weights' own crop size]")
         option = max(param.opts, key=len)
         shown = re.search(r"\[default: ([^\]]+)\]", entries.get(option, ""))
         assert shown, f"{script.name}: {option} does not show its default {param.default!r}"
