@@ -544,6 +544,23 @@ def _final_value(history, metric, goal):
     return max(values) if goal == "maximize" else min(values)
 
 
+def trained_to_the_end(run_dir):
+    """The record of a run that ended (finished, or stopped by hyperband) or trained all its epochs before it was
+    interrupted — that one is marked finished, which it is — else None (it has epochs left to train)."""
+    from common.runs import COMPLETE, readable_record
+
+    record = readable_record(run_dir)
+    if record is None:
+        return None
+    if record.get("status") in COMPLETE:
+        return record
+    if record.get("epochs") and len(record["epochs"]) >= record.get("config", {}).get("epochs", float("inf")):
+        record["status"] = "finished"
+        save_json(Path(run_dir) / "record.json", record)
+        return record
+    return None
+
+
 def scratch_trainer(runs_dir, data=None):
     """The real trainer for sweep runs: (options, should_stop, resume, extra) → run record."""
     from common.from_scratch import resume_scratch, run_scratch
@@ -551,7 +568,9 @@ def scratch_trainer(runs_dir, data=None):
     def train(options, should_stop, resume, extra):
         name = options["run_name"]
         if resume and (Path(runs_dir) / name / "last.pt").exists():
-            return resume_scratch(name, {"quiet": True}, runs_dir=runs_dir, data=data, should_stop=should_stop)
+            # its agent may have died after the last epoch, before telling the sweep: nothing is left to train
+            return trained_to_the_end(Path(runs_dir) / name) or resume_scratch(
+                name, {"quiet": True}, runs_dir=runs_dir, data=data, should_stop=should_stop)
         if (Path(runs_dir) / name).exists():  # a run that died before its first checkpoint starts over
             import shutil
 

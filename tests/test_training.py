@@ -252,3 +252,37 @@ def test_an_orphaned_sweep_run_resumes_through_the_real_trainer(demo_root, tmp_p
     assert done == [run["id"]] and sweep.runs()[0]["state"] == "finished"
     record = json.loads((tmp_path / "runs" / f"o-{run['id']}" / "record.json").read_text())
     assert record["resumed_from_epoch"] == 2 and [e["epoch"] for e in record["epochs"]] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("status", ["finished", "interrupted"])
+def test_a_sweep_run_that_trained_to_the_end_before_its_agent_died_is_not_trained_again(demo_root, tmp_path,
+                                                                                      monkeypatch, status):
+    """The signal arrives after the last epoch was saved, before the sweep was told (found by the clean-clone CI:
+    the resumed run then failed with 'nothing to resume'): the rerun takes the run's own result."""
+    import partA.sweep_engine as engine
+    from common.io import load_json, save_json
+
+    config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
+              "parameters": {"lr": {"values": [0.003]}, "epochs": {"value": 2}, "image_size": {"value": 32},
+                             "filters": {"value": "4,8,8,16,16"}, "dense_units": {"value": 16}}}
+    sweep = engine.LocalSweep.create_or_open(tmp_path / "sweeps" / "e", config,
+                                             {"data_dir": str(demo_root), "cache_dir": str(tmp_path / "cache"),
+                                              "wandb": "disabled", "batch_size": 16})
+    real_finish = engine._finish
+
+    def killed_before_telling_the_sweep(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "_finish", killed_before_telling_the_sweep)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run_agent(sweep, 1, str(tmp_path / "runs"), log=lambda *_: None)
+    (run,) = sweep.runs()
+    record_path = tmp_path / "runs" / f"e-{run['id']}" / "record.json"
+    if status == "interrupted":  # Ctrl-C between the last epoch's save and the end of the loop
+        save_json(record_path, {**load_json(record_path), "status": "interrupted"})
+    monkeypatch.setattr(engine, "_finish", real_finish)
+    monkeypatch.setattr(engine, "_alive", lambda run: False)  # that agent is gone
+    engine.run_agent(sweep, 1, str(tmp_path / "runs"), log=lambda *_: None)
+    (after,) = sweep.runs()
+    assert after["state"] == "finished" and load_json(record_path)["status"] == "finished"
+    assert "resumed_from_epoch" not in load_json(record_path)  # nothing was trained again
