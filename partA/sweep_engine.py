@@ -32,7 +32,7 @@ from common.io import load_json, save_json, save_text
 from common.locks import process_alive, process_identity
 from common.models import CNNConfig
 from common.from_scratch import MODEL_KEYS, TRAIN_KEYS, split_options
-from common.training import CONTEXT_KEYS, plain_data
+from common.training import CONTEXT_KEYS, TrainConfig, plain_data
 
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 METHODS = ("grid", "random", "bayes")
@@ -615,6 +615,8 @@ def run_agent(sweep: LocalSweep, count: int, runs_dir="runs", train=None, log=pr
         extra = {"sweep": sweep.folder.name, "sweep_run": run["id"], "sweep_params": run["params"]}
         history = list(run["history"])
 
+        epochs = options.get("epochs") or TrainConfig().epochs
+
         def stop(epoch, metrics):
             """After each epoch: report the metric to Optuna; True when successive halving stops the run."""
             if metric not in metrics:
@@ -622,8 +624,8 @@ def run_agent(sweep: LocalSweep, count: int, runs_dir="runs", train=None, log=pr
             if all(h["epoch"] != epoch for h in history):  # a resumed run's earlier epochs are reported already
                 history.append({"epoch": epoch, metric: metrics[metric]})
                 trial.report(metrics[metric], epoch)
-            log(f"  epoch {epoch}/{options.get('epochs', '?')}: {metric} {metrics[metric]:.4f}")
-            return trial.should_prune()
+            log(f"  epoch {epoch}/{epochs}: {metric} {metrics[metric]:.4f}")
+            return epoch < epochs and trial.should_prune()  # a run at its last epoch has finished, not been stopped
 
         position = f"run {sweep_position(sweep, run['id'])} of {count}"
         log(f"[{sweep.folder.name}] {position} ({run['id']}{', resumed' if run['resumed'] else ''}): "

@@ -331,6 +331,20 @@ def test_failed_runs_do_not_use_up_the_count_but_a_failing_sweep_stops(tmp_path)
                   train=fake_trainer(fail_when=lambda o: True))
 
 
+def test_a_run_that_reached_its_last_epoch_finished_and_was_not_stopped(tmp_path, monkeypatch):
+    """Successive halving also has a rung at the last epoch (2, 4, 8 of 8): a run there trained to the end, so a
+    'stop' there (forced here at every run's epoch 8) must leave it finished, not stopped."""
+    import optuna
+
+    monkeypatch.setattr(optuna.pruners.SuccessiveHalvingPruner, "prune", lambda self, study, trial: trial.last_step >= 8)
+    config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
+              "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
+              "parameters": {"lr": {"values": [0.9, 0.1, 0.5]}, "epochs": {"value": 8}}}
+    sweep = new_sweep(tmp_path, config)
+    run_agent(sweep, count=3, runs_dir=str(tmp_path), train=fake_trainer(epochs=8), log=lambda *_: None)
+    assert [(len(r["history"]), r["state"]) for r in sweep.runs()] == [(8, "finished")] * 3
+
+
 def test_a_run_hyperband_had_stopped_is_not_resumed_to_the_end(tmp_path):
     config = {**GRID, "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2}}
     sweep = new_sweep(tmp_path, config)
