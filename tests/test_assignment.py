@@ -47,7 +47,7 @@ def test_a_count_below_what_the_report_needs_is_refused_before_anything_runs(tmp
 
 
 def test_over_budget_advice_leads_to_a_plan_inside_the_budget(tmp_path):
-    # 12 epochs x 1200 images / 500 img/s = 28.8 s per run (no early stopping); the other steps add up to ~4.7 min
+    # 12 epochs x 1200 images / 500 img/s = 28.8 s per run (no early stopping); the other steps add up to ~2.6 min
     saved = saved_plan(tmp_path, budget=8.0, count=30)
     total = total_seconds(saved)
     assert total > 8 * 60
@@ -56,7 +56,7 @@ def test_over_budget_advice_leads_to_a_plan_inside_the_budget(tmp_path):
     assert MIN_SCORED_RUNS <= lowered < 30
     assert total_seconds(assignment.with_count(saved, lowered)) <= 8 * 60  # following the advice fits
 
-    tight = saved_plan(tmp_path, budget=4.0, count=MIN_SCORED_RUNS)  # even the smallest sweep does not fit
+    tight = saved_plan(tmp_path, budget=3.0, count=MIN_SCORED_RUNS)  # even the smallest sweep does not fit
     advice = assignment.over_budget_advice(tight, total_seconds(tight))
     raised = int(advice.split("raise BUDGET to ")[1].split(" ")[0])
     tight["budget"] = raised
