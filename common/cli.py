@@ -2,7 +2,9 @@
 are generated from TrainConfig's fields (common.training): one declaration each."""
 import dataclasses
 import os
+import shlex
 import signal
+import sys
 import typing
 
 import click
@@ -56,6 +58,18 @@ def stack_options(decorators):
         return func
 
     return apply
+
+
+def python_command():
+    """How to call this same Python from the repo root (.venv/bin/python, not a bare `python` that may lack the venv)."""
+    relative = os.path.relpath(sys.executable)
+    return relative if not relative.startswith("..") else sys.executable
+
+
+def invoked_command():
+    """The command line this script was started with, as the README writes it (python <script> <args>): what a
+    report shows as the command that ran."""
+    return shlex.join(["python", *sys.argv])
 
 
 def echo_run_summary(record, runs_dir):

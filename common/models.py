@@ -196,6 +196,12 @@ def build_model(cfg: CNNConfig) -> SmallCNN:
     return SmallCNN(cfg)
 
 
+def real_counts(cfg: CNNConfig):
+    """(parameters, MACs) of the model actually built from `cfg`: what the closed forms are checked against."""
+    model = build_model(cfg)
+    return sum(p.numel() for p in model.parameters()), measure_macs(model, cfg.input_size)
+
+
 def measure_macs(model: nn.Module, input_size, in_channels=3) -> int:
     """Count MACs of Conv2d and Linear modules with forward hooks (independent of layer_costs)."""
     total = 0

@@ -35,7 +35,7 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 
 import click
 
-from common.cli import INTERRUPT_QUIET_ENV, OneLineErrors
+from common.cli import INTERRUPT_QUIET_ENV, OneLineErrors, python_command
 from common.errors import UserError
 from handin.sweep_report import MIN_SCORED_RUNS
 
@@ -142,14 +142,23 @@ def needs_best(runs_dir, sweep, command):
 
 # ------------------------------------------------------------------------------------------------ the steps
 
-def plan(args, measured_rate, train_images, gpus, finetune_model):
-    """The steps, with time estimates in seconds from the measured rate (basis printed with the plan)."""
+def sweep_seconds(saved, count, finished=0):
+    """Estimated seconds of the sweep's runs still to train: runs x epochs x images / the measured rate, times the
+    share of full-length epochs hyperband leaves."""
+    a = saved["args"]
+    per_run = a["sweep_epochs"] * saved["train_images"] / saved["rate"] / max(1, saved["gpus"])
+    return max(0, count - finished) * hyperband_share(a["early_terminate"], a["sweep_epochs"], count) * per_run
+
+
+def plan(saved, finished_runs):
+    """The steps, with time estimates in seconds from the measured rate (basis printed with the plan);
+    `finished_runs`: the sweep's runs that already ended."""
+    args, train_images, gpus, finetune_model = saved["args"], saved["train_images"], saved["gpus"], saved["finetune_model"]
+    measured_rate = saved["rate"]
     out, runs, name = args["out"], args["runs_dir"], args["name"]
     data = ["--data-dir", args["data_dir"]]
     places = ["--runs-dir", runs, "--cache-dir", args["cache_dir"]]
     count = args["count"]
-    per_run_s = args["hyperband_share"] * args["sweep_epochs"] * train_images / measured_rate / max(1, gpus)
-    sweep_left = max(0, count - complete_sweep_runs(runs, name))
     # measured on 2 CPU cores (the markers' seconds): test evaluation 4-5 s for 300 demo test images, filters +
     # guided backprop 5-6 s, detection 4 s, the camera trap 8 s, the report 10-11 s; test sets are ~1/4 of train
     eval_s = 4 + 0.004 * train_images
@@ -165,7 +174,7 @@ def plan(args, measured_rate, train_images, gpus, finetune_model):
                      finetune_model["freeze"], "--epochs", str(ft_epochs), "--run-name", ft_run,
                      *finetune_model["extra"], *places]
     steps = [
-        Step("sweep", f"Q2: sweep, {count} runs ({args['search']})", [sweep_cmd], sweep_left * per_run_s,
+        Step("sweep", f"Q2: sweep, {count} runs ({args['search']})", [sweep_cmd], sweep_seconds(saved, count, finished_runs),
              inputs=lambda: {"count": count, "config": file_digest(args["sweep_config"])},
              outputs=[f"{runs}/sweeps/{name}/config.yaml"]),
         Step("test-eval", "Q4: the sweep's best run on the test set",
@@ -369,7 +378,6 @@ def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, fi
     args = {"data_dir": data_dir, "out": out, "runs_dir": runs_dir, "cache_dir": cache_dir, "count": count or 0,
             "sweep_config": sweep_config, "sweep_epochs": sweep_epochs, "search": search, "backend": backend,
             "early_terminate": early_terminate,
-            "hyperband_share": hyperband_share(early_terminate, sweep_epochs, count or MAX_SWEEP_RUNS),
             "name": name, "finetune_epochs": ft_epochs, "finetune_rate_factor": ft_factor,
             "inputs": list(inputs) or default_inputs()}
     saved = {"args": args, "rate": rate, "train_images": train_images, "gpus": gpus, "finetune_model": finetune_model,
@@ -383,15 +391,16 @@ def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, fi
 
 
 def steps_of(saved):
-    return plan(saved["args"], saved["rate"], saved["train_images"], saved["gpus"], saved["finetune_model"])
+    return plan(saved, complete_sweep_runs(saved["args"]["runs_dir"], saved["args"]["name"]))
 
 
 def print_plan(saved):
-    steps, out = steps_of(saved), saved["args"]["out"]
+    steps, out, a = steps_of(saved), saved["args"]["out"], saved["args"]
     total = still_to_run(saved)
+    share = hyperband_share(a["early_terminate"], a["sweep_epochs"], a["count"])
     click.echo(f"plan ({'demo data' if saved['demo'] else saved['dataset']}, {saved['train_images']} training images, "
                f"{saved['rate']:.0f} img/s measured for the default CNN at {saved['image_size']} px on {saved['device']}; "
-               f"estimate = images x epochs / that rate, the sweep x{saved['args']['hyperband_share']:.2f} for "
+               f"estimate = images x epochs / that rate, the sweep x{share:.2f} for "
                f"hyperband's early stops — an upper one: the sweep's smaller models train faster):")
     for i, s in enumerate(steps, 1):
         click.echo(f"  {i}. {s.title:<62} {'done' if is_done(out, s) else f'~{s.estimate_s / 60:5.1f} min'}")
@@ -415,10 +424,8 @@ def check_sweep_folder(saved, again):
 
 
 def with_count(saved, count):
-    """The plan with another sweep size (its hyperband share follows the size)."""
-    a = saved["args"]
-    return {**saved, "args": {**a, "count": count,
-                              "hyperband_share": hyperband_share(a["early_terminate"], a["sweep_epochs"], count)}}
+    """The plan with another sweep size."""
+    return {**saved, "args": {**saved["args"], "count": count}}
 
 
 def still_to_run(saved):
@@ -426,17 +433,23 @@ def still_to_run(saved):
     return sum(s.estimate_s for s in steps_of(saved) if not is_done(saved["args"]["out"], s))
 
 
+def sizes_that_fit(saved, counts):
+    """The sweep sizes among `counts` whose plan stays inside the budget (the other steps' estimates and the
+    sweep's finished runs are read once: they do not depend on the size)."""
+    a = saved["args"]
+    finished = complete_sweep_runs(a["runs_dir"], a["name"])
+    others = sum(s.estimate_s for s in plan(saved, finished) if s.name != "sweep" and not is_done(a["out"], s))
+    return [n for n in counts if others + sweep_seconds(saved, n, finished) <= saved["budget"] * 60]
+
+
 def sized_count(saved):
     """The largest sweep that fits in the budget beside the other steps (MIN_SCORED_RUNS when none does)."""
-    budget_s = saved["budget"] * 60
-    fitting = [n for n in range(MIN_SCORED_RUNS, MAX_SWEEP_RUNS + 1) if still_to_run(with_count(saved, n)) <= budget_s]
-    return max(fitting, default=MIN_SCORED_RUNS)
+    return max(sizes_that_fit(saved, range(MIN_SCORED_RUNS, MAX_SWEEP_RUNS + 1)), default=MIN_SCORED_RUNS)
 
 
 def over_budget_advice(saved, total):
     """The one-line refusal, with advice that leads to a plan inside the budget that the report can use."""
-    count = saved["args"]["count"]
-    fits = [n for n in range(MIN_SCORED_RUNS, count) if still_to_run(with_count(saved, n)) <= saved["budget"] * 60]
+    fits = sizes_that_fit(saved, range(MIN_SCORED_RUNS, saved["args"]["count"]))
     if fits:
         advice = f"lower COUNT to {max(fits)}"
     else:  # 15 % above the smallest plan: a new plan measures the speed again, and it varies
@@ -476,7 +489,7 @@ def main(data_dir, name, budget, go_on, plan_only, only_step, count, sweep_confi
          finetune_image_size, out, runs_dir, cache_dir, again):
     """Plan, estimate and run the whole assignment, resumably."""
     out = out or f"outputs/{name}"
-    again = again or shlex.join([os.path.relpath(PY) if not os.path.relpath(PY).startswith("..") else PY, *sys.argv])
+    again = again or shlex.join([python_command(), *sys.argv])
     plan_file = Path(out) / "plan.json"
     if only_step:
         if not plan_file.is_file():

@@ -136,13 +136,12 @@ def is_demo_data(classes):
 
 def q1_counts(record):
     """The count table of the run's own model, from the closed forms, checked against the real model."""
-    from common.models import CNNConfig, build_model, layer_costs, measure_macs
+    from common.models import CNNConfig, layer_costs, real_counts
 
     cfg = CNNConfig(**record["model_spec"]["config"])
     costs = layer_costs(cfg)
     params, macs = sum(c[1] for c in costs), sum(c[2] for c in costs)
-    model = build_model(cfg)
-    real_params, real_macs = sum(p.numel() for p in model.parameters()), measure_macs(model, cfg.input_size)
+    real_params, real_macs = real_counts(cfg)
     rows = [(name, f"{p:,}", f"{m:,}") for name, p, m in costs] + [("total", f"{params:,}", f"{macs:,}")]
     size = cfg.input_size[0]
     check = ("match" if (real_params, real_macs) == (params, macs) else
@@ -218,7 +217,7 @@ def compare_section(path):
                       "forward pass of the backbone over every image that computed them. "
                       + ("All runs share one validation split." if data.get("same_split") else
                          "Warning: these runs used different splits; their validation accuracies are not comparable."))
-    body += "".join(f"<p>{html.escape(line)}</p>" for line in data.get("insights", []))
+    body += "".join(paragraph(line) for line in data.get("insights", []))
     if (path.parent / "learning_curves.png").is_file():
         body += embed_image(path.parent / "learning_curves.png", DISPLAY["curves"])
     return body + command(data.get("command") or "python partB/compare.py")

@@ -14,7 +14,7 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 import click
 
 from common.cli import OneLineErrors, padding_value
-from common.models import ACTIVATIONS, CNNConfig, build_model, layer_costs, measure_macs, spatial_sizes
+from common.models import ACTIVATIONS, CNNConfig, layer_costs, real_counts, spatial_sizes
 from common.from_scratch import split_options
 
 FORMULAS = """\
@@ -84,9 +84,7 @@ def main(filters, base_filters, organisation, kernel_sizes, padding, batch_norm,
     click.echo(f"{'total':<12}{'':>16}{total_params:>14,}{total_macs:>18,}   "
                f"({_human(total_params)} params, {_human(total_macs)} MACs = {_human(2 * total_macs)} FLOPs)")
     if check:
-        model = build_model(cfg)
-        real_params = sum(p.numel() for p in model.parameters())
-        real_macs = measure_macs(model, cfg.input_size)
+        real_params, real_macs = real_counts(cfg)
         ok = real_params == total_params and real_macs == total_macs
         click.echo(f"check against the real model: params {real_params:,}, MACs {real_macs:,} -> "
                    f"{'match' if ok else 'MISMATCH'}")

@@ -19,18 +19,10 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 
 import click
 
-from common.cli import DEVICE_OPTION, OneLineErrors
+from common.cli import DEVICE_OPTION, OneLineErrors, python_command
 from common.errors import UserError
 from partA.sweep_engine import LocalSweep, load_sweep_config, run_agent, run_wandb_sweep, validate_sweep_config
 from common.tracking import PROBE_SECONDS, wandb_credentials_present, wandb_host, wandb_reachable
-
-
-def python_command():
-    """How to call this same Python from the repo root (.venv/bin/python, not a bare `python` that may lack the venv)."""
-    import os
-
-    relative = os.path.relpath(sys.executable)
-    return relative if not relative.startswith("..") else sys.executable
 
 
 def _agent_process(folder, count, runs_dir, gpu):

@@ -7,7 +7,6 @@ Reads run records (val accuracy, trainable parameters, time per epoch, learning 
 `partA/evaluate.py` has been run on a run, its test_summary.json — this script never opens the
 test folder itself. Writes compare.md, compare.json and learning_curves.png to --out.
 """
-import shlex
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 
 import click
 
-from common.cli import OneLineErrors
+from common.cli import OneLineErrors, invoked_command
 
 from common.checkpoints import load_record, resolve_run_dir
 from common.errors import UserError
@@ -106,7 +105,7 @@ def main(runs, runs_dir, eval_dir, out):
     text = "\n".join(lines) + f"\n\n{note}\n" + "".join(f"\n{line}\n" for line in found)
     (out / "compare.md").write_text(text)
     save_json(out / "compare.json", {"rows": rows, "same_split": same_split, "insights": found,
-                                     "command": shlex.join(["python", *sys.argv])})
+                                     "command": invoked_command()})
     click.echo(text + f"wrote {out}/compare.md, compare.json, learning_curves.png")
 
 

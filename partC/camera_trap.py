@@ -15,7 +15,6 @@ must have been out of view for --cooldown seconds), and writes into --out:
   summary.json        counts, alerts, timings
 """
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from tqdm import tqdm
 
 from partC.trap import (ANIMALS, WILDLIFE, AlertPolicy, CropClassifier, contact_sheet, crop, first_video_fps,
                                 fit_canvas, frames_of, make_demo_clip, parse_classes, plural, worth_keeping)
-from common.cli import OneLineErrors
+from common.cli import OneLineErrors, invoked_command
 from partC.detector import DETECT_OPTIONS, build_detector
 from common.errors import UserError
 from common.io import save_json
@@ -73,6 +72,7 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
     visit_number, visit_start = {}, {}
     not_kept = []  # a few frames that were looked at and not kept, to show what the filter dropped
     best_crop = {}  # (class, visit) → (score, crop, caption): one crop per visit on the contact sheet
+    alert_score = {}  # (class, visit) → the score the alert was raised with
     labeller = CropClassifier(classifier, device=str(detector.device)) if classifier else None
     clip_fps = first_video_fps(media, stride, fps)
     skipped_inputs = []
@@ -100,6 +100,7 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
                          "score": float(best.score), "box": [round(v, 1) for v in best.box]}
                 events.write(json.dumps(event) + "\n")
                 alerts_log.append(event)
+                alert_score[(label, visit_number.get(label, 0))] = float(best.score)  # the visit it opened
                 stats["alerts"] += 1
                 if not quiet:
                     click.echo(f"ALERT t={t:7.1f}s frame {index}: {label} ({best.score:.2f}) in {Path(source).name}")
@@ -146,14 +147,12 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
     outputs = {"events": "events.jsonl", "clip": "watched.mp4" if writer else None, "kept": "kept/",
                "contact_sheet": "contact_sheet.png" if best_crop else None,
                "not_kept": "not_kept.png" if not_kept else None}
-    alert_score = {(a["class"], a["time"]): a["score"] for a in alerts_log}
-    starts = {key: round(visit_start.get(key, 0.0), 3) for key in best_crop}
-    visits_list = [{"class": key[0], "visit": key[1], "start": starts[key], "best_score": float(best[0]),
-                    "alert_score": alert_score.get((key[0], starts[key]))} for key, best in best_crop.items()]
+    visits_list = [{"class": key[0], "visit": key[1], "start": round(visit_start.get(key, 0.0), 3),
+                    "best_score": float(best[0]), "alert_score": alert_score.get(key)} for key, best in best_crop.items()]
     summary = {**stats, "seconds": round(elapsed, 2), "frames_per_s": round(stats["frames"] / max(elapsed, 1e-9), 2),
                "alerts_list": alerts_log, "visits": visits_list, "cooldown_s": cooldown, "watched": watched,
                "alert_classes": alert_classes, "classifier": classifier, "outputs": outputs,
-               "command": shlex.join(["python", *sys.argv]),
+               "command": invoked_command(),
                "skipped_inputs": [{"path": p, "reason": r} for p, r in skipped_inputs]}
     save_json(out / "summary.json", summary)
     for path, reason in skipped_inputs:

@@ -8,7 +8,6 @@ Writes annotated images (`<name>.jpg`) and videos (`<name>.mp4`) into --out, and
 as one JSON line (source, frame, time, label, score, box in original pixels) to detections.jsonl.
 """
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from common.cli import OneLineErrors
+from common.cli import OneLineErrors, invoked_command
 from partC.detector import DETECT_OPTIONS, build_detector
 from common.errors import UserError
 from common.io import save_json
@@ -115,7 +114,7 @@ def main(inputs, out, quiet, **options):
     started = time.perf_counter()
     stats, log_path = detect_images_and_videos(detector, expand_inputs(inputs), out, quiet)
     elapsed = time.perf_counter() - started
-    save_json(Path(out) / "run.json", {"command": shlex.join(["python", *sys.argv]), "seconds": round(elapsed, 2),
+    save_json(Path(out) / "run.json", {"command": invoked_command(), "seconds": round(elapsed, 2),
                                        "model": options["cfg"] or options["model"], "input_size": detector.height,
                                        "conf": detector.conf_threshold,
                                        **{k: v for k, v in stats.items() if k != "skipped"}})

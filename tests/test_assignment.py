@@ -21,7 +21,7 @@ def saved_plan(tmp_path, budget=10.0, count=10, rate=500.0, train_images=1200):
     args = {"data_dir": str(tmp_path / "data"), "out": str(tmp_path / "out"), "runs_dir": str(tmp_path / "runs"),
             "cache_dir": str(tmp_path / "cache"), "count": count, "sweep_config": str(config), "sweep_epochs": 12,
             "search": "random", "backend": "local", "name": "hw", "finetune_epochs": 3, "finetune_rate_factor": 0.5,
-            "inputs": ["dog.jpg"], "early_terminate": None, "hyperband_share": 1.0}
+            "inputs": ["dog.jpg"], "early_terminate": None}
     return {"args": args, "rate": rate, "train_images": train_images, "gpus": 0, "budget": budget, "demo": True,
             "device": "cpu", "image_size": 64, "dataset": "x",
             "finetune_model": {"model": "efficientnet_lite0", "freeze": "all-but-last", "extra": []}}
