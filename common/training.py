@@ -503,14 +503,22 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunSpec, groups=None,
     precision = resolve_precision(cfg.precision, device)
     backends = configure_backends(device, cfg.deterministic, cfg.tf32)
     run_dir = claim_run_dir(Path(state.run_dir), resume=resume_checkpoint is not None)
-    session = start_session(model, data, cfg, state, groups, device, precision)
-    start_epoch, best_val_acc, wandb_id = restore_from_checkpoint(session, save_model, resume_checkpoint)
-    record = open_record(run_dir, cfg, state, resume_checkpoint, session, backends, data)
-    record.save()
-    tracker = WandbRun(cfg.wandb, cfg.wandb_project, run_dir.name, {**cfg.to_dict(), "model_spec": state.model_spec},
-                       run_dir, run_id=wandb_id, group=cfg.wandb_group)
-    record.data.update(wandb_id=tracker.id, wandb_mode=tracker.mode)
-    record.save()
+    tracker = None
+    try:
+        session = start_session(model, data, cfg, state, groups, device, precision)
+        start_epoch, best_val_acc, wandb_id = restore_from_checkpoint(session, save_model, resume_checkpoint)
+        record = open_record(run_dir, cfg, state, resume_checkpoint, session, backends, data)
+        record.save()
+        tracker = WandbRun(cfg.wandb, cfg.wandb_project, run_dir.name,
+                           {**cfg.to_dict(), "model_spec": state.model_spec}, run_dir, run_id=wandb_id,
+                           group=cfg.wandb_group)
+        record.data.update(wandb_id=tracker.id, wandb_mode=tracker.mode)
+        record.save()
+    except BaseException:  # e.g. no space for the record: the claim (an open lock file) and wandb must not outlive it
+        if tracker is not None:
+            tracker.finish(exit_code=1)
+        release_run_dir(run_dir)
+        raise
     status = "finished"
     try:
         for epoch in range(start_epoch, cfg.epochs):
@@ -539,9 +547,11 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunSpec, groups=None,
         status = {TrainingDiverged: "diverged", KeyboardInterrupt: "interrupted"}.get(type(err), "failed")
         raise
     finally:
-        record.data["status"] = status
-        record.data["finished" if status in ("finished", "stopped") else "ended"] = now_iso()
-        record.save()
-        tracker.finish(exit_code=0 if status in ("finished", "stopped") else 1)
-        release_run_dir(run_dir)
+        try:
+            record.data["status"] = status
+            record.data["finished" if status in ("finished", "stopped") else "ended"] = now_iso()
+            record.save()
+            tracker.finish(exit_code=0 if status in ("finished", "stopped") else 1)
+        finally:  # a full disk can fail the last save: the run's claim is released all the same
+            release_run_dir(run_dir)
     return record.data

@@ -42,6 +42,10 @@ def test_a_full_runs_dir_is_one_line_naming_it(small_disk, tiny_data, tmp_path):
     with pytest.raises(UserError, match=f"no space left in {small_disk / 'runs' / 'full'}"):
         run_scratch(options(tmp_path, epochs=1, run_name="full", runs_dir=str(small_disk / "runs")), data=tiny_data)
     assert not list((small_disk / "runs" / "full").glob(".*.tmp"))  # no half-written temp file left behind
+    from common.locks import try_lock
+
+    with open(small_disk / "runs" / "full" / "run.lock", "a+") as lock:  # the failed run let go of its claim
+        assert try_lock(lock)
 
 
 def test_a_full_cache_dir_is_one_line_naming_it(small_disk, demo_root, tmp_path):
