@@ -89,7 +89,7 @@ def locate_dataset(data_dir, download=True, url=DATASET_URL, progress=True) -> D
     if not zip_path.is_file():
         _refuse_image_folder_as_download_target(data_dir)
         if download and not data_dir.exists() and data_dir != Path(DEFAULT_DATA_DIR):
-            raise UserError(f"--data-dir {data_dir} not found{_did_you_mean(data_dir)}. To download the dataset "
+            raise UserError(f"--data-dir {data_dir} not found{_did_you_mean(data_dir)}: to download the dataset "
                             f"(3.6 GB) there, create it first (mkdir -p {data_dir}); the default folder "
                             f"{DEFAULT_DATA_DIR}/ is downloaded into without asking")
         if not download:
@@ -105,13 +105,13 @@ def locate_dataset(data_dir, download=True, url=DATASET_URL, progress=True) -> D
 
 
 def _did_you_mean(missing: Path) -> str:
-    """', did you mean X?' naming the closest existing folder beside the missing one, or ''."""
+    """' (did you mean X?)' naming the closest existing folder beside the missing one, or ''."""
     import difflib
 
     parent = missing.parent if missing.parent.is_dir() else Path(".")
     folders = [p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")]
     close = difflib.get_close_matches(missing.name, folders, n=1, cutoff=0.6)
-    return f", did you mean {parent / close[0]}?" if close else ""
+    return f" (did you mean {parent / close[0]}?)" if close else ""
 
 
 def _refuse_image_folder_as_download_target(folder: Path):

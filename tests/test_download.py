@@ -82,7 +82,7 @@ def test_locate_dataset_downloads_verifies_and_extracts_the_zip(http_server, tmp
 def test_a_missing_data_dir_that_is_not_the_default_is_not_downloaded_into(http_server, tmp_path):
     http_server.handler.files["/nature_12K.zip"] = dataset_zip(tmp_path)
     (tmp_path / "inat").mkdir()
-    with pytest.raises(UserError, match=f"--data-dir {tmp_path / 'inta'} not found, did you mean {tmp_path / 'inat'}"):
+    with pytest.raises(UserError, match=rf"--data-dir {tmp_path / 'inta'} not found \(did you mean {tmp_path / 'inat'}\?\)"):
         locate_dataset(tmp_path / "inta", url=f"{http_server.url}/nature_12K.zip", progress=False)
     assert not (tmp_path / "inta").exists() and http_server.handler.requests == []
     (tmp_path / "new").mkdir()  # a folder the user made for it: that is asking
