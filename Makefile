@@ -18,7 +18,7 @@ COUNT ?= 30
 BACKEND ?= auto
 OUT ?= outputs
 BUDGET ?= 45
-DEMO_BUDGET ?= 15
+DEMO_BUDGET ?= 12
 ASSIGNMENT_OUT ?= $(OUT)/assignment
 ASSIGN := $(PYRUN) handin/assignment.py
 
