@@ -41,7 +41,7 @@ setup: $(VENV)/.installed ## create .venv and install the project with its depen
 demo-data: setup ## write the synthetic 10-class demo dataset to data/demo
 	$(PY) -m common.demo_data --out $(DEMO_DATA)
 
-demo: setup demo-data ## the whole assignment on the demo data, offline (about 9 minutes on a 2-core CPU)
+demo: setup demo-data ## the whole assignment on the demo data, offline (about 7 minutes on a 2-core CPU)
 	WANDB_MODE=$${WANDB_MODE:-offline} $(ASSIGN) --name demo --data-dir $(DEMO_DATA) --budget $(DEMO_BUDGET) --backend local --go-on \
 		--out $(OUT)/demo --again "make demo" $(ASSIGNMENT_FLAGS)
 
