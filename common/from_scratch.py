@@ -82,7 +82,9 @@ def run_scratch(options: dict, should_stop=None, data=None, extra=None):
                      mean=data.mean, std=data.std,
                      extra={"kind": "scratch", "split_file": str(data.split_file), "dataset": str(data.dataset.root),
                             **data_identity(data),
-                            "params": sum(p.numel() for p in model.parameters()), **(extra or {})})
+                            "params": sum(p.numel() for p in model.parameters()),
+                            "model_options": {k: options[k] for k in ("base_filters", "organisation")
+                                              if options.get(k) is not None}, **(extra or {})})
     return fit(model, data, cfg, state, should_stop=should_stop)
 
 

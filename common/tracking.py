@@ -172,6 +172,8 @@ class WandbRun:
             import wandb
 
             self.run, self.owned = wandb.run, False
+            if self.run is not None:  # the agent set the swept values; the rest of the run's config joins them
+                self.run.config.update(config, allow_val_change=True)
             return
         try:
             import wandb

@@ -482,6 +482,21 @@ def save_epoch(run_dir, record: RunRecord, metrics, best_val_acc, checkpoint_of)
     return best_val_acc
 
 
+FLAT_MODEL_KEYS = ("filters", "kernel_sizes", "padding", "activation", "batch_norm", "dropout", "dropout_where",
+                   "dense_units")
+
+
+def tracked_config(cfg, record: dict) -> dict:
+    """What a run logs as wandb.config: the training options, the model's hyperparameters flat (wandb's
+    parallel-coordinates and importance panels read flat keys only), and the options it was given under their own
+    names — a sweep's parameters as the sweep named them (what a wandb agent sets), --base-filters/--organisation —
+    which win over the resolved model fields. Built from the record, so a resumed run logs the same config."""
+    model = record.get("model_spec", {}).get("config", {})
+    return {**cfg.to_dict(), "model_spec": record.get("model_spec"),
+            **{key: model[key] for key in FLAT_MODEL_KEYS if key in model},
+            **record.get("model_options", {}), **record.get("sweep_params", {})}
+
+
 def epoch_line(cfg, m):
     smoothed = f" (smoothed {cfg.label_smoothing:g})" if cfg.label_smoothing else ""
     return (f"epoch {m['epoch']:3d}/{cfg.epochs}  train loss{smoothed} {m['train_loss']:.3f} acc {m['train_acc']:.3f}  "
@@ -509,9 +524,8 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunSpec, groups=None,
         start_epoch, best_val_acc, wandb_id = restore_from_checkpoint(session, save_model, resume_checkpoint)
         record = open_record(run_dir, cfg, state, resume_checkpoint, session, backends, data)
         record.save()
-        tracker = WandbRun(cfg.wandb, cfg.wandb_project, run_dir.name,
-                           {**cfg.to_dict(), "model_spec": state.model_spec}, run_dir, run_id=wandb_id,
-                           group=cfg.wandb_group)
+        tracker = WandbRun(cfg.wandb, cfg.wandb_project, run_dir.name, tracked_config(cfg, record.data), run_dir,
+                           run_id=wandb_id, group=cfg.wandb_group)
         record.data.update(wandb_id=tracker.id, wandb_mode=tracker.mode)
         record.save()
     except BaseException:  # e.g. no space for the record: the claim (an open lock file) and wandb must not outlive it

@@ -19,9 +19,10 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 
 import click
 
-from common.cli import DEVICE_OPTION, OneLineErrors, python_command
+from common.cli import DEVICE_OPTION, OneLineErrors, PLAIN_NAME, python_command
 from common.errors import UserError
-from partA.sweep_engine import LocalSweep, load_sweep_config, run_agent, run_wandb_sweep, validate_sweep_config
+from partA.sweep_engine import (LocalSweep, load_sweep_config, run_agent, run_wandb_sweep, sweep_runs,
+                                validate_sweep_config)
 from common.tracking import PROBE_SECONDS, wandb_credentials_present, wandb_host, wandb_reachable
 
 
@@ -37,7 +38,7 @@ def _agent_process(folder, count, runs_dir, gpu):
 @click.option("--config", "config_path", default="partA/sweep.yaml", help="wandb sweep YAML.")
 @click.option("--count", type=int, default=30, help="Runs in the whole sweep (local) or for this agent (wandb).")
 @click.option("--backend", type=click.Choice(["auto", "wandb", "local"]), default="auto")
-@click.option("--name", default=None, help="Local sweep name [default: the config file's stem].")
+@click.option("--name", type=PLAIN_NAME, default=None, help="Local sweep name [default: the config file's stem].")
 @click.option("--agents", type=int, default=1, help="Local agent processes working on the sweep at once.")
 @click.option("--join", default=None, metavar="SWEEP_ID", help="Join an existing wandb sweep as one more agent.")
 @click.option("--data-dir", default="data")
@@ -65,10 +66,11 @@ def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_
         return
     config = load_sweep_config(config_path)
     validate_sweep_config(config, config_path, base)
-    if backend == "wandb":  # its runs' records name the sweep as a local one would (--name, else the config's stem)
-        run_wandb_sweep(config, base, count, wandb_project, runs_dir=runs_dir, name=name or Path(config_path).stem)
-        return
     folder = Path(runs_dir) / "sweeps" / (name or Path(config_path).stem)
+    if backend == "wandb":  # its runs' records name the sweep as a local one's do, and it keeps the same folder
+        run_wandb_sweep(config, base, count, wandb_project, runs_dir=runs_dir, name=folder.name)
+        say_outcome(folder)
+        return
     # Decode the cache and write the split once, before agents start, so they share them — and so that a
     # wrong --data-dir fails here, before the sweep folder stores it.
     from common.data import load_train_val
@@ -91,7 +93,12 @@ def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_
             w.start()
         for w in workers:
             w.join()
-    runs = sweep.runs()
+    say_outcome(folder)
+
+
+def say_outcome(folder):
+    """The sweep's runs by state, its best run and the command that reports it."""
+    runs = sweep_runs(folder)
     states = {s: sum(r["state"] == s for r in runs) for s in ("finished", "stopped", "failed", "running")}
     best = max((r for r in runs if r["summary"]), key=lambda r: r["summary"].get("best_val_acc", -1), default=None)
     click.echo(f"sweep {folder.name}: {len(runs)} runs ({', '.join(f'{v} {k}' for k, v in states.items() if v)})")
