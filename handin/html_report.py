@@ -14,20 +14,11 @@ import json
 from pathlib import Path
 
 from common.io import load_json
+from handin.blocks import (bullets, command, figure, fmt_value, h4, note, paragraph, photos, preformatted,  # noqa: F401
+                           table, video)
 
 DISPLAY = {"grid": 900, "confusion": 620, "filters": 620, "maps": 820, "guided": 520, "curves": 900, "photo": 420,
            "sheet": 820, "plot": 900}
-
-
-def fmt_value(value):
-    """3 significant digits for floats (learning rates print as 0.00215, not 0.0021538462071213733)."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, list):
-        return ",".join(fmt_value(v) for v in value)
-    return str(value)
 
 
 def embed_image(path, width, max_pixels=1400):
@@ -51,40 +42,49 @@ def embed_image(path, width, max_pixels=1400):
     return f'<img src="data:image/{mime};base64,{data}" style="width:{shown}px;max-width:100%">'
 
 
-def table(header, rows):
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt_value(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
 def element(tag, text, css_class=None):
     """<tag class=...>escaped text</tag>."""
     attribute = f" class='{css_class}'" if css_class else ""
     return f"<{tag}{attribute}>{html.escape(text)}</{tag}>"
 
 
-def command(text):
-    return f"<p class='cmd'>{element('code', text)}</p>"
+EMBED_VIDEO_BYTES = 30_000_000  # a longer clip is linked, not embedded: the page must still open quickly
 
 
-def paragraph(text):
-    return element("p", text)
+def embed_video(path):
+    """A <video> with the clip embedded (the report stays one self-contained file), or linked when it is large."""
+    if Path(path).stat().st_size > EMBED_VIDEO_BYTES:
+        return f'<video controls muted style="max-width:100%" src="{html.escape(Path(path).resolve().as_uri())}"></video>'
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<video controls muted loop style="max-width:100%" src="data:video/mp4;base64,{data}"></video>'
 
 
-def note(text):
-    """A visible note where an answer is missing (or qualified)."""
-    return element("p", text, "note")
-
-
-def h4(text):
-    return element("h4", text)
-
-
-def paragraphs_text(body):
-    """The plain text of a section's paragraphs (what a wandb report block takes), tables and figures left out."""
-    import re
-
-    return " ".join(html.unescape(re.sub("<[^>]+>", "", p)) for p in re.findall(r"<p[^>]*>(.*?)</p>", body, re.S))
+def render(blocks):
+    """The blocks of one answer as HTML."""
+    out = []
+    for block in blocks:
+        kind = block["type"]
+        if kind == "table":
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in block["header"])
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in block["rows"])
+            out.append(f"<table><tr>{head}</tr>{rows}</table>")
+        elif kind == "figure":
+            out.append(f"<figure>{element('figcaption', block['caption'])}{embed_image(block['path'], block['width'])}"
+                       f"</figure>")
+        elif kind == "photos":
+            out.append("<div class='photos'>" + "".join(
+                f"<figure>{embed_image(item['path'], item['width'])}{element('figcaption', item['caption'])}</figure>"
+                for item in block["items"]) + "</div>")
+        elif kind == "video":
+            out.append(f"<figure>{element('figcaption', block['caption'])}{embed_video(block['path'])}</figure>")
+        elif kind == "list":
+            out.append("<ul>" + "".join(element("li", item) for item in block["items"]) + "</ul>")
+        elif kind == "command":
+            out.append(f"<p class='cmd'>{element('code', block['text'])}</p>")
+        else:
+            out.append({"p": lambda t: element("p", t), "note": lambda t: element("p", t, "note"),
+                        "h4": lambda t: element("h4", t), "pre": lambda t: element("pre", t)}[kind](block["text"]))
+    return "".join(out)
 
 
 # ------------------------------------------------------------------------------ finding outputs
@@ -156,10 +156,10 @@ def q1_counts(record):
 
 
 def sweep_bench_evidence(docs):
-    """What make sweep-bench measured for the strategy (the committed figure and table in docs/), or ''."""
+    """What make sweep-bench measured for the strategy (the committed figure and table in docs/), or []."""
     figure_path, data_path = Path(docs) / "sweep_efficiency.png", Path(docs) / "sweep_bench.json"
     if not figure_path.is_file() or not data_path.is_file():
-        return ""
+        return []
     bench = load_json(data_path)
     shown = lambda f: "not reached" if f is None else f"{f:.2f}"  # noqa: E731
     rows = []
@@ -167,8 +167,8 @@ def sweep_bench_evidence(docs):
         replay = row.get("replayed")
         rows.append([row["method"], " / ".join(shown(f) for f in row["fraction_of_grid_epochs"]) or "(replayed only)",
                      "" if not replay else f"median {shown(replay['median'])}, ≤ 1/5 in {replay['within_goal']:.0%}"])
-    return (h4("How much the strategy saves, measured (make sweep-bench, docs/measurements.md)")
-            + embed_image(figure_path, DISPLAY["plot"])
+    return (figure(figure_path, "How much the strategy saves, measured (make sweep-bench, docs/measurements.md)",
+                   DISPLAY["plot"])
             + paragraph(f"On the demo data at {bench.get('image_size')} px, {bench.get('seeds')} seeds: the fraction of "
                         f"the full grid's epochs each method spent before reaching the grid's best configuration.")
             + table(["method", "fraction of the grid's epochs (per seed)", f"replays ({bench.get('replays', 0)} per seed)"],
@@ -181,13 +181,14 @@ def test_section(folder, summary, record=None):
     body = table(["run", "epoch", "best val acc", "TEST accuracy", "test images"],
                  [[summary["run"], summary["epoch"], f"{summary['best_val_acc']:.4f}", f"{summary['test_acc']:.4f}",
                    summary["test_images"]]])
-    body += "<h4>Per-class test accuracy</h4>" + table(["class", "accuracy"], per_class)
+    body += h4("Per-class test accuracy") + table(["class", "accuracy"], per_class)
     body += command(f"python partA/evaluate.py --run {summary['run']}")
     if (folder / "test_grid.png").is_file():
-        body += "<h4>Test predictions (green ✓ right, red ✗ wrong)</h4>" + embed_image(folder / "test_grid.png",
-                                                                                        DISPLAY["grid"])
+        body += figure(folder / "test_grid.png", f"Test predictions of {summary['run']} (green ✓ right, red ✗ wrong)",
+                       DISPLAY["grid"])
     if (folder / "confusion_matrix.png").is_file():
-        body += "<h4>Confusion matrix</h4>" + embed_image(folder / "confusion_matrix.png", DISPLAY["confusion"])
+        body += figure(folder / "confusion_matrix.png", f"Confusion matrix of {summary['run']} on the test set",
+                       DISPLAY["confusion"])
     return body
 
 
@@ -199,10 +200,10 @@ def interpretation_section(folders, run, exclude):
                                   DISPLAY["guided"])):
         paths = [p for p in find(folders, name, exclude) if p.parent.name == run]
         if paths:
-            parts.append(f"<h4>{heading}</h4>" + embed_image(paths[0], width))
+            parts += figure(paths[0], heading, width)
     if not parts:
         return paragraph(f"No filters or guided-backprop figures for {run} yet: run make interpret RUN={run}.")
-    return "".join(parts) + command(f"python partA/filters.py --run {run} && python partA/guided_backprop.py --run {run}")
+    return parts + command(f"python partA/filters.py --run {run} && python partA/guided_backprop.py --run {run}")
 
 
 def compare_section(path):
@@ -217,9 +218,10 @@ def compare_section(path):
                       "forward pass of the backbone over every image that computed them. "
                       + ("All runs share one validation split." if data.get("same_split") else
                          "Warning: these runs used different splits; their validation accuracies are not comparable."))
-    body += "".join(paragraph(line) for line in data.get("insights", []))
+    body += [block for line in data.get("insights", []) for block in paragraph(line)]
     if (path.parent / "learning_curves.png").is_file():
-        body += embed_image(path.parent / "learning_curves.png", DISPLAY["curves"])
+        body += figure(path.parent / "learning_curves.png", "Learning curves: validation accuracy per epoch",
+                       DISPLAY["curves"])
     return body + command(data.get("command") or "python partB/compare.py")
 
 
@@ -233,13 +235,11 @@ def detect_section(folder):
     cells = []
     for image in sorted(folder.glob("*.jpg")):
         found = ", ".join(by_source.get(image.stem, [])) or "nothing above the threshold"
-        cells.append(f"<figure>{embed_image(image, DISPLAY['photo'])}<figcaption><b>{html.escape(image.name)}</b>: "
-                     f"{html.escape(found)}</figcaption></figure>")
+        cells += figure(image, f"{image.name}: {found}", DISPLAY["photo"])
     ran = load_json(folder / "run.json") if (folder / "run.json").is_file() else {}
     model = f"{ran['model']} at {ran['input_size']} px, " if ran.get("model") else ""
     return (paragraph(f"{model}boxes above the score threshold after non-maximum suppression, on each photo:")
-            + f"<div class='photos'>{''.join(cells)}</div>"
-            + (command(ran["command"]) if ran.get("command") else ""))
+            + photos(cells) + (command(ran["command"]) if ran.get("command") else []))
 
 
 def trap_section(folder):
@@ -261,17 +261,19 @@ def trap_section(folder):
               f"{v['best_score']:.2f}"] for v in visits])
     for name, heading in (("contact_sheet.png", "One crop per visit"), ("not_kept.png", "Frames that were not kept")):
         if (folder / name).is_file():
-            body += h4(heading) + embed_image(folder / name, DISPLAY["sheet"])
-    return body + (command(summary["command"]) if summary.get("command") else "")
+            body += figure(folder / name, heading, DISPLAY["sheet"])
+    if (folder / "watched.mp4").is_file():
+        body += video(folder / "watched.mp4", "The watcher's clip: the kept frames, annotated (Part C's video)")
+    return body + (command(summary["command"]) if summary.get("command") else [])
 
 
-def build_document(title, sections, path, note=None):
-    """sections: [(heading, html)] → one self-contained page (every image embedded); a section without html is a
-    part's heading (h2), the others its questions (h3)."""
-    body = "\n".join(f"<h2>{html.escape(h)}</h2>" if b is None else f"<h3>{html.escape(h)}</h3>\n{b}"
+def build_document(title, sections, path, preamble=()):
+    """sections: [(heading, blocks)] → one self-contained page (every image and the clip embedded); a section
+    without blocks is a part's heading (h2), the others its questions (h3)."""
+    body = "\n".join(f"<h2>{html.escape(h)}</h2>" if b is None else f"<h3>{html.escape(h)}</h3>\n{render(b)}"
                      for h, b in sections)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    banner = f"<p class='note'>{html.escape(note)}</p>" if note else ""
+    banner = render(preamble)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
             "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}"
             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
@@ -280,7 +282,7 @@ def build_document(title, sections, path, note=None):
             ".cmd code{background:#f4f4f4;padding:2px 6px;display:inline-block}"
             ".note{background:#fff4d6;border:1px solid #e0c36a;padding:.6em 1em}"
             ".photos{display:flex;flex-wrap:wrap;gap:12px}.photos figure{margin:0;width:420px}"
-            "figcaption{font-size:13px}</style></head><body>"
+            "figure{margin:.8em 0}figcaption{font-size:13px;font-weight:bold;margin:.3em 0}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p>generated {stamp}</p>{banner}{body}</body></html>")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(page)

@@ -1,14 +1,17 @@
-"""The hand-in as the course asks for it: a wandb report, built by API from the same answers as report.html.
+"""The hand-in as the course asks for it: a wandb report, rendered from the same answers as report.html.
 
     python handin/wandb_report.py --report outputs/assignment/report/report.json
+    python handin/wandb_report.py --report outputs/demo/report/report.json --dry-run     # print it, send nothing
 
-Needs wandb online (a login and the network). It logs the figures (test grid, filters, guided backprop,
-detections) as media of the runs they come from, then builds the report with `wandb-workspaces`
-(reports.v2): the assignment's sections in order, a parallel-coordinates panel, a parameter-importance
-panel and validation accuracy vs created over the sweep's runs, and the media — and prints its URL.
-Offline it says in one line how to sync the offline runs and build the report later.
+report.json holds every answer as blocks (handin/blocks.py); this renders each one with `wandb-workspaces`
+(reports.v2): paragraphs as P, tables as Markdown, commands and formulas as code, Q2's three plots as wandb's own
+live panels over the sweep's runs (accuracy vs created, parallel coordinates, parameter importance), and every
+other figure — with its caption — as a media panel of one "<sweep>-report" run that the figures and Part C's clip
+are logged into. Online needs a login and the network; offline it says in one line how to build it later.
 """
 import hashlib
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -20,85 +23,141 @@ import click
 from common.cli import OneLineErrors
 from common.errors import UserError
 from common.io import load_json
+from handin.blocks import markdown_table
 
-MEDIA_KEYS = {"test_grid": "Q4: test predictions", "filters": "Q4: first-layer filters",
-              "guided_backprop": "Q4: guided backprop, 10 CONV5 neurons", "detections": "Part C: detections",
-              "contact_sheet": "Part C: camera-trap visits"}
-
-
-def runset(wr, entity, project, name, filters):
-    return wr.Runset(entity=entity, project=project, name=name, filters=filters)
+# Q2's plots are drawn by wandb itself over the sweep's runs (the figure's caption starts with its name)
+LIVE_PLOTS = ("Plot 1:", "Plot 2:", "Plot 3:")
 
 
-def build_wandb_report(summary, entity, project):
-    """The wandb-workspaces Report object (nothing is sent): built from report.json's summary."""
+def media_blocks(summary):
+    """[(media key, block)] of every figure and clip in the report, in order: the keys they are logged under."""
+    out = []
+    for section in [{"blocks": summary.get("preamble", [])}] + summary.get("sections", []):
+        for block in section["blocks"] or []:
+            items = block["items"] if block["type"] == "photos" else [block]
+            for item in items:
+                if item["type"] in ("figure", "video") and not item["caption"].startswith(LIVE_PLOTS):
+                    stem = re.sub(r"[^a-z0-9]+", "_", Path(item["path"]).stem.lower()).strip("_")
+                    out.append((f"fig{len(out) + 1:02d}_{stem}", item))
+    return out
+
+
+def report_run_name(summary):
+    return f"{summary['sweep']}-report"
+
+
+def render_block(wr, block, live, media_key_of, figures_runset):
+    """One answer block as wandb report blocks."""
+    kind = block["type"]
+    if kind == "p":
+        return [wr.P(block["text"])]
+    if kind == "note":
+        return [wr.MarkdownBlock("> **Note:** " + block["text"])]
+    if kind == "h4":
+        return [wr.H3(block["text"])]
+    if kind == "pre":
+        return [wr.CodeBlock(block["text"], language="python")]
+    if kind == "command":
+        return [wr.CodeBlock(block["text"], language=None)]  # a shell line: no highlighter for it
+    if kind == "list":
+        return [wr.UnorderedList(list(block["items"]))]
+    if kind == "table":
+        return [wr.MarkdownBlock(markdown_table(block["header"], block["rows"]))]
+    items = block["items"] if kind == "photos" else [block]
+    out = []
+    for item in items:
+        caption = item["caption"]
+        if caption.startswith(LIVE_PLOTS):
+            out += [wr.H3(caption), live[caption.split(":")[0]]]
+        else:
+            key = media_key_of[id(item)]
+            out += [wr.P(caption), wr.PanelGrid(runsets=[figures_runset],
+                                                panels=[wr.MediaBrowser(title=caption[:120], media_keys=[key])])]
+    return out
+
+
+def build_wandb_report(summary, entity, project, video_url=None):
+    """The wandb-workspaces Report (nothing is sent): every block of report.json, in the assignment's numbering."""
     import wandb_workspaces.reports.v2 as wr
 
     sweep, run = summary["sweep"], summary.get("run", {})
     analysis = summary.get("sweep_analysis", {})
     swept = sorted(analysis.get("values_swept", {}))
-    sweep_runs = runset(wr, entity, project, f"sweep {sweep}", f"Group = '{sweep}'")
-    shown = runset(wr, entity, project, "the run shown", f"Name = '{run.get('name', '')}'")
+    sweep_runs = wr.Runset(entity=entity, project=project, name=f"sweep {sweep}", filters=f"Group = '{sweep}'")
+    figures = wr.Runset(entity=entity, project=project, name="the report's figures",
+                        filters=f"Name = '{report_run_name(summary)}'")
     finetune = summary.get("finetune_run")
-    compared = runset(wr, entity, project, "scratch vs fine-tuned",
-                      f"Name = '{run.get('name', '')}' or Name = '{finetune or ''}'")
-    part_c = runset(wr, entity, project, "Part C", f"Name = '{sweep}-part-c'")
-    text = summary.get("text", {})
-    blocks = [
-        wr.P(f"Sweep {sweep}. {run.get('why', '')}"),
-        wr.H1("Part A — training a CNN from scratch"),
-        wr.H2("Q1: parameters and computations"),
-        wr.CodeBlock(text.get("formulas", ""), language="python"),
-        wr.H2("Q2: the hyperparameter sweep"),
-        wr.P(text.get("strategy", "")),
-        wr.PanelGrid(runsets=[sweep_runs], panels=[
-            wr.ScatterPlot(title="validation accuracy vs created", x=wr.Metric("CreatedTimestamp"),
-                           y=wr.SummaryMetric("best_val_acc")),
-            wr.ParallelCoordinatesPlot(columns=[wr.ParallelCoordinatesPlotColumn(metric=wr.Config(p)) for p in swept]
-                                       + [wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric("best_val_acc"))]),
-            wr.ParameterImportancePlot(with_respect_to="best_val_acc"),
-        ]),
-        wr.H2("Q3: what the sweep shows"),
-        wr.UnorderedList(summary.get("observations") or ["(no observations: the sweep has no scored run)"]),
-        wr.H2("Q4: the best model on the test set, its filters and guided backpropagation"),
-        wr.P(text.get("q4", "")),
-        wr.PanelGrid(runsets=[shown], panels=[wr.MediaBrowser(title=MEDIA_KEYS[k], media_keys=[k])
-                                              for k in ("test_grid", "filters", "guided_backprop")]),
-        wr.H2("Q5: the code and how to run it"),
-        wr.P(text.get("q5", "")),
-        wr.H1("Part B — fine-tuning a pretrained model"),
-        wr.H2("Q1: input size and the 1000-class head"), wr.P(text.get("b1", "")),
-        wr.H2("Q2: freezing strategies"), wr.P(text.get("b2", "")),
-        wr.H2("Q3: from scratch vs fine-tuned"), wr.P(text.get("b3", "")),
-        wr.PanelGrid(runsets=[compared], panels=[wr.LinePlot(title="validation accuracy", x="epoch", y=["val_acc"])]),
-        wr.H1("Part C — YOLOv3 in an application"),
-        wr.P(text.get("c", "")),
-        wr.PanelGrid(runsets=[part_c], panels=[wr.MediaBrowser(title=MEDIA_KEYS[k], media_keys=[k])
-                                               for k in ("detections", "contact_sheet")]),
-    ]
-    return wr.Report(project=project, entity=entity, title=f"iNaturalist-12K: the assignment's answers ({sweep})",
+    compared = wr.Runset(entity=entity, project=project, name="scratch vs fine-tuned",
+                         filters=f"Name = '{run.get('name', '')}' or Name = '{finetune or ''}'")
+    live = {
+        "Plot 1": wr.PanelGrid(runsets=[sweep_runs], panels=[wr.ScatterPlot(
+            title="validation accuracy vs created", x=wr.Metric("CreatedTimestamp"), y=wr.SummaryMetric("best_val_acc"))]),
+        "Plot 2": wr.PanelGrid(runsets=[sweep_runs], panels=[wr.ParallelCoordinatesPlot(
+            columns=[wr.ParallelCoordinatesPlotColumn(metric=wr.Config(p)) for p in swept]
+            + [wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric("best_val_acc"))])]),
+        "Plot 3": wr.PanelGrid(runsets=[sweep_runs], panels=[wr.ParameterImportancePlot(with_respect_to="best_val_acc")]),
+    }
+    media_key_of = {id(item): key for key, item in media_blocks(summary)}
+    blocks = [b for block in summary.get("preamble", []) for b in render_block(wr, block, live, media_key_of, figures)]
+    for section in summary.get("sections", []):
+        if section["blocks"] is None:
+            blocks.append(wr.H1(section["heading"]))
+            continue
+        blocks.append(wr.H2(section["heading"]))
+        for block in section["blocks"]:
+            blocks += render_block(wr, block, live, media_key_of, figures)
+        if section["heading"].startswith("Q3: from scratch"):
+            blocks.append(wr.PanelGrid(runsets=[compared], panels=[
+                wr.LinePlot(title="validation accuracy per epoch", x="epoch", y=["val_acc"])]))
+    if video_url:
+        blocks += [wr.P("Part C's clip, hosted:"), wr.Video(url=video_url)]
+    return wr.Report(project=project, entity=entity, title=summary.get("title", f"iNaturalist-12K ({sweep})"),
                      description="Part A, B and C in the assignment's numbering, built by handin/wandb_report.py",
                      blocks=blocks)
 
 
-def log_figures(figures, project, runs_dir):
-    """Log each run's figures as media of that run (resumed by its wandb id), and Part C's into a run of its own."""
+def report_as_json(report):
+    """The report as plain JSON through wandb-workspaces' own pydantic model (public; needs no server), each block
+    with its type's name added (the dump alone does not say which block a dict is)."""
+    import pydantic
+    import wandb_workspaces.reports.v2 as wr
+
+    data = pydantic.TypeAdapter(wr.Report).dump_python(report, mode="json")
+    for block, dumped in zip(report.blocks, data["blocks"]):
+        dumped["type"] = type(block).__name__
+        for panel, panel_dump in zip(getattr(block, "panels", None) or [], dumped.get("panels") or []):
+            panel_dump["type"] = type(panel).__name__
+    return data
+
+
+def log_figures(summary, project, runs_dir):
+    """Log every figure (with its caption) and Part C's clip into the report's own run, under the keys the report's
+    media panels show; its id is fixed by its name, so a rebuild logs into it again."""
     import wandb
 
-    from common.runs import readable_record
+    name = report_run_name(summary)
+    run_id = hashlib.sha1(f"{project}/{name}".encode()).hexdigest()[:16]
+    media = {}
+    for key, item in media_blocks(summary):
+        if Path(item["path"]).is_file():
+            kind = wandb.Video if item["type"] == "video" else wandb.Image
+            media[key] = kind(item["path"], caption=item["caption"])
+    folder = Path(runs_dir) / "sweeps" / summary["sweep"]
+    with wandb.init(project=project, id=run_id, name=name, resume="allow", job_type="report", reinit="finish_previous",
+                    dir=str(folder) if folder.is_dir() else None) as active:
+        active.log(media)
 
-    for run_name, files in figures.items():
-        record = readable_record(Path(runs_dir) / run_name) if (Path(runs_dir) / run_name).is_dir() else None
-        # a training run's own wandb id; Part C's run gets one fixed by its name, so a rebuild logs into it again
-        run_id = (record or {}).get("wandb_id") or hashlib.sha1(f"{project}/{run_name}".encode()).hexdigest()[:16]
-        with wandb.init(project=project, id=run_id, name=run_name, resume="allow",
-                        dir=str(Path(runs_dir) / run_name) if record else None, job_type="figures") as active:
-            active.log({key: [wandb.Image(str(p)) for p in paths] for key, paths in files.items()})
+
+def read_summary(report_json):
+    summary = load_json(report_json)
+    if not isinstance(summary, dict) or not isinstance(summary.get("sections"), list) or "sweep" not in summary:
+        raise UserError(f"{report_json} is not a report.json of this version: rebuild it with handin/report.py")
+    return summary
 
 
 def offline_hint(report_json):
     return (f"wandb is not online here (no login or no network): the runs were logged offline. To hand in the wandb "
-            f"report: wandb login, then `.venv/bin/wandb sync runs/*/wandb/offline-run-*` and "
+            f"report: wandb login, then `.venv/bin/wandb sync runs/*/wandb/offline-run-* runs/sweeps/*/wandb/offline-run-*` and "
             f"`.venv/bin/python handin/wandb_report.py --report {report_json}`")
 
 
@@ -107,13 +166,19 @@ def offline_hint(report_json):
 @click.option("--runs-dir", default="runs")
 @click.option("--entity", default=None, help="[default: your wandb default entity]")
 @click.option("--project", default="inat-lab")
+@click.option("--video-url", default=None, help="A hosted copy of Part C's clip (YouTube, Vimeo) to embed as well.")
+@click.option("--dry-run", is_flag=True, help="Print the report as JSON; log nothing, send nothing (no login needed).")
 @click.option("--if-online", is_flag=True, help="Offline: print how to build it later and exit 0 (make assignment).")
-def main(report_json, runs_dir, entity, project, if_online):
-    """Build the wandb report of an assignment (online)."""
+def main(report_json, runs_dir, entity, project, video_url, dry_run, if_online):
+    """Build the wandb report of an assignment (online), or print it (--dry-run)."""
     from common.tracking import resolve_wandb_mode, wandb_credentials_present, wandb_reachable
 
     if not Path(report_json).is_file():
         raise UserError(f"no {report_json}: build the report first (make assignment, or handin/report.py)")
+    if dry_run:
+        report = build_wandb_report(read_summary(report_json), entity or "your-entity", project, video_url)
+        click.echo(json.dumps(report_as_json(report), indent=1, ensure_ascii=False))
+        return
     if not (wandb_credentials_present() and wandb_reachable() and resolve_wandb_mode("auto", probe=False) == "online"):
         if if_online:
             click.echo(offline_hint(report_json))
@@ -121,9 +186,10 @@ def main(report_json, runs_dir, entity, project, if_online):
         raise UserError(offline_hint(report_json))
     import wandb
 
-    summary = load_json(report_json)
-    log_figures(summary.get("figures", {}), project, runs_dir)
-    report = build_wandb_report(summary, entity or wandb.Api().default_entity, project)
+    summary = read_summary(report_json)
+
+    log_figures(summary, project, runs_dir)
+    report = build_wandb_report(summary, entity or wandb.Api().default_entity, project, video_url)
     report.save()
     click.echo(f"wandb report: {report.url}")
 

@@ -96,10 +96,12 @@ def test_the_report_shows_the_benchmarks_fractions_beside_its_plot(tmp_path):
          "replayed": {"median": 0.35, "within_goal": 0.23}},
         {"method": "random+hyperband", "fraction_of_grid_epochs": [], "replayed": {"median": 0.2, "within_goal": 0.5}}]}))
     Image.new("RGB", (40, 30)).save(tmp_path / "sweep_efficiency.png")
-    html = sweep_bench_evidence(tmp_path)
+    from handin.html_report import render
+
+    html = render(sweep_bench_evidence(tmp_path))
     assert "<td>0.33 / 0.25</td>" in html and "<td>0.38 / not reached</td>" in html
     assert "median 0.35, ≤ 1/5 in 23%" in html and "data:image/png;base64" in html
     assert "<td>random+hyperband</td><td>(replayed only)</td><td>median 0.20, ≤ 1/5 in 50%</td>" in html
-    assert sweep_bench_evidence(tmp_path / "missing") == ""
+    assert sweep_bench_evidence(tmp_path / "missing") == []
     # the committed measurement the report shows is make sweep-bench's own output format
-    assert "bayes+hyperband" in sweep_bench_evidence(ROOT / "docs")
+    assert "bayes+hyperband" in render(sweep_bench_evidence(ROOT / "docs"))

@@ -1,6 +1,10 @@
-"""The wandb report: built offline with wandb-workspaces' own (pydantic-validated) classes; never uploaded here."""
+"""The wandb report: the same answers as report.html, rendered with wandb-workspaces' own (pydantic-validated)
+classes; printed with --dry-run, never uploaded here."""
+import json
+import os
 import subprocess
 import sys
+from html.parser import HTMLParser
 
 import pytest
 
@@ -8,43 +12,123 @@ from conftest import ROOT
 
 wr = pytest.importorskip("wandb_workspaces.reports.v2")
 
-
-def summary():
-    return {"sweep": "demo", "run": {"name": "demo-abc", "val_acc": 0.8, "why": "Shows run demo-abc: the best"},
-            "finetune_run": "demo-finetune", "observations": ["batch norm helps (n=12)"],
-            "sweep_analysis": {"values_swept": {"lr": ["0.001", "0.01"], "batch_norm": ["False", "True"]}},
-            "text": {"formulas": "params = ...", "strategy": "random + hyperband", "q4": "test acc 0.8",
-                     "q5": "partA/", "b1": "224 px", "b2": "all-but-last", "b3": "fine-tuned wins", "c": "trap"}}
+TEXT_TAGS = {"td", "th", "p", "li", "pre", "code", "figcaption", "h2", "h3", "h4"}
 
 
-def test_the_wandb_report_has_the_assignments_sections_panels_and_run_filters():
+class PageText(HTMLParser):
+    """Every text node of the page's answers (cells, paragraphs, list items, code, captions, headings)."""
+
+    def __init__(self):
+        super().__init__()
+        self.open, self.texts, self.captions = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        while self.open and self.open.pop() != tag:
+            pass
+
+    def handle_data(self, data):
+        if self.open and self.open[-1] in TEXT_TAGS and data.strip():
+            self.texts.append(data.strip())
+            if self.open[-1] == "figcaption":
+                self.captions.append(data.strip())
+
+
+def strings(tree):
+    if isinstance(tree, str):
+        return [tree]
+    if isinstance(tree, dict):
+        return [s for v in tree.values() for s in strings(v)]
+    if isinstance(tree, list):
+        return [s for v in tree for s in strings(v)]
+    return []
+
+
+@pytest.mark.slow
+def test_every_cell_number_and_caption_of_the_page_is_in_the_wandb_report(tmp_path):
+    from test_sweep import handin_outputs
+
+    outputs, build = handin_outputs(tmp_path)
+    page = PageText()
+    page.feed(build())
+    report_json = outputs / "report" / "report.json"
+    dry = subprocess.run([sys.executable, "handin/wandb_report.py", "--report", str(report_json), "--dry-run",
+                          "--entity", "someone"], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "WANDB_MODE": "disabled"})
+    assert dry.returncode == 0, dry.stderr
+    report = json.loads(dry.stdout)
+    rendered = "\n".join(s.replace("\\|", "|") for s in strings(report["blocks"]))
+    answers = page.texts[page.texts.index("Part A — training a CNN from scratch"):]
+    missing = [t for t in answers if t not in rendered]
+    assert not missing, missing[:10]
+    assert len(answers) > 150 and "0.7500" in rendered and "all-but-last (this run)" in rendered
+    # each figure: its caption, then the panel that shows it (a media panel, or wandb's own plot for Q2's three)
+    blocks = report["blocks"]
+    for caption in page.captions:
+        at = next(i for i, b in enumerate(blocks) if b.get("text") == caption)
+        panels = [p["type"] for p in blocks[at + 1]["panels"]]
+        assert panels in (["MediaBrowser"], ["ScatterPlot"], ["ParallelCoordinatesPlot"], ["ParameterImportancePlot"])
+    assert {b["type"] for b in blocks} >= {"H1", "H2", "H3", "P", "MarkdownBlock", "CodeBlock", "UnorderedList",
+                                          "PanelGrid"}
+
+
+def test_the_report_run_logs_every_figure_under_the_key_its_panel_shows(tmp_path, monkeypatch):
+    """Offline: the figures go into the report's own run (a real offline wandb run), keyed as the media panels say."""
+    from PIL import Image
+
+    from handin.wandb_report import build_wandb_report, log_figures, media_blocks
+    from wandb_files import offline_runs
+
+    for name in ("grid.png", "sheet.png"):
+        Image.new("RGB", (30, 20)).save(tmp_path / name)
+    figure = {"type": "figure", "path": str(tmp_path / "grid.png"), "caption": "Test predictions", "width": 400}
+    summary = {"sweep": "s1", "run": {"name": "s1-a"}, "sections": [
+        {"heading": "Part A", "blocks": None},
+        {"heading": "Q2: the sweep", "blocks": [{"type": "figure", "path": str(tmp_path / "grid.png"),
+                                                  "caption": "Plot 1: validation accuracy vs created", "width": 9}]},
+        {"heading": "Q4: test", "blocks": [figure, {"type": "photos", "items": [
+            {"type": "figure", "path": str(tmp_path / "sheet.png"), "caption": "dog.jpg: dog 0.57", "width": 9}]}]}]}
+    keys = [key for key, _ in media_blocks(summary)]
+    assert keys == ["fig01_grid", "fig02_sheet"]  # the live plot is drawn by wandb, not logged
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)
+    wandb.teardown()  # wandb reads WANDB_MODE once per process: an earlier test may have set it up disabled
+    log_figures(summary, "inat-lab", str(tmp_path / "runs"))
+    (run,) = offline_runs(tmp_path)
+    assert run["name"] == "s1-report" and set(keys) <= run["logged"], run
+    report = build_wandb_report(summary, "someone", "inat-lab")
+    shown = [p.media_keys for b in report.blocks if isinstance(b, wr.PanelGrid) for p in b.panels
+             if isinstance(p, wr.MediaBrowser)]
+    assert shown == [["fig01_grid"], ["fig02_sheet"]]
+
+
+def test_the_run_sets_are_filters_wandbs_own_parser_accepts():
     from wandb_workspaces import expr
 
     from handin.wandb_report import build_wandb_report
 
-    report = build_wandb_report(summary(), entity="someone", project="inat-lab")
-    headings = [(type(b).__name__, b.text) for b in report.blocks if isinstance(b, (wr.H1, wr.H2))]
-    assert [h for h in headings if h[0] == "H1"] == [("H1", "Part A — training a CNN from scratch"),
-                                                     ("H1", "Part B — fine-tuning a pretrained model"),
-                                                     ("H1", "Part C — YOLOv3 in an application")]
-    assert [text.split(":")[0] for kind, text in headings if kind == "H2"] == ["Q1", "Q2", "Q3", "Q4", "Q5",
-                                                                              "Q1", "Q2", "Q3"]
-    grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]
-    sweep_panels = {type(p).__name__ for p in grids[0].panels}
-    assert sweep_panels == {"ScatterPlot", "ParallelCoordinatesPlot", "ParameterImportancePlot"}
-    columns = [c.metric.name for c in next(p for p in grids[0].panels if isinstance(p, wr.ParallelCoordinatesPlot)).columns]
-    assert columns == ["batch_norm", "lr", "best_val_acc"]
-    # every run set's filter is an expression wandb's own parser accepts, naming the sweep's group or the runs shown
+    summary = {"sweep": "demo", "run": {"name": "demo-abc"}, "finetune_run": "demo-finetune",
+               "sweep_analysis": {"values_swept": {"lr": [], "batch_norm": []}},
+               "sections": [{"heading": "Q3: from scratch vs fine-tuned", "blocks": []},
+                            {"heading": "Q2", "blocks": [{"type": "figure", "path": "x.png", "width": 9,
+                                                          "caption": "Plot 2: parallel coordinates"}]}]}
+    report = build_wandb_report(summary, entity="someone", project="inat-lab")
+
     def leaves(tree):
         return [tree] if tree.filters is None else [leaf for branch in tree.filters for leaf in leaves(branch)]
 
+    grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]
     parsed = {r.name: [(f.key.name, f.value) for f in leaves(expr.expr_to_filters(r.filters))]
               for g in grids for r in g.runsets}
-    assert parsed["sweep demo"] == [("group", "demo")]
-    assert parsed["the run shown"] == [("displayName", "demo-abc")]
     assert parsed["scratch vs fine-tuned"] == [("displayName", "demo-abc"), ("displayName", "demo-finetune")]
-    media = [p.media_keys for g in grids for p in g.panels if isinstance(p, wr.MediaBrowser)]
-    assert media == [["test_grid"], ["filters"], ["guided_backprop"], ["detections"], ["contact_sheet"]]
+    assert parsed["sweep demo"] == [("group", "demo")]
+    columns = [c.metric.name for g in grids for p in g.panels if isinstance(p, wr.ParallelCoordinatesPlot)
+               for c in p.columns]
+    assert columns == ["batch_norm", "lr", "best_val_acc"]
 
 
 def test_offline_it_says_in_one_line_how_to_build_it_later(tmp_path):
@@ -58,3 +142,7 @@ def test_offline_it_says_in_one_line_how_to_build_it_later(tmp_path):
     refused = subprocess.run([sys.executable, "handin/wandb_report.py", "--report", str(report_json)],
                              capture_output=True, text=True, cwd=ROOT, env=env)
     assert refused.returncode == 1 and refused.stderr.startswith("Error: wandb is not online")
+    damaged = subprocess.run([sys.executable, "handin/wandb_report.py", "--report", str(report_json), "--dry-run"],
+                             capture_output=True, text=True, cwd=ROOT, env=env)
+    assert damaged.returncode == 1 and "not a report.json of this version" in damaged.stderr
+    assert "Traceback" not in damaged.stderr

@@ -1,0 +1,88 @@
+"""The report's answers as plain blocks: written once, rendered twice.
+
+Every answer is a list of blocks (JSON-ready dicts). `handin.html_report.render` turns them into report.html and
+`handin.wandb_report` into a wandb Report; report.json stores them, so the two renderings show the same words,
+table cells, numbers and figures with their captions. Answers are built by adding lists: `paragraph(a) + table(...)`.
+"""
+
+
+def fmt_value(value):
+    """3 significant digits for floats (learning rates print as 0.00215, not 0.0021538462071213733)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list):
+        return ",".join(fmt_value(v) for v in value)
+    return str(value)
+
+
+def paragraph(text):
+    return [{"type": "p", "text": text}]
+
+
+def note(text):
+    """A visible note where an answer is missing (or qualified)."""
+    return [{"type": "note", "text": text}]
+
+
+def h4(text):
+    return [{"type": "h4", "text": text}]
+
+
+def preformatted(text):
+    return [{"type": "pre", "text": text}]
+
+
+def command(text):
+    return [{"type": "command", "text": text}]
+
+
+def bullets(items):
+    return [{"type": "list", "items": list(items)}]
+
+
+def table(header, rows):
+    return [{"type": "table", "header": [str(h) for h in header], "rows": [[fmt_value(c) for c in row] for row in rows]}]
+
+
+def figure(path, caption, width):
+    """An image file with its caption, shown `width` px wide in the page (a media panel in the wandb report)."""
+    return [{"type": "figure", "path": str(path), "caption": caption, "width": width}]
+
+
+def photos(figures):
+    """Figures side by side (each: figure(...)[0])."""
+    return [{"type": "photos", "items": list(figures)}]
+
+
+def video(path, caption):
+    return [{"type": "video", "path": str(path), "caption": caption}]
+
+
+def texts(blocks):
+    """Every piece of text the blocks show, in order: what either rendering must contain."""
+    out = []
+    for block in blocks:
+        kind = block["type"]
+        if kind == "table":
+            out += block["header"] + [cell for row in block["rows"] for cell in row]
+        elif kind == "list":
+            out += block["items"]
+        elif kind == "photos":
+            out += [item["caption"] for item in block["items"]]
+        elif kind in ("figure", "video"):
+            out.append(block["caption"])
+        else:
+            out.append(block["text"])
+    return out
+
+
+def markdown_table(header, rows):
+    """A Markdown table (what a wandb report's Markdown block shows); '|' inside a cell is escaped."""
+    def cell(text):
+        return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
