@@ -17,23 +17,23 @@ from common.errors import UserError  # noqa: E402
 from common.viz import save  # noqa: E402
 from partA.sweep_engine import format_params  # noqa: E402
 
-NO_CLEAR_DIFFERENCE = 0.01  # accuracy points below which a gap between groups is not called a difference
 
 
 def collect_sweep(sweep_folder):
     """Rows of the sweep's runs: params, best val acc, created time, state, epochs run."""
-    from partA.sweep_engine import LocalSweep
+    from partA.sweep_engine import sweep_runs
 
     folder = Path(sweep_folder)
     if not (folder / "config.yaml").is_file():
         raise UserError(f"no sweep at {folder}; run one with `make sweep` or `python partA/sweep.py`")
     rows = []
-    for run in LocalSweep(folder).runs():
+    for run in sweep_runs(folder):
         acc = run["summary"].get("best_val_acc")
         if acc is None and run["history"]:
             acc = max(h.get("val_acc", float("nan")) for h in run["history"])
         rows.append({"id": run["id"], "params": run["params"], "val_acc": acc, "created": run["created"],
-                     "state": run["state"], "epochs": len(run["history"]), "error": run["error"]})
+                     "state": run["state"], "epochs": len(run["history"]), "error": run["error"],
+                     "history": run["history"]})
     if not any(r["val_acc"] is not None for r in rows):
         raise UserError(f"sweep {folder.name} has no run with a validation accuracy yet")
     return rows
@@ -234,30 +234,21 @@ def confounded_pairs(rows, params, threshold=0.8):
     return pairs
 
 
-def observations(rows, searched=None):
+def observations(rows, searched=None, config=None, importance=()):
     """Sentences derived from the runs, each with the statistic and sample size behind it.
 
-    Hyperband-stopped runs only reached a partial accuracy: the comparisons use full-length
-    (finished) runs, and say so; stopped runs are listed apart.
+    Every run counts, hyperband-stopped ones too: effects are compared at equal epochs among the runs that reached
+    them and built up rung by rung (handin.sweep_effects). Where Q2's importance plot ranks a parameter high that
+    the comparison finds no clear effect of, a sentence says why the two differ — the page never contradicts itself.
     """
-    everything = _scored(rows)
-    full = [r for r in everything if r["state"] == "finished"]
-    scored = full if len(full) >= 3 else everything
+    from handin.sweep_effects import describe, sweep_effects
+
+    config = config or {}
+    scored = _scored(rows)
     out = []
-    if scored is full and len(full) < len(everything):
-        stopped_count = len(everything) - len(full)
-        plural = stopped_count > 1
-        out.append(f"Comparisons below use the {len(full)} runs that trained to the end; the {stopped_count} "
-                   f"hyperband-stopped run{'s are' if plural else ' is'} left out ({'their' if plural else 'its'} "
-                   f"accuracy is partial).")
-    elif scored is everything and len(full) < len(everything):
-        out.append(f"Only {len(full)} runs trained to the end, so the comparisons below also include hyperband-stopped "
-                   f"runs, whose partial accuracy understates them.")
-    n = len(scored)
-    caveat = " (few runs: suggestive, not conclusive)" if n < 10 else ""
-    best = max(scored, key=lambda r: r["val_acc"])
     varied = set(swept_parameters(scored)) | set(searched or [])
-    out.append(f"The best of {n} scored runs reached {best['val_acc']:.3f} validation accuracy with "
+    best = max(scored, key=lambda r: r["val_acc"])
+    out.append(f"The best of {len(scored)} scored runs reached {best['val_acc']:.3f} validation accuracy with "
                f"{format_params({k: v for k, v in best['params'].items() if k in varied})}.")
     params = swept_parameters(scored)
     for p in sorted(set(searched or []) - set(params)):
@@ -270,48 +261,33 @@ def observations(rows, searched=None):
         follows.setdefault(b, a)
         out.append(f"{a} and {b} changed together in these runs (Cramér's V = {v:.2f}, n = {len(scored)}): "
                    f"what follows for {a} may be {b}'s effect, and the other way round.")
-    for p in params:
-        if p in follows:
-            continue  # reported with the parameter it moved with
-        values = [r["params"].get(p) for r in scored]
-        accs = np.array([r["val_acc"] for r in scored])
-        if _is_numeric(values) and len(set(values)) > 3:
-            if n < 5:
-                out.append(f"{p}: too few runs (n = {n}) to relate it to accuracy.")
-                continue
-            x = np.log10(values) if min(values) > 0 and max(values) / min(values) >= 10 else np.array(values, float)
-            r = float(np.corrcoef(x, accs)[0, 1]) if x.std() > 0 else 0.0
-            stat = f"r = {r:+.2f}, n = {n}" + (f"; {caveat.strip(' ()')}" if caveat else "")
-            if abs(r) < 0.2:
-                out.append(f"{p}: no clear relation to accuracy across its range ({stat}).")
-            else:
-                direction = "higher" if r > 0 else "lower"
-                out.append(f"{p}: {direction} values went with higher accuracy ({stat}).")
-            continue
-        groups = {}
-        for v, a in zip(values, accs):
-            groups.setdefault(repr(v).strip("'"), []).append(a)
-        groups = {k: v for k, v in groups.items() if len(v) >= 2}
-        if len(groups) < 2:
-            continue
-        means = sorted(((float(np.mean(v)), k, len(v), float(np.var(v, ddof=1))) for k, v in groups.items()),
-                       reverse=True)
-        top, bottom = means[0], means[-1]
-        gap = top[0] - bottom[0]
-        noise = 2 * math.sqrt(top[3] / top[2] + bottom[3] / bottom[2])  # two standard errors of the gap
-        if gap < max(NO_CLEAR_DIFFERENCE, noise):
-            out.append(f"{p}: made no clear difference (mean accuracy {bottom[0]:.3f}–{top[0]:.3f} across values; "
-                       f"the gap of {gap:.3f} is within two standard errors, {noise:.3f}){caveat}.")
-        else:
-            out.append(f"{p}: {top[1]} averaged {top[0]:.3f} (n = {top[2]}) vs {bottom[1]} {bottom[0]:.3f} "
-                       f"(n = {bottom[2]}), a gap of {gap:.3f}, beyond two standard errors ({noise:.3f}){caveat}.")
+    metric = (config.get("metric") or {}).get("name", "val_acc")
+    findings = sweep_effects(rows, config, [p for p in params if p not in follows], metric)
+    out += [describe(f) for f in findings]
+    out += reconcile(findings, importance)
     stopped = [r for r in rows if r["state"] == "stopped"]
     if stopped:
         low, high = min(r["epochs"] for r in stopped), max(r["epochs"] for r in stopped)
         span = f"{low}" if low == high else f"{low}–{high}"
-        out.append(f"Hyperband stopped {len(stopped)} of {len(rows)} runs early, after {span} epochs "
-                   f"(runs {', '.join(r['id'] for r in stopped)}).")
+        out.append(f"Hyperband stopped {len(stopped)} of {len(rows)} runs early, after {span} epochs; they count in "
+                   f"the comparisons above up to the epoch they reached.")
     failed = [r for r in rows if r["state"] == "failed"]
     if failed:
         out.append(f"{len(failed)} run(s) failed; their errors are in the sweep folder.")
+    return out
+
+
+def reconcile(findings, importance, top=3, notable=0.1):
+    """Where Q2's importance plot ranks a parameter high and Q3 finds no clear effect of it: why both hold."""
+    from handin.sweep_effects import WORDS
+
+    clear = {f["parameter"]: f["clear"] for f in findings}
+    out = []
+    for feature, weight, correlation in list(importance)[:top]:
+        parameter = feature.split("=")[0]
+        if weight >= notable and clear.get(parameter) is False:
+            out.append(f"Q2's importance plot ranks {feature} high ({weight:.2f}, r = {correlation:+.2f}), yet above "
+                       f"{WORDS.get(parameter, parameter)} has no clear effect: that plot relates each run's best "
+                       f"accuracy whatever epoch hyperband stopped it at, so it also rewards early speed and chance; "
+                       f"compared at equal epochs the difference is within noise.")
     return out

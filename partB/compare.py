@@ -15,7 +15,7 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 
 import click
 
-from common.cli import OneLineErrors, invoked_command
+from common.cli import OUTPUT_FOLDER, OneLineErrors, invoked_command
 
 from common.checkpoints import load_record, resolve_run_dir
 from common.errors import UserError
@@ -36,7 +36,9 @@ def default_runs(runs_dir):
 
 
 def insights(rows):
-    """Sentences comparing the best scratch run with each fine-tuned run, from the numbers in the table."""
+    """What the comparison shows, from the runs' own numbers: the accuracy gap, the parameters trained, how soon the
+    fine-tuned run passed the scratch run's best, each run's train-vs-val gap, the classes that gained most, and the
+    input sizes when they differ."""
     scratch = next((r for r in rows if r["kind"] == "scratch"), None)
     out = []
     for ft in (r for r in rows if r["kind"] == "finetune") if scratch else ():
@@ -46,7 +48,60 @@ def insights(rows):
                    f"{a:.3f} from scratch ({(b - a) * 100:+.1f} points), training {ft['trainable_params']:,} parameters "
                    f"against {scratch['trainable_params']:,} for {ft['total_s']:.0f} s against {scratch['total_s']:.0f} s "
                    f"(feature pass included): ImageNet features transfer, so far fewer parameters need data.")
+        out += [line for line in (time_to_reach(scratch, ft), overfitting(scratch, ft), class_gains(scratch, ft),
+                                  input_sizes(scratch, ft)) if line]
     return out
+
+
+def time_to_reach(scratch, ft):
+    """How soon the fine-tuned run passed the scratch run's best validation accuracy, against the scratch run."""
+    target = scratch["val_acc"]
+    own = next((c for c in scratch.get("curve", []) if c["val_acc"] >= target), None)
+    passed = next((c for c in ft.get("curve", []) if c["val_acc"] >= target), None)
+    if own is None:
+        return None
+    scratch_took = f"the scratch run took {own['epoch']} epochs, {own['elapsed_s']:.0f} s, to get there"
+    if passed is None:
+        return f"{ft['run']} never reached the scratch run's best validation accuracy ({target:.3f}); {scratch_took}."
+    return (f"{ft['run']} passed the scratch run's best validation accuracy ({target:.3f}) after {passed['epoch']} "
+            f"epoch{'s' if passed['epoch'] > 1 else ''}, {passed['elapsed_s'] + (ft.get('feature_pass_s') or 0):.0f} s "
+            f"(feature pass included); {scratch_took}.")
+
+
+def overfitting(scratch, ft):
+    """Train-vs-val accuracy gap at each run's last epoch (train accuracy is on augmented batches where augmentation
+    is on, so a small or negative gap does not mean underfitting)."""
+    def gap(row):
+        last = (row.get("curve") or [{}])[-1]
+        return None if last.get("train_acc") is None else last["train_acc"] - last["val_acc"]
+
+    gaps = gap(scratch), gap(ft)
+    if None in gaps:
+        return None
+    closer = "the scratch run" if gaps[0] > gaps[1] else "the fine-tuned run"
+    return (f"Train minus validation accuracy at the last epoch: {gaps[0]:+.3f} from scratch, {gaps[1]:+.3f} "
+            f"fine-tuned ({closer} fits its training images more).")
+
+
+def class_gains(scratch, ft, top=3):
+    """The classes whose test accuracy changed most, when both runs were evaluated on the test set."""
+    a, b = scratch.get("per_class"), ft.get("per_class")
+    if not a or not b:
+        return None
+    changes = sorted(((b[c] - a[c], c) for c in a if c in b), reverse=True)
+    best = ", ".join(f"{c} {a[c]:.2f} → {b[c]:.2f}" for _, c in changes[:top])
+    worst = changes[-1]
+    tail = (f"; least: {worst[1]} {a[worst[1]]:.2f} → {b[worst[1]]:.2f}" if worst[1] not in
+            {c for _, c in changes[:top]} else "")
+    return f"Test accuracy gained most in {best}{tail}."
+
+
+def input_sizes(scratch, ft):
+    if scratch["image_size"] == ft["image_size"]:
+        return None
+    return (f"Input sizes differ: the scratch run saw {scratch['image_size']} px images, {ft['run']} "
+            f"{ft['image_size']} px (the size its ImageNet weights expect); part of the gap is resolution, not "
+            f"pretraining alone.")
 
 
 def row_for(run_dir, eval_dir):
@@ -55,7 +110,14 @@ def row_for(run_dir, eval_dir):
     if not epochs:
         raise UserError(f"run {run_dir.name} has no finished epoch yet")
     test_file = Path(eval_dir) / run_dir.name / "test_summary.json"
+    test = load_json(test_file) if test_file.is_file() else {}
     ft = record.get("finetune", {})
+    elapsed = 0.0
+    curve = []
+    for e in epochs:
+        elapsed += e["epoch_time"]
+        curve.append({"epoch": e["epoch"], "val_acc": e["val_acc"], "train_acc": e.get("train_acc"),
+                      "elapsed_s": elapsed})
     return {
         "run": run_dir.name,
         "kind": record.get("kind", "?"),
@@ -63,7 +125,9 @@ def row_for(run_dir, eval_dir):
         "freeze": ft.get("freeze", "-") + (f" k={ft['k']}" if ft.get("freeze") == "first-k" else ""),
         "image_size": record["config"]["image_size"],
         "val_acc": record["summary"]["best_val_acc"],
-        "test_acc": load_json(test_file)["test_acc"] if test_file.is_file() else None,
+        "test_acc": test.get("test_acc"),
+        "per_class": test.get("per_class_acc"),
+        "curve": curve,
         "trainable_params": record.get("trainable_params", record.get("params")),
         "params": record.get("params"),
         "s_per_epoch": sum(e["epoch_time"] for e in epochs) / len(epochs),
@@ -79,7 +143,7 @@ def row_for(run_dir, eval_dir):
 @click.option("--run", "runs", multiple=True, help="Runs to compare [default: best scratch run + all fine-tune runs].")
 @click.option("--runs-dir", default="runs")
 @click.option("--eval-dir", default="outputs/test-eval", help="Where partA/evaluate.py wrote test summaries.")
-@click.option("--out", default="outputs/compare")
+@click.option("--out", type=OUTPUT_FOLDER, default="outputs/compare")
 def main(runs, runs_dir, eval_dir, out):
     """Compare scratch and fine-tuned runs: accuracy, trainable parameters, time, curves."""
     run_dirs = [resolve_run_dir(r, runs_dir) for r in runs] if runs else default_runs(runs_dir)

@@ -38,7 +38,7 @@ class ModelName(click.ParamType):
 
 def print_models(ctx, _, wanted):
     if wanted:
-        click.echo(" ".join(available_models()))
+        click.echo("\n".join(available_models()))
         ctx.exit()
 
 

@@ -66,7 +66,7 @@ def backbone_features(model, images, mean, std, device, batch_size=64, progress=
     model.eval().to(device)
     try:
         chunks = [model(prepare_batch(chunk.to(device), mean, std)).float().cpu()
-                  for chunk in tqdm(images.split(batch_size), desc="backbone features", disable=None if progress else True)]
+                  for chunk in tqdm(images.split(batch_size), desc="backbone features", disable=not progress, mininterval=1)]
     finally:
         for path, module in zip(paths, kept):
             replace_module_at(model, path, module)

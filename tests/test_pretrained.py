@@ -129,7 +129,8 @@ def test_an_unknown_model_name_suggests_the_closest_ones():
         build_pretrained("ResNet")
     listed = subprocess.run([sys.executable, str(ROOT / "partB/finetune.py"), "--list-models"], capture_output=True,
                             text=True, cwd=ROOT)
-    assert listed.returncode == 0 and "efficientnet_lite0" in listed.stdout.split()
+    names = listed.stdout.splitlines()  # one per line: greppable, countable
+    assert listed.returncode == 0 and {"efficientnet_lite0", "resnet50"} <= set(names) and all(" " not in n for n in names)
 
 
 def test_a_weights_file_for_another_architecture_names_the_keys(tmp_path):
@@ -416,3 +417,28 @@ def test_the_feature_cache_is_a_pure_speed_up_it_trains_what_the_normal_path_tra
     assert torch.allclose(a["classifier.1.weight"], b["classifier.1.weight"], atol=1e-5), \
         (a["classifier.1.weight"] - b["classifier.1.weight"]).abs().max()
     assert moved > 1e-3
+
+
+def test_the_comparison_says_how_soon_the_fine_tuned_run_passed_the_scratch_best_and_which_classes_gained():
+    from partB.compare import insights
+
+    def curve(vals, trains, seconds):
+        return [{"epoch": i + 1, "val_acc": v, "train_acc": t, "elapsed_s": s}
+                for i, (v, t, s) in enumerate(zip(vals, trains, seconds))]
+
+    scratch = {"run": "s", "kind": "scratch", "model": "5-block CNN", "freeze": "-", "image_size": 64, "val_acc": 0.60,
+               "test_acc": 0.58, "trainable_params": 2_000_000, "total_s": 30.0, "feature_pass_s": None,
+               "curve": curve([0.40, 0.55, 0.60], [0.5, 0.7, 0.8], [10, 20, 30]),
+               "per_class": {"A": 0.5, "B": 0.6, "C": 0.7, "D": 0.9}}
+    tuned = {"run": "t", "kind": "finetune", "model": "efficientnet_lite0", "freeze": "all-but-last", "image_size": 224,
+             "val_acc": 0.90, "test_acc": 0.88, "trainable_params": 12_810, "total_s": 9.0, "feature_pass_s": 5.0,
+             "curve": curve([0.70, 0.90], [0.75, 0.92], [2, 4]),
+             "per_class": {"A": 0.9, "B": 0.8, "C": 0.75, "D": 0.85}}
+    text = "\n".join(insights([scratch, tuned]))
+    assert "(+30.0 points)" in text and "12,810 parameters against 2,000,000" in text
+    # 0.70 ≥ 0.60 at epoch 1: 2 s of training + the 5 s feature pass; the scratch run reached 0.60 at epoch 3, 30 s
+    assert "passed the scratch run's best validation accuracy (0.600) after 1 epoch, 7 s" in text
+    assert "the scratch run took 3 epochs, 30 s" in text
+    assert "+0.200 from scratch, +0.020 fine-tuned" in text  # 0.8 − 0.6 and 0.92 − 0.90
+    assert "gained most in A 0.50 → 0.90, B 0.60 → 0.80, C 0.70 → 0.75; least: D 0.90 → 0.85" in text
+    assert "the scratch run saw 64 px images, t 224 px" in text

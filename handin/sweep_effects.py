@@ -1,0 +1,266 @@
+"""Q3: what each hyperparameter did to validation accuracy, from every run of a sweep — hyperband-stopped ones too.
+
+Under hyperband, runs are compared at the rungs (epochs min_iter·eta^k, and the last epoch) among the runs that
+reached them. A run's best accuracy is not comparable across runs stopped at different epochs, and the first rung
+alone measures early speed (it penalises dropout and augmentation, which pay off late). So each effect is built up
+rung by rung:
+
+  effect at the last rung = effect at the first rung (every run, same epoch, adjusted for the other parameters by
+                            least squares) + the effect on each later gain (acc at rung k − acc at rung k−1, among the
+                            runs that reached rung k)
+
+A run's persistent luck (the reason it survived a rung) cancels in its gains, so the survivors' selection does not
+bias the later terms. Each effect carries a standard error; a parameter is named only when its effect at the
+deepest rung both of its compared values reached is beyond a Bonferroni-corrected t threshold over every
+comparison made (and at least NO_CLEAR_DIFFERENCE), so a sweep of pure noise names nothing 95 % of the time.
+"""
+import math
+from itertools import combinations
+
+import numpy as np
+
+ALPHA = 0.05  # family-wise error over all comparisons of one sweep
+NO_CLEAR_DIFFERENCE = 0.01  # accuracy points below which a difference is not called an effect
+MAX_LEVELS = 4  # a numeric parameter with more distinct values is treated as a scale (a slope), not as groups
+
+# The assignment's words for the parameters it asks about
+WORDS = {"organisation": "filter organisation", "base_filters": "number of filters", "filters": "filters per layer",
+         "kernel_sizes": "kernel sizes", "batch_norm": "batch normalisation", "dropout": "dropout",
+         "augment": "data augmentation", "aug_strength": "augmentation strength", "activation": "activation",
+         "dense_units": "dense units", "lr": "learning rate", "weight_decay": "weight decay",
+         "batch_size": "batch size", "label_smoothing": "label smoothing", "optimizer": "optimizer"}
+
+
+def level(value):
+    return str(value).lower() if isinstance(value, bool) else (f"{value:g}" if isinstance(value, float) else str(value))
+
+
+def rung_epochs(config, rows):
+    """The epochs at which the sweep's runs were compared: hyperband's rungs below the last epoch, then the last."""
+    from partA.sweep_engine import first_rung
+
+    last = max((h["epoch"] for r in rows for h in r["history"]), default=0)
+    stop = config.get("early_terminate") or {}
+    if not stop or not last:
+        return [last] if last else []
+    eta, rungs, epoch = int(stop.get("eta", 3)), [], first_rung(stop)
+    while epoch < last:
+        rungs.append(epoch)
+        epoch *= eta
+    return rungs + [last]
+
+
+def accuracy_at(row, epoch, metric="val_acc"):
+    return next((h[metric] for h in row["history"] if h["epoch"] == epoch and metric in h), None)
+
+
+def encoding(rows, parameters):
+    """{parameter: ("groups", [levels]) or ("scale", log?)} for the parameters that vary across these runs."""
+    out = {}
+    for p in parameters:
+        values = [r["params"].get(p) for r in rows]
+        distinct = {level(v) for v in values}
+        if len(distinct) < 2:
+            continue
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if numeric and len(distinct) > MAX_LEVELS:
+            out[p] = ("scale", min(values) > 0 and max(values) / min(values) >= 10)
+        else:
+            out[p] = ("groups", sorted(distinct))
+    return out
+
+
+def design(rows, coding):
+    """Least-squares design: an intercept, then per parameter its levels after the first (0/1) or its scale."""
+    columns, names = [np.ones(len(rows))], [("intercept", None)]
+    for p, (kind, spec) in coding.items():
+        values = [r["params"].get(p) for r in rows]
+        if kind == "scale":
+            x = np.array(values, float)
+            columns.append(np.log10(x) if spec else x)
+            names.append((p, None))
+        else:
+            for lv in spec[1:]:
+                columns.append(np.array([level(v) == lv for v in values], float))
+                names.append((p, lv))
+    return np.stack(columns, 1), names
+
+
+def adjusted_first_rung(rows, y, coding, min_dof=4):
+    """Coefficients and their covariance from least squares over these parameters, or None when too few runs."""
+    X, names = design(rows, coding)
+    dof = len(rows) - X.shape[1]
+    if dof < min_dof or np.linalg.matrix_rank(X) < X.shape[1]:
+        return None
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    residual = y - X @ beta
+    sigma2 = float(residual @ residual) / dof
+    return beta, sigma2 * np.linalg.inv(X.T @ X), names, dof
+
+
+def contrasts(coding, p):
+    """The comparisons made for parameter p: level pairs (b better-or-not than a), or its slope."""
+    kind, spec = coding[p]
+    return [None] if kind == "scale" else list(combinations(spec, 2))
+
+
+def first_rung_estimate(rows, y, coding, p, pair, fit):
+    """(effect, variance, dof) of a contrast at the first rung: from the adjusted fit when there is one, else from
+    group means (or a simple slope) with the pooled within-group variance."""
+    if fit is not None:
+        beta, cov, names, dof = fit
+        if pair is None:
+            i = names.index((p, None))
+            return beta[i], cov[i, i], dof
+        vector = np.zeros(len(names))  # level b minus level a; the first level is the reference (coefficient 0)
+        a, b = pair
+        if (p, b) in names:
+            vector[names.index((p, b))] += 1
+        if (p, a) in names:
+            vector[names.index((p, a))] -= 1
+        return float(vector @ beta), float(vector @ cov @ vector), dof
+    return marginal(rows, y, coding, p, pair)
+
+
+def marginal(rows, y, coding, p, pair):
+    """(effect, variance, dof) of a contrast from these runs alone, or None when a side has no run."""
+    kind, spec = coding[p]
+    values = [r["params"].get(p) for r in rows]
+    if kind == "scale":
+        x = np.log10(np.array(values, float)) if spec else np.array(values, float)
+        if len(rows) < 4 or x.std() == 0:
+            return None
+        slope, intercept = np.polyfit(x, y, 1)
+        residual = y - (slope * x + intercept)
+        dof = len(rows) - 2
+        return float(slope), float(residual @ residual) / dof / float(((x - x.mean()) ** 2).sum()), dof
+    groups = {lv: y[[level(v) == lv for v in values]] for lv in spec}
+    a, b = pair
+    if len(groups[a]) == 0 or len(groups[b]) == 0:
+        return None
+    filled = [g for g in groups.values() if len(g)]
+    dof = sum(len(g) for g in filled) - len(filled)
+    if dof < 1:
+        return None
+    pooled = sum(float(((g - g.mean()) ** 2).sum()) for g in filled) / dof
+    return float(groups[b].mean() - groups[a].mean()), pooled * (1 / len(groups[a]) + 1 / len(groups[b])), dof
+
+
+def satterthwaite(parts):
+    """Degrees of freedom of a sum of independent variance estimates [(variance, dof)] (Welch-Satterthwaite)."""
+    denominator = sum(v * v / d for v, d in parts if d > 0)
+    return sum(v for v, _ in parts) ** 2 / denominator if denominator > 0 else 1.0
+
+
+def checkpoints(rungs):
+    """The epochs the effects are chained through: the epoch before each rung below the last, then the last epoch.
+    Hyperband selects on the accuracy *at* a rung, so that epoch's noise is what let a lucky run through; a gain
+    measured from the epoch before it carries no such luck. Without a usable earlier epoch the rung itself is used."""
+    return sorted({e - 1 if e > 1 else e for e in rungs[:-1]} | {rungs[-1]})
+
+
+def estimate(rows, y, coding, p, pair, adjust_for=None, min_dof=4):
+    """(effect, variance, dof) of a contrast over these runs, adjusted by least squares for the parameters in
+    `adjust_for` (all of them when None) when there are runs enough, else from these runs' groups (or slope) alone;
+    None when a side has no run."""
+    names = coding if adjust_for is None else {k: coding[k] for k in coding if k == p or k in adjust_for}
+    fit = adjusted_first_rung(rows, y, names, min_dof)
+    return first_rung_estimate(rows, y, names, p, pair, fit) if fit is not None else marginal(rows, y, coding, p, pair)
+
+
+def chain(epochs, reaching, targets, coding, p, pair, moving):
+    """The contrast's effect built up checkpoint by checkpoint: [(effect, variance, dof, runs)] per step, up to the
+    deepest checkpoint both sides reached. The first step is adjusted for every parameter (all runs are there); a
+    later gain only for the parameters whose effect moves over epochs (the rest add nothing to gains)."""
+    steps = []
+    for index, (runs, y) in enumerate(zip(reaching, targets)):
+        step = (estimate(runs, y, coding, p, pair) if index == 0 else
+                estimate(runs, y, coding, p, pair, adjust_for=moving, min_dof=2)) if len(runs) else None
+        if step is None or step[2] < 2:
+            break
+        steps.append((*step, len(runs)))
+    return steps
+
+
+def sweep_effects(rows, config, parameters, metric="val_acc"):
+    """One finding per parameter that varied: its largest contrast's effect at the deepest epoch both sides reached,
+    with standard error, the runs behind it, the first checkpoint's effect, and whether it is clear."""
+    from scipy import stats
+
+    done = [r for r in rows if r["state"] in ("finished", "stopped") and r.get("history")]
+    rungs = rung_epochs(config, done)
+    if not rungs:
+        return []
+    epochs = checkpoints(rungs)
+    reaching = [[r for r in done if accuracy_at(r, e, metric) is not None] for e in epochs]
+    coding = encoding(reaching[0], parameters)
+    targets = [np.array([accuracy_at(r, epochs[0], metric) for r in reaching[0]])]
+    targets += [np.array([accuracy_at(r, e, metric) - accuracy_at(r, before, metric) for r in runs])
+                for before, e, runs in zip(epochs, epochs[1:], reaching[1:])]
+    comparisons = sum(len(contrasts(coding, p)) for p in coding)
+    threshold_at = lambda dof: float(stats.t.ppf(1 - ALPHA / (2 * max(comparisons, 1)), max(dof, 1)))  # noqa: E731
+    # parameters whose effect moves over the epochs (their gains differ, beyond the corrected threshold): later
+    # gains are adjusted for them, or their movement would be noise in every other parameter's gains
+    moving = set()
+    for p in coding:
+        for pair in contrasts(coding, p):
+            later = chain(epochs, reaching, targets, coding, p, pair, moving=set())[1:]
+            if later:
+                change, variance = sum(s[0] for s in later), sum(s[1] for s in later)
+                if abs(change) >= threshold_at(satterthwaite([s[1:3] for s in later])) * math.sqrt(variance):
+                    moving.add(p)
+    findings = []
+    for p in coding:
+        candidates = []
+        for pair in contrasts(coding, p):
+            steps = chain(epochs, reaching, targets, coding, p, pair, moving)
+            if not steps:
+                continue
+            first, later = steps[0], steps[1:]
+            change = sum(s[0] for s in later)
+            change_se = math.sqrt(sum(s[1] for s in later))
+            # a change is claimed only as a finding is: beyond the corrected threshold
+            steady = not later or abs(change) < threshold_at(satterthwaite([s[1:3] for s in later])) * change_se
+            # no evidence it changed after the first checkpoint: the precise early estimate stands for the whole run
+            used = steps[:1] if steady else steps
+            effect = sum(s[0] for s in used)
+            se = math.sqrt(max(sum(s[1] for s in used), 1e-12))
+            dof = satterthwaite([s[1:3] for s in used])
+            threshold = threshold_at(dof)
+            candidates.append({"parameter": p, "pair": pair, "log": coding[p] == ("scale", True),
+                               "effect": effect, "se": se, "dof": dof,
+                               "epoch": epochs[len(steps) - 1], "runs": [s[3] for s in steps],
+                               "first_epoch": epochs[0], "first_effect": first[0], "first_se": math.sqrt(first[1]),
+                               "threshold": threshold, "steady": steady,
+                               "clear": abs(effect) / se >= threshold and abs(effect) >= NO_CLEAR_DIFFERENCE})
+        if candidates:
+            findings.append(max(candidates, key=lambda c: abs(c["effect"]) / c["se"]))
+    return findings
+
+
+def describe(finding):
+    """One sentence in the assignment's terms, with the numbers behind it."""
+    f = finding
+    name = WORDS.get(f["parameter"], f["parameter"])
+    if f["pair"] is None:
+        log = f.get("log", False)
+        difference = (f"{'a tenfold higher' if log else 'one unit more of'} {name} changed validation accuracy by "
+                      f"{f['effect']:+.3f}")
+    else:
+        a, b = f["pair"]
+        better, worse = (b, a) if f["effect"] > 0 else (a, b)
+        difference = f"{better} beat {worse} by {abs(f['effect']):.3f} validation accuracy"
+    later = f["epoch"] != f["first_epoch"]
+    when = (f"at epoch {f['first_epoch']}, with no change detected through epoch {f['epoch']}" if f["steady"] and later
+            else f"at epoch {f['epoch']}")
+    noise = f"± {2 * f['se']:.3f}, two standard errors"
+    runs = f"{f['runs'][0]} runs at epoch {f['first_epoch']}" + (
+        f", {f['runs'][-1]} of them reached epoch {f['epoch']}" if later else "")
+    if not f["clear"]:
+        return (f"{name.capitalize()}: no clear effect — the largest difference, {difference} {when} ({noise}), is "
+                f"within noise ({runs}).")
+    early = ""
+    if not f["steady"] and f["first_effect"] * f["effect"] < 0 and abs(f["first_effect"]) > 2 * f["first_se"]:
+        early = (f" It reverses: at epoch {f['first_epoch']} the difference was {f['first_effect']:+.3f} the other "
+                 f"way, so comparing runs at the first rung alone would have judged it wrongly.")
+    return f"{name.capitalize()}: {difference} {when} ({noise}; {runs}).{early}"
