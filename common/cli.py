@@ -41,9 +41,63 @@ class OneLineErrors(click.Command):
             raise click.ClickException(err.message) from None
         except KeyboardInterrupt:
             if not os.environ.get(INTERRUPT_QUIET_ENV):
-                click.echo("interrupted: what finished is saved (a training run continues with --resume <run>)",
-                           err=True)
+                from common.runs import resume_hint
+
+                hint = resume_hint()
+                click.echo(f"interrupted: what finished is saved; {hint}" if hint else
+                           "interrupted: what finished is saved (a training run continues with --resume <run>)", err=True)
             ctx.exit(130)
+
+
+class PlainName(click.ParamType):
+    """A name that becomes a folder (a sweep, an assignment): one plain folder name, checked before anything runs."""
+    name = "NAME"
+
+    def convert(self, value, param, ctx):
+        from common.runs import validate_run_name
+
+        try:
+            return validate_run_name(value)
+        except UserError as err:
+            self.fail(err.message.replace("--run-name ", ""), param, ctx)
+
+
+class OutputFolder(click.ParamType):
+    """An --out folder: not an existing file, and creatable/writable where it would be created — checked before
+    anything runs, without creating it (a failed command leaves no empty folder)."""
+    name = "FOLDER"
+
+    def convert(self, value, param, ctx):
+        from pathlib import Path
+
+        path = Path(value)
+        if path.exists() and not path.is_dir():
+            self.fail(f"{value} is a file, not a folder; give a folder", param, ctx)
+        existing = next(p for p in [path, *path.absolute().parents] if p.exists())
+        if not existing.is_dir():
+            self.fail(f"{existing} is a file, so {value} cannot be created; give another folder", param, ctx)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            self.fail(f"{existing} is not writable; choose a writable folder", param, ctx)
+        return value
+
+
+class PositiveNumber(click.ParamType):
+    """A finite number above zero (a budget in minutes): nan, inf and 0 are refused."""
+    name = "NUMBER"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or number <= 0:
+            self.fail(f"{value!r} must be a finite number above 0", param, ctx)
+        return number
+
+
+PLAIN_NAME, OUTPUT_FOLDER, POSITIVE_NUMBER = PlainName(), OutputFolder(), PositiveNumber()
 
 
 DEVICE_OPTION = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,

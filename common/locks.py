@@ -33,6 +33,32 @@ def file_lock(path, waiting_message=None):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def held_or_refused(path, refusal):
+    """Hold an exclusive lock on `path` for the block, or raise UserError(refusal) at once when another process
+    holds it (two commands must not work on one thing at the same time). The holder's pid is written in it."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        if not try_lock(handle):
+            handle.seek(0)
+            try:
+                holder = json.loads(handle.read() or "{}").get("pid", "?")
+            except (ValueError, AttributeError):
+                holder = "?"
+            raise UserError(refusal.format(pid=holder))
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(process_identity()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def process_identity() -> dict:
     """host, pid and the process's start time: a pid alone is recycled, and is meaningless on another host."""
     return {"host": socket.gethostname(), "pid": os.getpid(), "started": process_start_time(os.getpid())}

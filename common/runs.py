@@ -98,7 +98,30 @@ def claim_run_dir(run_dir, resume=False) -> Path:
     handle.write(json.dumps(process_identity()))
     handle.flush()
     _CLAIMS[key] = handle
+    _LAST_CLAIMED[:] = [run_dir]
     return run_dir
+
+
+_LAST_CLAIMED = []  # the run this process trained last: what an interruption names
+
+
+def resume_hint():
+    """How to continue the run this process was training when it stopped, or None when it trained none (or the run
+    left nothing to resume: it stopped before its first checkpoint)."""
+    if not _LAST_CLAIMED or not (_LAST_CLAIMED[0] / "last.pt").is_file():
+        return None
+    run_dir = _LAST_CLAIMED[0]
+    try:
+        record = json.loads((run_dir / "record.json").read_text())
+    except (OSError, ValueError):
+        record = {}
+    if not isinstance(record, dict):
+        record = {}
+    if record.get("sweep"):
+        return f"run {run_dir.name} of sweep {record['sweep']} resumes when you run the same sweep command again"
+    script = "partB/finetune.py" if record.get("kind") == "finetune" else "partA/train.py"
+    runs = f" --runs-dir {run_dir.parent}" if run_dir.parent != Path("runs") else ""
+    return f"continue run {run_dir.name} with: python {script} --resume {run_dir.name}{runs}"
 
 
 def release_run_dir(run_dir):

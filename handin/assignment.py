@@ -35,7 +35,8 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 
 import click
 
-from common.cli import INTERRUPT_QUIET_ENV, OneLineErrors, python_command
+from common.cli import (INTERRUPT_QUIET_ENV, OUTPUT_FOLDER, OneLineErrors, PLAIN_NAME, POSITIVE_NUMBER,
+                        python_command)
 from common.errors import UserError
 from handin.sweep_report import MIN_SCORED_RUNS
 
@@ -107,12 +108,12 @@ def run_state(runs_dir, run_name):
 
 def complete_sweep_runs(runs_dir, sweep):
     """Runs of the sweep that ended (trained, stopped by hyperband or failed): what a rerun need not redo."""
-    from partA.sweep_engine import LocalSweep
+    from partA.sweep_engine import sweep_runs
 
     folder = Path(runs_dir) / "sweeps" / sweep
     if not (folder / "config.yaml").is_file():
         return 0
-    return sum(r["state"] in ("finished", "stopped") for r in LocalSweep(folder).runs())
+    return sum(r["state"] in ("finished", "stopped") for r in sweep_runs(folder))
 
 
 def file_digest(path):
@@ -467,9 +468,9 @@ def say_interrupted(saved, again):
 
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--data-dir", default="data", help="Folder with inaturalist_12K/ or nature_12K.zip (downloaded if absent).")
-@click.option("--name", default="assignment",
+@click.option("--name", type=PLAIN_NAME, default="assignment",
               help="This assignment's sweep, run-name prefix and output folder (outputs/<name>).")
-@click.option("--budget", type=float, default=45.0, help="Minutes the whole chain may take.")
+@click.option("--budget", type=POSITIVE_NUMBER, default=45.0, help="Minutes the whole chain may take.")
 @click.option("--go-on", is_flag=True, help="Run even when the estimate exceeds --budget.")
 @click.option("--plan-only", is_flag=True, help="Measure, print the plan and the estimate (saved as plan.json), run nothing.")
 @click.option("--step", "only_step", type=click.Choice(STEP_NAMES), default=None,
@@ -481,14 +482,26 @@ def say_interrupted(saved, again):
 @click.option("--inputs", multiple=True, help="Photos/videos for Part C [default: Debian darknet's photos].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--finetune-image-size", type=int, default=None, help="[default: the pretrained weights' own size]")
-@click.option("--out", default=None, help="[default: outputs/<name>]")
+@click.option("--out", type=OUTPUT_FOLDER, default=None, help="[default: outputs/<name>]")
 @click.option("--runs-dir", default="runs")
 @click.option("--cache-dir", default="cache")
 @click.option("--again", default=None, help="The command that continues, as the interruption message names it.")
 def main(data_dir, name, budget, go_on, plan_only, only_step, count, sweep_config, backend, inputs, device,
          finetune_image_size, out, runs_dir, cache_dir, again):
     """Plan, estimate and run the whole assignment, resumably."""
+    from common.locks import held_or_refused
+
     out = out or f"outputs/{name}"
+    check_count(count)
+    # one assignment per name at a time: two would warm up, then fight over the sweep and the runs
+    with held_or_refused(Path(out) / "assignment.lock", f"assignment {name} is already running (process {{pid}}, "
+                         f"--out {out}); wait for it to finish, or give another --name"):
+        run_assignment(data_dir, name, budget, go_on, plan_only, only_step, count, sweep_config, backend, inputs,
+                       device, finetune_image_size, out, runs_dir, cache_dir, again)
+
+
+def run_assignment(data_dir, name, budget, go_on, plan_only, only_step, count, sweep_config, backend, inputs, device,
+                   finetune_image_size, out, runs_dir, cache_dir, again):
     again = again or shlex.join([python_command(), *sys.argv])
     plan_file = Path(out) / "plan.json"
     if only_step:
@@ -503,6 +516,9 @@ def main(data_dir, name, budget, go_on, plan_only, only_step, count, sweep_confi
         total = print_plan(saved)
         if total > budget * 60 and not go_on:
             raise UserError(over_budget_advice(saved, total))
+        if total > budget * 60:
+            click.echo(f"over budget: the estimate (~{total / 60:.1f} min) exceeds the budget ({budget:g} min); going on "
+                       f"as --go-on asks, with the plan unchanged")
         if plan_only:
             return
         names = STEP_NAMES

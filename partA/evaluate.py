@@ -15,7 +15,7 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 import click
 
 from common.checkpoints import resolve_run_dir
-from common.cli import DEVICE_OPTION, OneLineErrors
+from common.cli import DEVICE_OPTION, OUTPUT_FOLDER, OneLineErrors
 from partA.evaluation import evaluate_on_test
 from common.runs import best_run
 
@@ -27,7 +27,8 @@ from common.runs import best_run
 @click.option("--kind", type=click.Choice(["scratch", "finetune", "any"]), default="scratch",
               help="Without --run: the best run of this kind (Part A's command: from-scratch runs).")
 @click.option("--data-dir", default=None, help="Dataset folder [default: the one the run was trained on].")
-@click.option("--out", default="outputs/test-eval", help="Folder for the PNGs and JSON (a sub-folder per run).")
+@click.option("--out", type=OUTPUT_FOLDER, default="outputs/test-eval",
+              help="Folder for the PNGs and JSON (a sub-folder per run).")
 @click.option("--seed", type=int, default=0, help="Chooses the grid's images.")
 @click.option("--per-class", type=click.IntRange(min=1), default=3, help="Grid images per class.")
 @DEVICE_OPTION

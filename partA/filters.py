@@ -17,7 +17,7 @@ import click
 import torch
 
 from common.checkpoints import resolve_run_dir
-from common.cli import DEVICE_OPTION, OneLineErrors
+from common.cli import DEVICE_OPTION, OUTPUT_FOLDER, OneLineErrors
 from common.device import resolve_device
 from common.data import resize_center_crop
 from partA.evaluation import load_run_for_inspection
@@ -34,7 +34,7 @@ from common.inference import prepare_batch
 @click.option("--data-dir", default=None, help="Dataset [default: the run's].")
 @click.option("--image", default=None, help="Use this image file instead of a random test image.")
 @click.option("--seed", type=int, default=0, help="Chooses the random test image.")
-@click.option("--out", default="outputs/interpret")
+@click.option("--out", type=OUTPUT_FOLDER, default="outputs/interpret")
 @click.option("--cache-dir", default="cache")
 @DEVICE_OPTION
 def main(run, runs_dir, sweep, data_dir, image, seed, out, cache_dir, device):

@@ -23,7 +23,7 @@ from common.checkpoints import resolve_run_dir
 from common.errors import UserError
 from partA.evaluation import load_run_for_inspection
 from common.runs import best_run
-from common.cli import DEVICE_OPTION, OneLineErrors
+from common.cli import DEVICE_OPTION, OUTPUT_FOLDER, OneLineErrors
 from common.device import resolve_device
 from partA.interpret import channel_maxima, gradient_to_image, guided_backprop_batch, guided_grid
 from common.io import save_json
@@ -48,7 +48,7 @@ def conv5_output_layer(model):
 @click.option("--reduce", type=click.Choice(["max", "sum"]), default="max",
               help="max: the neuron at its most active position; sum: summed over positions.")
 @click.option("--seed", type=int, default=0)
-@click.option("--out", default="outputs/interpret")
+@click.option("--out", type=OUTPUT_FOLDER, default="outputs/interpret")
 @click.option("--cache-dir", default="cache")
 @DEVICE_OPTION
 def main(run, runs_dir, sweep, data_dir, source, neurons, count, reduce, seed, out, cache_dir, device):

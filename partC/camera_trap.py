@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from partC.trap import (ANIMALS, WILDLIFE, AlertPolicy, CropClassifier, contact_sheet, crop, first_video_fps,
                                 fit_canvas, frames_of, make_demo_clip, parse_classes, plural, worth_keeping)
-from common.cli import OneLineErrors, invoked_command
+from common.cli import OUTPUT_FOLDER, OneLineErrors, invoked_command
 from partC.detector import DETECT_OPTIONS, build_detector
 from common.errors import UserError
 from common.io import save_json
@@ -52,7 +52,7 @@ from common.media import VideoWriter, draw_detections, expand_inputs
 @click.option("--stride", type=int, default=1, help="Process every N-th frame.")
 @click.option("--classifier", default=None, help="A Part A/B best.pt: label each animal crop with its class.")
 @click.option("--demo-clip", is_flag=True, help="Build a clip from Debian darknet's real photos and watch it.")
-@click.option("--out", default="outputs/camera_trap")
+@click.option("--out", type=OUTPUT_FOLDER, default="outputs/camera_trap")
 @click.option("--quiet", is_flag=True)
 def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, demo_clip, out, quiet, **detect_options):
     """Watch a camera-trap video or frame folder; alert, keep, annotate and summarise."""

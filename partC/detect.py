@@ -23,7 +23,7 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from common.cli import OneLineErrors, invoked_command
+from common.cli import OUTPUT_FOLDER, OneLineErrors, invoked_command
 from partC.detector import DETECT_OPTIONS, build_detector
 from common.errors import UserError
 from common.io import save_json
@@ -106,7 +106,7 @@ def detect_one(detector, kind, path, output, log, stats, quiet):
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.argument("inputs", nargs=-1, required=True)
 @DETECT_OPTIONS
-@click.option("--out", default="outputs/detect", help="Folder for annotated media and detections.jsonl.")
+@click.option("--out", type=OUTPUT_FOLDER, default="outputs/detect", help="Folder for annotated media and detections.jsonl.")
 @click.option("--quiet", is_flag=True)
 def main(inputs, out, quiet, **options):
     """Detect objects (80 COCO classes) in images, folders and videos."""

@@ -486,17 +486,23 @@ def openvino_network(model: Darknet, height, width, threads=0, cache_dir=None):
     key = content_digest(*model.state_dict().values(), torch.tensor([height, width]))
     saved = Path(cache_dir or "cache/openvino") / f"darknet-{key}.xml"
     core = ov.Core()
-    try:
-        ov_model = core.read_model(str(saved))
-    except RuntimeError:  # not converted yet (or a damaged copy): convert, then keep it for the next start
+    config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = None
+    if cached_model_intact(saved):
+        try:
+            compiled = core.compile_model(core.read_model(str(saved)), "CPU", config)
+        except RuntimeError:  # intact bytes OpenVINO cannot read (another OpenVINO's format): converted again
+            compiled = None
+    elif saved.exists():
+        warnings.warn(f"cached OpenVINO model {saved} does not match its digest (damaged); converting it again")
+    if compiled is None:  # not converted yet, or a damaged copy: convert, then keep it (with its digest)
         with warnings.catch_warnings():  # the trace's warnings are about shapes, which are fixed here
             warnings.simplefilter("ignore")
             ov_model = ov.convert_model(RawHeads(model).eval(), example_input=torch.zeros(1, 3, height, width))
         _save_atomically(ov, ov_model, saved)
-    config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    compiled = core.compile_model(ov_model, "CPU", config)
+        compiled = core.compile_model(ov_model, "CPU", config)
     request = compiled.create_infer_request()
 
     def run(x):
@@ -506,15 +512,42 @@ def openvino_network(model: Darknet, height, width, threads=0, cache_dir=None):
     return run
 
 
+def _model_digest(xml_path):
+    """sha256 over the converted model's two files (.xml, then .bin)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in (xml_path, xml_path.with_suffix(".bin")):
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cached_model_intact(xml_path):
+    """Do the cached .xml + .bin still hold what was written? (Their digest is stored beside them, written last.)
+    Flipped bits in the weights would otherwise run silently and give other boxes."""
+    stamp = xml_path.with_suffix(".sha256")
+    try:
+        return stamp.read_text().strip() == _model_digest(xml_path)
+    except OSError:
+        return False
+
+
 def _save_atomically(ov, ov_model, path):
-    """OpenVINO writes .xml + .bin: write both under a temporary name, then rename (.bin first)."""
+    """OpenVINO writes .xml + .bin: write both under a temporary name, rename them (.bin first), then their digest.
+    fp32 as converted: save_model's default fp16 compression would make every cached start answer differently
+    from the first."""
     import os
+
+    from common.io import save_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.xml")
-    ov.save_model(ov_model, str(tmp))
+    ov.save_model(ov_model, str(tmp), compress_to_fp16=False)
     os.replace(tmp.with_suffix(".bin"), path.with_suffix(".bin"))
     os.replace(tmp, path)
+    save_text(path.with_suffix(".sha256"), _model_digest(path) + "\n")
 
 
 ENGINES = ("auto", "torch", "openvino")

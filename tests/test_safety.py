@@ -399,3 +399,57 @@ def test_a_failed_start_leaves_no_empty_run_folder(script, tmp_path):
                              "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1 and f"--data-dir {tmp_path / 'nowhere'} not found" in result.stderr
     assert not (tmp_path / "runs" / "r").exists()
+
+
+@pytest.mark.slow
+def test_a_stopped_training_run_names_the_run_and_the_command_that_continues_it(demo_root, tmp_path):
+    import signal
+
+    runs = tmp_path / "runs"
+    child = subprocess.Popen([sys.executable, "partA/train.py", "--data-dir", str(demo_root), "--runs-dir", str(runs),
+                              "--cache-dir", str(tmp_path / "cache"), "--image-size", "32", "--filters", "4,8,8,16,16",
+                              "--dense-units", "16", "--batch-size", "16", "--epochs", "200", "--run-name", "stopme",
+                              "--wandb", "disabled", "--device", "cpu"], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (runs / "stopme" / "last.pt").exists():
+        time.sleep(0.1)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 130
+    assert stderr.strip().splitlines()[-1] == (f"interrupted: what finished is saved; continue run stopme with: python "
+                                               f"partA/train.py --resume stopme --runs-dir {runs}")
+
+
+@pytest.mark.parametrize("command", [
+    ["partA/sweep.py", "--name", "../../evil"],
+    ["partA/sweep.py", "--name", "a b"],
+    ["handin/assignment.py", "--name", "../up"],
+    ["handin/assignment.py", "--budget", "nan"],
+    ["handin/assignment.py", "--budget", "-5"],
+    ["partC/detect.py", "x.jpg", "--out", "{file}"],
+    ["partC/camera_trap.py", "--demo-clip", "--out", "{file}/inside"],
+    ["partA/evaluate.py", "--out", "{file}"],
+    ["handin/report.py", "--out", "{file}"],
+])
+def test_names_that_become_folders_and_every_out_are_checked_before_anything_runs(command, tmp_path):
+    """One check, shared by every command: a name is one plain folder name, an --out a folder that can be made."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    args = [a.replace("{file}", str(afile)) for a in command]
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: Invalid value for")
+    assert not (ROOT.parent / "evil").exists() and afile.read_text() == "not a folder"
+
+
+def test_a_second_assignment_of_one_name_is_refused_at_once(tmp_path):
+    from common.locks import held_or_refused
+
+    out = tmp_path / "out"
+    with held_or_refused(out / "assignment.lock", "held"):
+        result = subprocess.run([sys.executable, "handin/assignment.py", "--name", "hw", "--out", str(out),
+                                 "--data-dir", str(tmp_path / "nothing")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"Error: assignment hw is already running (process {os.getpid()}, --out {out}); "
+                                     f"wait for it to finish, or give another --name")

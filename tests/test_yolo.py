@@ -597,3 +597,36 @@ def test_a_preloaded_allocator_keeps_openvino_out(monkeypatch):
     monkeypatch.delenv("LD_PRELOAD")
     expected = "openvino" if __import__("importlib").util.find_spec("openvino") else "torch"
     assert resolve_engine("auto", cpu) == expected and resolve_engine("auto", torch.device("meta")) == "torch"
+
+
+@needs_darknet
+def test_a_damaged_openvino_cache_is_rebuilt_with_one_warning_and_gives_the_first_starts_boxes(tmp_path):
+    """The converted model is cached with its digest: flipped bits (same size) or a cut file are found and converted
+    again, never run; and the cached start (fp32, not fp16-compressed) answers exactly as the first start did."""
+    import shutil
+    import warnings
+
+    pytest.importorskip("openvino", reason="the optional OpenVINO engine is not installed (make setup installs it)")
+    from common.media import read_image
+    from partC.detector import build_detector
+
+    weights = tmp_path / "weights"
+    shutil.copytree(Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")), weights)
+    start = lambda: build_detector(model="yolov3-tiny", weights_cache=weights, device="cpu", engine="openvino")  # noqa: E731
+    first = start()
+    x, _ = first.preprocess(read_image(DARKNET_DATA / "dog.jpg"))
+    expected = first.forward(x)
+    (binary,) = (tmp_path / "openvino").glob("*.bin")
+    assert torch.equal(start().forward(x), expected)  # from the cache: the same numbers, bit for bit
+    for damage in ("flip", "cut"):
+        data = bytearray(binary.read_bytes())
+        if damage == "flip":
+            data[len(data) // 2:len(data) // 2 + 4096] = bytes(b ^ 0xFF for b in data[len(data) // 2:len(data) // 2 + 4096])
+        else:
+            data = data[:len(data) // 3]
+        binary.write_bytes(bytes(data))
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            again = start()
+        assert any("does not match its digest" in str(w.message) for w in said), damage
+        assert torch.equal(again.forward(x), expected), damage
