@@ -6,7 +6,6 @@ from pathlib import Path
 import torch
 
 from common.errors import UserError
-from common.io import load_json
 from common.state_dicts import load_model_state
 
 
@@ -53,13 +52,34 @@ def load_checkpoint(path) -> dict:
     return ckpt
 
 
-def build_model_from_spec(spec: dict):
+def cnn_config_from(stored, source="checkpoint"):
+    """CNNConfig from a checkpoint's model_spec config: keys this version does not know are refused in one line."""
+    from dataclasses import fields
+
+    from common.models import CNNConfig
+
+    known = {f.name for f in fields(CNNConfig)}
+    if not isinstance(stored, dict):
+        raise UserError(f"{source}: its model config is damaged (not a mapping); retrain the run")
+    unknown = sorted(set(stored) - known)
+    if unknown:
+        raise UserError(f"{source}: its model config has unknown key(s) {', '.join(unknown)} (written by another "
+                        f"version of this project, or edited); use that version, or retrain the run")
+    try:
+        return CNNConfig(**stored)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{source}: its model config is not valid ({err}); retrain the run") from None
+
+
+def build_model_from_spec(spec: dict, source="checkpoint"):
     """Rebuild an (untrained) model from the `model_spec` stored in every checkpoint."""
+    if not isinstance(spec, dict):
+        raise UserError(f"{source}: its model spec is damaged (not a mapping); retrain the run")
     kind = spec.get("kind")
     if kind == "cnn":
-        from common.models import CNNConfig, build_model
+        from common.models import build_model
 
-        return build_model(CNNConfig(**spec["config"]))
+        return build_model(cnn_config_from(spec.get("config"), source))
     if kind == "pretrained":
         from common.pretrained import build_for_spec
 
@@ -69,7 +89,7 @@ def build_model_from_spec(spec: dict):
 
 def model_from_checkpoint(ckpt, source="checkpoint"):
     try:
-        model = build_model_from_spec(ckpt["model_spec"])
+        model = build_model_from_spec(ckpt["model_spec"], source)
     except RuntimeError as err:
         raise UserError(f"{source}: cannot rebuild its model ({err})") from None
     try:
@@ -80,20 +100,42 @@ def model_from_checkpoint(ckpt, source="checkpoint"):
     return model
 
 
+def read_record(run_dir):
+    """runs/<run>/record.json, shape-checked; None when it is missing or damaged (the callers fall back on the copy
+    every checkpoint carries)."""
+    from common.state import RunRecord, read_state_or_none
+
+    return read_state_or_none(Path(run_dir) / "record.json", RunRecord)
+
+
+def record_in(ckpt):
+    """The record copy a checkpoint carries, when it has the shape of one."""
+    from pydantic import ValidationError
+
+    from common.state import RunRecord
+
+    stored = (ckpt or {}).get("record")
+    try:
+        RunRecord.model_validate(stored, strict=True)
+    except ValidationError:
+        return None
+    return stored
+
+
 def load_record(run_dir, ckpt=None):
     """The run's record.json. With the run's last checkpoint: the more complete of the two.
 
     Every checkpoint carries a copy of the record as of its epoch, so a kill between writing
-    last.pt and record.json (or a lost record.json) never loses an epoch from the record.
+    last.pt and record.json (or a lost, empty or damaged record.json) never loses an epoch from the record;
+    without a checkpoint given, a missing or damaged record.json is read from the run's last.pt.
     """
-    path = Path(run_dir) / "record.json"
-    try:
-        record = load_json(path) if path.is_file() else None
-    except ValueError:
-        record = None
-    stored = (ckpt or {}).get("record")
+    record = read_record(run_dir)
+    last = Path(run_dir) / "last.pt"
+    if record is None and ckpt is None and last.is_file():
+        ckpt = load_checkpoint(last)
+    stored = record_in(ckpt)
     if stored and (record is None or len(record.get("epochs", [])) < len(stored.get("epochs", []))):
         return stored
     if record is None:
-        raise UserError(f"{run_dir} has no readable record.json; is it a run folder?")
+        raise UserError(f"{run_dir} has no readable record.json (nor a last.pt with a copy of it); is it a run folder?")
     return record

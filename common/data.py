@@ -23,7 +23,7 @@ from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from common.download import download_file
@@ -154,7 +154,9 @@ def _dataset_from_zip(zip_path: Path, data_dir: Path, progress=True) -> DatasetP
         root = _dataset_root_in(data_dir)
         marker = data_dir / DATASET_FOLDER / EXTRACTED_MARKER
         if root is not None:
-            stored = json.loads(marker.read_text()) if marker.is_file() else None
+            from common.state import ExtractionMarker, read_state_or_none
+
+            stored = read_state_or_none(marker, ExtractionMarker)  # damaged: as if made by hand, never reused
             if stored == stamp:
                 return DatasetPaths(root=root, train_dir=root / "train")
             origin = "from another copy of the zip" if stored else "by hand (it has no extraction marker)"
@@ -383,14 +385,17 @@ def _to_8bit_gray(img):
     return Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
 
 
-def decode_image(path) -> torch.Tensor:
+def decode_image(path, upright=False) -> torch.Tensor:
     """Decode any image file as uint8 RGB C×H×W; grayscale, CMYK, palette and alpha converted.
 
     PIL is used with truncated-image loading off, so a truncated or corrupt file raises
-    instead of silently decoding to grey.
+    instead of silently decoding to grey. upright: turned as its EXIF orientation says (a phone's portrait photo is
+    stored lying down with a tag) — for photos shown to people; the training decode keeps the stored pixels, as
+    every decode cache and checkpoint was made from them.
     """
-    with Image.open(path) as img:
-        img.load()
+    with Image.open(path) as opened:
+        opened.load()
+        img = ImageOps.exif_transpose(opened) if upright else opened
         if img.mode.startswith("I;16") or img.mode in ("I", "F"):
             img = _to_8bit_gray(img)
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):

@@ -7,7 +7,7 @@ sweep run is exactly a `train.py` run with those options.
 from dataclasses import fields
 from pathlib import Path
 
-from common.checkpoints import load_checkpoint, load_record, resolve_run_dir
+from common.checkpoints import build_model_from_spec, load_checkpoint, load_record, resolve_run_dir
 from common.data import load_train_val
 from common.errors import UserError
 from common.models import CNNConfig, build_model, filters_from_organisation
@@ -148,7 +148,7 @@ def resume_scratch(run, overrides: dict, runs_dir="runs", data=None, should_stop
     run_dir, ckpt, cfg, data, record = prepare_resume(run, overrides, runs_dir, data)
     if ckpt["model_spec"]["kind"] != "cnn":
         raise UserError(f"run {run_dir.name} is a fine-tuning run; resume it with partB/finetune.py --resume")
-    model = build_model(CNNConfig(**ckpt["model_spec"]["config"]))
+    model = build_model_from_spec(ckpt["model_spec"], f"run {run_dir.name}'s last.pt")
     state = RunSpec(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
                      std=ckpt["std"], extra=resume_extra(ckpt, record))
     return fit(model, data, cfg, state, resume_checkpoint=ckpt, should_stop=should_stop)

@@ -39,8 +39,9 @@ def expand_inputs(paths):
 
 
 def read_image(path) -> torch.Tensor:
+    """A photo a user gives (to detect on, or to show feature maps of), turned upright by its EXIF orientation."""
     try:
-        return decode_image(path)
+        return decode_image(path, upright=True)
     except Exception as err:
         raise UserError(f"cannot read image {path} ({type(err).__name__}: {err})") from None
 

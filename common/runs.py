@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from common.errors import UserError
-from common.io import load_json, save_json
+from common.io import save_json
 from common.locks import process_identity, try_lock
 
 _CLAIMS = {}  # resolved run folder → open lock file (held while this process owns the run)
@@ -111,12 +111,9 @@ def resume_hint():
     if not _LAST_CLAIMED or not (_LAST_CLAIMED[0] / "last.pt").is_file():
         return None
     run_dir = _LAST_CLAIMED[0]
-    try:
-        record = json.loads((run_dir / "record.json").read_text())
-    except (OSError, ValueError):
-        record = {}
-    if not isinstance(record, dict):
-        record = {}
+    from common.checkpoints import read_record
+
+    record = read_record(run_dir) or {}
     if record.get("sweep"):
         return f"run {run_dir.name} of sweep {record['sweep']} resumes when you run the same sweep command again"
     script = "partB/finetune.py" if record.get("kind") == "finetune" else "partA/train.py"
@@ -142,25 +139,41 @@ def abandon_run_dir(run_dir):
     _CREATED.discard(key)
 
 
+def forget_unsaved_run(run_dir):
+    """A run this process started that ended (diverged, failed, interrupted) before its first checkpoint leaves
+    nothing to resume: its folder goes, so that its name is free for the next try instead of 'already exists'.
+    Only a folder this process made, and only while it has no last.pt (a resumed run always has one)."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    key = str(run_dir.resolve())
+    if key in _CREATED and run_dir.is_dir() and not (run_dir / "last.pt").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        _CREATED.discard(key)
+
+
 def readable_record(run_dir):
     """A run's record.json; a damaged one is rebuilt from the copy inside its last.pt, with a warning.
     None (with a one-line warning naming it) when neither can be read: that run is skipped, not fatal."""
     import warnings
 
-    from common.checkpoints import load_checkpoint, load_record
+    from common.checkpoints import load_checkpoint, record_in
+    from common.state import DamagedFile, RunRecord, read_state
 
     path = Path(run_dir) / "record.json"
     try:
-        return load_json(path)
-    except (OSError, ValueError) as err:
-        problem = f"{path} is damaged ({type(err).__name__})"
+        return read_state(path, RunRecord, "rebuilding it from the run's last.pt")
+    except (FileNotFoundError, DamagedFile) as err:
+        problem = err.message if isinstance(err, DamagedFile) else f"{path} is missing"
     try:
-        record = load_record(run_dir, load_checkpoint(Path(run_dir) / "last.pt"))
+        record = record_in(load_checkpoint(Path(run_dir) / "last.pt"))
     except UserError:
-        warnings.warn(f"{problem} and {Path(run_dir) / 'last.pt'} cannot replace it; skipped that run")
+        record = None
+    if record is None:
+        warnings.warn(f"{problem.split(';')[0]} and {Path(run_dir) / 'last.pt'} cannot replace it; skipped that run")
         return None
     save_json(path, record)
-    warnings.warn(f"{problem}; rebuilt it from the run's last.pt")
+    warnings.warn(f"{problem.split(';')[0]}; rebuilt it from the run's last.pt")
     return record
 
 

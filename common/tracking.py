@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from common.io import load_json, save_json
+from common.io import save_json
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
@@ -145,10 +145,6 @@ class RunRecord:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "record.json"
         self.data = data if data is not None else {"created": now_iso(), "status": "created", "epochs": [], "summary": {}}
-
-    @classmethod
-    def load(cls, run_dir):
-        return cls(run_dir, load_json(Path(run_dir) / "record.json"))
 
     def save(self):
         self.data["updated"] = now_iso()

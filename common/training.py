@@ -25,7 +25,7 @@ from common.device import (DEVICES, PRECISIONS, autocast, configure_backends, da
 from common.errors import UserError
 from common.inference import prepare_batch, validate
 from common.io import save_torch
-from common.runs import claim_run_dir, release_run_dir
+from common.runs import claim_run_dir, forget_unsaved_run, release_run_dir
 from common.tracking import WANDB_MODES, RunRecord, WandbRun, environment_info, now_iso
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "radam")
@@ -385,9 +385,8 @@ def train_one_epoch(s: Session, cfg: TrainConfig, epoch: int, n_train: int, run_
         seen += len(y)
         if (i + 1) % CHECK_EVERY == 0 or i + 1 == s.steps_per_epoch:
             if nonfinite.item():  # nothing is saved after this: last.pt stays the last good epoch
-                raise TrainingDiverged(f"the loss became NaN/inf in epoch {epoch + 1} (by step {i + 1}); "
-                                       f"{run_dir / 'last.pt'} holds the last good epoch, if any. "
-                                       f"{DIVERGED_WAY_OUT.format(run=run_dir.name)}")
+                raise TrainingDiverged(diverged_message(f"the loss became NaN/inf in epoch {epoch + 1} (by step "
+                                                        f"{i + 1})", run_dir))
             if show:
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
     if s.device.type == "cuda":
@@ -411,12 +410,21 @@ def check_finite(model, val, epoch, run_dir):
     if broken is None and math.isfinite(val["loss"]) and math.isfinite(val["acc"]):
         return
     what = f"the model's {broken}" if broken else "the validation loss"
-    raise TrainingDiverged(f"{what} became NaN/inf in epoch {epoch + 1}; nothing of it was saved, "
-                           f"{run_dir / 'last.pt'} holds the last good epoch. {DIVERGED_WAY_OUT.format(run=run_dir.name)}")
+    raise TrainingDiverged(diverged_message(f"{what} became NaN/inf in epoch {epoch + 1}", run_dir))
 
 
 DIVERGED_WAY_OUT = ("Continue it with a smaller step: python partA/train.py --resume {run} --lr <smaller> (Part B: "
                     "partB/finetune.py --resume), or start again with a lower --lr or --grad-clip 1.")
+
+
+def diverged_message(what, run_dir):
+    """What went wrong and the way out: resume from last.pt when an epoch was saved; else nothing is left to resume
+    (the run's folder goes, see `fit`), and the same command with a smaller step starts it again."""
+    if (Path(run_dir) / "last.pt").is_file():
+        return (f"{what}; nothing of it was saved, {Path(run_dir) / 'last.pt'} holds the last good epoch. "
+                f"{DIVERGED_WAY_OUT.format(run=Path(run_dir).name)}")
+    return (f"{what}, before any epoch was saved: there is nothing to resume. Start run {Path(run_dir).name} again "
+            f"(the name is free) with a lower --lr or --grad-clip 1")
 
 
 def optimizer_step(s: Session, loss, grad_clip):
@@ -568,4 +576,6 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunSpec, groups=None,
             tracker.finish(exit_code=0 if status in ("finished", "stopped") else 1)
         finally:  # a full disk can fail the last save: the run's claim is released all the same
             release_run_dir(run_dir)
+            if status not in ("finished", "stopped"):
+                forget_unsaved_run(run_dir)
     return record.data

@@ -52,7 +52,9 @@ class Step:
     estimate_s: float
     inputs: Callable[[], object] = lambda: None  # what the result depends on: a change makes the step stale
     needs: tuple = ()  # steps whose failure leaves this one nothing to work on
-    outputs: List[str] = field(default_factory=list)  # must exist afterwards for the step to count as done
+    # what it leaves behind (files, or folders it alone writes; callables are resolved when it ends): they must exist
+    # for the step to count as done, and a later change or loss of any of them makes it stale
+    outputs: List = field(default_factory=list)
 
 
 class StepFailed(Exception):
@@ -180,33 +182,36 @@ def plan(saved, finished_runs):
              outputs=[f"{runs}/sweeps/{name}/config.yaml"]),
         Step("test-eval", "Q4: the sweep's best run on the test set",
              [needs_best(runs, name, [PY, "partA/evaluate.py", "--run", "{best}", "--out", f"{out}/test-eval",
-                                      *places])], eval_s, inputs=best, needs=("sweep",)),
+                                      *places])], eval_s, inputs=best, needs=("sweep",),
+             outputs=[lambda: f"{out}/test-eval/{best()['run']}"]),
         Step("interpret", "Q4: filters and guided backprop of that run",
              [needs_best(runs, name, [PY, "partA/filters.py", "--run", "{best}", "--out", f"{out}/interpret", *places]),
               needs_best(runs, name, [PY, "partA/guided_backprop.py", "--run", "{best}", "--out", f"{out}/interpret",
-                                      *places])], 2 * eval_s, inputs=best, needs=("sweep",)),
+                                      *places])], 2 * eval_s, inputs=best, needs=("sweep",),
+             outputs=[lambda: f"{out}/interpret/{best()['run']}"]),
         Step("finetune", f"Part B: fine-tune {finetune_model['model']} ({finetune_model['freeze']}, {ft_epochs} epochs)",
              [lambda: finetune_command(finetune_base, runs, ft_run)],
              ft_epochs * train_images / (measured_rate * args["finetune_rate_factor"]) + 60,
-             inputs=lambda: {"model": finetune_model, "epochs": ft_epochs, "run": ft_run}),
+             inputs=lambda: {"model": finetune_model, "epochs": ft_epochs, "run": ft_run},
+             outputs=[f"{runs}/{ft_run}/record.json", f"{runs}/{ft_run}/best.pt"]),
         Step("finetune-eval", "Part B: the fine-tuned run on the test set, and the comparison",
              [[PY, "partA/evaluate.py", "--run", ft_run, "--out", f"{out}/test-eval", *places],
               needs_best(runs, name, [PY, "partB/compare.py", "--run", "{best}", "--run", ft_run, "--runs-dir", runs,
                                       "--eval-dir", f"{out}/test-eval", "--out", f"{out}/compare"])],
              2 * eval_s, inputs=lambda: {"scratch": best(), "finetune": run_state(runs, ft_run)},
-             needs=("sweep", "finetune")),
+             needs=("sweep", "finetune"), outputs=[f"{out}/test-eval/{ft_run}", f"{out}/compare"]),
         Step("detect", "Part C: YOLOv3 on the photos", [[PY, "partC/detect.py", *inputs, "--out", f"{out}/detect"]], 10,
-             inputs=lambda: inputs),
+             inputs=lambda: inputs, outputs=[f"{out}/detect"]),
         Step("watch", "Part C: the camera-trap watcher on a clip",
              [[PY, "partC/camera_trap.py", "--demo-clip", "--cooldown", "3", "--out", f"{out}/camera_trap",
-               "--quiet"]], 15, inputs=lambda: "demo-clip"),
+               "--quiet"]], 15, inputs=lambda: "demo-clip", outputs=[f"{out}/camera_trap"]),
     ]
     report = Step("report", "the hand-in report",
                   [[PY, "handin/report.py", "--sweep", name, "--finetune-run", ft_run, "--runs-dir", runs,
                     "--out", f"{out}/report", "--include", out],
                    [PY, "handin/wandb_report.py", "--report", f"{out}/report/report.json", "--runs-dir", runs,
                     "--if-online"]], 15,
-                  inputs=lambda: [s.inputs() for s in steps])
+                  inputs=lambda: [s.inputs() for s in steps], outputs=[f"{out}/report"])
     return steps + [report]
 
 
@@ -221,15 +226,31 @@ def canonical(value):
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
+def fingerprint(paths):
+    """{file: [size, mtime_ns]} of the given files and of every file under the given folders (stat only: a sweep's
+    checkpoints are gigabytes, and a no-op rerun must stay a few seconds)."""
+    found = {}
+    for path in map(Path, paths):
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            try:
+                st = file.stat()
+            except OSError:
+                continue
+            if file.is_file():
+                found[str(file)] = [st.st_size, st.st_mtime_ns]
+    return found
+
+
 def is_done(out, step):
-    """Finished before, and its inputs are what they were then (else it is stale and runs again)."""
+    """Finished before, its inputs are what they were then, and every file it left is still there unchanged (else it
+    is stale and runs again: a deleted output folder or a run moved away is made again, not skipped forever)."""
+    from common.state import StepMarker, read_state_or_none
+
     path = marker(out, step)
-    if not path.is_file():
+    stored = read_state_or_none(path, StepMarker, on_damage=lambda message: click.echo(f"note: {message}"))
+    if stored is None or stored["inputs"] != canonical(step.inputs()):
         return False
-    try:
-        return json.loads(path.read_text()).get("inputs") == canonical(step.inputs())
-    except (ValueError, OSError):
-        return False
+    return bool(stored["outputs"]) and fingerprint(stored["outputs"]) == stored["outputs"]
 
 
 def step_env(command):
@@ -266,16 +287,18 @@ def run_step(step, out, log):
         status = run_command(command)
         if status != 0:
             raise StepFailed(f"exit {status} in: {shlex.join(command[1:])}")
-    missing = [o for o in step.outputs if not Path(o).exists()]
+    outputs = [o() if callable(o) else o for o in step.outputs]
+    missing = [o for o in outputs if not Path(o).exists()]
     if missing:
         raise StepFailed(f"it ran but {missing[0]} is missing")
-    write_marker(out, step, inputs, time.time() - started)
+    write_marker(out, step, inputs, fingerprint(outputs), time.time() - started)
 
 
-def write_marker(out, step, inputs, seconds):
-    path = marker(out, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"inputs": inputs, "seconds": round(seconds, 1), "finished": time.ctime()}))
+def write_marker(out, step, inputs, outputs, seconds):
+    from common.io import save_json
+
+    save_json(marker(out, step), {"inputs": inputs, "outputs": outputs, "seconds": round(seconds, 1),
+                                  "finished": time.ctime()})
 
 
 def run_steps(saved, names, log):
@@ -308,9 +331,9 @@ def run_steps(saved, names, log):
 
 def sweep_settings(sweep_config):
     """(search method as the plan names it, image size, epochs per run, early stopping) from the sweep YAML."""
-    import yaml
+    from partA.sweep_engine import load_sweep_config
 
-    config = yaml.safe_load(Path(sweep_config).read_text())
+    config = load_sweep_config(sweep_config)
     params = config["parameters"]
     search = config["method"] + (" + hyperband" if config.get("early_terminate") else "")
     return (search, params.get("image_size", {}).get("value", 128), params.get("epochs", {}).get("value", 15),
@@ -348,11 +371,14 @@ def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, fi
     from common.data import locate_dataset
     from common.demo_data import CLASSES as DEMO_CLASSES
     from common.device import resolve_device
+    from common.io import save_json
+    from common.state import Plan, read_state_or_none
 
     check_count(count)
     plan_file = Path(out) / "plan.json"
-    if plan_file.is_file():  # a rerun after an interruption keeps the plan (and the sweep size) it started with
-        saved = json.loads(plan_file.read_text())
+    # a rerun after an interruption keeps the plan (and the sweep size) it started with; a damaged one is made again
+    saved = read_state_or_none(plan_file, Plan, on_damage=click.echo)
+    if saved is not None:
         same = (saved["args"]["data_dir"], saved["budget"], saved["args"]["backend"], saved["args"].get("name")) == (
             data_dir, budget, backend, name)
         if same and count in (None, saved["args"]["count"]) and sweep_config in (None, saved["args"]["sweep_config"]):
@@ -386,8 +412,7 @@ def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, fi
              "dataset": str(dataset.root)}
     if count is None:
         saved = with_count(saved, sized_count(saved))
-    Path(out).mkdir(parents=True, exist_ok=True)
-    plan_file.write_text(json.dumps(saved, indent=2))
+    save_json(plan_file, saved)
     return saved
 
 
@@ -412,13 +437,11 @@ def print_plan(saved):
 def check_sweep_folder(saved, again):
     """Refuse before anything runs when this assignment's sweep folder holds another config (an edited YAML): the
     sweep would refuse it one step later, and nothing it finished may be overwritten."""
-    import yaml
-
-    from partA.sweep_engine import load_sweep_config
+    from partA.sweep_engine import load_sweep_config, stored_config
 
     a = saved["args"]
     stored = Path(a["runs_dir"]) / "sweeps" / a["name"] / "config.yaml"
-    if stored.is_file() and yaml.safe_load(stored.read_text()) != load_sweep_config(a["sweep_config"]):
+    if stored.is_file() and stored_config(stored.parent) != load_sweep_config(a["sweep_config"]):
         raise UserError(f"{a['sweep_config']} changed since sweep {a['name']} started ({stored} holds the old one): "
                         f"to keep both, give this assignment another name (ASSIGNMENT_FLAGS='--name NEW', or --name); "
                         f"to start over, remove {stored.parent} (make demo: make clean-demo), then `{again}`")
@@ -505,9 +528,12 @@ def run_assignment(data_dir, name, budget, go_on, plan_only, only_step, count, s
     again = again or shlex.join([python_command(), *sys.argv])
     plan_file = Path(out) / "plan.json"
     if only_step:
-        if not plan_file.is_file():
-            raise UserError(f"no plan in {out}: run without --step first")
-        saved = json.loads(plan_file.read_text())
+        from common.state import Plan, read_state
+
+        try:
+            saved = read_state(plan_file, Plan, "run without --step to plan again")
+        except FileNotFoundError:
+            raise UserError(f"no plan in {out}: run without --step first") from None
         names = [only_step]
     else:
         saved = make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, finetune_image_size, out,

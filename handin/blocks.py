@@ -26,6 +26,28 @@ def note(text):
     return [{"type": "note", "text": text}]
 
 
+MISSING = "Missing — "
+
+
+def missing(what):
+    """A note where an answer or a figure should be and is not: the report counts these (`missing_notes`)."""
+    return note(MISSING + what)
+
+
+def missing_notes(blocks):
+    """What the blocks say is missing (the text after "Missing — "), in order."""
+    return [b["text"][len(MISSING):] for b in blocks if b["type"] == "note" and b["text"].startswith(MISSING)]
+
+
+def expected_figure(path, caption, width, made_by):
+    """A figure a finished step should have written; in its place, when absent, a note naming it and `made_by`."""
+    from pathlib import Path
+
+    if Path(path).is_file():
+        return figure(path, caption, width)
+    return missing(f"{Path(path).name} ({caption}): {path} is not there; {made_by} writes it")
+
+
 def h4(text):
     return [{"type": "h4", "text": text}]
 

@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 from common.io import load_json
-from handin.blocks import (bullets, command, figure, fmt_value, h4, note, paragraph, photos, preformatted,  # noqa: F401
-                           table, video)
+from handin.blocks import (bullets, command, expected_figure, figure, fmt_value, h4, missing, missing_notes,  # noqa: F401
+                           note, paragraph, photos, preformatted, table, video)
 
 DISPLAY = {"grid": 900, "confusion": 620, "filters": 620, "maps": 820, "guided": 520, "curves": 900, "photo": 420,
            "sheet": 820, "plot": 900}
@@ -109,13 +109,28 @@ def find(folders, name, exclude):
     return newest(found)
 
 
+def readable_outputs(paths):
+    """[(path, data)] of the JSON outputs that can be read; a damaged one is left out with a warning (its answer is
+    then noted as missing), never a traceback that loses the whole report."""
+    import warnings
+
+    from common.state import Mapping, read_state_or_none
+
+    found = []
+    for path in paths:
+        data = read_state_or_none(path, Mapping, on_damage=lambda message: warnings.warn(
+            message.replace("rebuilding it", "left out of the report; run the command that writes it again")))
+        if data is not None:
+            found.append((path, data))
+    return found
+
+
 def collect_outputs(folders, exclude=None):
     """What the other commands wrote, by kind: test summaries, interpretation figures, comparison, Part C."""
-    tests = sorted(((p, load_json(p)) for p in find(folders, "test_summary.json", exclude)),
-                   key=lambda t: t[0].stat().st_mtime)
-    compare = find(folders, "compare.json", exclude)
+    tests = sorted(readable_outputs(find(folders, "test_summary.json", exclude)), key=lambda t: t[0].stat().st_mtime)
+    compare = [p for p, _ in readable_outputs(find(folders, "compare.json", exclude))]
     detections = find(folders, "detections.jsonl", exclude)
-    traps = [p for p in find(folders, "summary.json", exclude) if "alerts_list" in load_json(p)]
+    traps = [p for p, data in readable_outputs(find(folders, "summary.json", exclude)) if "alerts_list" in data]
     finetuned = [s["run"] for _, s in tests if s.get("kind") == "finetune"]
     return {
         "tests": {s["run"]: (p.parent, s) for p, s in tests},
@@ -182,13 +197,12 @@ def test_section(folder, summary, record=None):
                  [[summary["run"], summary["epoch"], f"{summary['best_val_acc']:.4f}", f"{summary['test_acc']:.4f}",
                    summary["test_images"]]])
     body += h4("Per-class test accuracy") + table(["class", "accuracy"], per_class)
-    body += command(f"python partA/evaluate.py --run {summary['run']}")
-    if (folder / "test_grid.png").is_file():
-        body += figure(folder / "test_grid.png", f"Test predictions of {summary['run']} (green ✓ right, red ✗ wrong)",
-                       DISPLAY["grid"])
-    if (folder / "confusion_matrix.png").is_file():
-        body += figure(folder / "confusion_matrix.png", f"Confusion matrix of {summary['run']} on the test set",
-                       DISPLAY["confusion"])
+    evaluate = f"python partA/evaluate.py --run {summary['run']}"
+    body += command(evaluate)
+    body += expected_figure(folder / "test_grid.png", f"Test predictions of {summary['run']} (green ✓ right, red ✗ "
+                                                      f"wrong)", DISPLAY["grid"], evaluate)
+    body += expected_figure(folder / "confusion_matrix.png", f"Confusion matrix of {summary['run']} on the test set",
+                            DISPLAY["confusion"], evaluate)
     return body
 
 
@@ -199,10 +213,8 @@ def interpretation_section(folders, run, exclude):
                                  ("guided_backprop.png", "Guided backpropagation from 10 CONV5 neurons",
                                   DISPLAY["guided"])):
         paths = [p for p in find(folders, name, exclude) if p.parent.name == run]
-        if paths:
-            parts += figure(paths[0], heading, width)
-    if not parts:
-        return paragraph(f"No filters or guided-backprop figures for {run} yet: run make interpret RUN={run}.")
+        parts += (figure(paths[0], heading, width) if paths else
+                  missing(f"{name} ({heading}) of {run}: make interpret RUN={run} writes it"))
     return parts + command(f"python partA/filters.py --run {run} && python partA/guided_backprop.py --run {run}")
 
 
@@ -219,9 +231,8 @@ def compare_section(path):
                       + ("All runs share one validation split." if data.get("same_split") else
                          "Warning: these runs used different splits; their validation accuracies are not comparable."))
     body += [block for line in data.get("insights", []) for block in paragraph(line)]
-    if (path.parent / "learning_curves.png").is_file():
-        body += figure(path.parent / "learning_curves.png", "Learning curves: validation accuracy per epoch",
-                       DISPLAY["curves"])
+    body += expected_figure(path.parent / "learning_curves.png", "Learning curves: validation accuracy per epoch",
+                            DISPLAY["curves"], "python partB/compare.py")
     return body + command(data.get("command") or "python partB/compare.py")
 
 

@@ -18,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402,F401 (first: without the project's environment it says how to start)
 
 import click
-import yaml
 
 from common.cli import OUTPUT_FOLDER, OneLineErrors
 from common.errors import UserError
@@ -51,7 +50,9 @@ def sweep_config(folder):
     path = Path(folder) / "config.yaml"
     if not path.is_file():
         raise UserError(f"no sweep at {folder}: run make sweep (or make assignment)")
-    return yaml.safe_load(path.read_text())
+    from partA.sweep_engine import stored_config
+
+    return stored_config(folder)
 
 
 def chosen_run(runs_dir, sweep):
@@ -301,6 +302,8 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
     summary["code"] = code_version(repo_url)
     summary["preamble"] = (page.note(demo) if demo else []) + provenance(summary["code"])
     summary["sections"] = [{"heading": h, "blocks": b} for h, b in sections]
+    # every "Missing —" note counts, those of answers that failed and those of figures a step should have written
+    problems[:] = [m for _, blocks in sections if blocks for m in page.missing_notes(blocks)]
     summary["missing"] = problems
     save_json(out / "report.json", summary)
     path = page.build_document(summary["title"], sections, out / "report.html", summary["preamble"])

@@ -80,26 +80,53 @@ def feature_data(model, data, name, weights_source, mean, std, cfg):
     import json
 
     from common.device import resolve_device
-    from common.io import load_json, save_json, save_torch
+    from common.io import save_json, save_torch, seal
 
     what = ["head-block input", name, str(weights_source), cfg.image_size, cfg.resize_size, data.train.paths,
             data.val.paths, data.content_digest]
     key = hashlib.sha1(json.dumps(what).encode()).hexdigest()[:16]
     path = Path(cfg.cache_dir) / "features" / f"{name}-{key}.pt"
     timing = path.with_suffix(".json")  # how long the pass took when it ran: part of the run's training time
-    if path.exists():
-        train_x, val_x = torch.load(path, weights_only=True)
+    cached = cached_features(path, timing, len(data.train), len(data.val))
+    if cached is not None:
+        train_x, val_x, seconds = cached
     else:
         device = resolve_device(cfg.device)
         started = time.perf_counter()
         train_x = backbone_features(model, data.train.images, mean, std, device, progress=not cfg.quiet)
         val_x = backbone_features(model, data.val.images, mean, std, device, progress=not cfg.quiet)
+        seconds = round(time.perf_counter() - started, 2)
         save_torch(path, (train_x, val_x))
-        save_json(timing, {"seconds": round(time.perf_counter() - started, 2), "device": str(device)})
+        save_json(timing, {"seconds": seconds, "device": str(device)})
+        seal([path, timing], path.with_suffix(".sha256"))
     out = copy.copy(data)
     out.train, out.val = copy.copy(data.train), copy.copy(data.val)
     out.train.images, out.val.images = train_x, val_x
-    return out, (load_json(timing)["seconds"] if timing.is_file() else None)
+    return out, seconds
+
+
+def cached_features(path, timing, train_count, val_count):
+    """(train features, val features, seconds the pass took) from the feature cache, or None when there is none or
+    it is not what was written (its digest) or not the shape it should be — then it is computed again."""
+    import warnings
+
+    from common.io import is_sealed, load_json
+
+    if not path.exists():
+        return None
+    if not is_sealed([path, timing], path.with_suffix(".sha256")):
+        warnings.warn(f"feature cache {path} does not match its digest (damaged, or written by an older version); "
+                      f"computing it again")
+        return None
+    try:
+        train_x, val_x = torch.load(path, weights_only=True)
+        seconds = float(load_json(timing)["seconds"])
+        if len(train_x) != train_count or len(val_x) != val_count or train_x.shape[1:] != val_x.shape[1:]:
+            raise ValueError("not the shape of these images' features")
+    except Exception as err:  # sealed but unreadable: another torch's format, or a writer's bug
+        warnings.warn(f"feature cache {path} cannot be used ({type(err).__name__}: {err}); computing it again")
+        return None
+    return train_x, val_x, seconds
 
 
 def stage_table(model, name):

@@ -512,26 +512,16 @@ def openvino_network(model: Darknet, height, width, threads=0, cache_dir=None):
     return run
 
 
-def _model_digest(xml_path):
-    """sha256 over the converted model's two files (.xml, then .bin)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in (xml_path, xml_path.with_suffix(".bin")):
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+def model_files(xml_path):
+    return [xml_path, xml_path.with_suffix(".bin")]
 
 
 def cached_model_intact(xml_path):
     """Do the cached .xml + .bin still hold what was written? (Their digest is stored beside them, written last.)
     Flipped bits in the weights would otherwise run silently and give other boxes."""
-    stamp = xml_path.with_suffix(".sha256")
-    try:
-        return stamp.read_text().strip() == _model_digest(xml_path)
-    except OSError:
-        return False
+    from common.io import is_sealed
+
+    return is_sealed(model_files(xml_path), xml_path.with_suffix(".sha256"))
 
 
 def _save_atomically(ov, ov_model, path):
@@ -540,14 +530,14 @@ def _save_atomically(ov, ov_model, path):
     from the first."""
     import os
 
-    from common.io import save_text
+    from common.io import seal
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.xml")
     ov.save_model(ov_model, str(tmp), compress_to_fp16=False)
     os.replace(tmp.with_suffix(".bin"), path.with_suffix(".bin"))
     os.replace(tmp, path)
-    save_text(path.with_suffix(".sha256"), _model_digest(path) + "\n")
+    seal(model_files(path), path.with_suffix(".sha256"))
 
 
 ENGINES = ("auto", "torch", "openvino")

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -68,9 +69,23 @@ def plant_run(runs, name, val_acc, sweep="hw", status="finished"):
     folder = runs / name
     folder.mkdir(parents=True)
     (folder / "record.json").write_text(json.dumps({
-        "name": name, "kind": "scratch", "status": status, "sweep": sweep, "epochs": [{"epoch": 1, "val_acc": val_acc}],
+        "name": name, "kind": "scratch", "status": status, "sweep": sweep, "config": {"image_size": 64},
+        "epochs": [{"epoch": 1, "val_acc": val_acc}],
         "summary": {"best_val_acc": val_acc, "epochs_done": 1}}))
     (folder / "best.pt").write_bytes(b"")
+
+
+def finish_step(out, step):
+    """What run_step does after a step's commands succeed, with its outputs made by hand."""
+    outputs = [o() if callable(o) else o for o in step.outputs]
+    for output in map(Path, outputs):
+        if output.suffix:  # a file (record.json, best.pt, config.yaml): kept when a test planted it
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.touch(exist_ok=True)
+        else:  # a folder the step writes
+            (output / "made.txt").parent.mkdir(parents=True, exist_ok=True)
+            (output / "made.txt").write_text(step.name)
+    assignment.write_marker(out, step, assignment.canonical(step.inputs()), assignment.fingerprint(outputs), 1.0)
 
 
 def test_a_better_sweep_run_makes_the_test_evaluation_and_what_follows_stale(tmp_path):
@@ -78,7 +93,7 @@ def test_a_better_sweep_run_makes_the_test_evaluation_and_what_follows_stale(tmp
     runs, out = tmp_path / "runs", saved["args"]["out"]
     plant_run(runs, "hw-a", 0.50)
     for step in assignment.steps_of(saved):
-        assignment.write_marker(out, step, assignment.canonical(step.inputs()), 1.0)
+        finish_step(out, step)
     assert all(assignment.is_done(out, s) for s in assignment.steps_of(saved))
     plant_run(runs, "other-command", 0.99, sweep=None)  # another command's run: changes nothing
     plant_run(runs, "hw-killed", 0.99, status="interrupted")  # an interrupted run of the sweep: changes nothing
