@@ -24,12 +24,14 @@ RUN_NAME ?=
 EPOCHS ?= 30
 SWEEP_CONFIG ?= partA/sweep.yaml
 COUNT ?= 30
+SWEEP_NAME ?=
+STORAGE ?=
 BACKEND ?= auto
 OUT ?= outputs
 BUDGET ?= 45
-DEMO_BUDGET ?= 12
+DEMO_BUDGET ?= 15
 # the demo's sweep is fixed — the same configurations on any machine, however fast — not sized to the budget
-DEMO_COUNT ?= 30
+DEMO_COUNT ?= 18
 ASSIGNMENT_OUT ?= $(OUT)/assignment
 ASSIGN := $(PYRUN) handin/assignment.py
 
@@ -73,12 +75,13 @@ train: setup ## train the Part A CNN on the real data (DATA=folder with inatural
 test-eval: setup ## Part A: evaluate on the TEST set (RUN=name, default: the best from-scratch run)
 	$(PYRUN) partA/evaluate.py $(if $(filter command line environment,$(origin DATA)),--data-dir $(DATA),) $(if $(RUN),--run $(RUN),--kind scratch) --out $(OUT)/test-eval
 
-sweep: setup ## Q2: hyperparameter sweep (SWEEP_CONFIG, COUNT, BACKEND=auto|wandb|local) on DATA
-	$(PYRUN) partA/sweep.py --config $(SWEEP_CONFIG) --count $(COUNT) --backend $(BACKEND) --data-dir $(DATA)
+sweep: setup ## Q2: hyperparameter sweep (SWEEP_CONFIG, COUNT, BACKEND=auto|wandb|local, STORAGE=postgresql://...) on DATA
+	$(PYRUN) partA/sweep.py --config $(SWEEP_CONFIG) --count $(COUNT) --backend $(if $(STORAGE),local,$(BACKEND)) --data-dir $(DATA) \
+		$(if $(SWEEP_NAME),--name $(SWEEP_NAME),) $(if $(STORAGE),--storage $(STORAGE),)
 
-agent: setup ## join a wandb sweep from this machine: make agent SWEEP=<entity/project/id>
-	@test -n "$(SWEEP)" || { echo "usage: make agent SWEEP=<sweep id printed by make sweep>"; exit 2; }
-	$(PYRUN) partA/sweep.py --join $(SWEEP) --count $(COUNT) --data-dir $(DATA)
+agent: setup ## join a sweep from this machine: make agent SWEEP=<wandb sweep id>, or SWEEP_NAME=<name> STORAGE=postgresql://...
+	@test -n "$(SWEEP)$(STORAGE)" || { echo "usage: make agent SWEEP=<wandb sweep id printed by make sweep>, or make agent SWEEP_NAME=<name> STORAGE=postgresql://user@host/db"; exit 2; }
+	$(PYRUN) partA/sweep.py $(if $(STORAGE),--backend local --storage $(STORAGE) --config $(SWEEP_CONFIG) $(if $(SWEEP_NAME),--name $(SWEEP_NAME),),--join $(SWEEP)) --count $(COUNT) --data-dir $(DATA)
 
 report: setup ## Q2-Q3: sweep report (plots, importance, observations, HTML) of SWEEP_NAME
 	$(PYRUN) handin/report.py --sweep $(or $(SWEEP_NAME),$(basename $(notdir $(SWEEP_CONFIG)))) --include $(OUT)

@@ -4,10 +4,12 @@
     python partA/sweep.py --backend local --agents 2 --name my-sweep        # 2 agents, one folder
     python partA/sweep.py --backend local --name my-sweep                   # continue an interrupted sweep
     python partA/sweep.py --join <wandb-sweep-id>                           # another machine joins (make agent)
+    python partA/sweep.py --backend local --name s --storage postgresql://me@db/sweeps   # several machines, no wandb
 
 auto = wandb when wandb has credentials and its server answers, else local (Optuna). Local sweeps keep their
 state in runs/sweeps/<name>/ (any number of agents, here or on machines sharing the folder, work on one
-sweep without running a config twice). Every run is a `train.py` run on the validation split; the
+sweep without running a config twice); with --storage, the study lives in a PostgreSQL database and agents on
+machines that share nothing but that server join it with the same command. Every run is a `train.py` run on the validation split; the
 test folder is never opened. Each run is also logged to wandb (offline without credentials).
 """
 import multiprocessing
@@ -41,6 +43,9 @@ def _agent_process(folder, count, runs_dir, gpu):
 @click.option("--name", type=PLAIN_NAME, default=None, help="Local sweep name [default: the config file's stem].")
 @click.option("--agents", type=int, default=1, help="Local agent processes working on the sweep at once.")
 @click.option("--join", default=None, metavar="SWEEP_ID", help="Join an existing wandb sweep as one more agent.")
+@click.option("--storage", default=None, metavar="URL",
+              help="Local backend: keep the study in this PostgreSQL database (postgresql://user@host/db; the password "
+                   "from PGPASSWORD or ~/.pgpass) so agents on other machines can join [default: the folder's journal].")
 @click.option("--data-dir", default="data")
 @click.option("--seed", type=int, default=42)
 @click.option("--cache-dir", default="cache")
@@ -49,7 +54,7 @@ def _agent_process(folder, count, runs_dir, gpu):
 @click.option("--wandb", "wandb_mode", type=click.Choice(["auto", "offline", "disabled"]), default="auto",
               help="How each local run logs to wandb.")
 @DEVICE_OPTION
-def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_dir, runs_dir, wandb_project,
+def main(config_path, count, backend, name, agents, join, storage, data_dir, seed, cache_dir, runs_dir, wandb_project,
          wandb_mode, device):
     """Run (or continue, or join) a hyperparameter sweep of the Part A CNN."""
     if count < 1 or agents < 1:
@@ -57,7 +62,10 @@ def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_
     base = {"data_dir": data_dir, "seed": seed, "cache_dir": cache_dir, "wandb_project": wandb_project,
             "device": device, "wandb": wandb_mode}
     if backend == "auto":
-        backend = "wandb" if (join or (wandb_credentials_present() and wandb_reachable())) else "local"
+        backend = "wandb" if (join or (not storage and wandb_credentials_present() and wandb_reachable())) else "local"
+    if storage and backend == "wandb":
+        raise UserError("--storage is for the local backend (a wandb sweep lives on the wandb server): use --backend "
+                        "local with it")
     if (backend == "wandb" or join) and not wandb_reachable():
         raise UserError(f"cannot reach the W&B server {wandb_host()} (no answer within {PROBE_SECONDS:g} s): use "
                         f"--backend local, or check your network")
@@ -77,9 +85,11 @@ def main(config_path, count, backend, name, agents, join, data_dir, seed, cache_
 
     first_image_size = config["parameters"].get("image_size", {}).get("value", 128)
     load_train_val(data_dir, first_image_size, seed=seed, cache_dir=cache_dir)
-    sweep = LocalSweep.create_or_open(folder, config, base, log=click.echo)
-    click.echo(f"local sweep {folder} ({config['method']}, {count} runs, {agents} agent(s)); "
-               f"state and resume: {folder}/")
+    sweep = LocalSweep.create_or_open(folder, config, base, log=click.echo, storage=storage)
+    from partA.sweep_storage import masked
+
+    where = f"study in {masked(sweep.storage)}" if sweep.storage else f"state and resume: {folder}/"
+    click.echo(f"local sweep {folder} ({config['method']}, {count} runs, {agents} agent(s)); {where}")
     if agents == 1:
         run_agent(sweep, count, runs_dir)
     else:

@@ -28,8 +28,9 @@ import numpy as np
 import yaml
 
 from common.errors import UserError
-from common.io import load_json, save_json, save_text
+from common.io import save_json, save_text
 from common.locks import process_alive, process_identity
+from common.state import SweepConfig, SweepOptions, SweepStorage, WandbSweepFile, read_state, read_state_or_none
 from common.models import CNNConfig
 from common.from_scratch import MODEL_KEYS, TRAIN_KEYS, split_options
 from common.training import CONTEXT_KEYS, TrainConfig, plain_data
@@ -244,24 +245,44 @@ STATES = {"RUNNING": "running", "COMPLETE": "finished", "PRUNED": "stopped", "FA
 
 
 class LocalSweep:
-    """A sweep's state on disk: config.yaml, options.json and Optuna's journal.log, plus a lock for proposing."""
+    """A sweep's state: config.yaml, options.json and a lock for proposing in its folder, and its Optuna study in the
+    folder's journal.log — or, with a storage URL (storage.json), in a PostgreSQL database that agents on several
+    machines share (partA/sweep_storage.py)."""
 
     def __init__(self, folder):
         self.folder = Path(folder)
+
+    @property
+    def storage(self):
+        """The study's database URL, or None: the journal in the folder."""
+        stored = read_state_or_none(self.folder / "storage.json", SweepStorage)
+        if stored is None and (self.folder / "storage.json").exists():
+            raise UserError(f"{self.folder / 'storage.json'} is damaged; write {{\"url\": \"postgresql://...\"}} "
+                            f"there again, or continue with --storage")
+        return stored["url"] if stored else None
 
     # Options that change what a sweep's runs compute: continuing with another value is refused.
     RESULT_OPTIONS = ("data_dir", "seed")
 
     @classmethod
-    def create_or_open(cls, folder, config, base_options, log=print):
+    def create_or_open(cls, folder, config, base_options, log=print, storage=None):
         """Create the sweep folder, or open it to continue — under the sweep's lock, so two agents starting
         together never half-write it. Continuing with a changed config or data/seed is refused with the
-        way out; changed run-context options (device, wandb, cache) are taken and said."""
+        way out; changed run-context options (device, wandb, cache) are taken and said. `storage`: a PostgreSQL
+        URL for the study (kept in storage.json; later commands find it there)."""
+        from partA.sweep_storage import masked, storage_url
+
         sweep = cls(folder)
+        url = storage_url(storage) if storage else None
+        if url and (sweep.folder / "config.yaml").exists() and url != sweep.storage:  # no --storage: the kept one
+            kept = masked(sweep.storage) if sweep.storage else "its folder's journal"
+            raise UserError(f"sweep {sweep.folder.name} keeps its study in {kept}; continue it with "
+                            f"{'--storage ' + kept if sweep.storage else 'no --storage'}, or use another --name")
+        if url:
+            save_json(sweep.folder / "storage.json", {"url": url})
         with sweep.lock():
             if (sweep.folder / "config.yaml").exists():
-                stored = yaml.safe_load((sweep.folder / "config.yaml").read_text())
-                if stored != config:
+                if sweep.config != config:
                     raise UserError(f"sweep folder {folder} holds a different config; use another --name to start a "
                                     f"new sweep, or the same config to continue this one")
                 old = sweep.base_options
@@ -282,54 +303,140 @@ class LocalSweep:
 
     @property
     def config(self):
-        return yaml.safe_load((self.folder / "config.yaml").read_text())
+        return stored_config(self.folder)
 
     @property
     def base_options(self):
-        return load_json(self.folder / "options.json")
+        return read_state(self.folder / "options.json", SweepOptions,
+                          f"it holds the options every run of sweep {self.folder.name} shares; restore it, or start "
+                          f"a new sweep with another --name (the runs stay in {self.folder.parent.parent})")
+
+    def recorded_runs(self):
+        """{sweep run id: run folder name} of the runs that ended, by their records (in the runs folder that holds
+        this sweep folder): what the journal must know."""
+        from common.runs import COMPLETE, readable_record
+
+        runs_dir = self.folder.parent.parent  # <runs>/sweeps/<name>
+        found = {}
+        for path in sorted(runs_dir.glob(f"{glob_escape(self.folder.name)}-*/record.json")):
+            record = readable_record(path.parent) or {}
+            if record.get("sweep") == self.folder.name and record.get("status") in COMPLETE:
+                found[record.get("sweep_run")] = path.parent.name
+        return found
+
+    def check_journal(self, runs):
+        """The journal must know every run whose record names this sweep: one deleted or replaced mid-sweep would
+        otherwise start the sweep over silently (Optuna skips entries about trials it does not know)."""
+        lost = [name for run_id, name in self.recorded_runs().items() if run_id not in {r["id"] for r in runs}]
+        if lost:
+            raise UserError(f"sweep journal {self.journal} does not know {len(lost)} finished run(s) of "
+                            f"sweep {self.folder.name} (e.g. {lost[0]}): it was deleted or replaced. Restore it to "
+                            f"continue the sweep, or start a new sweep with another --name (the runs stay)")
 
     @contextmanager
     def lock(self):
+        """One agent at a time proposes: the folder's file lock (agents sharing the folder) and, for a database
+        study, PostgreSQL's advisory lock of this sweep (agents on other machines)."""
+        from partA.sweep_storage import database_lock
+
         self.folder.mkdir(parents=True, exist_ok=True)
+        url = self.storage
         with open(self.folder / "lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # one agent at a time proposes
+            fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                yield
+                if url:
+                    with database_lock(url, self.folder.name):
+                        yield
+                else:
+                    yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def study(self):
-        """The sweep's Optuna study (created on first use), on the journal file in the folder."""
+        """The sweep's Optuna study (created on first use): on the journal file in the folder, or in the database.
+        A database study holds its config, so that agents on other machines with another YAML are refused."""
         import optuna
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the agent prints its own one line per run
         config = self.config
         direction = config["metric"].get("goal", "maximize")
-        journal = self.folder / "journal.log"
-        _drop_torn_tail(journal)
-        try:
-            storage = JournalStorage(JournalFileBackend(str(journal)))
-            return optuna.create_study(study_name=self.folder.name, storage=storage, load_if_exists=True,
-                                       direction=direction, pruner=make_pruner(config))
-        except (ValueError, KeyError) as err:
-            raise UserError(f"sweep journal {journal} is damaged ({type(err).__name__}: {str(err)[:80]}); move it "
-                            f"aside to start sweep {self.folder.name} over (its runs' checkpoints stay in runs/)") from None
+        url = self.storage
+        with self.storage_errors():
+            if url:
+                from partA.sweep_storage import rdb_storage
+
+                storage = rdb_storage(url)
+            else:
+                from optuna.storages import JournalStorage
+                from optuna.storages.journal import JournalFileBackend
+
+                _drop_torn_tail(self.journal)
+                storage = JournalStorage(JournalFileBackend(str(self.journal)))
+            study = optuna.create_study(study_name=self.folder.name, storage=storage, load_if_exists=True,
+                                        direction=direction, pruner=make_pruner(config))
+        if url:
+            shared = study.user_attrs.get("sweep_config")
+            if shared is None:
+                study.set_user_attr("sweep_config", plain_data(config))
+            elif shared != plain_data(config):
+                raise UserError(f"sweep {self.folder.name} in the database runs another config than "
+                                f"{self.folder / 'config.yaml'}; give the same YAML to join it, or use another --name")
+        return study
+
+    @property
+    def journal(self):
+        return self.folder / "journal.log"
+
+    def storage_errors(self):
+        """The storage's own errors as one line: a damaged journal, or a database that cannot be reached."""
+        if self.storage:
+            from partA.sweep_storage import database_errors
+
+            return database_errors(self.storage)
+        return journal_errors(self.journal)
 
     def runs(self, study=None):
         """Every run, oldest first, as a record: id, params, state (running / finished / stopped / failed),
         history (the metric per epoch), summary, created, agent, heartbeat. A resumed run is one record
         (its newest trial); proposals answered from an earlier run's result are not runs."""
-        if not (self.folder / "journal.log").exists():
+        if not self.storage and not self.journal.exists():
             return []
         metric = self.config["metric"]["name"]
         latest = {}
-        for trial in (study or self.study()).get_trials(deepcopy=False):
+        study = study or self.study()
+        with self.storage_errors():
+            trials = study.get_trials(deepcopy=False)
+        for trial in trials:
             attrs = trial.user_attrs
             if "run_id" in attrs and "duplicate_of" not in attrs:
                 latest[attrs["run_id"]] = trial  # trials come in creation order: the newest wins
         return sorted((_record(trial, metric) for trial in latest.values()), key=lambda r: (r["created"], r["id"]))
+
+
+def stored_config(folder):
+    """The sweep config kept in a sweep folder (config.yaml), checked."""
+    folder = Path(folder)
+    return read_state(folder / "config.yaml", SweepConfig,
+                      f"it is the config sweep {folder.name} runs; copy the sweep's YAML there again to continue it, "
+                      f"or start a new sweep with another --name (the runs stay in {folder.parent.parent})")
+
+
+def glob_escape(text):
+    import glob
+
+    return glob.escape(text)
+
+
+@contextmanager
+def journal_errors(journal):
+    """Optuna replays the journal on every read; an entry of the wrong shape fails inside it (AssertionError,
+    KeyError, TypeError...). Its format is Optuna's own: say one line instead of re-checking it here."""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError, AssertionError, IndexError, AttributeError) as err:
+        raise UserError(f"sweep journal {journal} is damaged ({type(err).__name__}: {str(err)[:80]}); move it aside "
+                        f"to start sweep {Path(journal).parent.name} over (its runs stay in runs/), or restore it from a "
+                        f"copy") from None
 
 
 def _drop_torn_tail(journal):
@@ -397,8 +504,8 @@ class Heartbeat:
         while not self.stop.wait(self.every):
             try:
                 self.trial.set_user_attr("heartbeat", time.time())
-            except (OSError, ValueError):
-                pass  # a missed beat is retried; the folder may be briefly unavailable
+            except Exception:  # noqa: BLE001 — a missed beat is retried; the folder or database may be briefly away
+                pass
 
     def __enter__(self):
         self.thread.start()
@@ -494,10 +601,12 @@ def claim_next_run(sweep: LocalSweep, count: int):
     with sweep.lock():
         config = sweep.config
         study = sweep.study()
-        trials = study.get_trials(deepcopy=False)
+        with sweep.storage_errors():
+            trials = study.get_trials(deepcopy=False)
         trial_of = {t.user_attrs["run_id"]: t for t in trials if "run_id" in t.user_attrs
                     and "duplicate_of" not in t.user_attrs}
         runs = sweep.runs(study)
+        sweep.check_journal(runs)
         orphans = [run for run in runs if run["state"] == "running" and not _alive(run)]
         for run in orphans:
             claimed = _resume_orphan(sweep, study, trial_of, run)
@@ -663,7 +772,7 @@ def wandb_sweep_runs(folder):
 
     folder = Path(folder)
     runs_dir = folder.parent.parent  # <runs>/sweeps/<name>
-    metric = yaml.safe_load((folder / "config.yaml").read_text())["metric"]["name"]
+    metric = stored_config(folder)["metric"]["name"]
     runs = []
     for record_path in sorted(runs_dir.glob("*/record.json")):
         record = readable_record(record_path.parent)
@@ -699,13 +808,14 @@ def open_wandb_sweep_folder(folder, config, base_options, project):
     continue, or None for a new sweep. Another config under the same name is refused, as for a local sweep."""
     folder = Path(folder)
     if (folder / "config.yaml").is_file():
-        if yaml.safe_load((folder / "config.yaml").read_text()) != config:
+        if stored_config(folder) != config:
             raise UserError(f"sweep folder {folder} holds a different config; use another --name to start a new "
                             f"sweep, or the same config to continue this one")
         if not is_wandb_sweep(folder):
             raise UserError(f"sweep {folder.name} is a local sweep; continue it with --backend local, or use another "
                             f"--name for a wandb sweep")
-        stored = load_json(folder / "wandb.json")
+        stored = read_state(folder / "wandb.json", WandbSweepFile,
+                            f"it names the wandb sweep {folder.name} stands for; restore it, or use another --name")
         if stored.get("project") == project:
             return stored.get("sweep_id")
     save_text(folder / "config.yaml", yaml.safe_dump(config, sort_keys=False))
