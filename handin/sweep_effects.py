@@ -64,7 +64,8 @@ def encoding(rows, parameters):
             continue
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         if numeric and len(distinct) > MAX_LEVELS:
-            out[p] = ("scale", min(values) > 0 and max(values) / min(values) >= 10)
+            # a range spanning 4x or more (a learning rate) acts by ratios: its effect is given per doubling
+            out[p] = ("scale", min(values) > 0 and max(values) / min(values) >= 4)
         else:
             out[p] = ("groups", sorted(distinct))
     return out
@@ -77,7 +78,7 @@ def design(rows, coding):
         values = [r["params"].get(p) for r in rows]
         if kind == "scale":
             x = np.array(values, float)
-            columns.append(np.log10(x) if spec else x)
+            columns.append(np.log2(x) if spec else x)
             names.append((p, None))
         else:
             for lv in spec[1:]:
@@ -127,7 +128,7 @@ def marginal(rows, y, coding, p, pair):
     kind, spec = coding[p]
     values = [r["params"].get(p) for r in rows]
     if kind == "scale":
-        x = np.log10(np.array(values, float)) if spec else np.array(values, float)
+        x = np.log2(np.array(values, float)) if spec else np.array(values, float)
         if len(rows) < 4 or x.std() == 0:
             return None
         slope, intercept = np.polyfit(x, y, 1)
@@ -244,8 +245,8 @@ def describe(finding):
     name = WORDS.get(f["parameter"], f["parameter"])
     if f["pair"] is None:
         log = f.get("log", False)
-        difference = (f"{'a tenfold higher' if log else 'one unit more of'} {name} changed validation accuracy by "
-                      f"{f['effect']:+.3f}")
+        difference = (f"{f'doubling the {name}' if log else f'one unit more of {name}'} changed validation accuracy "
+                      f"by {f['effect']:+.3f}")
     else:
         a, b = f["pair"]
         better, worse = (b, a) if f["effect"] > 0 else (a, b)

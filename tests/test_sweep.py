@@ -231,7 +231,7 @@ def test_report_builds_from_stored_run_records_with_all_three_plots(tmp_path):
     analysis = report["sweep_analysis"]
     assert analysis["runs"] == 12 and analysis["best"]["params"]["lr"] == 0.9
     assert analysis["importance"][0]["feature"] == "lr"  # the fake objective depends on lr alone
-    assert any(o.startswith("Learning rate: one unit more of learning rate changed validation accuracy by +")
+    assert any(o.startswith("Learning rate: doubling the learning rate changed validation accuracy by +")
                for o in report["observations"]), report["observations"]
     assert any(o.startswith("Activation: no clear effect") for o in report["observations"])
     html = (tmp_path / "report/report.html").read_text()
