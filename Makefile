@@ -121,7 +121,7 @@ bench-engines: setup ## the detector network on CPU engines (ours, eager, torch.
 	$(PY) bench/detector_engines.py --model yolov3 --threads 2 --frames 4
 
 gpu-check: ## GPU smoke check: every GPU path + a timing table (< 4 min on one CUDA GPU; no wandb, no network)
-	$(or $(wildcard $(PY)),$(PYTHON),python3) tests/gpu_check.py
+	$(or $(wildcard $(PY)),$(PYTHON),python3) bench/gpu_check.py
 
 recipe-check: setup demo-data ## default recipe vs the seed's at 15 and 30 epochs (demo data, 64 px; DATA= to change)
 	$(PYRUN) bench/recipe_check.py --data-dir $(if $(filter command line environment,$(origin DATA)),$(DATA),$(DEMO_DATA)) --image-size 64 --epochs 15,30

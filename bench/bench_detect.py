@@ -34,7 +34,7 @@ import matplotlib
 import numpy as np
 import torch
 
-from partC import opencv_reference
+from bench import opencv_reference
 from common.cli import DEVICE_OPTION, OneLineErrors
 from partC.detector import PRECISION_DTYPES, build_detector
 from common.media import read_image

