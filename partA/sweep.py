@@ -9,8 +9,8 @@
 auto = wandb when wandb has credentials and its server answers, else local (Optuna). Local sweeps keep their
 state in runs/sweeps/<name>/ (any number of agents, here or on machines sharing the folder, work on one
 sweep without running a config twice); with --storage, the study lives in a PostgreSQL database and agents on
-machines that share nothing but that server join it with the same command. Every run is a `train.py` run on the validation split; the
-test folder is never opened. Each run is also logged to wandb (offline without credentials).
+machines that share nothing but that server join it with the same command. Every run is a `train.py` run on
+the validation split; the test folder is never opened. Each run is also logged to wandb (offline without credentials).
 """
 import multiprocessing
 import sys
