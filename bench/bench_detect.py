@@ -37,7 +37,7 @@ import torch
 from bench import opencv_reference
 from common.cli import DEVICE_OPTION, OneLineErrors
 from partC.detector import PRECISION_DTYPES, build_detector
-from common.media import read_image
+from common.data import read_image
 from partC.darknet_files import YOLO_REGISTRY, read_names, yolo_files
 
 DOG = Path("/usr/share/darknet/data/dog.jpg")

@@ -406,6 +406,14 @@ def decode_image(path, upright=False) -> torch.Tensor:
     return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3).permute(2, 0, 1)
 
 
+def read_image(path) -> torch.Tensor:
+    """A photo a user gives (to detect on, or to show feature maps of), turned upright by its EXIF orientation."""
+    try:
+        return decode_image(path, upright=True)
+    except Exception as err:
+        raise UserError(f"cannot read image {path} ({type(err).__name__}: {err})") from None
+
+
 def decode_and_resize(path, size, resize=None):
     """(uint8 3×size×size tensor, None) or (None, reason) for an unreadable file."""
     try:

@@ -23,7 +23,7 @@ from common.data import resize_center_crop
 from partA.evaluation import load_run_for_inspection
 from common.runs import best_run
 from partA.interpret import feature_map_grid, filter_grid, layer_output
-from common.media import read_image
+from common.data import read_image
 from common.inference import prepare_batch
 
 

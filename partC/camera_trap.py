@@ -36,7 +36,7 @@ from common.cli import OUTPUT_FOLDER, OneLineErrors, invoked_command
 from partC.detector import DETECT_OPTIONS, build_detector
 from common.errors import UserError
 from common.io import save_json
-from common.media import VideoWriter, draw_detections, expand_inputs
+from partC.media import VideoWriter, draw_detections, expand_inputs
 
 
 

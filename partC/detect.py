@@ -27,7 +27,8 @@ from common.cli import OUTPUT_FOLDER, OneLineErrors, invoked_command
 from partC.detector import DETECT_OPTIONS, build_detector
 from common.errors import UserError
 from common.io import save_json
-from common.media import VideoWriter, draw_detections, expand_inputs, iter_video, read_image, video_info
+from common.data import read_image
+from partC.media import VideoWriter, draw_detections, expand_inputs, iter_video, video_info
 
 
 def detect_images_and_videos(detector, inputs, out_dir, quiet=False):

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from common.errors import UserError
-from common.media import VideoWriter, iter_video, read_image, video_info
+from common.data import read_image
+from partC.media import VideoWriter, iter_video, video_info
 from common.viz import near_square_grid, save
 
 WILDLIFE = ["person", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"]

@@ -75,7 +75,7 @@ def test_stills_are_timed_by_their_exif_capture_time(tmp_path):
 
     from partC.trap import frames_of
 
-    from common.media import expand_inputs
+    from partC.media import expand_inputs
 
     for name, stamp in (("a.jpg", "2026:05:01 06:00:00"), ("b.jpg", "2026:05:01 06:00:05"),
                         ("c.jpg", "2026:05:01 06:10:00")):
@@ -92,7 +92,7 @@ def test_stills_are_timed_by_their_exif_capture_time(tmp_path):
 def _clip(path, frames=6, fps=2, colour=(40, 90, 160)):
     import numpy as np
 
-    from common.media import VideoWriter
+    from partC.media import VideoWriter
 
     writer = VideoWriter(path, fps, 64, 48)
     for _ in range(frames):
@@ -104,7 +104,7 @@ def _clip(path, frames=6, fps=2, colour=(40, 90, 160)):
 def test_several_videos_share_one_clock_and_a_broken_one_is_skipped(tmp_path, capsys):
     from partC.trap import frames_of
 
-    from common.media import expand_inputs
+    from partC.media import expand_inputs
 
     _clip(tmp_path / "a.mp4")
     (tmp_path / "b.mp4").write_bytes(b"not a video")
@@ -123,7 +123,7 @@ def test_a_still_without_exif_among_stamped_ones_is_warned_about(tmp_path, capsy
 
     from partC.trap import frames_of
 
-    from common.media import expand_inputs
+    from partC.media import expand_inputs
 
     exif = Image.Exif()
     exif.get_ifd(0x8769)[0x9003] = "2026:05:01 06:00:00"
@@ -149,7 +149,7 @@ def test_detect_skips_a_bad_file_in_a_folder_and_reports_it(tmp_path):
 
 
 def test_detection_labels_are_placed_so_none_hides_another():
-    from common.media import _overlap, place_labels
+    from partC.media import _overlap, place_labels
 
     # three near-identical boxes (person.jpg's horse / sheep / dog boxes overlap like this) and one at the top edge
     boxes = [(100, 100, 300, 300), (105, 102, 290, 310), (98, 99, 310, 305), (0, 0, 80, 60)]
@@ -164,7 +164,8 @@ def test_person_jpg_labels_do_not_overlap():
     from PIL import ImageDraw
 
     from partC.detector import build_detector
-    from common.media import _font, _overlap, place_labels, read_image
+    from common.data import read_image
+    from partC.media import _font, _overlap, place_labels
 
     image = read_image(DARKNET_DATA / "person.jpg")
     detections = build_detector(device="cpu", conf=0.25)(image)

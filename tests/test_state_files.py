@@ -211,7 +211,7 @@ def test_a_feature_cache_whose_bytes_changed_is_computed_again(tmp_path):
 
 def test_a_portrait_photo_is_read_upright_for_part_c_and_the_training_decode_is_unchanged(tmp_path):
     from common.data import decode_image
-    from common.media import read_image
+    from common.data import read_image
 
     image = Image.new("RGB", (40, 30), (200, 30, 30))  # stored 40 wide, 30 high ...
     image.paste((20, 20, 200), (0, 0, 10, 30))  # ... with a blue band on its left edge

@@ -212,7 +212,7 @@ def test_letterbox_uses_darknets_integer_geometry(size, expected):
 
 @needs_darknet
 def test_letterbox_of_a_real_non_square_photo_is_pinned():
-    from common.media import read_image
+    from common.data import read_image
 
     image = read_image(DARKNET_DATA / "kite.jpg")
     assert tuple(image.shape[1:]) == (900, 1352)
@@ -284,7 +284,7 @@ def labels(detections, min_score=0.0):
 
 @needs_darknet
 def test_real_weights_match_opencvs_scores_on_dog_jpg(detector_factory):
-    from common.media import read_image
+    from common.data import read_image
 
     # Reference: OpenCV 4.10's own Darknet importer on the same file, plain 416x416 cv2.resize,
     # its class columns (objectness x class probability, not multiplied again): dog 0.829,
@@ -305,14 +305,14 @@ def test_real_weights_match_opencvs_scores_on_dog_jpg(detector_factory):
     ("person.jpg", {"person", "dog"}), ("giraffe.jpg", {"giraffe"}),
 ])
 def test_real_photos_give_the_expected_classes(detector_factory, photo, expected):
-    from common.media import read_image
+    from common.data import read_image
 
     assert expected <= set(labels(detector_factory()(read_image(DARKNET_DATA / photo))))
 
 
 def test_grace_hopper_wears_a_tie(detector_factory):
     import matplotlib
-    from common.media import read_image
+    from common.data import read_image
 
     photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     found = labels(detector_factory(conf=0.1)(read_image(photo)))
@@ -321,7 +321,7 @@ def test_grace_hopper_wears_a_tie(detector_factory):
 
 @needs_darknet
 def test_boxes_are_in_original_image_pixels(detector_factory):
-    from common.media import read_image
+    from common.data import read_image
 
     image = read_image(DARKNET_DATA / "dog.jpg")
     detections = detector_factory()(image)
@@ -341,7 +341,7 @@ def test_the_offline_weights_are_the_official_file(detector_factory):
 
 
 def make_video(path, frames, size=(160, 120), fps=5):
-    from common.media import VideoWriter
+    from partC.media import VideoWriter
 
     writer = VideoWriter(path, fps, *size)
     for f in frames:
@@ -399,7 +399,7 @@ def test_detect_cli_bad_input_is_one_clear_line(tmp_path, make_input, message, d
 def test_a_damaged_video_packet_is_skipped_and_counted(tmp_path):
     import av
 
-    from common.media import frames_from_packets
+    from partC.media import frames_from_packets
 
     rng = np.random.default_rng(0)
     video = make_video(tmp_path / "v.mp4", [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(6)])
@@ -439,7 +439,7 @@ def test_detections_match_opencvs_darknet_importer_box_for_box(resize, detector_
     pytest.importorskip("cv2", reason="opencv-python-headless (pip install -e .[opencv]; .ci/run installs it)")
     from torchvision.ops import box_iou
 
-    from common.media import read_image
+    from common.data import read_image
     from bench.opencv_reference import OpenCVDetector
     from partC.darknet_files import read_names, yolo_files
 
@@ -568,7 +568,7 @@ def test_openvino_and_pytorch_engines_detect_the_same_boxes(detector_factory, tm
     pytest.importorskip("openvino", reason="the optional OpenVINO engine is not installed (make setup installs it)")
     from torchvision.ops import box_iou
 
-    from common.media import read_image
+    from common.data import read_image
 
     ours, fast = detector_factory(engine="torch"), detector_factory(engine="openvino")
     assert (ours.engine, fast.engine) == ("torch", "openvino")
@@ -607,7 +607,7 @@ def test_a_damaged_openvino_cache_is_rebuilt_with_one_warning_and_gives_the_firs
     import warnings
 
     pytest.importorskip("openvino", reason="the optional OpenVINO engine is not installed (make setup installs it)")
-    from common.media import read_image
+    from common.data import read_image
     from partC.detector import build_detector
 
     weights = tmp_path / "weights"

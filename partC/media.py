@@ -1,4 +1,5 @@
-"""Images and videos in and out for the detector: reading (PIL, PyAV), drawing, writing."""
+"""Part C's images and videos in and out: inputs expanded, videos read (PyAV) and written, detections drawn.
+A single photo is read by `common.data.read_image` (Part A shows feature maps of one too)."""
 import colorsys
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from common.data import IMAGE_EXTENSIONS, decode_image
+from common.data import IMAGE_EXTENSIONS
 from common.errors import UserError
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -36,14 +37,6 @@ def expand_inputs(paths):
     if not found:
         raise UserError("no inputs given")
     return found
-
-
-def read_image(path) -> torch.Tensor:
-    """A photo a user gives (to detect on, or to show feature maps of), turned upright by its EXIF orientation."""
-    try:
-        return decode_image(path, upright=True)
-    except Exception as err:
-        raise UserError(f"cannot read image {path} ({type(err).__name__}: {err})") from None
 
 
 @dataclass
