@@ -35,7 +35,7 @@ SEED_RECIPE = dict(filters="16,32,64,128,256", dense_units=256, dropout=0.1, bat
 def main(data_dir, image_size, epochs_list, seed, runs_dir, cache_dir, out):
     """Train the seed's recipe and the default recipe at each budget; print both accuracies."""
     from common.data import load_train_val
-    from common.from_scratch import run_scratch
+    from partA.from_scratch import run_scratch
     from common.io import save_json
     from common.training import TrainConfig, augmentation_strength
 

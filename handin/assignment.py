@@ -69,7 +69,7 @@ def measure_images_per_s(data_dir, image_size, device, cache_dir):
     import torch
 
     from common.data import load_train_val
-    from common.from_scratch import run_scratch
+    from partA.from_scratch import run_scratch
 
     data = load_train_val(data_dir, image_size, cache_dir=cache_dir, progress=False)
     train_images = len(data.train)

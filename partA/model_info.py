@@ -15,7 +15,7 @@ import click
 
 from common.cli import OneLineErrors, padding_value
 from common.models import ACTIVATIONS, CNNConfig, layer_costs, real_counts, spatial_sizes
-from common.from_scratch import split_options
+from partA.from_scratch import split_options
 
 FORMULAS = """\
 Symbolic case (Q1): m filters of size k×k in every block, n dense units, input H×W×3, 'same'

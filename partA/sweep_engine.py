@@ -8,7 +8,7 @@ folder (`runs/sweeps/<name>/journal.log`, appended under Optuna's own file lock)
 agents — processes here or on machines sharing the folder — work on one sweep. What Optuna leaves to
 its user is here: agents take turns to propose (one file lock), so no configuration of a discrete
 space is run twice; a run whose agent died is resumed from its last checkpoint by the next agent.
-Sweep runs train on the validation split only: they go through `common.from_scratch.run_scratch`,
+Sweep runs train on the validation split only: they go through `partA.from_scratch.run_scratch`,
 which never sees the test folder.
 """
 import copy
@@ -32,7 +32,7 @@ from common.io import save_json, save_text
 from common.locks import process_alive, process_identity
 from common.state import SweepConfig, SweepOptions, SweepStorage, WandbSweepFile, read_state, read_state_or_none
 from common.models import CNNConfig
-from common.from_scratch import MODEL_KEYS, TRAIN_KEYS, split_options
+from partA.from_scratch import MODEL_KEYS, TRAIN_KEYS, split_options
 from common.training import CONTEXT_KEYS, TrainConfig, plain_data
 
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
@@ -672,7 +672,7 @@ def trained_to_the_end(run_dir):
 
 def scratch_trainer(runs_dir, data=None):
     """The real trainer for sweep runs: (options, should_stop, resume, extra) → run record."""
-    from common.from_scratch import resume_scratch, run_scratch
+    from partA.from_scratch import resume_scratch, run_scratch
 
     def train(options, should_stop, resume, extra):
         name = options["run_name"]
@@ -830,7 +830,7 @@ def run_wandb_sweep(config, base_options, count, project, sweep_id=None, runs_di
     a new sweep keeps its local folder (runs/sweeps/<name>/) with the server's sweep id."""
     import wandb
 
-    from common.from_scratch import run_scratch
+    from partA.from_scratch import run_scratch
 
     folder = Path(runs_dir) / "sweeps" / name if name else None
     if folder is not None and sweep_id is None:

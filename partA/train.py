@@ -16,7 +16,7 @@ import click
 
 from common.cli import (OneLineErrors, data_options, echo_run_summary, explicit_options, model_options, padding_value,
                         training_options)
-from common.from_scratch import resume_scratch, run_scratch
+from partA.from_scratch import resume_scratch, run_scratch
 
 
 @click.command(cls=OneLineErrors, context_settings={"show_default": True, "max_content_width": 110})

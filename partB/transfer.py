@@ -15,7 +15,7 @@ from common.errors import UserError
 from common.pretrained import (apply_freeze, build_pretrained, frozen_modules_to_eval, model_stages,
                                parameter_groups, preprocess_for)
 from common.runs import abandon_run_dir, claim_run_dir, data_identity, default_run_name, run_dir_for
-from common.from_scratch import prepare_resume, resume_extra
+from common.resume import prepare_resume, resume_extra
 from common.training import RunSpec, TrainConfig, fit, weight_decay_groups
 
 FINETUNE_KEYS = ("model", "weights", "freeze", "k", "backbone_lr_scale", "unfreeze_every", "feature_cache")

@@ -43,7 +43,7 @@ def test_crops_stay_inside_the_image():
 
 @pytest.mark.darknet
 def test_watcher_on_a_clip_of_real_photos_alerts_keeps_and_labels(tmp_path, demo_root):
-    from common.from_scratch import run_scratch
+    from partA.from_scratch import run_scratch
 
     run_scratch({"data_dir": str(demo_root), "image_size": 32, "filters": "4,4,8,8,8", "dense_units": 8, "epochs": 1,
                  "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"), "run_name": "clf",

@@ -36,7 +36,7 @@ def test_a_disk_that_fills_during_extraction_is_left_as_it_was(small_disk, tmp_p
 
 
 def test_a_full_runs_dir_is_one_line_naming_it(small_disk, tiny_data, tmp_path):
-    from common.from_scratch import run_scratch
+    from partA.from_scratch import run_scratch
 
     fill_disk(small_disk, leave=8 * 1024)  # the record fits, a checkpoint does not
     with pytest.raises(UserError, match=f"no space left in {small_disk / 'runs' / 'full'}"):

@@ -223,7 +223,7 @@ def test_compare_puts_scratch_and_fine_tuned_side_by_side(demo_root, tmp_path):
     import json
 
     from partA.evaluation import evaluate_on_test
-    from common.from_scratch import run_scratch
+    from partA.from_scratch import run_scratch
 
     common = {"wandb": "disabled", "quiet": True, "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "c"),
               "data_dir": str(demo_root), "epochs": 1, "batch_size": 16}

@@ -12,7 +12,7 @@ import torch
 from common.checkpoints import load_checkpoint
 from common.data import load_train_val
 from common.errors import UserError
-from common.from_scratch import resume_scratch, run_scratch
+from partA.from_scratch import resume_scratch, run_scratch
 from conftest import ROOT, TINY, options
 
 class Exploit:

@@ -154,7 +154,7 @@ def test_a_checkpoint_whose_model_config_has_an_unknown_key_is_one_line(tmp_path
 
 def test_an_empty_record_is_read_from_last_pt_by_evaluate_and_compare(tiny_data, tmp_path):
     from common.checkpoints import load_record
-    from common.from_scratch import run_scratch
+    from partA.from_scratch import run_scratch
     from partB.compare import row_for
 
     record = run_scratch(options(tmp_path, epochs=2, run_name="r"), data=tiny_data)
@@ -167,7 +167,7 @@ def test_an_empty_record_is_read_from_last_pt_by_evaluate_and_compare(tiny_data,
 def test_a_run_that_dies_in_its_first_epoch_says_there_is_nothing_to_resume_and_frees_its_name(tiny_data, tmp_path,
                                                                                                  monkeypatch):
     from common import training
-    from common.from_scratch import run_scratch
+    from partA.from_scratch import run_scratch
 
     real = training.train_one_epoch
 

@@ -9,7 +9,7 @@ import torch
 from common.checkpoints import load_checkpoint
 from common.errors import UserError
 from partA.evaluation import evaluate_on_test
-from common.from_scratch import resume_scratch, run_scratch
+from partA.from_scratch import resume_scratch, run_scratch
 from common.training import TrainingDiverged, lr_multiplier
 from conftest import ROOT, TINY, options  # noqa: F401 (the tiny_data fixture is in conftest)
 
@@ -34,7 +34,7 @@ def test_run_record_holds_config_metrics_summary_and_environment(tiny_data, tmp_
 
 def patch_fit(monkeypatch, on_epoch_start):
     """Make run_scratch's training loop call `on_epoch_start(epoch, model)` (to kill or poison a run)."""
-    import common.from_scratch as scratch
+    import partA.from_scratch as scratch
     import common.training as training
 
     real_fit = training.fit

@@ -1,22 +1,15 @@
-"""Part A: train the 5-block CNN from a flat dict of options (from the CLI or a sweep).
-
-`split_options` separates model options from training options, `run_scratch` trains a new run
-or resumes a stopped one. Both `partA/train.py` and the sweep agents call `run_scratch`, so a
-sweep run is exactly a `train.py` run with those options.
-"""
-from dataclasses import fields
+"""The checks every resume makes, whatever the run trained (Part A's CNN, Part B's fine-tuning): the run is not
+already being trained, its checkpoint and record agree, the options given now mean what the run was trained with
+(only the run context may change — and a diverged run's step), and the data is the data it trained on."""
 from pathlib import Path
 
-from common.checkpoints import build_model_from_spec, load_checkpoint, load_record, resolve_run_dir
+from common.checkpoints import load_checkpoint, load_record, resolve_run_dir
 from common.data import load_train_val
 from common.errors import UserError
-from common.models import CNNConfig, build_model, filters_from_organisation
-from common.runs import (abandon_run_dir, claim_run_dir, data_identity, default_run_name, release_run_dir,
-                         run_dir_for)
-from common.training import CONTEXT_KEYS, RunSpec, TrainConfig, fit
+from common.models import filters_from_organisation
+from common.runs import claim_run_dir, data_identity, release_run_dir
+from common.training import CONTEXT_KEYS, TrainConfig
 
-MODEL_KEYS = {f.name for f in fields(CNNConfig)} | {"base_filters", "organisation"}
-TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 # Options that may change on resume without changing what is computed: the run context (one table).
 RESUME_FREE_KEYS = CONTEXT_KEYS
 # A run that diverged (NaN/inf) would diverge again at once if resumed as it was: its way out is a smaller
@@ -24,7 +17,7 @@ RESUME_FREE_KEYS = CONTEXT_KEYS
 DIVERGED_FREE_KEYS = {"lr", "grad_clip"}
 
 
-def _as_list(value):
+def as_list(value):
     if isinstance(value, str):
         try:
             return [int(v) for v in value.replace(" ", "").split(",") if v]
@@ -33,59 +26,6 @@ def _as_list(value):
     if isinstance(value, int):
         return [value]
     return list(value)
-
-
-def split_options(options: dict):
-    """Flat options → (CNNConfig kwargs without input size/classes, TrainConfig)."""
-    unknown = set(options) - MODEL_KEYS - TRAIN_KEYS
-    if unknown:
-        raise UserError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    model = {k: v for k, v in options.items() if k in MODEL_KEYS and v is not None}
-    base, organisation = model.pop("base_filters", None), model.pop("organisation", None)
-    if base is not None or organisation is not None:
-        if "filters" in model:
-            raise UserError("give either --filters or --base-filters/--organisation, not both")
-        base = 32 if base is None else int(base)
-        if base < 1:
-            raise UserError(f"--base-filters must be >= 1, got {base}")
-        model["filters"] = filters_from_organisation(base, organisation or "same")
-    if "filters" in model:
-        model["filters"] = _as_list(model["filters"])
-    if "kernel_sizes" in model:
-        model["kernel_sizes"] = _as_list(model["kernel_sizes"])
-    model.pop("input_size", None)
-    model.pop("num_classes", None)
-    train = TrainConfig.from_dict({k: v for k, v in options.items() if k in TRAIN_KEYS and v is not None})
-    return model, train
-
-
-def run_scratch(options: dict, should_stop=None, data=None, extra=None):
-    """Train a new Part A run; returns its record."""
-    model_kwargs, cfg = split_options(options)
-    cfg.run_name = cfg.run_name or default_run_name(options)
-    # Validate the architecture before any data is read: an impossible config fails at once.
-    CNNConfig(**model_kwargs, input_size=cfg.image_size)
-    run_dir = claim_run_dir(run_dir_for(cfg.runs_dir, cfg.run_name))  # exclusive: a second run of that name fails here
-    try:
-        data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
-                                      progress=not cfg.quiet)
-    except BaseException:
-        abandon_run_dir(run_dir)
-        raise
-    model_cfg = CNNConfig(**model_kwargs, input_size=cfg.image_size, num_classes=len(data.classes))
-    # One seed controls the split (above), the initial weights (here) and the batch order (fit).
-    import torch
-
-    torch.manual_seed(cfg.seed)
-    model = build_model(model_cfg)
-    state = RunSpec(run_dir=run_dir, model_spec={"kind": "cnn", "config": model_cfg.to_dict()}, classes=data.classes,
-                     mean=data.mean, std=data.std,
-                     extra={"kind": "scratch", "split_file": str(data.split_file), "dataset": str(data.dataset.root),
-                            **data_identity(data),
-                            "params": sum(p.numel() for p in model.parameters()),
-                            "model_options": {k: options[k] for k in ("base_filters", "organisation")
-                                              if options.get(k) is not None}, **(extra or {})})
-    return fit(model, data, cfg, state, should_stop=should_stop)
 
 
 def prepare_resume(run, overrides: dict, runs_dir="runs", data=None):
@@ -143,17 +83,6 @@ def resume_extra(ckpt, record) -> dict:
             **({"changed_on_resume": record["changed_on_resume"]} if record.get("changed_on_resume") else {})}
 
 
-def resume_scratch(run, overrides: dict, runs_dir="runs", data=None, should_stop=None):
-    """Continue a stopped run from its last.pt, exactly where it stopped."""
-    run_dir, ckpt, cfg, data, record = prepare_resume(run, overrides, runs_dir, data)
-    if ckpt["model_spec"]["kind"] != "cnn":
-        raise UserError(f"run {run_dir.name} is a fine-tuning run; resume it with partB/finetune.py --resume")
-    model = build_model_from_spec(ckpt["model_spec"], f"run {run_dir.name}'s last.pt")
-    state = RunSpec(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
-                     std=ckpt["std"], extra=resume_extra(ckpt, record))
-    return fit(model, data, cfg, state, resume_checkpoint=ckpt, should_stop=should_stop)
-
-
 def _comparable_overrides(overrides: dict) -> dict:
     """Options given on resume in the form the run stored: --base-filters/--organisation become
     the filters they mean, a single kernel size is one per block."""
@@ -162,7 +91,7 @@ def _comparable_overrides(overrides: dict) -> dict:
     if base is not None or organisation is not None:
         overrides["filters"] = filters_from_organisation(32 if base is None else int(base), organisation or "same")
     if overrides.get("kernel_sizes") is not None:
-        sizes = _as_list(overrides["kernel_sizes"])
+        sizes = as_list(overrides["kernel_sizes"])
         overrides["kernel_sizes"] = sizes * 5 if len(sizes) == 1 else sizes
     return overrides
 
