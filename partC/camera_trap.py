@@ -14,7 +14,6 @@ must have been out of view for --cooldown seconds), and writes into --out:
                       --classifier gives a Part A/B checkpoint)
   summary.json        counts, alerts, timings
 """
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,18 +26,15 @@ from partC.cpu_threads import prefer_passive_openmp
 prefer_passive_openmp()  # before torch loads OpenMP
 
 import click
-import numpy as np
 from tqdm import tqdm
 
-from partC.trap import (ANIMALS, WILDLIFE, AlertPolicy, CropClassifier, contact_sheet, crop, first_video_fps,
-                                fit_canvas, frames_of, make_demo_clip, parse_classes, plural, worth_keeping)
+from partC.trap import (ANIMALS, WILDLIFE, CropClassifier, Watcher, first_video_fps, frames_of, make_demo_clip,
+                        parse_classes, plural)
 from common.cli import OUTPUT_FOLDER, OneLineErrors, invoked_command
 from partC.detector import DETECT_OPTIONS, build_detector
 from common.errors import UserError
 from common.io import save_json
-from partC.media import VideoWriter, draw_detections, expand_inputs
-
-
+from partC.media import expand_inputs
 
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.argument("inputs", nargs=-1)
@@ -65,95 +61,30 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
         raise UserError("--stride must be >= 1, --fps > 0 and --cooldown >= 0")
     media = expand_inputs(inputs)
     detector = build_detector(**detect_options)
-    watched = parse_classes(watch, detector.names)
-    alert_classes = parse_classes(alert, detector.names)
-    policy = AlertPolicy(alert_classes, cooldown, min_score)
-    visits = AlertPolicy(watched, cooldown, min_score)  # a "visit" = a class in view, cool-down to cool-down
-    visit_number, visit_start = {}, {}
-    not_kept = []  # a few frames that were looked at and not kept, to show what the filter dropped
-    best_crop = {}  # (class, visit) → (score, crop, caption): one crop per visit on the contact sheet
-    alert_score = {}  # (class, visit) → the score the alert was raised with
     labeller = CropClassifier(classifier, device=str(detector.device)) if classifier else None
-    clip_fps = first_video_fps(media, stride, fps)
-    skipped_inputs = []
+    watched, alert_classes = parse_classes(watch, detector.names), parse_classes(alert, detector.names)
 
-    (out / "kept").mkdir(parents=True, exist_ok=True)
-    writer, canvas_size = None, None
-    stats = {"frames": 0, "bad_frames": 0, "kept": 0, "alerts": 0, "detections": 0}
-    alerts_log = []
+    def say_alert(event):
+        if not quiet:
+            click.echo(f"ALERT t={event['time']:7.1f}s frame {event['frame']}: {event['class']} ({event['score']:.2f}) "
+                       f"in {Path(event['source']).name}")
+
+    watcher = Watcher(detector, out, watched, alert_classes, cooldown, min_score, first_video_fps(media, stride, fps),
+                      labeller, say_alert)
+    skipped_inputs = []
     started = time.perf_counter()
-    with open(out / "events.jsonl", "w") as events:
-        for source, index, t, image in tqdm(frames_of(media, fps, stride, skipped_inputs), desc="watching", unit="frame",
-                                            disable=quiet or None):
-            if image is None:
-                stats["bad_frames"] += 1
-                continue
-            stats["frames"] += 1
-            detections = [d for d in detector(image) if d.label in watched]
-            stats["detections"] += len(detections)
-            for label in visits.update(t, detections):
-                visit_number[label] = visit_number.get(label, 0) + 1
-                visit_start[(label, visit_number[label])] = t  # the visit's alert time, shown on the contact sheet
-            for label in policy.update(t, detections):
-                best = max((d for d in detections if d.label == label), key=lambda d: d.score)
-                event = {"type": "alert", "class": label, "time": round(t, 3), "frame": index, "source": source,
-                         "score": float(best.score), "box": [round(v, 1) for v in best.box]}
-                events.write(json.dumps(event) + "\n")
-                alerts_log.append(event)
-                alert_score[(label, visit_number.get(label, 0))] = float(best.score)  # the visit it opened
-                stats["alerts"] += 1
-                if not quiet:
-                    click.echo(f"ALERT t={t:7.1f}s frame {index}: {label} ({best.score:.2f}) in {Path(source).name}")
-            if not worth_keeping(detections, watched, min_score):
-                if len(not_kept) < 8:  # the first few dropped frames show what the filter drops
-                    found = ", ".join(f"{d.label} {d.score:.2f}" for d in detections) or "nothing watched"
-                    not_kept.append((image, f"t={t:.1f}s: {found}"))
-                continue
-            extra = []
-            for d in detections:
-                piece = crop(image, d.box)
-                key = (d.label, visit_number.get(d.label, 0))
-                caption = f"{d.label} {d.score:.2f}, visit from t={visit_start.get(key, t):.1f}s"
-                species = None
-                if labeller is not None and d.label in ANIMALS:
-                    species, prob = labeller(piece)
-                    caption += f"\nclassifier's guess: {species} {prob:.2f}"
-                extra.append(f"guess: {species}" if species else "")
-                if d.score >= min_score and (key not in best_crop or d.score > best_crop[key][0]):
-                    best_crop[key] = (d.score, piece, caption)
-            annotated = draw_detections(image, detections, extra)
-            name = f"{Path(source).stem}-{index:06d}.jpg"
-            annotated.save(out / "kept" / name, quality=90)
-            canvas_size = canvas_size or (annotated.width - annotated.width % 2, annotated.height - annotated.height % 2)
-            if writer is None:
-                writer = VideoWriter(out / "watched.mp4", clip_fps, *canvas_size)
-            writer.write(np.asarray(fit_canvas(annotated, canvas_size)))
-            events.write(json.dumps({"type": "frame", "time": round(t, 3), "frame": index, "source": source,
-                                     "kept_as": f"kept/{name}", "detections": [d.to_dict() for d in detections],
-                                     "species": extra if labeller else None}) + "\n")
-            stats["kept"] += 1
-    if writer is not None:
-        writer.close()
+    try:
+        for source, index, t, image in tqdm(frames_of(media, fps, stride, skipped_inputs), desc="watching",
+                                            unit="frame", disable=quiet or None):
+            watcher.look(source, index, t, image)
+    finally:
+        watched_summary = watcher.finish()
     elapsed = time.perf_counter() - started
-    if best_crop:
-        # One crop per visit (the best-scoring one), in order of appearance.
-        visits_seen = list(best_crop.values())[:64]
-        contact_sheet([v[1] for v in visits_seen], [v[2] for v in visits_seen], out / "contact_sheet.png",
-                      title=f"camera trap: {plural(len(best_crop), 'visit')}, {plural(stats['alerts'], 'alert')}")
-    if not_kept:
-        contact_sheet([img for img, _ in not_kept], [cap for _, cap in not_kept], out / "not_kept.png",
-                      title=f"frames not kept (no watched class at score >= {min_score}): "
-                            f"{stats['frames'] - stats['kept']} of {stats['frames']}")
-    outputs = {"events": "events.jsonl", "clip": "watched.mp4" if writer else None, "kept": "kept/",
-               "contact_sheet": "contact_sheet.png" if best_crop else None,
-               "not_kept": "not_kept.png" if not_kept else None}
-    visits_list = [{"class": key[0], "visit": key[1], "start": round(visit_start.get(key, 0.0), 3),
-                    "best_score": float(best[0]), "alert_score": alert_score.get(key)} for key, best in best_crop.items()]
-    summary = {**stats, "seconds": round(elapsed, 2), "frames_per_s": round(stats["frames"] / max(elapsed, 1e-9), 2),
-               "alerts_list": alerts_log, "visits": visits_list, "cooldown_s": cooldown, "watched": watched,
-               "alert_classes": alert_classes, "classifier": classifier, "outputs": outputs,
-               "command": invoked_command(),
-               "skipped_inputs": [{"path": p, "reason": r} for p, r in skipped_inputs]}
+    stats = watcher.stats
+    summary = {**watched_summary, "seconds": round(elapsed, 2),
+               "frames_per_s": round(stats["frames"] / max(elapsed, 1e-9), 2), "cooldown_s": cooldown,
+               "watched": watched, "alert_classes": alert_classes, "classifier": classifier,
+               "command": invoked_command(), "skipped_inputs": [{"path": p, "reason": r} for p, r in skipped_inputs]}
     save_json(out / "summary.json", summary)
     for path, reason in skipped_inputs:
         click.echo(f"skipped {path}: {reason}", err=True)

@@ -1,10 +1,12 @@
 """The camera-trap watcher's logic: frames in (videos on one clock, stills by EXIF time), alert
-cool-down, frame keeping, crops, crop classification, the demo clip.
+cool-down, frame keeping, crops, crop classification, the demo clip, and the `Watcher` that puts them
+together frame by frame (partC/camera_trap.py is its command line).
 
 An alert fires when a watched class appears after being out of view for longer than the
 cool-down; every sighting renews the class's "last seen" time, so an animal that stays in view
 is one alert, not one per frame.
 """
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from PIL import Image
 
 from common.errors import UserError
 from common.data import read_image
-from partC.media import VideoWriter, iter_video, video_info
+from partC.media import VideoWriter, draw_detections, iter_video, video_info
 from common.viz import near_square_grid, save
 
 WILDLIFE = ["person", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"]
@@ -233,3 +235,109 @@ def make_demo_clip(path, photos=None, fps=4, seconds=2.0, empty_seconds=1.0, siz
             writer.write(frame)
     writer.close()
     return Path(path)
+
+
+NOT_KEPT_SHOWN = 8  # the first few dropped frames show what the filter drops
+SHEET_VISITS = 64  # crops on the contact sheet at most
+
+
+class Watcher:
+    """One watch over a stream of frames: alerts (one per visit of an alert class), kept frames annotated into
+    kept/ and watched.mp4, one crop per visit for the contact sheet, and every event in events.jsonl."""
+
+    def __init__(self, detector, out, watched, alert_classes, cooldown, min_score, clip_fps, labeller=None,
+                 on_alert=None):
+        self.detector, self.out, self.watched, self.min_score = detector, Path(out), watched, min_score
+        self.clip_fps, self.labeller, self.on_alert = clip_fps, labeller, on_alert or (lambda *_: None)
+        self.alerts = AlertPolicy(alert_classes, cooldown, min_score)
+        self.visits = AlertPolicy(watched, cooldown, min_score)  # a "visit" = a class in view, cool-down to cool-down
+        self.visit_number, self.visit_start = {}, {}
+        self.not_kept = []  # (image, caption) of a few frames looked at and not kept
+        self.best_crop = {}  # (class, visit) -> (score, crop, caption): one crop per visit on the contact sheet
+        self.alert_score = {}  # (class, visit) -> the score the alert was raised with
+        self.alerts_log = []
+        self.stats = {"frames": 0, "bad_frames": 0, "kept": 0, "alerts": 0, "detections": 0}
+        self.writer, self.canvas_size = None, None
+        (self.out / "kept").mkdir(parents=True, exist_ok=True)
+        self.events = open(self.out / "events.jsonl", "w")
+
+    def look(self, source, index, t, image):
+        """One frame (image None: it could not be decoded)."""
+        if image is None:
+            self.stats["bad_frames"] += 1
+            return
+        self.stats["frames"] += 1
+        detections = [d for d in self.detector(image) if d.label in self.watched]
+        self.stats["detections"] += len(detections)
+        for label in self.visits.update(t, detections):
+            self.visit_number[label] = self.visit_number.get(label, 0) + 1
+            self.visit_start[(label, self.visit_number[label])] = t  # the visit's alert time, on the contact sheet
+        for label in self.alerts.update(t, detections):
+            self.alert(label, detections, source, index, t)
+        if worth_keeping(detections, self.watched, self.min_score):
+            self.keep(image, detections, source, index, t)
+        elif len(self.not_kept) < NOT_KEPT_SHOWN:
+            found = ", ".join(f"{d.label} {d.score:.2f}" for d in detections) or "nothing watched"
+            self.not_kept.append((image, f"t={t:.1f}s: {found}"))
+
+    def alert(self, label, detections, source, index, t):
+        best = max((d for d in detections if d.label == label), key=lambda d: d.score)
+        event = {"type": "alert", "class": label, "time": round(t, 3), "frame": index, "source": source,
+                 "score": float(best.score), "box": [round(v, 1) for v in best.box]}
+        self.events.write(json.dumps(event) + "\n")
+        self.alerts_log.append(event)
+        self.alert_score[(label, self.visit_number.get(label, 0))] = float(best.score)  # the visit it opened
+        self.stats["alerts"] += 1
+        self.on_alert(event)
+
+    def keep(self, image, detections, source, index, t):
+        extra = [self.remember_crop(image, d, t) for d in detections]
+        annotated = draw_detections(image, detections, extra)
+        name = f"{Path(source).stem}-{index:06d}.jpg"
+        annotated.save(self.out / "kept" / name, quality=90)
+        self.canvas_size = self.canvas_size or (annotated.width - annotated.width % 2,
+                                                annotated.height - annotated.height % 2)
+        if self.writer is None:
+            self.writer = VideoWriter(self.out / "watched.mp4", self.clip_fps, *self.canvas_size)
+        self.writer.write(np.asarray(fit_canvas(annotated, self.canvas_size)))
+        self.events.write(json.dumps({"type": "frame", "time": round(t, 3), "frame": index, "source": source,
+                                      "kept_as": f"kept/{name}", "detections": [d.to_dict() for d in detections],
+                                      "species": extra if self.labeller else None}) + "\n")
+        self.stats["kept"] += 1
+
+    def remember_crop(self, image, detection, t):
+        """Keep the visit's best crop (with the classifier's guess); returns the frame's extra label."""
+        piece = crop(image, detection.box)
+        key = (detection.label, self.visit_number.get(detection.label, 0))
+        caption = f"{detection.label} {detection.score:.2f}, visit from t={self.visit_start.get(key, t):.1f}s"
+        species = None
+        if self.labeller is not None and detection.label in ANIMALS:
+            species, prob = self.labeller(piece)
+            caption += f"\nclassifier's guess: {species} {prob:.2f}"
+        if detection.score >= self.min_score and (key not in self.best_crop or detection.score > self.best_crop[key][0]):
+            self.best_crop[key] = (detection.score, piece, caption)
+        return f"guess: {species}" if species else ""
+
+    def finish(self):
+        """Close the clip and the event log, draw the contact sheets; returns what the summary records."""
+        self.events.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self.best_crop:  # one crop per visit (the best-scoring one), in order of appearance
+            shown = list(self.best_crop.values())[:SHEET_VISITS]
+            contact_sheet([v[1] for v in shown], [v[2] for v in shown], self.out / "contact_sheet.png",
+                          title=f"camera trap: {plural(len(self.best_crop), 'visit')}, "
+                                f"{plural(self.stats['alerts'], 'alert')}")
+        if self.not_kept:
+            contact_sheet([img for img, _ in self.not_kept], [cap for _, cap in self.not_kept],
+                          self.out / "not_kept.png",
+                          title=f"frames not kept (no watched class at score >= {self.min_score}): "
+                                f"{self.stats['frames'] - self.stats['kept']} of {self.stats['frames']}")
+        outputs = {"events": "events.jsonl", "clip": "watched.mp4" if self.writer else None, "kept": "kept/",
+                   "contact_sheet": "contact_sheet.png" if self.best_crop else None,
+                   "not_kept": "not_kept.png" if self.not_kept else None}
+        visits = [{"class": key[0], "visit": key[1], "start": round(self.visit_start.get(key, 0.0), 3),
+                   "best_score": float(best[0]), "alert_score": self.alert_score.get(key)}
+                  for key, best in self.best_crop.items()]
+        return {**self.stats, "alerts_list": self.alerts_log, "visits": visits, "outputs": outputs}
+
