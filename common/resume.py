@@ -7,7 +7,7 @@ from common.checkpoints import load_checkpoint, load_record, resolve_run_dir
 from common.data import load_train_val
 from common.errors import UserError
 from common.models import filters_from_organisation
-from common.runs import claim_run_dir, data_identity, release_run_dir
+from common.runs import claimed_run, data_identity
 from common.training import CONTEXT_KEYS, TrainConfig
 
 # Options that may change on resume without changing what is computed: the run context (one table).
@@ -30,13 +30,8 @@ def as_list(value):
 
 def prepare_resume(run, overrides: dict, runs_dir="runs", data=None):
     """Checks shared by every kind of resume → (run_dir, checkpoint, TrainConfig, data, record)."""
-    run_dir = resolve_run_dir(run, runs_dir)
-    claim_run_dir(run_dir, resume=True)  # a run that is still training cannot be resumed twice
-    try:
+    with claimed_run(resolve_run_dir(run, runs_dir), resume=True) as run_dir:  # one still training cannot resume
         return _checked_resume(run_dir, overrides, data)
-    except BaseException:
-        release_run_dir(run_dir)
-        raise
 
 
 def _checked_resume(run_dir, overrides, data):

@@ -7,6 +7,7 @@ training cannot be resumed a second time. The kernel drops the lock when the pro
 a killed run never leaves a stale lock. Across machines this holds on filesystems with working
 flock (see common/locks.py).
 """
+import contextlib
 import datetime
 import hashlib
 import json
@@ -122,34 +123,32 @@ def resume_hint():
 
 
 def release_run_dir(run_dir):
-    handle = _CLAIMS.pop(str(Path(run_dir).resolve()), None)
-    if handle is not None:
-        handle.close()
-
-
-def abandon_run_dir(run_dir):
-    """A start that failed before training (bad data, a weights download that failed): release the claim, and remove
-    the folder when this process created it and nothing but its lock is in it — a failed start leaves no run."""
-    run_dir = Path(run_dir)
-    key = str(run_dir.resolve())
-    release_run_dir(run_dir)
-    if key in _CREATED and run_dir.is_dir() and all(p.name == "run.lock" for p in run_dir.iterdir()):
-        (run_dir / "run.lock").unlink(missing_ok=True)
-        run_dir.rmdir()
-    _CREATED.discard(key)
-
-
-def forget_unsaved_run(run_dir):
-    """A run this process started that ended (diverged, failed, interrupted) before its first checkpoint leaves
-    nothing to resume: its folder goes, so that its name is free for the next try instead of 'already exists'.
-    Only a folder this process made, and only while it has no last.pt (a resumed run always has one)."""
+    """End this process's claim on a run folder: its lock goes; and a folder this process made that holds no
+    checkpoint — a start that failed (bad data, a download that failed) or a run that ended (diverged, failed,
+    interrupted) before its first epoch was saved — goes too: nothing in it can be resumed, and its name is free
+    for the next try instead of 'already exists'. A resumed run (not made here) or one with a last.pt is kept."""
     import shutil
 
     run_dir = Path(run_dir)
     key = str(run_dir.resolve())
+    handle = _CLAIMS.pop(key, None)
+    if handle is not None:
+        handle.close()
     if key in _CREATED and run_dir.is_dir() and not (run_dir / "last.pt").exists():
         shutil.rmtree(run_dir, ignore_errors=True)
-        _CREATED.discard(key)
+    _CREATED.discard(key)
+
+
+@contextlib.contextmanager
+def claimed_run(run_dir, resume=False):
+    """The run folder claimed for this process while the block prepares its run (reads data, checks a resume); a
+    block that fails releases it. `fit` takes the claim over (claiming is idempotent) and releases it at the end."""
+    run_dir = claim_run_dir(run_dir, resume=resume)
+    try:
+        yield run_dir
+    except BaseException:
+        release_run_dir(run_dir)
+        raise
 
 
 def readable_record(run_dir):

@@ -25,7 +25,7 @@ from common.device import (DEVICES, PRECISIONS, autocast, configure_backends, da
 from common.errors import UserError
 from common.inference import prepare_batch, validate
 from common.io import save_torch
-from common.runs import claim_run_dir, forget_unsaved_run, release_run_dir
+from common.runs import claim_run_dir, release_run_dir
 from common.tracking import WANDB_MODES, RunRecord, WandbRun, environment_info, now_iso
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "radam")
@@ -244,7 +244,7 @@ def _restore_rng_state(state):
 
 
 def plain_data(obj):
-    """JSON-plain copy of `obj`; numpy scalars (what `sweeps` proposes) become Python numbers."""
+    """JSON-plain copy of `obj`; numpy scalars (a sampler's proposals, a caller's values) become Python numbers."""
     return json.loads(json.dumps(obj, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
@@ -575,7 +575,5 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunSpec, groups=None,
             record.save()
             tracker.finish(exit_code=0 if status in ("finished", "stopped") else 1)
         finally:  # a full disk can fail the last save: the run's claim is released all the same
-            release_run_dir(run_dir)
-            if status not in ("finished", "stopped"):
-                forget_unsaved_run(run_dir)
+            release_run_dir(run_dir)  # (a run that ended before its first checkpoint leaves no folder)
     return record.data

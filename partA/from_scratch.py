@@ -11,7 +11,7 @@ from common.data import load_train_val
 from common.errors import UserError
 from common.models import CNNConfig, build_model, filters_from_organisation
 from common.resume import as_list, prepare_resume, resume_extra
-from common.runs import abandon_run_dir, claim_run_dir, data_identity, default_run_name, run_dir_for
+from common.runs import claimed_run, data_identity, default_run_name, run_dir_for
 from common.training import RunSpec, TrainConfig, fit
 
 MODEL_KEYS = {f.name for f in fields(CNNConfig)} | {"base_filters", "organisation"}
@@ -47,27 +47,24 @@ def run_scratch(options: dict, should_stop=None, data=None, extra=None):
     cfg.run_name = cfg.run_name or default_run_name(options)
     # Validate the architecture before any data is read: an impossible config fails at once.
     CNNConfig(**model_kwargs, input_size=cfg.image_size)
-    run_dir = claim_run_dir(run_dir_for(cfg.runs_dir, cfg.run_name))  # exclusive: a second run of that name fails here
-    try:
+    # exclusive: a second run of that name fails here; a start that fails (data) releases it
+    with claimed_run(run_dir_for(cfg.runs_dir, cfg.run_name)) as run_dir:
         data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
                                       progress=not cfg.quiet)
-    except BaseException:
-        abandon_run_dir(run_dir)
-        raise
-    model_cfg = CNNConfig(**model_kwargs, input_size=cfg.image_size, num_classes=len(data.classes))
-    # One seed controls the split (above), the initial weights (here) and the batch order (fit).
-    import torch
+        model_cfg = CNNConfig(**model_kwargs, input_size=cfg.image_size, num_classes=len(data.classes))
+        # One seed controls the split (above), the initial weights (here) and the batch order (fit).
+        import torch
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(model_cfg)
-    state = RunSpec(run_dir=run_dir, model_spec={"kind": "cnn", "config": model_cfg.to_dict()}, classes=data.classes,
-                     mean=data.mean, std=data.std,
-                     extra={"kind": "scratch", "split_file": str(data.split_file), "dataset": str(data.dataset.root),
-                            **data_identity(data),
-                            "params": sum(p.numel() for p in model.parameters()),
-                            "model_options": {k: options[k] for k in ("base_filters", "organisation")
-                                              if options.get(k) is not None}, **(extra or {})})
-    return fit(model, data, cfg, state, should_stop=should_stop)
+        torch.manual_seed(cfg.seed)
+        model = build_model(model_cfg)
+        state = RunSpec(run_dir=run_dir, model_spec={"kind": "cnn", "config": model_cfg.to_dict()}, classes=data.classes,
+                         mean=data.mean, std=data.std,
+                         extra={"kind": "scratch", "split_file": str(data.split_file), "dataset": str(data.dataset.root),
+                                **data_identity(data),
+                                "params": sum(p.numel() for p in model.parameters()),
+                                "model_options": {k: options[k] for k in ("base_filters", "organisation")
+                                                  if options.get(k) is not None}, **(extra or {})})
+        return fit(model, data, cfg, state, should_stop=should_stop)
 
 
 def resume_scratch(run, overrides: dict, runs_dir="runs", data=None, should_stop=None):

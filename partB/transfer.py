@@ -14,7 +14,7 @@ from common.data import load_train_val
 from common.errors import UserError
 from common.pretrained import (apply_freeze, build_pretrained, frozen_modules_to_eval, model_stages,
                                parameter_groups, preprocess_for)
-from common.runs import abandon_run_dir, claim_run_dir, data_identity, default_run_name, run_dir_for
+from common.runs import claimed_run, data_identity, default_run_name, run_dir_for
 from common.resume import prepare_resume, resume_extra
 from common.training import RunSpec, TrainConfig, fit, weight_decay_groups
 
@@ -209,35 +209,32 @@ def run_finetune(options: dict, data=None):
     if fixed_size and cfg.image_size != fixed_size:
         raise UserError(f"{name} takes {fixed_size}x{fixed_size} inputs only; drop --image-size or pass {fixed_size}")
     cfg.run_name = cfg.run_name or default_run_name({**options, **ft}, kind=f"ft-{name}")
-    run_dir = claim_run_dir(run_dir_for(cfg.runs_dir, cfg.run_name))  # exclusive: a second run of that name fails here
-    try:
+    # exclusive: a second run of that name fails here; a start that fails (data, weights) releases it
+    with claimed_run(run_dir_for(cfg.runs_dir, cfg.run_name)) as run_dir:
         data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
                                       progress=not cfg.quiet, resize=cfg.resize_size)
         torch.manual_seed(cfg.seed)  # the new head's initialisation
         model, info = build_pretrained(name, weights, num_classes=len(data.classes), progress=not cfg.quiet)
-    except BaseException:
-        abandon_run_dir(run_dir)
-        raise
-    hook = freeze_hook(name, strategy, k, unfreeze_every, len(stages), cfg.quiet)
-    hook(0, model)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if not cfg.quiet:
-        print_stages(model, name, strategy, k)
-    spec = {"kind": "pretrained", "name": name, "num_classes": len(data.classes)}
-    use_features = uses_feature_cache(strategy, cfg, feature_cache_requested)
-    finetune = {"model": name, "weights": weights, "freeze": strategy, "k": k, "backbone_lr_scale": backbone_scale,
-                "unfreeze_every": unfreeze_every, "weights_source": info["weights_source"], "stages": len(stages),
-                "feature_cache": use_features}
-    state = RunSpec(run_dir=run_dir, model_spec=spec, classes=data.classes, mean=preprocess["mean"],
-                     std=preprocess["std"],
-                     extra={"kind": "finetune", "finetune": finetune, "split_file": str(data.split_file),
-                            **data_identity(data),
-                            "dataset": str(data.dataset.root), "params": sum(p.numel() for p in model.parameters()),
-                            "trainable_params": trainable})
-    if use_features:
-        return _fit_head_on_features(model, name, data, cfg, state, info["weights_source"])
-    groups = weight_decay_groups(model, cfg.weight_decay, lr_scales(model, name, strategy, backbone_scale))
-    return fit(model, data, cfg, state, groups=groups, on_epoch_start=hook)
+        hook = freeze_hook(name, strategy, k, unfreeze_every, len(stages), cfg.quiet)
+        hook(0, model)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if not cfg.quiet:
+            print_stages(model, name, strategy, k)
+        spec = {"kind": "pretrained", "name": name, "num_classes": len(data.classes)}
+        use_features = uses_feature_cache(strategy, cfg, feature_cache_requested)
+        finetune = {"model": name, "weights": weights, "freeze": strategy, "k": k, "backbone_lr_scale": backbone_scale,
+                    "unfreeze_every": unfreeze_every, "weights_source": info["weights_source"], "stages": len(stages),
+                    "feature_cache": use_features}
+        state = RunSpec(run_dir=run_dir, model_spec=spec, classes=data.classes, mean=preprocess["mean"],
+                         std=preprocess["std"],
+                         extra={"kind": "finetune", "finetune": finetune, "split_file": str(data.split_file),
+                                **data_identity(data),
+                                "dataset": str(data.dataset.root), "params": sum(p.numel() for p in model.parameters()),
+                                "trainable_params": trainable})
+        if use_features:
+            return _fit_head_on_features(model, name, data, cfg, state, info["weights_source"])
+        groups = weight_decay_groups(model, cfg.weight_decay, lr_scales(model, name, strategy, backbone_scale))
+        return fit(model, data, cfg, state, groups=groups, on_epoch_start=hook)
 
 
 def _fit_head_on_features(model, name, data, cfg, state, weights_source, resume_checkpoint=None):
