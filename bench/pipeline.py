@@ -29,7 +29,8 @@ from common.cli import OneLineErrors
 import torch
 from torch import nn
 
-from common.data import TrainValData, load_or_make_split, load_tensor_set, locate_dataset, scan_image_folder
+from common.data import TrainValData, load_or_make_split, load_tensor_set, scan_image_folder
+from common.dataset_zip import locate_dataset
 from common.models import CNNConfig, build_model
 from common.device import resolve_device, resolve_precision
 from common.training import RunSpec, TrainConfig, fit

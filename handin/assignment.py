@@ -368,7 +368,7 @@ def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, fi
     """Measure, size and describe the run: everything the steps need, saved as plan.json."""
     import torch
 
-    from common.data import locate_dataset
+    from common.dataset_zip import locate_dataset
     from common.demo_data import CLASSES as DEMO_CLASSES
     from common.device import resolve_device
     from common.io import save_json

@@ -4,7 +4,8 @@ Training, sweeps and reports work from `common.data`, which exposes only the tra
 `tests/test_leakage.py` checks both that nothing else imports this module and that a training
 run opens no file under the test folder.
 """
-from common.data import DEFAULT_CACHE, locate_dataset, load_tensor_set, scan_image_folder
+from common.data import DEFAULT_CACHE, load_tensor_set, scan_image_folder
+from common.dataset_zip import locate_dataset
 from common.errors import UserError
 
 

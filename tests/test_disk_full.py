@@ -17,7 +17,7 @@ def big_zip(path, megabytes):
 
 
 def test_a_zip_larger_than_the_free_space_is_refused_before_extracting(small_disk, tmp_path):
-    from common.data import extract_zip
+    from common.dataset_zip import extract_zip
 
     archive = big_zip(tmp_path / "nature_12K.zip", 8)  # 8 MiB unpacked, on a 4 MiB disk
     with pytest.raises(UserError, match=r"unpacks to 0\.01 GiB but .* free; free space there"):
@@ -26,7 +26,7 @@ def test_a_zip_larger_than_the_free_space_is_refused_before_extracting(small_dis
 
 
 def test_a_disk_that_fills_during_extraction_is_left_as_it_was(small_disk, tmp_path, monkeypatch):
-    import common.data as data
+    import common.dataset_zip as data
 
     monkeypatch.setattr(data, "_check_free_space", lambda *args: None)  # another writer took the space meanwhile
     archive = big_zip(tmp_path / "nature_12K.zip", 8)

@@ -5,8 +5,8 @@ import zipfile
 
 import pytest
 
-from common.data import locate_dataset
-from common.data import verify_zip
+from common.dataset_zip import locate_dataset
+from common.dataset_zip import verify_zip
 from common.download import download_file
 from common.errors import UserError
 from conftest import write_image
@@ -139,7 +139,7 @@ def test_concurrent_runs_wait_for_one_extraction(tmp_path):
 
     zip_path = tmp_path / "nature_12K.zip"
     zip_path.write_bytes(dataset_zip(tmp_path))
-    code = ("import sys; from common.data import locate_dataset; "
+    code = ("import sys; from common.dataset_zip import locate_dataset; "
             "print(len(list(locate_dataset(sys.argv[1], download=False, progress=False).train_dir.rglob('*.jpg'))))")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(zip_path)], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
@@ -158,7 +158,7 @@ def test_an_existing_folder_is_never_replaced_by_an_extraction(tmp_path):
     with pytest.raises(UserError, match="already exists, made by hand.*use --data-dir"):
         locate_dataset(zip_path, download=False, progress=False)
     assert (mine / "keep.jpg").read_bytes() == b"mine"
-    from common.data import extract_zip
+    from common.dataset_zip import extract_zip
 
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "inaturalist_12K").mkdir()
