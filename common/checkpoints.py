@@ -20,17 +20,6 @@ def resolve_run_dir(run, runs_dir="runs") -> Path:
     raise UserError(f"no run {run!r}: neither {path} nor {candidate} exists; list runs with `ls {runs_dir}`")
 
 
-def numpy_scalar_globals():
-    """What unpickling a numpy scalar needs: rebuilding a number and its dtype, no code of the file's."""
-    import numpy as np
-
-    try:
-        from numpy.core.multiarray import scalar
-    except ImportError:  # numpy 2
-        from numpy._core.multiarray import scalar
-    return [scalar, np.dtype] + [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
-
-
 def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -40,8 +29,7 @@ def load_checkpoint(path) -> dict:
                         f"partB/finetune.py")
     try:
         # weights_only: tensors, numbers, strings and containers only — a crafted file cannot run code
-        with torch.serialization.safe_globals(numpy_scalar_globals()):  # earlier sweep runs' checkpoints hold them
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise UserError(f"checkpoint {path} holds more than tensors and plain data (objects that would run code "
                         f"when loaded); refused — only load checkpoints you trust, written by this project") from None

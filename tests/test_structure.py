@@ -84,10 +84,10 @@ def test_code_only_one_part_uses_lives_in_that_part():
     assert not single, f"used by one part only: {single}"
 
 
-def test_no_private_names_of_torch_wandb_or_sweeps_outside_tests():
+def test_no_private_names_of_torch_wandb_or_optuna_outside_tests():
     """Private names break on the next release of the library they belong to."""
-    private = re.compile(r"torch\._C\b|torch\.ops\.mkldnn\._|torch\._nnpack|wandb\.sdk\.|sweeps\.[\w.]*\b_\w+"
-                         r"|from sweeps[\w.]* import [^\n]*\b_\w")
+    private = re.compile(r"torch\._C\b|torch\.ops\.mkldnn\._|torch\._nnpack|wandb\.sdk\.|optuna\.[\w.]*\b_\w+"
+                         r"|from optuna[\w.]* import [^\n]*\b_\w")
     found = [f"{p.relative_to(ROOT)}:{n}" for folder in ("common", "bench", "handin") + PARTS
              for p in (ROOT / folder).glob("*.py") for n, line in enumerate(p.read_text().splitlines(), 1)
              if private.search(line)]
