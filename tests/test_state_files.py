@@ -222,3 +222,18 @@ def test_a_portrait_photo_is_read_upright_for_part_c_and_the_training_decode_is_
     assert tuple(upright.shape) == (3, 40, 30)  # 30 wide, 40 high, as the camera saw it
     assert upright[2, :5, :].float().mean() > 150  # the left band is now along the top
     assert tuple(decode_image(tmp_path / "portrait.jpg").shape) == (3, 30, 40)  # training pixels as stored
+
+
+# ------------------------------------------------------------------------------------------ the report
+
+def test_a_figure_a_step_should_have_written_is_a_counted_missing_note(tmp_path):
+    from test_sweep import handin_outputs
+
+    outputs, build = handin_outputs(tmp_path)
+    (outputs / "compare" / "learning_curves.png").unlink()
+    (outputs / "interpret" / "rep-best" / "filters.png").unlink()
+    page = build()
+    assert "Missing — learning_curves.png (Learning curves" in page and "python partB/compare.py writes it" in page
+    assert "Missing — filters.png (First-layer filters) of rep-best" in page
+    missing = json.loads((outputs / "report" / "report.json").read_text())["missing"]
+    assert len(missing) == 2 and any(m.startswith("learning_curves.png") for m in missing)

@@ -472,8 +472,10 @@ def handin_outputs(tmp_path):
         _png(outputs / "test-eval" / "rep-best" / name, size=(3000, 2000))  # as large as the real grids
     for name in ("filters.png", "feature_maps.png", "guided_backprop.png"):
         _png(outputs / "interpret" / "rep-best" / name, size=(3000, 2000))
-    _png(outputs / "test-eval" / "ft" / "test_grid.png")  # the fine-tuned run's test grid is shown too
+    for name in ("test_grid.png", "confusion_matrix.png"):  # the fine-tuned run's figures are shown too
+        _png(outputs / "test-eval" / "ft" / name)
     (outputs / "compare").mkdir()
+    _png(outputs / "compare" / "learning_curves.png")
     (outputs / "compare" / "compare.json").write_text(json.dumps({"same_split": True, "insights": ["ft wins"], "rows": [
         {"run": "rep-best", "kind": "scratch", "model": "5-block CNN", "freeze": "-", "image_size": 64, "val_acc": 0.8,
          "test_acc": 0.75, "trainable_params": 658074, "epochs": 12, "s_per_epoch": 1.1, "feature_pass_s": None,

@@ -19,19 +19,26 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    """postgresql://… of a throwaway cluster that lives as long as this module's tests."""
+    """postgresql://… of a throwaway cluster that lives as long as this module's tests (-t: in a temporary folder
+    even as root, never a system cluster that a killed run could leave behind)."""
     if not shutil.which("pg_virtualenv"):
         pytest.skip("needs Debian's postgresql for pg_virtualenv (apt-get install postgresql; .ci/run installs it)")
     try:
         import psycopg  # noqa: F401
     except ImportError:
         pytest.skip("needs psycopg: pip install -e '.[postgres]' (.ci/run installs it)")
-    cluster = subprocess.Popen(["pg_virtualenv", "sh", "-c", 'echo "$PGUSER $PGPASSWORD $PGHOST $PGPORT $PGDATABASE"; '
-                                "read _"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    fields = cluster.stdout.readline().split()
+    cluster = subprocess.Popen(["pg_virtualenv", "-t", "sh", "-c", 'echo "PGENV $PGUSER $PGPASSWORD $PGHOST $PGPORT '
+                                '$PGDATABASE"; read _'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    said = []
+    for line in cluster.stdout:  # pg_virtualenv reports its own steps first
+        if line.startswith("PGENV "):
+            break
+        said.append(line.strip())
+    fields = line.split()[1:]
     if len(fields) != 5:
-        cluster.kill()
-        pytest.fail(f"pg_virtualenv did not start a cluster (it said {fields})")
+        cluster.stdin.close()
+        cluster.wait(timeout=120)
+        pytest.fail(f"pg_virtualenv did not start a cluster (it said {said[-3:]})")
     user, password, host, port, database = fields
     if host.startswith("/"):  # a socket folder
         yield f"postgresql://{user}:{password}@/{database}?host={host}&port={port}"
