@@ -64,10 +64,10 @@ demo: setup demo-data ## the whole assignment on the demo data, offline (about 9
 		--out $(OUT)/demo --again "make demo" $(ASSIGNMENT_FLAGS)
 
 test: setup ## run the test suite (CPU, a few minutes)
-	WANDB_MODE=disabled $(PY) -m pytest
+	WANDB_MODE=disabled $(PY) -m pytest -n auto --dist loadfile
 
 test-fast: setup ## the fast subset (under a minute): no slow, darknet or network tests
-	WANDB_MODE=disabled $(PY) -m pytest -m "not slow and not darknet and not network"
+	WANDB_MODE=disabled $(PY) -m pytest -n auto --dist loadfile -m "not slow and not darknet and not network"
 
 train: setup ## train the Part A CNN on the real data (DATA=folder with inaturalist_12K or the zip)
 	$(PYRUN) partA/train.py --data-dir $(DATA) --epochs $(EPOCHS) $(if $(RUN_NAME),--run-name $(RUN_NAME),)

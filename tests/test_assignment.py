@@ -81,7 +81,8 @@ def finish_step(out, step):
     for output in map(Path, outputs):
         if output.suffix:  # a file (record.json, best.pt, config.yaml): kept when a test planted it
             output.parent.mkdir(parents=True, exist_ok=True)
-            output.touch(exist_ok=True)
+            if not output.exists():
+                output.write_text(json.dumps({"status": "finished"}) if output.name == "record.json" else "")
         else:  # a folder the step writes
             (output / "made.txt").parent.mkdir(parents=True, exist_ok=True)
             (output / "made.txt").write_text(step.name)
