@@ -211,7 +211,8 @@ def plan(saved, finished_runs):
                     "--out", f"{out}/report", "--include", out],
                    [PY, "handin/wandb_report.py", "--report", f"{out}/report/report.json", "--runs-dir", runs,
                     "--if-online"]], 15,
-                  inputs=lambda: [s.inputs() for s in steps], outputs=[f"{out}/report"])
+                  # what the other steps ran on, and what they left (a step that ran again makes the report stale)
+                  inputs=lambda: [[s.inputs(), marked_outputs(out, s)] for s in steps], outputs=[f"{out}/report"])
     return steps + [report]
 
 
@@ -241,13 +242,32 @@ def fingerprint(paths):
     return found
 
 
+_NOTED = set()
+
+
+def note_once(message):
+    if message not in _NOTED:  # the plan, the estimate and the run all look at the markers
+        _NOTED.add(message)
+        click.echo(f"note: {message}")
+
+
+def read_marker(out, step):
+    """The step's marker, checked; None when missing or damaged (damage noted once: the step runs again)."""
+    from common.state import StepMarker, read_state_or_none
+
+    return read_state_or_none(marker(out, step), StepMarker, on_damage=note_once)
+
+
+def marked_outputs(out, step):
+    """The outputs a step's marker recorded (sizes and mtimes), or None."""
+    stored = read_marker(out, step)
+    return stored["outputs"] if stored else None
+
+
 def is_done(out, step):
     """Finished before, its inputs are what they were then, and every file it left is still there unchanged (else it
     is stale and runs again: a deleted output folder or a run moved away is made again, not skipped forever)."""
-    from common.state import StepMarker, read_state_or_none
-
-    path = marker(out, step)
-    stored = read_state_or_none(path, StepMarker, on_damage=lambda message: click.echo(f"note: {message}"))
+    stored = read_marker(out, step)
     if stored is None or stored["inputs"] != canonical(step.inputs()):
         return False
     return bool(stored["outputs"]) and fingerprint(stored["outputs"]) == stored["outputs"]

@@ -64,6 +64,19 @@ def test_a_step_whose_output_was_deleted_or_whose_run_moved_away_runs_again(tmp_
     assert not assignment.is_done(out, steps["finetune-eval"])
 
 
+def test_a_step_that_ran_again_makes_the_report_stale(tmp_path):
+    saved = saved_plan(tmp_path)
+    out = saved["args"]["out"]
+    plant_run(tmp_path / "runs", "hw-a", 0.5)
+    steps = {s.name: s for s in assignment.steps_of(saved)}
+    for step in steps.values():
+        finish_step(out, step)
+    assert assignment.is_done(out, steps["report"])
+    (tmp_path / "out" / "detect" / "made.txt").write_text("detected again")  # detect ran again: new files ...
+    finish_step(out, steps["detect"])  # ... and a new marker naming them
+    assert assignment.is_done(out, steps["detect"]) and not assignment.is_done(out, steps["report"])
+
+
 def test_a_marker_of_the_wrong_shape_makes_its_step_stale_with_a_note(tmp_path, capsys):
     saved = saved_plan(tmp_path)
     out = saved["args"]["out"]
