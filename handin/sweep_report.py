@@ -286,8 +286,8 @@ def reconcile(findings, importance, top=3, notable=0.1):
     for feature, weight, correlation in list(importance)[:top]:
         parameter = feature.split("=")[0]
         if weight >= notable and clear.get(parameter) is False:
-            out.append(f"Q2's importance plot ranks {feature} high ({weight:.2f}, r = {correlation:+.2f}), yet above "
-                       f"{WORDS.get(parameter, parameter)} has no clear effect: that plot relates each run's best "
+            out.append(f"Q2's importance plot ranks {feature} high ({weight:.2f}, r = {correlation:+.2f}), yet "
+                       f"{WORDS.get(parameter, parameter)} shows no clear effect above: that plot relates each run's best "
                        f"accuracy whatever epoch hyperband stopped it at, so it also rewards early speed and chance; "
                        f"compared at equal epochs the difference is within noise.")
     return out
