@@ -63,7 +63,7 @@ demo: setup demo-data ## the whole assignment on the demo data, offline (about 9
 	WANDB_MODE=$${WANDB_MODE:-offline} $(ASSIGN) --name demo --data-dir $(DEMO_DATA) --budget $(DEMO_BUDGET) --count $(DEMO_COUNT) --backend local --go-on \
 		--out $(OUT)/demo --again "make demo" $(ASSIGNMENT_FLAGS)
 
-test: setup ## run the test suite (CPU, a few minutes)
+test: setup ## run the test suite (CPU, one test file per core: ~8 minutes on 2 cores)
 	WANDB_MODE=disabled $(PY) -m pytest -n auto --dist loadfile
 
 test-fast: setup ## the fast subset (under a minute): no slow, darknet or network tests
