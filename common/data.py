@@ -129,12 +129,14 @@ def load_or_make_split(scan: FolderScan, val_fraction=0.2, seed=42, cache_dir=DE
 
 def _split_file_problem(path, scan, train, val):
     """Why the stored split cannot be used (None: it is the split the seed makes of these files)."""
+    from common.state import DamagedFile, SplitFile, read_state
+
     try:
-        stored = json.loads(path.read_text())
-        stored_train = [tuple(s) for s in stored["train"]]
-        stored_val = [tuple(s) for s in stored["val"]]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return f"is damaged ({type(err).__name__})"
+        stored = read_state(path, SplitFile, "")
+    except (DamagedFile, FileNotFoundError) as err:
+        return f"is damaged ({getattr(err, 'problem', 'missing')})"
+    stored_train = [tuple(s) for s in stored["train"]]
+    stored_val = [tuple(s) for s in stored["val"]]
     if stored.get("classes") != scan.classes or stored_train != train or stored_val != val:
         return "does not split this training folder's files the way its seed does (edited?)"
     return None

@@ -87,11 +87,6 @@ def save_text(path, text: str):
     _atomic_write(path, lambda handle: handle.write(data))
 
 
-def load_json(path):
-    with open(path) as handle:
-        return json.load(handle)
-
-
 def save_torch(path, obj):
     _atomic_write(path, lambda handle: torch.save(obj, handle))
 

@@ -43,12 +43,10 @@ def held_or_refused(path, refusal):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         if not try_lock(handle):
+            from common.state import lock_holder
+
             handle.seek(0)
-            try:
-                holder = json.loads(handle.read() or "{}").get("pid", "?")
-            except (ValueError, AttributeError):
-                holder = "?"
-            raise UserError(refusal.format(pid=holder))
+            raise UserError(refusal.format(pid=lock_holder(handle.read(), path).get("pid", "?")))
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps(process_identity()))

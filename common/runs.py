@@ -18,6 +18,7 @@ from pathlib import Path
 from common.errors import UserError
 from common.io import save_json
 from common.locks import process_identity, try_lock
+from common.state import lock_holder
 
 _CLAIMS = {}  # resolved run folder → open lock file (held while this process owns the run)
 _CREATED = set()  # run folders this process made (an abandoned start removes them again)
@@ -83,12 +84,8 @@ def claim_run_dir(run_dir, resume=False) -> Path:
     handle = open(run_dir / "run.lock", "a+")
     if not try_lock(handle):
         handle.seek(0)
-        owner = handle.read().strip() or "{}"
+        info = lock_holder(handle.read(), run_dir / "run.lock")
         handle.close()
-        try:
-            info = json.loads(owner)
-        except ValueError:
-            info = {}
         raise UserError(f"run {run_dir.name!r} is in use by process {info.get('pid', '?')} on {info.get('host', '?')} "
                         f"(still training?); wait for it to finish, or stop it before resuming")
     if not resume and _has_run(run_dir):  # created by another process between our mkdir and our lock

@@ -20,6 +20,10 @@ from common.errors import UserError
 class DamagedFile(UserError):
     """A file the project wrote cannot be trusted; the message names it, what is wrong and what to do."""
 
+    def __init__(self, message, problem=""):
+        super().__init__(message)
+        self.problem = problem  # what is wrong, without the file's name or the way out
+
 
 class Shape(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -118,6 +122,29 @@ class ExtractionMarker(Shape):
     mtime_ns: int
 
 
+class SplitFile(Shape):
+    """cache/splits/<...>.json: the train/validation split a seed made of a training folder."""
+    classes: List[str]
+    seed: int
+    train: List[List[Any]]
+    val: List[List[Any]]
+
+
+class LockHolder(Shape):
+    """What a lock file says of the process holding it (read while that process may be writing it)."""
+    pid: Optional[int] = None
+    host: Optional[str] = None
+
+
+class Detection(Shape):
+    """One line of partC/detect.py's detections.jsonl."""
+    source: str
+    label: str
+    score: float
+    frame: Optional[int] = None
+    annotated: Optional[str] = None
+
+
 # ------------------------------------------------------------------------------------------ the reader
 
 def parse(path: Path, text: str):
@@ -149,16 +176,43 @@ def read_state(path, schema, fix: str):
     except FileNotFoundError:
         raise
     except (OSError, UnicodeDecodeError) as err:
-        raise DamagedFile(f"{path} cannot be read ({type(err).__name__}); {fix}") from None
+        raise DamagedFile(f"{path} cannot be read ({type(err).__name__}); {fix}", type(err).__name__) from None
+    return state_from_text(text, schema, path, fix)
+
+
+def state_from_text(text, schema, path, fix=""):
+    """read_state for text already read (a lock file read through its open handle, a line of a .jsonl)."""
+    path = Path(path)
     if not text.strip():
-        raise DamagedFile(f"{path} is empty (its write was cut short, e.g. by a full disk); {fix}")
+        raise DamagedFile(f"{path} is empty (its write was cut short, e.g. by a full disk); {fix}", "empty")
     try:
         data = parse(path, text)
         schema.model_validate(data, strict=True)
     except ValueError as err:  # ValidationError is a ValueError
         problem = shape_problem(err) if isinstance(err, ValidationError) else str(err)
-        raise DamagedFile(f"{path} is damaged ({problem}); {fix}") from None
+        raise DamagedFile(f"{path} is damaged ({problem}); {fix}", problem) from None
     return data
+
+
+def lock_holder(text, path):
+    """{pid, host} a lock file names, or {} when it is being written or damaged (only a message uses it)."""
+    try:
+        return state_from_text(text, LockHolder, path)
+    except DamagedFile:
+        return {}
+
+
+def read_json_lines(path, schema, on_damage=None):
+    """The lines of a .jsonl file that have the schema's shape; damaged lines are left out, reported once."""
+    rows, damaged = [], 0
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        try:
+            rows.append(state_from_text(line, schema, path))
+        except DamagedFile:
+            damaged += int(bool(line.strip()))
+    if damaged and on_damage is not None:
+        on_damage(f"{path}: {damaged} damaged line(s) left out")
+    return rows
 
 
 def read_state_or_none(path, schema, on_damage=None):
@@ -171,3 +225,10 @@ def read_state_or_none(path, schema, on_damage=None):
         if on_damage is not None:
             on_damage(err.message)
         return None
+
+
+def read_output(path):
+    """A JSON object another command wrote (a test summary, a comparison, a run's summary), for showing it: damage
+    is one line naming the file and the command to run again."""
+    return read_state(path, Mapping, "run the command that writes it again")
+

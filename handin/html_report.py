@@ -10,10 +10,9 @@ import base64
 import datetime
 import html
 import io
-import json
 from pathlib import Path
 
-from common.io import load_json
+from common.state import read_output
 from handin.blocks import (bullets, command, expected_figure, figure, fmt_value, h4, missing, missing_notes,  # noqa: F401
                            note, paragraph, photos, preformatted, table, video)
 
@@ -175,7 +174,7 @@ def sweep_bench_evidence(docs):
     figure_path, data_path = Path(docs) / "sweep_efficiency.png", Path(docs) / "sweep_bench.json"
     if not figure_path.is_file() or not data_path.is_file():
         return []
-    bench = load_json(data_path)
+    bench = read_output(data_path)
     shown = lambda f: "not reached" if f is None else f"{f:.2f}"  # noqa: E731
     rows = []
     for row in bench["table"]:
@@ -219,7 +218,7 @@ def interpretation_section(folders, run, exclude):
 
 
 def compare_section(path):
-    data = load_json(path)
+    data = read_output(path)
     rows = [[r["run"], r["kind"], r["model"], r["freeze"], r["image_size"], f"{r['val_acc']:.4f}",
              "n/a" if r["test_acc"] is None else f"{r['test_acc']:.4f}", f"{r['trainable_params']:,}", r["epochs"],
              f"{r['s_per_epoch']:.1f}", f"{r.get('feature_pass_s') or 0:.1f}", f"{r.get('total_s', 0):.0f}"]
@@ -237,9 +236,12 @@ def compare_section(path):
 
 
 def detect_section(folder):
+    import warnings
+
+    from common.state import Detection, read_json_lines
+
     by_source = {}
-    for line in (folder / "detections.jsonl").read_text().splitlines():
-        row = json.loads(line)
+    for row in read_json_lines(folder / "detections.jsonl", Detection, on_damage=warnings.warn):
         if row.get("frame") is None:
             annotated = Path(row.get("annotated") or row["source"]).stem
             by_source.setdefault(annotated, []).append(f"{row['label']} {row['score']:.2f}")
@@ -247,14 +249,14 @@ def detect_section(folder):
     for image in sorted(folder.glob("*.jpg")):
         found = ", ".join(by_source.get(image.stem, [])) or "nothing above the threshold"
         cells += figure(image, f"{image.name}: {found}", DISPLAY["photo"])
-    ran = load_json(folder / "run.json") if (folder / "run.json").is_file() else {}
+    ran = read_output(folder / "run.json") if (folder / "run.json").is_file() else {}
     model = f"{ran['model']} at {ran['input_size']} px, " if ran.get("model") else ""
     return (paragraph(f"{model}boxes above the score threshold after non-maximum suppression, on each photo:")
             + photos(cells) + (command(ran["command"]) if ran.get("command") else []))
 
 
 def trap_section(folder):
-    summary = load_json(folder / "summary.json")
+    summary = read_output(folder / "summary.json")
     frames, kept = summary["frames"], summary["kept"]
     body = paragraph("It watches a video or a folder of trap stills, keeps the frames with animals or people, raises "
                      "one alert per visit of an alert class (a class counts as a new visit after it was out of view "

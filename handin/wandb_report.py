@@ -22,7 +22,7 @@ import click
 
 from common.cli import OneLineErrors
 from common.errors import UserError
-from common.io import load_json
+from common.state import read_output
 from handin.blocks import markdown_table
 
 # Q2's plots are drawn by wandb itself over the sweep's runs (the figure's caption starts with its name)
@@ -149,7 +149,7 @@ def log_figures(summary, project, runs_dir):
 
 
 def read_summary(report_json):
-    summary = load_json(report_json)
+    summary = read_output(report_json)
     if not isinstance(summary, dict) or not isinstance(summary.get("sections"), list) or "sweep" not in summary:
         raise UserError(f"{report_json} is not a report.json of this version: rebuild it with handin/report.py")
     return summary

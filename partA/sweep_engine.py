@@ -30,7 +30,8 @@ import yaml
 from common.errors import UserError
 from common.io import save_json, save_text
 from common.locks import process_alive, process_identity
-from common.state import SweepConfig, SweepOptions, SweepStorage, WandbSweepFile, read_state, read_state_or_none
+from common.state import (SweepConfig, SweepOptions, SweepStorage, WandbSweepFile, parse, read_state,
+                          read_state_or_none)
 from common.models import CNNConfig
 from partA.from_scratch import MODEL_KEYS, TRAIN_KEYS, split_options
 from common.training import CONTEXT_KEYS, TrainConfig, plain_data
@@ -48,9 +49,9 @@ def load_sweep_config(path) -> dict:
     if not path.is_file():
         raise UserError(f"sweep config {path} does not exist")
     try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        config = parse(path.with_suffix(".yaml"), path.read_text())  # the user's YAML, whatever its suffix
+    except ValueError as err:
+        raise UserError(f"{path} is {err}") from None
     validate_sweep_config(numbers_as_numbers(config), source=str(path))
     return config
 

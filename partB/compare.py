@@ -19,7 +19,8 @@ from common.cli import OUTPUT_FOLDER, OneLineErrors, invoked_command
 
 from common.checkpoints import load_record, resolve_run_dir
 from common.errors import UserError
-from common.io import load_json, save_json
+from common.io import save_json
+from common.state import read_output
 from common.runs import COMPLETE, best_run, readable_record
 from common.viz import learning_curves
 
@@ -110,7 +111,7 @@ def row_for(run_dir, eval_dir):
     if not epochs:
         raise UserError(f"run {run_dir.name} has no finished epoch yet")
     test_file = Path(eval_dir) / run_dir.name / "test_summary.json"
-    test = load_json(test_file) if test_file.is_file() else {}
+    test = read_output(test_file) if test_file.is_file() else {}
     ft = record.get("finetune", {})
     elapsed = 0.0
     curve = []

@@ -110,7 +110,8 @@ def cached_features(path, timing, train_count, val_count):
     it is not what was written (its digest) or not the shape it should be — then it is computed again."""
     import warnings
 
-    from common.io import is_sealed, load_json
+    from common.io import is_sealed
+    from common.state import read_output
 
     if not path.exists():
         return None
@@ -120,7 +121,7 @@ def cached_features(path, timing, train_count, val_count):
         return None
     try:
         train_x, val_x = torch.load(path, weights_only=True)
-        seconds = float(load_json(timing)["seconds"])
+        seconds = float(read_output(timing)["seconds"])
         if len(train_x) != train_count or len(val_x) != val_count or train_x.shape[1:] != val_x.shape[1:]:
             raise ValueError("not the shape of these images' features")
     except Exception as err:  # sealed but unreadable: another torch's format, or a writer's bug

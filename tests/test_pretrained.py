@@ -1,8 +1,10 @@
 """Part B: the offline EfficientNet-Lite0, heads, stages, freezing strategies, weight downloads."""
 import hashlib
+import json
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -277,10 +279,9 @@ def test_frozen_backbone_without_augmentation_trains_the_head_on_cached_features
         run_finetune({**opts, "run_name": "cut"}, data=data)
     finally:
         finetune_module.fit = real_fit
-    from common.io import load_json
 
     record_path = tmp_path / "runs/cut/record.json"
-    stored = load_json(record_path)
+    stored = json.loads(Path(record_path).read_text())
     stored["status"] = "interrupted"  # as a killed run leaves it
     from common.io import save_json
 

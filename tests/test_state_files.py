@@ -250,3 +250,31 @@ def test_a_figure_a_step_should_have_written_is_a_counted_missing_note(tmp_path)
     assert "Missing — filters.png (First-layer filters) of rep-best" in page
     missing = json.loads((outputs / "report" / "report.json").read_text())["missing"]
     assert len(missing) == 2 and any(m.startswith("learning_curves.png") for m in missing)
+
+
+def test_damaged_lines_of_detections_are_left_out_and_said_once(tmp_path):
+    from common.state import Detection, read_json_lines
+
+    path = tmp_path / "detections.jsonl"
+    good = {"source": "dog.jpg", "label": "dog", "score": 0.57, "frame": None}
+    path.write_text(json.dumps(good) + "\n" + '{"source": "dog.jpg", "label": "d' + "\n[]\n" + json.dumps(good) + "\n")
+    said = []
+    assert read_json_lines(path, Detection, said.append) == [good, good]
+    assert said == [f"{path}: 2 damaged line(s) left out"]
+
+
+def test_a_split_file_of_the_wrong_shape_is_rebuilt_with_one_warning(demo_root, tmp_path):
+    from common.data import load_or_make_split, scan_image_folder
+
+    scan = scan_image_folder(demo_root / "inaturalist_12K" / "train")
+    train, val, path = load_or_make_split(scan, cache_dir=tmp_path)
+    path.write_text(json.dumps({"classes": scan.classes, "seed": 42, "train": "everything", "val": []}))
+    with pytest.warns(UserWarning, match="is damaged \\(train: input should be a valid list\\); rebuilt it"):
+        assert load_or_make_split(scan, cache_dir=tmp_path)[:2] == (train, val)
+
+
+def test_a_lock_file_being_written_names_an_unknown_holder(tmp_path):
+    from common.state import lock_holder
+
+    assert lock_holder('{"pid": 12', tmp_path / "run.lock") == {}
+    assert lock_holder('{"pid": 12, "host": "h"}', tmp_path / "run.lock")["pid"] == 12

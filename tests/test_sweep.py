@@ -1,8 +1,10 @@
 """The local sweep controller (on a fast fake objective), config validation, and the report."""
+import json
 import multiprocessing
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -208,9 +210,8 @@ def test_a_real_sweep_run_trains_on_validation_data_only(demo_root, tmp_path):
     run_agent(sweep, 2, str(tmp_path / "runs"), train=scratch_trainer(str(tmp_path / "runs")), log=lambda *_: None)
     runs = sweep.runs()
     assert [r["state"] for r in runs] == ["finished", "finished"] and all(r["history"] for r in runs)
-    from common.io import load_json
 
-    record = load_json(tmp_path / "runs" / f"real-{runs[0]['id']}" / "record.json")
+    record = json.loads(Path(tmp_path / "runs" / f"real-{runs[0]['id']}" / "record.json").read_text())
     assert record["sweep"] == "real" and record["val_images"] == 20  # 2 of 12 per class; the test split has 30
 
 

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -260,7 +261,7 @@ def test_a_sweep_run_that_trained_to_the_end_before_its_agent_died_is_not_traine
     """The signal arrives after the last epoch was saved, before the sweep was told (found by the clean-clone CI:
     the resumed run then failed with 'nothing to resume'): the rerun takes the run's own result."""
     import partA.sweep_engine as engine
-    from common.io import load_json, save_json
+    from common.io import save_json
 
     config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"lr": {"values": [0.003]}, "epochs": {"value": 2}, "image_size": {"value": 32},
@@ -279,10 +280,10 @@ def test_a_sweep_run_that_trained_to_the_end_before_its_agent_died_is_not_traine
     (run,) = sweep.runs()
     record_path = tmp_path / "runs" / f"e-{run['id']}" / "record.json"
     if status == "interrupted":  # Ctrl-C between the last epoch's save and the end of the loop
-        save_json(record_path, {**load_json(record_path), "status": "interrupted"})
+        save_json(record_path, {**json.loads(Path(record_path).read_text()), "status": "interrupted"})
     monkeypatch.setattr(engine, "_finish", real_finish)
     monkeypatch.setattr(engine, "_alive", lambda run: False)  # that agent is gone
     engine.run_agent(sweep, 1, str(tmp_path / "runs"), log=lambda *_: None)
     (after,) = sweep.runs()
-    assert after["state"] == "finished" and load_json(record_path)["status"] == "finished"
-    assert "resumed_from_epoch" not in load_json(record_path)  # nothing was trained again
+    assert after["state"] == "finished" and json.loads(Path(record_path).read_text())["status"] == "finished"
+    assert "resumed_from_epoch" not in json.loads(Path(record_path).read_text())  # nothing was trained again
