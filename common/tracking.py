@@ -2,18 +2,17 @@
 
 The local record (`runs/<name>/record.json`, rewritten atomically after every epoch) holds the
 resolved config, per-epoch metrics, summary, timings and environment; reports and sweeps read
-it, so everything works offline. wandb is `online` when the installed wandb has credentials for
-its configured host and that host answers within a few seconds, `offline` otherwise (sync later
-with `wandb sync`), or `disabled`; the record says which mode was actually used.
+it, so everything works offline. wandb is `online` when the installed wandb finds a login (by its own
+rules) and its server answers within a few seconds, `offline` otherwise or when the online start fails
+(sync later with `wandb sync`), or `disabled`; the record says which mode was actually used.
 """
 import datetime
-import netrc
+import functools
 import os
 import platform
 import socket
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 
@@ -23,59 +22,30 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
 PROBE_SECONDS = 3.0  # an API key without network used to stall every run ~100 s inside wandb.init
+SYNC_COMMAND = ".venv/bin/wandb sync runs/<run>/wandb/offline-run-*"
 
 
 def wandb_host() -> str:
     """The W&B server the installed wandb talks to: WANDB_BASE_URL, its settings file, else its default
     (since wandb 0.2x not api.wandb.ai, which is why the host is asked, never assumed)."""
-    if os.environ.get("WANDB_BASE_URL"):
-        return os.environ["WANDB_BASE_URL"].rstrip("/")
-    try:
-        import wandb
+    import wandb
 
-        return str(wandb.setup().settings.base_url).rstrip("/")
-    except Exception:
-        return "https://api.wandb.ai"
+    return str(wandb.setup().settings.base_url).rstrip("/")
 
 
-def wandb_credentials(host=None):
-    """Where wandb would find an API key for `host` ("WANDB_API_KEY", "netrc", "settings"), or None."""
-    if os.environ.get("WANDB_API_KEY"):
-        return "WANDB_API_KEY"
-    host = host or wandb_host()
-    # `wandb login` writes the key to netrc under the server's host name; keys saved by older wandb
-    # releases for W&B's cloud sit under api.wandb.ai, which the installed wandb still reads for its cloud
-    names = {urlparse(host).hostname or host}
-    if not os.environ.get("WANDB_BASE_URL"):
-        names.add("api.wandb.ai")
-    if any(netrc_has_login(name) for name in names):
-        return "netrc"
-    try:
-        import wandb
+@functools.cache
+def wandb_logged_in() -> bool:
+    """Does the installed wandb find an API key (WANDB_API_KEY, its settings, netrc — its own rules)? Asked once
+    per process, with no prompt and no request to the server; nothing is written when there is none."""
+    import wandb
 
-        settings = wandb.setup().settings
-        if settings.api_key and str(settings.base_url).rstrip("/") == host:
-            return "settings"
-    except Exception:
-        pass
-    return None
-
-
-def netrc_has_login(hostname, path=None):
-    """Does the netrc file (`$NETRC`, else ~/.netrc) hold a login for `hostname`? Unreadable: no."""
-    path = os.path.expanduser(path or os.environ.get("NETRC") or "~/.netrc")
-    try:
-        return netrc.netrc(path).authenticators(hostname) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def wandb_credentials_present() -> bool:
-    return wandb_credentials() is not None
+    return wandb.login(prompt=False, verify=False)
 
 
 def wandb_reachable(host=None, timeout=PROBE_SECONDS) -> bool:
-    """Does the W&B server answer HTTP within `timeout` seconds? (Any HTTP status counts as an answer.)"""
+    """Does the W&B server answer HTTP within `timeout` seconds? (Any HTTP status counts as an answer.)
+    Measured: wandb.init(settings=Settings(init_timeout=10)) against a refused or silent server gives up after
+    21 s and prints five lines; this answers in at most 3 s, before anything starts."""
     import urllib.error
     import urllib.request
 
@@ -88,24 +58,27 @@ def wandb_reachable(host=None, timeout=PROBE_SECONDS) -> bool:
         return False
 
 
-def resolve_wandb_mode(mode: str, probe: bool = True) -> str:
-    """auto → WANDB_MODE if set, else online when wandb has credentials and its server answers, else
-    offline (sync later). An explicit online falls back to offline, with a warning, when the server
-    does not answer within a few seconds."""
+def mode_from_environment():
+    """WANDB_MODE as a mode of ours (dryrun is wandb's old name for offline), or None when it says nothing."""
+    env = os.environ.get("WANDB_MODE")
+    return "offline" if env == "dryrun" else env if env in ("online", "offline", "disabled") else None
+
+
+def wandb_online() -> bool:
+    """Would a run log online now: WANDB_MODE does not say otherwise, wandb finds a login, its server answers."""
+    return mode_from_environment() in (None, "online") and wandb_logged_in() and wandb_reachable()
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    """auto → WANDB_MODE if set, else online when wandb finds a login, else offline (sync later). Online falls
+    back to offline, with one line, when the server does not answer within a few seconds."""
     if mode == "auto":
-        env = os.environ.get("WANDB_MODE")
-        if env in ("online", "offline", "disabled"):
-            mode = env
-        elif env == "dryrun":
-            mode = "offline"
-        else:
-            mode = "online" if wandb_credentials_present() else "offline"
-            if mode == "offline" and probe:
-                say_once("wandb: no login here, logging offline (to upload later: wandb login, then "
-                         ".venv/bin/wandb sync runs/<run>/wandb/offline-run-*)")
-    if mode == "online" and probe and not wandb_reachable():
-        say_once(f"wandb: {wandb_host()} did not answer within {PROBE_SECONDS:g} s; logging offline instead (upload "
-                 f"later: .venv/bin/wandb sync runs/<run>/wandb/offline-run-*)")
+        mode = mode_from_environment() or ("online" if wandb_logged_in() else "offline")
+        if mode == "offline" and not mode_from_environment():
+            say_once(f"wandb: no login here, logging offline (to upload: wandb login, then {SYNC_COMMAND})")
+    if mode == "online" and not wandb_reachable():
+        say_once(f"wandb: {wandb_host()} did not answer within {PROBE_SECONDS:g} s; logging offline instead "
+                 f"(upload later: {SYNC_COMMAND})")
         mode = "offline"
     return mode
 
@@ -118,6 +91,10 @@ def say_once(message):
     if message not in _SAID:
         _SAID.add(message)
         print(message, file=sys.stderr, flush=True)
+
+
+def first_line(err) -> str:
+    return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
 
 
 def environment_info(device) -> dict:
@@ -171,21 +148,24 @@ class WandbRun:
             if self.run is not None:  # the agent set the swept values; the rest of the run's config joins them
                 self.run.config.update(config, allow_val_change=True)
             return
-        try:
-            import wandb
+        import wandb
 
+        start = functools.partial(wandb.init, project=project, name=name, config=config, dir=str(run_dir), id=run_id,
+                                  resume="allow" if run_id else None, group=group, tags=tags, reinit="finish_previous")
+        if self.mode == "online":
+            try:
+                self.run = start(mode="online")
+                return
+            except Exception as err:  # a key the server refuses, a server error: log offline, to upload later
+                say_once(f"wandb could not start online ({first_line(err)}); logging offline instead (upload later: "
+                         f"{SYNC_COMMAND})")
+                self.mode = "offline"
+        try:
             # offline, wandb's own banner says to run `wandb online`, which cannot work here: it stays silent, and
-            # the one line below says what does
-            settings = wandb.Settings(silent=True) if self.mode == "offline" else None
-            self.run = wandb.init(
-                project=project, name=name, config=config, dir=str(run_dir), mode=self.mode,
-                id=run_id, resume="allow" if run_id else None, group=group, tags=tags, reinit="finish_previous",
-                settings=settings,
-            )
+            # the lines above say what does
+            self.run = start(mode="offline", settings=wandb.Settings(silent=True))
         except Exception as err:  # tracking must never kill training: the local record has it all
-            first = (str(err).strip().splitlines() or [""])[0]
-            say_once(f"wandb could not start ({type(err).__name__}: {first}); the run continues with its local record")
-            self.run = None
+            say_once(f"wandb could not start ({first_line(err)}); the run continues with its local record")
 
     @property
     def id(self):

@@ -171,7 +171,7 @@ def offline_hint(report_json):
 @click.option("--if-online", is_flag=True, help="Offline: print how to build it later and exit 0 (make assignment).")
 def main(report_json, runs_dir, entity, project, video_url, dry_run, if_online):
     """Build the wandb report of an assignment (online), or print it (--dry-run)."""
-    from common.tracking import resolve_wandb_mode, wandb_credentials_present, wandb_reachable
+    from common.tracking import wandb_online
 
     if not Path(report_json).is_file():
         raise UserError(f"no {report_json}: build the report first (make assignment, or handin/report.py)")
@@ -179,7 +179,7 @@ def main(report_json, runs_dir, entity, project, video_url, dry_run, if_online):
         report = build_wandb_report(read_summary(report_json), entity or "your-entity", project, video_url)
         click.echo(json.dumps(report_as_json(report), indent=1, ensure_ascii=False))
         return
-    if not (wandb_credentials_present() and wandb_reachable() and resolve_wandb_mode("auto", probe=False) == "online"):
+    if not wandb_online():
         if if_online:
             click.echo(offline_hint(report_json))
             return

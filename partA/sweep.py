@@ -25,7 +25,7 @@ from common.cli import DEVICE_OPTION, OneLineErrors, PLAIN_NAME, python_command
 from common.errors import UserError
 from partA.sweep_engine import (LocalSweep, load_sweep_config, run_agent, run_wandb_sweep, sweep_runs,
                                 validate_sweep_config)
-from common.tracking import PROBE_SECONDS, wandb_credentials_present, wandb_host, wandb_reachable
+from common.tracking import PROBE_SECONDS, wandb_host, wandb_online, wandb_reachable
 
 
 def _agent_process(folder, count, runs_dir, gpu):
@@ -62,7 +62,7 @@ def main(config_path, count, backend, name, agents, join, storage, data_dir, see
     base = {"data_dir": data_dir, "seed": seed, "cache_dir": cache_dir, "wandb_project": wandb_project,
             "device": device, "wandb": wandb_mode}
     if backend == "auto":
-        backend = "wandb" if (join or (not storage and wandb_credentials_present() and wandb_reachable())) else "local"
+        backend = "wandb" if (join or (not storage and wandb_online())) else "local"
     if storage and backend == "wandb":
         raise UserError("--storage is for the local backend (a wandb sweep lives on the wandb server): use --backend "
                         "local with it")
