@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from common.dataset_zip import IMAGE_EXTENSIONS, DatasetPaths, locate_dataset
-from common.errors import UserError
+from common.errors import UserError, describe
 from common.io import save_json
 
 DEFAULT_CACHE = Path(os.environ.get("INAT_CACHE", "cache"))
@@ -195,7 +195,7 @@ def read_image(path) -> torch.Tensor:
     try:
         return decode_image(path, upright=True)
     except Exception as err:
-        raise UserError(f"cannot read image {path} ({type(err).__name__}: {err})") from None
+        raise UserError(f"cannot read image {path} ({describe(err)})") from None
 
 
 def decode_and_resize(path, size, resize=None):
@@ -203,7 +203,7 @@ def decode_and_resize(path, size, resize=None):
     try:
         return resize_center_crop(decode_image(path), size, resize), None
     except Exception as err:  # a bad file is reported and skipped, never fatal
-        return None, f"{type(err).__name__}: {err}"
+        return None, describe(err)
 
 
 @dataclass
@@ -310,7 +310,7 @@ def _read_tensor_cache(path: Path, count: int, size: int):
             raise ValueError("unexpected contents")
         return tensor_set
     except Exception as err:
-        warnings.warn(f"decode cache {path} is damaged ({type(err).__name__}: {err}); rebuilding it")
+        warnings.warn(f"decode cache {path} is damaged ({describe(err)}); rebuilding it")
         return None
 
 

@@ -16,3 +16,12 @@ class UserError(Exception):
 
     def __str__(self):
         return self.message
+
+
+def describe(err: BaseException, limit: int = 160) -> str:
+    """`Type: the first line of its message`, for the one-line messages that name a caught error. A driver's or
+    library's message can span lines (SQLAlchemy adds its SQL, wandb a hint): one line keeps the message one line.
+    SQLAlchemy wraps the driver's error: its own (`orig`) says what the server said."""
+    cause = getattr(err, "orig", None) or err
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0][:limit] if lines else 'no message'}"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from common.errors import describe
 from common.io import save_json
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -93,10 +94,6 @@ def say_once(message):
         print(message, file=sys.stderr, flush=True)
 
 
-def first_line(err) -> str:
-    return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
-
-
 def environment_info(device) -> dict:
     info = {
         "python": platform.python_version(),
@@ -157,7 +154,7 @@ class WandbRun:
                 self.run = start(mode="online")
                 return
             except Exception as err:  # a key the server refuses, a server error: log offline, to upload later
-                say_once(f"wandb could not start online ({first_line(err)}); logging offline instead (upload later: "
+                say_once(f"wandb could not start online ({describe(err)}); logging offline instead (upload later: "
                          f"{SYNC_COMMAND})")
                 self.mode = "offline"
         try:
@@ -165,7 +162,7 @@ class WandbRun:
             # the lines above say what does
             self.run = start(mode="offline", settings=wandb.Settings(silent=True))
         except Exception as err:  # tracking must never kill training: the local record has it all
-            say_once(f"wandb could not start ({first_line(err)}); the run continues with its local record")
+            say_once(f"wandb could not start ({describe(err)}); the run continues with its local record")
 
     @property
     def id(self):

@@ -20,7 +20,7 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 import click
 
 from common.cli import OUTPUT_FOLDER, OneLineErrors
-from common.errors import UserError
+from common.errors import UserError, describe
 from common.io import save_json
 from handin import html_report as page
 from partA.sweep_engine import first_rung
@@ -36,7 +36,7 @@ def answer(build, missing, problems):
         return build()
     except Exception as err:  # the report is always written: whatever failed is said where its answer would be
         problems.append(f"{missing}: {err}")
-        return page.note(f"Missing — {missing} ({type(err).__name__}: {err})")
+        return page.note(f"Missing — {missing} ({describe(err)})")
 
 
 def searched_parameters(config):
@@ -268,7 +268,7 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
         q2, q3 = sweep_answers()
     except Exception as err:  # noted like every other missing answer
         problems.append(f"the sweep's plots: {err}")
-        q2 = q3 = page.note(f"Missing — the sweep's analysis ({type(err).__name__}: {err})")
+        q2 = q3 = page.note(f"Missing — the sweep's analysis ({describe(err)})")
     try:
         ft = finetune_record(runs_dir, finetune_run or found["finetune_run"])
         no_ft = None

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from common.errors import UserError
+from common.errors import UserError, describe
 from common.io import save_json, save_text
 from common.locks import process_alive, process_identity
 from common.state import (SweepConfig, SweepOptions, SweepStorage, WandbSweepFile, parse, read_state,
@@ -435,7 +435,7 @@ def journal_errors(journal):
     try:
         yield
     except (ValueError, KeyError, TypeError, AssertionError, IndexError, AttributeError) as err:
-        raise UserError(f"sweep journal {journal} is damaged ({type(err).__name__}: {str(err)[:80]}); move it aside "
+        raise UserError(f"sweep journal {journal} is damaged ({describe(err, limit=80)}); move it aside "
                         f"to start sweep {Path(journal).parent.name} over (its runs stay in runs/), or restore it from a "
                         f"copy") from None
 
@@ -752,7 +752,7 @@ def run_agent(sweep: LocalSweep, count: int, runs_dir="runs", train=None, log=pr
             raise  # leave the run "running": the next agent resumes it
         except Exception as err:  # a crashing run is recorded as failed; the sweep goes on
             _finish(trial, "failed", error=f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}")
-            log(f"[agent {os.getpid()}] run {run['id']} failed: {type(err).__name__}: {err}")
+            log(f"[agent {os.getpid()}] run {run['id']} failed: {describe(err)}")
         done.append(run["id"])
 
 
@@ -844,8 +844,7 @@ def run_wandb_sweep(config, base_options, count, project, sweep_id=None, runs_di
         try:
             sweep_id = wandb.sweep(sweep=config, project=project)
         except Exception as err:  # bad key, no permission, server error: one line, not wandb's traceback
-            first = (str(err).strip().splitlines() or [""])[0]
-            raise UserError(f"wandb could not create the sweep ({type(err).__name__}: {first}); check `wandb login`, "
+            raise UserError(f"wandb could not create the sweep ({describe(err)}); check `wandb login`, "
                             f"or use --backend local") from None
         if folder is not None:
             save_json(folder / "wandb.json", {"sweep_id": sweep_id, "project": project})

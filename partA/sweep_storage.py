@@ -12,7 +12,7 @@ folder (storage.json) so that the report and a rerun find the study.
 import hashlib
 from contextlib import contextmanager
 
-from common.errors import UserError
+from common.errors import UserError, describe
 
 SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
 _STORAGES = {}  # url -> RDBStorage: one engine (and its connection pool) per process
@@ -52,13 +52,9 @@ def rdb_storage(url):
         try:
             _STORAGES[url] = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
         except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
-            raise UserError(f"cannot use the sweep storage {masked(url)} ({first_line(err)}); check that the server "
+            raise UserError(f"cannot use the sweep storage {masked(url)} ({describe(err)}); check that the server "
                             f"runs and the URL, user and database are right") from None
     return _STORAGES[url]
-
-
-def first_line(err):
-    return str(getattr(err, "orig", None) or err).strip().splitlines()[0][:160]
 
 
 def lock_key(name):
@@ -91,5 +87,5 @@ def database_errors(url):
     try:
         yield
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
-        raise UserError(f"the sweep storage {masked(url)} failed ({first_line(err)}); check the server, then run the "
+        raise UserError(f"the sweep storage {masked(url)} failed ({describe(err)}); check the server, then run the "
                         f"same command again: the sweep continues") from None

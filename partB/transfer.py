@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from common.data import load_train_val
-from common.errors import UserError
+from common.errors import UserError, describe
 from common.pretrained import (apply_freeze, build_pretrained, frozen_modules_to_eval, model_stages,
                                parameter_groups, preprocess_for)
 from common.runs import claimed_run, data_identity, default_run_name, run_dir_for
@@ -125,7 +125,7 @@ def cached_features(path, timing, train_count, val_count):
         if len(train_x) != train_count or len(val_x) != val_count or train_x.shape[1:] != val_x.shape[1:]:
             raise ValueError("not the shape of these images' features")
     except Exception as err:  # sealed but unreadable: another torch's format, or a writer's bug
-        warnings.warn(f"feature cache {path} cannot be used ({type(err).__name__}: {err}); computing it again")
+        warnings.warn(f"feature cache {path} cannot be used ({describe(err)}); computing it again")
         return None
     return train_x, val_x, seconds
 

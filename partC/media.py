@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from common.data import IMAGE_EXTENSIONS
-from common.errors import UserError
+from common.errors import UserError, describe
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -81,7 +81,7 @@ def open_video(path):
     try:
         container = av.open(str(path))
     except Exception as err:
-        raise UserError(f"cannot open video {path} ({type(err).__name__}: {err})") from None
+        raise UserError(f"cannot open video {path} ({describe(err)})") from None
     if not container.streams.video:
         container.close()
         raise UserError(f"{path} has no video stream")

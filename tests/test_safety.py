@@ -454,3 +454,18 @@ def test_a_second_assignment_of_one_name_is_refused_at_once(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (f"Error: assignment hw is already running (process {os.getpid()}, --out {out}); "
                                      f"wait for it to finish, or give another --name")
+
+
+def test_a_caught_library_error_is_named_in_one_line():
+    # SQLAlchemy wraps the driver's error and appends its SQL and a link on further lines; wandb adds hints: a one-line
+    # error that quoted such a message whole would span several lines
+    from common.errors import describe
+
+    class DriverError(Exception):
+        pass
+
+    wrapped = RuntimeError("(psycopg.OperationalError) connection refused\n[SQL: SELECT 1]\n(Background: https://…)")
+    wrapped.orig = DriverError("connection to server at 127.0.0.1 failed: Connection refused\n\tIs the server running?")
+    assert describe(wrapped) == "DriverError: connection to server at 127.0.0.1 failed: Connection refused"
+    assert describe(ValueError("first\nsecond")) == "ValueError: first"
+    assert describe(KeyError()) == "KeyError: no message" and len(describe(ValueError("x" * 500))) < 200
