@@ -30,7 +30,6 @@ import os
 import time
 
 import click
-import matplotlib
 import numpy as np
 import torch
 
@@ -38,10 +37,7 @@ from bench import opencv_reference
 from common.cli import DEVICE_OPTION, OneLineErrors
 from partC.detector import PRECISION_DTYPES, build_detector
 from common.data import read_image
-from partC.darknet_files import YOLO_REGISTRY, read_names, yolo_files
-
-DOG = Path("/usr/share/darknet/data/dog.jpg")
-
+from partC.darknet_files import YOLO_REGISTRY, offline_photos, read_names, yolo_files
 
 def spread(seconds):
     """'median ms (p10-p90)' of a list of durations in seconds."""
@@ -96,7 +92,7 @@ def main(model, input_size, frames, warmup, device, threads, resize, precision, 
     if frames < 1 or warmup < 0 or rounds < 1:
         raise click.BadParameter("--frames and --rounds must be >= 1, --warmup >= 0")
     rounds = min(rounds, frames)  # a round has at least one frame each
-    path = Path(image) if image else DOG if DOG.is_file() else Path(matplotlib.get_data_path()) / "sample_data/grace_hopper.jpg"
+    path = Path(image) if image else offline_photos(["dog.jpg"])[0]
     detector = build_detector(model=model, input_size=input_size, device=device, resize=resize, precision=precision,
                               threads=threads)
     threads = torch.get_num_threads()

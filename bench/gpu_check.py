@@ -28,6 +28,7 @@ import click  # noqa: E402
 
 from common.checkpoints import read_record  # noqa: E402
 from common.cli import OneLineErrors  # noqa: E402
+from partC.darknet_files import offline_photos  # noqa: E402
 
 PY = sys.executable
 ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
@@ -120,11 +121,7 @@ def main(keep, train_per_class, image_size, cpu_dry_run):
         ["partB/finetune.py", "--data-dir", str(data), "--runs-dir", str(runs), "--run-name", "ft", "--epochs", "2",
          "--freeze", "gradual", "--wandb", "disabled", "--quiet", "--device", device, *model, *common,
          *(["--image-size", str(image_size)] if cpu_dry_run else [])])
-    photo = Path("/usr/share/darknet/data/dog.jpg")
-    if not photo.is_file():
-        import matplotlib
-
-        photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    photo = offline_photos(["dog.jpg"])[0]
     yolo = Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")) / "darknet" / "yolov3-tiny.weights"
     if yolo.is_file():
         run(rows, f"detect ({photo.name})", ["partC/detect.py", str(photo), "--out", str(out / "detect"),

