@@ -37,24 +37,35 @@ def file_lock(path, waiting_message=None):
 def held_or_refused(path, refusal):
     """Hold an exclusive lock on `path` for the block, or raise UserError(refusal) at once when another process
     holds it (two commands must not work on one thing at the same time). The holder's pid is written in it."""
-    import json
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
-        if not try_lock(handle):
-            from common.state import lock_holder
-
-            handle.seek(0)
-            raise UserError(refusal.format(pid=lock_holder(handle.read(), path).get("pid", "?")))
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps(process_identity()))
-        handle.flush()
+        holder = take_and_sign(handle, path)
+        if holder is not None:
+            raise UserError(refusal.format(pid=holder.get("pid", "?")))
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def take_and_sign(handle, path):
+    """Lock the open lock file without waiting and write this process's identity in it: None. When another process
+    holds it, what that holder wrote (checked: a file read mid-write names no one) is returned instead."""
+    import json
+
+    from common.state import lock_holder
+
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        return lock_holder(handle.read(), path)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps(process_identity()))
+    handle.flush()
+    return None
 
 
 def process_identity() -> dict:
@@ -86,11 +97,3 @@ def process_alive(identity: dict) -> bool:
         pass  # alive, another user's process
     started = process_start_time(pid)
     return started is None or identity.get("started") is None or started == identity["started"]
-
-
-def try_lock(handle) -> bool:
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False

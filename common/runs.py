@@ -17,8 +17,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from common.io import save_json
-from common.locks import process_identity, try_lock
-from common.state import lock_holder
+from common.locks import take_and_sign
 
 _CLAIMS = {}  # resolved run folder → open lock file (held while this process owns the run)
 _CREATED = set()  # run folders this process made (an abandoned start removes them again)
@@ -82,19 +81,14 @@ def claim_run_dir(run_dir, resume=False) -> Path:
                 raise UserError(f"run {run_dir.name!r} already exists in {run_dir.parent}; resume it with --resume "
                                 f"{run_dir.name} or choose another --run-name") from None
     handle = open(run_dir / "run.lock", "a+")
-    if not try_lock(handle):
-        handle.seek(0)
-        info = lock_holder(handle.read(), run_dir / "run.lock")
+    info = take_and_sign(handle, run_dir / "run.lock")
+    if info is not None:
         handle.close()
         raise UserError(f"run {run_dir.name!r} is in use by process {info.get('pid', '?')} on {info.get('host', '?')} "
                         f"(still training?); wait for it to finish, or stop it before resuming")
     if not resume and _has_run(run_dir):  # created by another process between our mkdir and our lock
         handle.close()
         raise UserError(f"run {run_dir.name!r} already exists in {run_dir.parent}; choose another --run-name")
-    handle.seek(0)
-    handle.truncate()
-    handle.write(json.dumps(process_identity()))
-    handle.flush()
     _CLAIMS[key] = handle
     _LAST_CLAIMED[:] = [run_dir]
     return run_dir

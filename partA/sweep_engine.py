@@ -12,7 +12,6 @@ Sweep runs train on the validation split only: they go through `partA.from_scrat
 which never sees the test folder.
 """
 import copy
-import fcntl
 import itertools
 import json
 import os
@@ -21,7 +20,7 @@ import threading
 import time
 import traceback
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ import yaml
 
 from common.errors import UserError, describe
 from common.io import save_json, save_text
-from common.locks import process_alive, process_identity
+from common.locks import file_lock, process_alive, process_identity
 from common.state import (SweepConfig, SweepOptions, SweepStorage, WandbSweepFile, parse, read_state,
                           read_state_or_none)
 from common.models import CNNConfig
@@ -340,18 +339,9 @@ class LocalSweep:
         study, PostgreSQL's advisory lock of this sweep (agents on other machines)."""
         from partA.sweep_storage import database_lock
 
-        self.folder.mkdir(parents=True, exist_ok=True)
         url = self.storage
-        with open(self.folder / "lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                if url:
-                    with database_lock(url, self.folder.name):
-                        yield
-                else:
-                    yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(self.folder / "lock"), database_lock(url, self.folder.name) if url else nullcontext():
+            yield
 
     def study(self):
         """The sweep's Optuna study (created on first use): on the journal file in the folder, or in the database.
