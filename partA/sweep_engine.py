@@ -12,6 +12,7 @@ Sweep runs train on the validation split only: they go through `partA.from_scrat
 which never sees the test folder.
 """
 import copy
+import glob
 import itertools
 import json
 import os
@@ -318,7 +319,7 @@ class LocalSweep:
 
         runs_dir = self.folder.parent.parent  # <runs>/sweeps/<name>
         found = {}
-        for path in sorted(runs_dir.glob(f"{glob_escape(self.folder.name)}-*/record.json")):
+        for path in sorted(runs_dir.glob(f"{glob.escape(self.folder.name)}-*/record.json")):
             record = readable_record(path.parent) or {}
             if record.get("sweep") == self.folder.name and record.get("status") in COMPLETE:
                 found[record.get("sweep_run")] = path.parent.name
@@ -410,12 +411,6 @@ def stored_config(folder):
     return read_state(folder / "config.yaml", SweepConfig,
                       f"it is the config sweep {folder.name} runs; copy the sweep's YAML there again to continue it, "
                       f"or start a new sweep with another --name (the runs stay in {folder.parent.parent})")
-
-
-def glob_escape(text):
-    import glob
-
-    return glob.escape(text)
 
 
 @contextmanager
