@@ -5,6 +5,9 @@ names the problem and the fix. Library code raises it as a plain exception — t
 depend on any CLI framework; the scripts' commands (`common.cli.OneLineErrors`) print it as one
 line (`Error: ...`) with exit status 1, never a traceback.
 """
+import sys
+
+_SAID = set()
 
 
 class UserError(Exception):
@@ -25,3 +28,11 @@ def describe(err: BaseException, limit: int = 160) -> str:
     cause = getattr(err, "orig", None) or err
     lines = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {lines[0][:limit] if lines else 'no message'}"
+
+
+def say_once(message):
+    """One line on stderr, once per process (a sweep starts many runs; a plan reads its markers several times): not
+    a warning with its source line."""
+    if message not in _SAID:
+        _SAID.add(message)
+        print(message, file=sys.stderr, flush=True)

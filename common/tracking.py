@@ -11,12 +11,11 @@ import functools
 import os
 import platform
 import socket
-import sys
 from pathlib import Path
 
 import torch
 
-from common.errors import describe
+from common.errors import describe, say_once
 from common.io import save_json
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -82,16 +81,6 @@ def resolve_wandb_mode(mode: str) -> str:
                  f"(upload later: {SYNC_COMMAND})")
         mode = "offline"
     return mode
-
-
-_SAID = set()
-
-
-def say_once(message):
-    """One line on stderr, once per process (a sweep starts many runs): not a warning with its source line."""
-    if message not in _SAID:
-        _SAID.add(message)
-        print(message, file=sys.stderr, flush=True)
 
 
 def environment_info(device) -> dict:

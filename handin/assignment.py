@@ -37,7 +37,7 @@ import click
 
 from common.cli import (INTERRUPT_QUIET_ENV, OUTPUT_FOLDER, OneLineErrors, PLAIN_NAME, POSITIVE_NUMBER,
                         python_command)
-from common.errors import UserError
+from common.errors import UserError, say_once
 from handin.sweep_report import MIN_SCORED_RUNS
 
 PY = sys.executable
@@ -242,20 +242,11 @@ def fingerprint(paths):
     return found
 
 
-_NOTED = set()
-
-
-def note_once(message):
-    if message not in _NOTED:  # the plan, the estimate and the run all look at the markers
-        _NOTED.add(message)
-        click.echo(f"note: {message}")
-
-
 def read_marker(out, step):
     """The step's marker, checked; None when missing or damaged (damage noted once: the step runs again)."""
     from common.state import StepMarker, read_state_or_none
 
-    return read_state_or_none(marker(out, step), StepMarker, on_damage=note_once)
+    return read_state_or_none(marker(out, step), StepMarker, on_damage=lambda problem: say_once(f"note: {problem}"))
 
 
 def marked_outputs(out, step):

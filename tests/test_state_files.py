@@ -85,7 +85,7 @@ def test_a_marker_of_the_wrong_shape_makes_its_step_stale_with_a_note(tmp_path, 
     assert assignment.is_done(out, detect)
     assignment.marker(out, detect).write_text("[]")
     assert not assignment.is_done(out, detect)
-    assert "detect.done is damaged (its top level" in capsys.readouterr().out
+    assert "detect.done is damaged (its top level" in capsys.readouterr().err  # a status: stdout stays the plan
 
 
 @pytest.mark.parametrize("damage", ["", '{"args": {"data_dir"', '{"args": [], "budget": 10}'])
