@@ -146,12 +146,10 @@ def layer_costs(cfg: CNNConfig):
     return rows
 
 
-def count_params(cfg: CNNConfig) -> int:
-    return sum(r[1] for r in layer_costs(cfg))
-
-
-def count_macs(cfg: CNNConfig) -> int:
-    return sum(r[2] for r in layer_costs(cfg))
+def total_costs(cfg: CNNConfig):
+    """(parameters, MACs) of the whole model, from the closed forms."""
+    costs = layer_costs(cfg)
+    return sum(c[1] for c in costs), sum(c[2] for c in costs)
 
 
 class SmallCNN(nn.Module):

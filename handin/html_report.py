@@ -150,11 +150,10 @@ def is_demo_data(classes):
 
 def q1_counts(record):
     """The count table of the run's own model, from the closed forms, checked against the real model."""
-    from common.models import CNNConfig, layer_costs, real_counts
+    from common.models import CNNConfig, layer_costs, real_counts, total_costs
 
     cfg = CNNConfig(**record["model_spec"]["config"])
-    costs = layer_costs(cfg)
-    params, macs = sum(c[1] for c in costs), sum(c[2] for c in costs)
+    costs, (params, macs) = layer_costs(cfg), total_costs(cfg)
     real_params, real_macs = real_counts(cfg)
     rows = [(name, f"{p:,}", f"{m:,}") for name, p, m in costs] + [("total", f"{params:,}", f"{macs:,}")]
     size = cfg.input_size[0]

@@ -122,17 +122,6 @@ def guided_backprop_batch(model, layer, images, channels, reduce="max"):
     return x.grad.detach().cpu(), [float(t) for t in targets.detach()], positions
 
 
-def guided_backprop(model, layer, image, channel, reduce="max"):
-    """Guided gradient of one neuron w.r.t. one image (C×H×W float, normalised).
-
-    The neuron is channel `channel` of `layer`'s output, taken at its most active position
-    (reduce="max") or summed over all positions (reduce="sum"). Returns (gradient C×H×W,
-    activation value, (row, col) of the position or None).
-    """
-    grads, values, positions = guided_backprop_batch(model, layer, image[None], [channel], reduce)
-    return grads[0], values[0], positions[0]
-
-
 def gradient_to_image(grad: torch.Tensor) -> torch.Tensor:
     """C×H×W gradient → H×W×C in [0,1]: zero is mid-grey, the largest |value| reaches 0 or 1."""
     scale = grad.abs().max().clamp_min(1e-12)

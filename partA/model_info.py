@@ -14,7 +14,7 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 import click
 
 from common.cli import OneLineErrors, padding_value
-from common.models import ACTIVATIONS, CNNConfig, layer_costs, real_counts, spatial_sizes
+from common.models import ACTIVATIONS, CNNConfig, layer_costs, real_counts, spatial_sizes, total_costs
 from partA.from_scratch import split_options
 
 FORMULAS = """\
@@ -79,8 +79,7 @@ def main(filters, base_filters, organisation, kernel_sizes, padding, batch_norm,
         else:
             shape = str(cfg.dense_units if name == "dense" else num_classes)
         click.echo(f"{name:<12}{shape:>16}{params:>14,}{macs:>18,}")
-    total_params = sum(r[1] for r in layer_costs(cfg))
-    total_macs = sum(r[2] for r in layer_costs(cfg))
+    total_params, total_macs = total_costs(cfg)
     click.echo(f"{'total':<12}{'':>16}{total_params:>14,}{total_macs:>18,}   "
                f"({_human(total_params)} params, {_human(total_macs)} MACs = {_human(2 * total_macs)} FLOPs)")
     if check:

@@ -6,12 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from partA.interpret import GuidedActivation, filter_grid, guided, guided_backprop
+from partA.interpret import GuidedActivation, filter_grid, guided, guided_backprop_batch
 from common.viz import near_square_grid
 from conftest import ROOT
 
 ACTIVATIONS = [nn.ReLU(), nn.ReLU(inplace=True), nn.LeakyReLU(0.1), nn.GELU(), nn.SiLU(), nn.Mish(), nn.ELU(), nn.SELU(),
                nn.Tanh()]
+
+
+def guided_backprop(model, layer, image, channel, reduce="max"):
+    """One neuron's guided gradient w.r.t. one image (C×H×W): a batch of one."""
+    grads, values, positions = guided_backprop_batch(model, layer, image[None], [channel], reduce)
+    return grads[0], values[0], positions[0]
 
 
 def known_network(activation):
@@ -104,8 +110,6 @@ def test_filters_and_guided_backprop_commands(demo_root, tmp_path):
 def test_batched_guided_backprop_equals_one_image_at_a_time():
     """The 10 maps of partA/guided_backprop.py come from one backward pass over 10 images: each must
     equal the map of its image alone (eval mode: batch norm uses running statistics, images do not mix)."""
-    from partA.interpret import guided_backprop_batch
-
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.GELU(), nn.Conv2d(6, 5, 3, padding=1),
                           nn.BatchNorm2d(5), nn.ReLU()).eval()
