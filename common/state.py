@@ -148,15 +148,14 @@ class Detection(Shape):
 # ------------------------------------------------------------------------------------------ the reader
 
 def parse(path: Path, text: str):
-    if path.suffix in (".yaml", ".yml"):
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ValueError(f"not valid YAML: {str(err).splitlines()[0]}") from None
+    """JSON, or YAML by suffix; any way the text fails to parse is a ValueError naming it."""
+    kind = "YAML" if path.suffix in (".yaml", ".yml") else "JSON"
     try:
-        return json.loads(text)
-    except ValueError as err:
-        raise ValueError(f"not valid JSON: {err}") from None
+        return yaml.safe_load(text) if kind == "YAML" else json.loads(text)
+    except (yaml.YAMLError, ValueError) as err:
+        raise ValueError(f"not valid {kind}: {str(err).splitlines()[0]}") from None
+    except RecursionError:  # both parsers recurse per nesting level: "[[[[..." a few thousand deep overflows
+        raise ValueError(f"not valid {kind}: nested too deeply") from None
 
 
 def shape_problem(err: ValidationError) -> str:

@@ -21,7 +21,9 @@ from test_sweep import GRID, fake_trainer, new_sweep
 
 DAMAGE = {"empty": ("", "is empty"), "cut short": ('{"inputs": [1, 2', "not valid JSON"),
           "a list": ("[]", "its top level: input should be a valid dictionary"),
-          "a wrong type": ('{"inputs": 1, "outputs": {"a": "big"}}', "outputs.a: input should be a valid list")}
+          "a wrong type": ('{"inputs": 1, "outputs": {"a": "big"}}', "outputs.a: input should be a valid list"),
+          # 100,000 levels: past the interpreter's recursion limit (1,000) in json's decoder
+          "nested too deeply": ("[" * 100_000, "not valid JSON: nested too deeply")}
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
@@ -116,6 +118,7 @@ def test_a_damaged_plan_is_planned_again_and_a_step_alone_says_how(tmp_path, mon
 @pytest.mark.parametrize("name, text, says", [
     ("config.yaml", "method: grid\nparameters: [", "not valid YAML"),
     ("config.yaml", "- just\n- a list\n", "its top level"),
+    ("config.yaml", "method: " + "[" * 100_000, "not valid YAML: nested too deeply"),
     ("options.json", "", "empty \\(its write was cut short"),
     ("options.json", '{"seed": "forty-two"}', "seed: input should be a valid integer")])
 def test_a_damaged_sweep_folder_is_one_line_with_the_way_out(tmp_path, name, text, says):
