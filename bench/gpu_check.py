@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import click  # noqa: E402
+import torch
 
 from common.checkpoints import read_record  # noqa: E402
 from common.cli import OneLineErrors  # noqa: E402
@@ -48,15 +49,11 @@ def run(rows, name, args, timeout=300):
 
 
 def weights_of(path):
-    import torch
-
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
 def kill_and_resume(rows, data, runs, common, train):
     """A --deterministic run killed with SIGKILL after its first epoch, resumed, equals an uninterrupted one."""
-    import torch
-
     args = ["partA/train.py", "--data-dir", str(data), "--runs-dir", str(runs), "--epochs", "3", "--deterministic",
             *train, *common]
     run(rows, "deterministic run, uninterrupted", [*args, "--run-name", "det-whole"])
@@ -86,8 +83,6 @@ def kill_and_resume(rows, data, runs, common, train):
 @click.option("--cpu-dry-run", is_flag=True, help="Run the same steps on the CPU (to check this script itself).")
 def main(keep, train_per_class, image_size, cpu_dry_run):
     """A smoke check of every GPU path (bf16/fp16 training, streamed batches, kill + resume, evaluation, Part B, C)."""
-    import torch
-
     if not torch.cuda.is_available() and not cpu_dry_run:
         raise click.ClickException("no CUDA GPU here: gpu-check needs one (CPU paths are covered by make test)")
     device = "cpu" if cpu_dry_run else "cuda"

@@ -15,6 +15,7 @@ unless --data-dir says otherwise) and validate once per epoch.
 
     python bench/pipeline.py --images 640 --epochs 2 --image-size 128
 """
+import os
 import sys
 import tempfile
 import time
@@ -24,15 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402,F401 (first: without the project's environment it says how to start)
 
 import click
-
-from common.cli import OneLineErrors
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 
+from common.cli import OneLineErrors
 from common.data import TrainValData, load_or_make_split, load_tensor_set, scan_image_folder
 from common.dataset_zip import locate_dataset
 from common.models import CNNConfig, build_model
-from common.device import resolve_device, resolve_precision
+from common.device import autocast, resolve_device, resolve_precision
 from common.training import RunSpec, TrainConfig, fit
 
 SEED_MODEL = dict(filters=[16, 32, 64, 128, 256], kernel_sizes=[3] * 5, activation="gelu", batch_norm=True,
@@ -41,8 +42,6 @@ SEED_MODEL = dict(filters=[16, 32, 64, 128, 256], kernel_sizes=[3] * 5, activati
 
 def loader_epoch(model, train_loader, val_loader, optimizer, scaler, device, precision, channels_last, second_pass):
     """One epoch from DataLoaders; returns train images/s. `second_pass`: the seed's extra pass for train accuracy."""
-    from common.device import autocast
-
     started = time.perf_counter()
     criterion = nn.CrossEntropyLoss()
     model.train()
@@ -69,11 +68,7 @@ def loader_epoch(model, train_loader, val_loader, optimizer, scaler, device, pre
 
 def run_loader_pipeline(root, train_idx, val_idx, image_size, batch_size, epochs, device, seed, competent):
     """(a) the seed's pipeline, or (c) with competent=True the same data path done well."""
-    import os
-
-    from torch.utils.data import DataLoader, Subset
     from torchvision import datasets, transforms
-
 
     tf = transforms.Compose([transforms.Resize((image_size, image_size)), transforms.RandomHorizontalFlip(),
                              transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)])

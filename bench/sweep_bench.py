@@ -28,6 +28,7 @@ must equal the grid's (the count of mismatches is printed).
 """
 import copy
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,6 +39,7 @@ import click
 
 from common.cli import OneLineErrors
 from common.errors import UserError
+from common.io import save_json
 
 # 36 configs. Why not the 12 of lr × organisation × dropout alone: a method that must look at a config
 # to rule it out pays hyperband's min_iter epochs for each, so on 12 configs even a perfect screen
@@ -196,10 +198,7 @@ def replay(method, epochs, budget, histories, seed, replays, folder, tolerance):
 @click.option("--out", default="outputs/sweep-bench")
 def main(data_dir, image_size, epochs, seeds, replays, tolerance, runs_dir, cache_dir, out):
     """Epochs each sweep method needs to reach the grid's best validation accuracy."""
-    import shutil
-
     from common.data import load_train_val
-    from common.io import save_json
     from partA.sweep_engine import scratch_trainer
 
     if seeds < 1 or epochs < 1 or replays < 0:

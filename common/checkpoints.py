@@ -1,11 +1,13 @@
 """Finding runs, loading checkpoints and rebuilding their models — with clear errors."""
 import pickle
 import zipfile
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
 from common.errors import UserError
+from common.models import CNNConfig, build_model
 from common.state_dicts import load_model_state
 
 
@@ -42,10 +44,6 @@ def load_checkpoint(path) -> dict:
 
 def cnn_config_from(stored, source="checkpoint"):
     """CNNConfig from a checkpoint's model_spec config: keys this version does not know are refused in one line."""
-    from dataclasses import fields
-
-    from common.models import CNNConfig
-
     known = {f.name for f in fields(CNNConfig)}
     if not isinstance(stored, dict):
         raise UserError(f"{source}: its model config is damaged (not a mapping); retrain the run")
@@ -65,8 +63,6 @@ def build_model_from_spec(spec: dict, source="checkpoint"):
         raise UserError(f"{source}: its model spec is damaged (not a mapping); retrain the run")
     kind = spec.get("kind")
     if kind == "cnn":
-        from common.models import build_model
-
         return build_model(cnn_config_from(spec.get("config"), source))
     if kind == "pretrained":
         from common.pretrained import build_for_spec

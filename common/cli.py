@@ -1,17 +1,20 @@
 """Click options shared by the scripts, so every script spells an option the same way. The training options
 are generated from TrainConfig's fields (common.training): one declaration each."""
 import dataclasses
+import math
 import os
 import shlex
 import signal
 import sys
 import typing
+from pathlib import Path
 
 import click
 
 from common.device import DEVICES
 from common.errors import UserError
 from common.models import ACTIVATIONS, DROPOUT_PLACES, ORGANISATIONS, CNNConfig
+from common.runs import validate_run_name
 from common.training import TrainConfig
 
 D = TrainConfig()
@@ -54,8 +57,6 @@ class PlainName(click.ParamType):
     name = "NAME"
 
     def convert(self, value, param, ctx):
-        from common.runs import validate_run_name
-
         try:
             return validate_run_name(value)
         except UserError as err:
@@ -68,8 +69,6 @@ class OutputFolder(click.ParamType):
     name = "FOLDER"
 
     def convert(self, value, param, ctx):
-        from pathlib import Path
-
         path = Path(value)
         if path.exists() and not path.is_dir():
             self.fail(f"{value} is a file, not a folder; give a folder", param, ctx)
@@ -86,8 +85,6 @@ class PositiveNumber(click.ParamType):
     name = "NUMBER"
 
     def convert(self, value, param, ctx):
-        import math
-
         try:
             number = float(value)
         except (TypeError, ValueError):

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from common.dataset_zip import IMAGE_EXTENSIONS, DatasetPaths, locate_dataset
 from common.errors import UserError, describe
-from common.io import save_json
+from common.io import save_json, save_torch
 
 DEFAULT_CACHE = Path(os.environ.get("INAT_CACHE", "cache"))
 
@@ -267,8 +267,6 @@ def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progr
     if empty:
         raise UserError(f"every image of class {empty[0]!r} in {root} is unreadable ({len(empty)} such class(es)); "
                         f"fix or remove {root / empty[0]}")
-    from common.io import save_torch  # local: keeps the import graph of this module small
-
     save_torch(path, tensor_set.__dict__)
     return tensor_set
 

@@ -1,6 +1,7 @@
 """Where the dataset comes from: a folder holding inaturalist_12K/{train,val}, a zip extracted there once (a marker
 remembers which zip, a lock makes concurrent runs wait instead of racing), or the zip downloaded (resumable,
 CRC-checked) into the default folder. `common/data.py` then scans, splits and decodes what this finds."""
+import difflib
 import errno
 import os
 import shutil
@@ -13,6 +14,7 @@ from tqdm import tqdm
 from common.download import download_file
 from common.errors import UserError
 from common.io import save_json
+from common.locks import file_lock
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -90,8 +92,6 @@ def locate_dataset(data_dir, download=True, url=DATASET_URL, progress=True) -> D
 
 def _did_you_mean(missing: Path) -> str:
     """' (did you mean X?)' naming the closest existing folder beside the missing one, or ''."""
-    import difflib
-
     parent = missing.parent if missing.parent.is_dir() else Path(".")
     folders = [p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")]
     close = difflib.get_close_matches(missing.name, folders, n=1, cutoff=0.6)
@@ -130,8 +130,6 @@ def _verify_dataset_zip(zip_path):
 
 def _dataset_from_zip(zip_path: Path, data_dir: Path, progress=True) -> DatasetPaths:
     """The dataset extracted from `zip_path` into `data_dir`: extracted now under a lock, or reused."""
-    from common.locks import file_lock
-
     stamp = _zip_stamp(zip_path)
     with file_lock(data_dir / f".{zip_path.name}.lock",
                    waiting_message=f"waiting for another process that is extracting {zip_path} ..."):

@@ -1,9 +1,11 @@
 """Atomic writes: a crash mid-write never leaves a half-written checkpoint or record; and the digests that caches
 carry, so that a cache whose bytes changed after it was written is rebuilt, never used."""
+import errno
 import glob
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -64,9 +66,6 @@ LOW_SPACE = 16 * 2**20  # bytes; below this a failed write is taken as the disk 
 
 def _disk_full(err, folder) -> bool:
     """ENOSPC, or torch's zip writer failing ('unexpected pos') on an almost-full disk."""
-    import errno
-    import shutil
-
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     if isinstance(err, RuntimeError):

@@ -7,6 +7,7 @@ leaves a stale lock behind.
 """
 import contextlib
 import fcntl
+import json
 import os
 import socket
 import sys
@@ -52,8 +53,6 @@ def held_or_refused(path, refusal):
 def take_and_sign(handle, path):
     """Lock the open lock file without waiting and write this process's identity in it: None. When another process
     holds it, what that holder wrote (checked: a file read mid-write names no one) is returned instead."""
-    import json
-
     from common.state import lock_holder
 
     try:

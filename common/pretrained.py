@@ -8,9 +8,11 @@
 - `model_stages(model, name)` splits the backbone into ordered stages (input → output);
   `apply_freeze` makes exactly the intended parameters trainable.
 """
+import difflib
 import importlib.util
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import List, Optional
 
@@ -37,8 +39,6 @@ def available_models() -> List[str]:
 
 def efficientnet_lite0(num_classes=1000) -> nn.Module:
     """torchvision's EfficientNet-B0 blocks with Lite0's changes: no squeeze-excitation, ReLU6, BN eps 1e-3."""
-    from functools import partial
-
     model = torchvision.models.efficientnet_b0(norm_layer=partial(nn.BatchNorm2d, eps=1e-3), num_classes=num_classes)
     for module in list(model.modules()):
         for child_name, child in module.named_children():
@@ -334,8 +334,6 @@ def load_imagenet_weights(model, name, weights, progress=True):
 
 def unknown_model_message(name: str) -> str:
     """'unknown model X; did you mean A, B?' — the closest names first (the full list has ~80)."""
-    import difflib
-
     names = available_models()
     close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.5)
     if not close:  # a family name (resnet, vit): its members

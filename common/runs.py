@@ -13,8 +13,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import warnings
 from pathlib import Path
 
+from common.checkpoints import load_checkpoint, read_record, record_in
 from common.errors import UserError
 from common.io import save_json
 from common.locks import take_and_sign
@@ -103,8 +106,6 @@ def resume_hint():
     if not _LAST_CLAIMED or not (_LAST_CLAIMED[0] / "last.pt").is_file():
         return None
     run_dir = _LAST_CLAIMED[0]
-    from common.checkpoints import read_record
-
     record = read_record(run_dir) or {}
     if record.get("sweep"):
         return f"run {run_dir.name} of sweep {record['sweep']} resumes when you run the same sweep command again"
@@ -118,8 +119,6 @@ def release_run_dir(run_dir):
     checkpoint — a start that failed (bad data, a download that failed) or a run that ended (diverged, failed,
     interrupted) before its first epoch was saved — goes too: nothing in it can be resumed, and its name is free
     for the next try instead of 'already exists'. A resumed run (not made here) or one with a last.pt is kept."""
-    import shutil
-
     run_dir = Path(run_dir)
     key = str(run_dir.resolve())
     handle = _CLAIMS.pop(key, None)
@@ -145,9 +144,6 @@ def claimed_run(run_dir, resume=False):
 def readable_record(run_dir):
     """A run's record.json; a damaged one is rebuilt from the copy inside its last.pt, with a warning.
     None (with a one-line warning naming it) when neither can be read: that run is skipped, not fatal."""
-    import warnings
-
-    from common.checkpoints import load_checkpoint, record_in
     from common.state import DamagedFile, RunRecord, read_state
 
     path = Path(run_dir) / "record.json"

@@ -11,6 +11,8 @@ import functools
 import os
 import platform
 import socket
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import torch
@@ -46,9 +48,6 @@ def wandb_reachable(host=None, timeout=PROBE_SECONDS) -> bool:
     """Does the W&B server answer HTTP within `timeout` seconds? (Any HTTP status counts as an answer.)
     Measured: wandb.init(settings=Settings(init_timeout=10)) against a refused or silent server gives up after
     21 s and prints five lines; this answers in at most 3 s, before anything starts."""
-    import urllib.error
-    import urllib.request
-
     try:
         urllib.request.urlopen(urllib.request.Request(host or wandb_host(), method="HEAD"), timeout=timeout).close()
         return True

@@ -20,6 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from common.augment import AugmentConfig
+from common.checkpoints import load_record
 from common.device import (DEVICES, PRECISIONS, autocast, configure_backends, data_fits_on_device, resolve_device,
                            resolve_precision)
 from common.errors import UserError
@@ -450,8 +451,6 @@ def open_record(run_dir, cfg, state: RunSpec, resume_checkpoint, session: Sessio
     if resume_checkpoint is None:
         record = RunRecord(run_dir)
     else:
-        from common.checkpoints import load_record
-
         record = RunRecord(run_dir, load_record(run_dir, resume_checkpoint))
         record.data["epochs"] = [e for e in record.data["epochs"] if e["epoch"] <= resume_checkpoint["epoch"]]
     record.data.update({

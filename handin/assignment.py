@@ -25,6 +25,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402,F401 (first: without the project's environment it says how to start)
 
 import click
+import torch
 
 from common.cli import (INTERRUPT_QUIET_ENV, OUTPUT_FOLDER, OneLineErrors, PLAIN_NAME, POSITIVE_NUMBER,
                         python_command)
+from common.data import load_train_val
+from common.dataset_zip import locate_dataset
+from common.demo_data import CLASSES as DEMO_CLASSES
+from common.device import resolve_device
 from common.errors import UserError, say_once
+from common.io import save_json
+from common.locks import held_or_refused
+from common.runs import best_run, readable_record
+from common.state import Plan, StepMarker, read_state, read_state_or_none
 from handin.sweep_report import MIN_SCORED_RUNS
+from partA.from_scratch import run_scratch
+from partA.sweep_engine import first_rung, load_sweep_config, stored_config, sweep_runs
+from partC.darknet_files import offline_photos
 
 PY = sys.executable
 MAX_SWEEP_RUNS = 40
@@ -64,13 +77,6 @@ class StepFailed(Exception):
 def measure_images_per_s(data_dir, image_size, device, cache_dir):
     """(training images/s of the default CNN at `image_size` on this machine, training images in the data set),
     from a 2-epoch warm-up on up to 512 images — which also decodes the cache the sweep then reuses."""
-    import tempfile
-
-    import torch
-
-    from common.data import load_train_val
-    from partA.from_scratch import run_scratch
-
     data = load_train_val(data_dir, image_size, cache_dir=cache_dir, progress=False)
     train_images = len(data.train)
     subset = min(train_images, 512)
@@ -88,8 +94,6 @@ def measure_images_per_s(data_dir, image_size, device, cache_dir):
 
 def best_sweep_run(runs_dir, sweep):
     """{run, val_acc} of the sweep's best complete run, or None: what the Q4 steps show."""
-    from common.runs import best_run, readable_record
-
     try:
         run_dir = best_run(runs_dir, kind="scratch", sweep=sweep)
     except UserError:
@@ -99,8 +103,6 @@ def best_sweep_run(runs_dir, sweep):
 
 def run_state(runs_dir, run_name):
     """{status, val_acc, epochs} of one run, or None when it has no record yet."""
-    from common.runs import readable_record
-
     record = readable_record(Path(runs_dir) / run_name) if (Path(runs_dir) / run_name).is_dir() else None
     if record is None:
         return None
@@ -110,8 +112,6 @@ def run_state(runs_dir, run_name):
 
 def complete_sweep_runs(runs_dir, sweep):
     """Runs of the sweep that ended (trained, stopped by hyperband or failed): what a rerun need not redo."""
-    from partA.sweep_engine import sweep_runs
-
     folder = Path(runs_dir) / "sweeps" / sweep
     if not (folder / "config.yaml").is_file():
         return 0
@@ -244,8 +244,6 @@ def fingerprint(paths):
 
 def read_marker(out, step):
     """The step's marker, checked; None when missing or damaged (damage noted once: the step runs again)."""
-    from common.state import StepMarker, read_state_or_none
-
     return read_state_or_none(marker(out, step), StepMarker, on_damage=lambda problem: say_once(f"note: {problem}"))
 
 
@@ -306,8 +304,6 @@ def run_step(step, out, log):
 
 
 def write_marker(out, step, inputs, outputs, seconds):
-    from common.io import save_json
-
     save_json(marker(out, step), {"inputs": inputs, "outputs": outputs, "seconds": round(seconds, 1),
                                   "finished": time.ctime()})
 
@@ -342,8 +338,6 @@ def run_steps(saved, names, log):
 
 def sweep_settings(sweep_config):
     """(search method as the plan names it, image size, epochs per run, early stopping) from the sweep YAML."""
-    from partA.sweep_engine import load_sweep_config
-
     config = load_sweep_config(sweep_config)
     params = config["parameters"]
     search = config["method"] + (" + hyperband" if config.get("early_terminate") else "")
@@ -355,8 +349,6 @@ def hyperband_share(early_terminate, epochs, count):
     """The expected share of full-length epochs a sweep trains under successive halving: at each rung (min_iter,
     ×eta, ...) all but 1/eta of the runs stop; the first eta runs have no one to trail, so they run to the end.
     (make sweep-bench measured bayes + hyperband at 0.14-0.23 of a *grid's* epochs; per run, this is the bound.)"""
-    from partA.sweep_engine import first_rung
-
     if not early_terminate or count < 1:
         return 1.0
     eta = int(early_terminate.get("eta", 3))
@@ -377,15 +369,6 @@ def check_count(count):
 def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, finetune_image_size, out, runs_dir,
               cache_dir, name):
     """Measure, size and describe the run: everything the steps need, saved as plan.json."""
-    import torch
-
-    from common.dataset_zip import locate_dataset
-    from common.demo_data import CLASSES as DEMO_CLASSES
-    from common.device import resolve_device
-    from common.io import save_json
-    from common.state import Plan, read_state_or_none
-    from partC.darknet_files import offline_photos
-
     check_count(count)
     plan_file = Path(out) / "plan.json"
     # a rerun after an interruption keeps the plan (and the sweep size) it started with; a damaged one is made again
@@ -449,8 +432,6 @@ def print_plan(saved):
 def check_sweep_folder(saved, again):
     """Refuse before anything runs when this assignment's sweep folder holds another config (an edited YAML): the
     sweep would refuse it one step later, and nothing it finished may be overwritten."""
-    from partA.sweep_engine import load_sweep_config, stored_config
-
     a = saved["args"]
     stored = Path(a["runs_dir"]) / "sweeps" / a["name"] / "config.yaml"
     if stored.is_file() and stored_config(stored.parent) != load_sweep_config(a["sweep_config"]):
@@ -524,8 +505,6 @@ def say_interrupted(saved, again):
 def main(data_dir, name, budget, go_on, plan_only, only_step, count, sweep_config, backend, inputs, device,
          finetune_image_size, out, runs_dir, cache_dir, again):
     """Plan, estimate and run the whole assignment, resumably."""
-    from common.locks import held_or_refused
-
     out = out or f"outputs/{name}"
     check_count(count)
     # one assignment per name at a time: two would warm up, then fight over the sweep and the runs
@@ -540,8 +519,6 @@ def run_assignment(data_dir, name, budget, go_on, plan_only, only_step, count, s
     again = again or shlex.join([python_command(), *sys.argv])
     plan_file = Path(out) / "plan.json"
     if only_step:
-        from common.state import Plan, read_state
-
         try:
             saved = read_state(plan_file, Plan, "run without --step to plan again")
         except FileNotFoundError:

@@ -10,9 +10,10 @@ import base64
 import datetime
 import html
 import io
+import warnings
 from pathlib import Path
 
-from common.state import read_output
+from common.state import Detection, Mapping, read_json_lines, read_output, read_state_or_none
 from handin.blocks import (bullets, command, expected_figure, figure, fmt_value, h4, missing, missing_notes,  # noqa: F401
                            note, paragraph, photos, preformatted, table, video)
 
@@ -111,10 +112,6 @@ def find(folders, name, exclude):
 def readable_outputs(paths):
     """[(path, data)] of the JSON outputs that can be read; a damaged one is left out with a warning (its answer is
     then noted as missing), never a traceback that loses the whole report."""
-    import warnings
-
-    from common.state import Mapping, read_state_or_none
-
     found = []
     for path in paths:
         data = read_state_or_none(path, Mapping, on_damage=lambda message: warnings.warn(
@@ -235,10 +232,6 @@ def compare_section(path):
 
 
 def detect_section(folder):
-    import warnings
-
-    from common.state import Detection, read_json_lines
-
     by_source = {}
     for row in read_json_lines(folder / "detections.jsonl", Detection, on_damage=warnings.warn):
         if row.get("frame") is None:

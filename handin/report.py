@@ -11,6 +11,7 @@ best complete run (finished, or stopped by hyperband) by validation accuracy —
 command's run or an interrupted one. What is missing becomes a visible note with the command that
 makes it; the report is always written. Figures, report.json and report.html go to --out.
 """
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,8 +23,10 @@ import click
 from common.cli import OUTPUT_FOLDER, OneLineErrors
 from common.errors import UserError, describe
 from common.io import save_json
+from common.runs import best_run, readable_record
 from handin import html_report as page
-from partA.sweep_engine import first_rung
+from partA.model_info import FORMULAS
+from partA.sweep_engine import first_rung, stored_config
 from handin.sweep_report import (collect_sweep, observations, parameter_importance, plot_accuracy_vs_created,
                                  plot_importance, plot_parallel_coordinates, plot_sweep_savings, swept_parameters)
 
@@ -50,15 +53,11 @@ def sweep_config(folder):
     path = Path(folder) / "config.yaml"
     if not path.is_file():
         raise UserError(f"no sweep at {folder}: run make sweep (or make assignment)")
-    from partA.sweep_engine import stored_config
-
     return stored_config(folder)
 
 
 def chosen_run(runs_dir, sweep):
     """(run record, why) of the sweep's best complete run."""
-    from common.runs import best_run, readable_record
-
     run_dir = best_run(runs_dir, kind="scratch", sweep=sweep)
     record = readable_record(run_dir)
     why = (f"Shows run {run_dir.name}: the best complete run of sweep {sweep} by validation accuracy "
@@ -70,8 +69,6 @@ def chosen_run(runs_dir, sweep):
 # ------------------------------------------------------------------------------------------------ Part A
 
 def formulas():
-    from partA.model_info import FORMULAS
-
     return FORMULAS
 
 
@@ -167,8 +164,6 @@ def part_a_q5():
 # ------------------------------------------------------------------------------------------------ Part B
 
 def finetune_record(runs_dir, run_name):
-    from common.runs import readable_record
-
     record = readable_record(Path(runs_dir) / run_name) if run_name and (Path(runs_dir) / run_name).is_dir() else None
     if record is None or record.get("kind") != "finetune":
         raise UserError(f"no fine-tuning run{f' {run_name}' if run_name else ''} in {runs_dir} yet: make finetune")
@@ -313,8 +308,6 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
 def code_version(repo_url=None):
     """{repository, commit, changed}: the code that produced the report, from git (`repo_url` overrides the remote).
     Outside a git checkout the fields say so rather than guess."""
-    import subprocess
-
     def git(*args):
         try:
             result = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10)

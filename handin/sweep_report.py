@@ -15,14 +15,13 @@ import numpy as np  # noqa: E402
 
 from common.errors import UserError  # noqa: E402
 from common.viz import save  # noqa: E402
-from partA.sweep_engine import format_params  # noqa: E402
+from handin.sweep_effects import WORDS, describe, sweep_effects  # noqa: E402
+from partA.sweep_engine import format_params, sweep_runs  # noqa: E402
 
 
 
 def collect_sweep(sweep_folder):
     """Rows of the sweep's runs: params, best val acc, created time, state, epochs run."""
-    from partA.sweep_engine import sweep_runs
-
     folder = Path(sweep_folder)
     if not (folder / "config.yaml").is_file():
         raise UserError(f"no sweep at {folder}; run one with `make sweep` or `python partA/sweep.py`")
@@ -241,8 +240,6 @@ def observations(rows, searched=None, config=None, importance=()):
     them and built up rung by rung (handin.sweep_effects). Where Q2's importance plot ranks a parameter high that
     the comparison finds no clear effect of, a sentence says why the two differ — the page never contradicts itself.
     """
-    from handin.sweep_effects import describe, sweep_effects
-
     config = config or {}
     scored = _scored(rows)
     out = []
@@ -279,8 +276,6 @@ def observations(rows, searched=None, config=None, importance=()):
 
 def reconcile(findings, importance, top=3, notable=0.1):
     """Where Q2's importance plot ranks a parameter high and Q3 finds no clear effect of it: why both hold."""
-    from handin.sweep_effects import WORDS
-
     clear = {f["parameter"]: f["clear"] for f in findings}
     out = []
     for feature, weight, correlation in list(importance)[:top]:

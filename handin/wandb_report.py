@@ -19,10 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402,F401 (first: without the project's environment it says how to start)
 
 import click
+import pydantic
 
 from common.cli import OneLineErrors
 from common.errors import UserError
 from common.state import read_output
+from common.tracking import wandb_online
 from handin.blocks import markdown_table
 
 # Q2's plots are drawn by wandb itself over the sweep's runs (the figure's caption starts with its name)
@@ -119,7 +121,6 @@ def build_wandb_report(summary, entity, project, video_url=None):
 def report_as_json(report):
     """The report as plain JSON through wandb-workspaces' own pydantic model (public; needs no server), each block
     with its type's name added (the dump alone does not say which block a dict is)."""
-    import pydantic
     import wandb_workspaces.reports.v2 as wr
 
     data = pydantic.TypeAdapter(wr.Report).dump_python(report, mode="json")
@@ -171,8 +172,6 @@ def offline_hint(report_json):
 @click.option("--if-online", is_flag=True, help="Offline: print how to build it later and exit 0 (make assignment).")
 def main(report_json, runs_dir, entity, project, video_url, dry_run, if_online):
     """Build the wandb report of an assignment (online), or print it (--dry-run)."""
-    from common.tracking import wandb_online
-
     if not Path(report_json).is_file():
         raise UserError(f"no {report_json}: build the report first (make assignment, or handin/report.py)")
     if dry_run:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from common.checkpoints import load_checkpoint, load_record, model_from_checkpoint
+from common.data import load_train_val
 from common.errors import UserError
 from common.io import save_json
 from partA.testset import load_test_set
@@ -74,8 +75,6 @@ def load_run_for_inspection(run_dir, data_dir=None, source="test", cache_dir="ca
         images, _ = load_test_set(data_dir, ckpt["classes"], cfg["image_size"], cache_dir, progress=progress,
                                resize=cfg.get("resize_size"))
     elif source == "val":
-        from common.data import load_train_val
-
         images = load_train_val(data_dir, cfg["image_size"], cfg["val_fraction"], cfg["seed"], cache_dir,
                                 download=False, progress=progress, resize=cfg.get("resize_size")).val
     else:

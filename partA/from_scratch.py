@@ -6,6 +6,8 @@ sweep run is exactly a `train.py` run with those options.
 """
 from dataclasses import fields
 
+import torch
+
 from common.checkpoints import build_model_from_spec
 from common.data import load_train_val
 from common.errors import UserError
@@ -53,8 +55,6 @@ def run_scratch(options: dict, should_stop=None, data=None, extra=None):
                                       progress=not cfg.quiet)
         model_cfg = CNNConfig(**model_kwargs, input_size=cfg.image_size, num_classes=len(data.classes))
         # One seed controls the split (above), the initial weights (here) and the batch order (fit).
-        import torch
-
         torch.manual_seed(cfg.seed)
         model = build_model(model_cfg)
         state = RunSpec(run_dir=run_dir, model_spec={"kind": "cnn", "config": model_cfg.to_dict()}, classes=data.classes,

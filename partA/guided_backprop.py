@@ -25,15 +25,13 @@ from partA.evaluation import load_run_for_inspection
 from common.runs import best_run
 from common.cli import DEVICE_OPTION, OUTPUT_FOLDER, OneLineErrors
 from common.device import resolve_device
-from partA.interpret import channel_maxima, gradient_to_image, guided_backprop_batch, guided_grid
+from partA.interpret import ACTIVATION_TYPES, channel_maxima, gradient_to_image, guided_backprop_batch, guided_grid
 from common.io import save_json
 from common.inference import prepare_batch
 
 
 def conv5_output_layer(model):
     """The module whose output is CONV5's activation: the activation of the fifth block."""
-    from partA.interpret import ACTIVATION_TYPES
-
     return next(m for m in model.features[4] if isinstance(m, ACTIVATION_TYPES))
 
 

@@ -13,6 +13,7 @@ machines that share nothing but that server join it with the same command. Every
 the validation split; the test folder is never opened. Each run is also logged to wandb (offline without credentials).
 """
 import multiprocessing
+import os
 import sys
 from pathlib import Path
 
@@ -20,17 +21,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402,F401 (first: without the project's environment it says how to start)
 
 import click
+import torch
 
 from common.cli import DEVICE_OPTION, OneLineErrors, PLAIN_NAME, python_command
+from common.data import load_train_val
 from common.errors import UserError
 from partA.sweep_engine import (LocalSweep, load_sweep_config, run_agent, run_wandb_sweep, sweep_runs,
                                 validate_sweep_config)
 from common.tracking import PROBE_SECONDS, wandb_host, wandb_online, wandb_reachable
+from partA.sweep_storage import masked
 
 
 def _agent_process(folder, count, runs_dir, gpu):
-    import os
-
     if gpu is not None:  # one GPU per agent: set before this fresh process first touches CUDA
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     run_agent(LocalSweep(folder), count, runs_dir)
@@ -81,20 +83,14 @@ def main(config_path, count, backend, name, agents, join, storage, data_dir, see
         return
     # Decode the cache and write the split once, before agents start, so they share them — and so that a
     # wrong --data-dir fails here, before the sweep folder stores it.
-    from common.data import load_train_val
-
     first_image_size = config["parameters"].get("image_size", {}).get("value", 128)
     load_train_val(data_dir, first_image_size, seed=seed, cache_dir=cache_dir)
     sweep = LocalSweep.create_or_open(folder, config, base, log=click.echo, storage=storage)
-    from partA.sweep_storage import masked
-
     where = f"study in {masked(sweep.storage)}" if sweep.storage else f"state and resume: {folder}/"
     click.echo(f"local sweep {folder} ({config['method']}, {count} runs, {agents} agent(s)); {where}")
     if agents == 1:
         run_agent(sweep, count, runs_dir)
     else:
-        import torch
-
         gpus = torch.cuda.device_count() if device != "cpu" else 0
         workers = [multiprocessing.get_context("spawn").Process(
             target=_agent_process, args=(folder, count, runs_dir, i % gpus if gpus > 1 else None))

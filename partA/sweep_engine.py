@@ -12,15 +12,21 @@ Sweep runs train on the validation split only: they go through `partA.from_scrat
 which never sees the test folder.
 """
 import copy
+import datetime
 import glob
 import itertools
 import json
+import math
 import os
+import random
+import re
+import shutil
 import socket
 import threading
 import time
 import traceback
 import uuid
+import warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -30,11 +36,13 @@ import yaml
 from common.errors import UserError, describe
 from common.io import save_json, save_text
 from common.locks import file_lock, process_alive, process_identity
+from common.runs import COMPLETE, readable_record
 from common.state import (SweepConfig, SweepOptions, SweepStorage, WandbSweepFile, parse, read_state,
                           read_state_or_none)
 from common.models import CNNConfig
-from partA.from_scratch import MODEL_KEYS, TRAIN_KEYS, split_options
+from partA.from_scratch import MODEL_KEYS, TRAIN_KEYS, resume_scratch, run_scratch, split_options
 from common.training import CONTEXT_KEYS, TrainConfig, plain_data
+from partA.sweep_storage import database_errors, database_lock, masked, rdb_storage, storage_url
 
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 METHODS = ("grid", "random", "bayes")
@@ -59,8 +67,6 @@ def load_sweep_config(path) -> dict:
 def numbers_as_numbers(config):
     """YAML 1.1 (PyYAML) reads `1e-05` (an exponent without a dot) as a string: such values become numbers.
     Other strings stay strings — `kernel_sizes: {values: ["3", "5,5,3,3,3"]}` means text."""
-    import re
-
     def number(value):
         is_exponent = isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip())
         return float(value) if is_exponent else value
@@ -171,8 +177,6 @@ def suggest(trial, config):
 
 
 def _suggest_range(trial, name, spec):
-    import math
-
     low, high, kind = spec["min"], spec["max"], spec.get("distribution")
     if kind is None:
         kind = "int_uniform" if isinstance(low, int) and isinstance(high, int) else "uniform"
@@ -271,8 +275,6 @@ class LocalSweep:
         together never half-write it. Continuing with a changed config or data/seed is refused with the
         way out; changed run-context options (device, wandb, cache) are taken and said. `storage`: a PostgreSQL
         URL for the study (kept in storage.json; later commands find it there)."""
-        from partA.sweep_storage import masked, storage_url
-
         sweep = cls(folder)
         url = storage_url(storage) if storage else None
         if url and (sweep.folder / "config.yaml").exists() and url != sweep.storage:  # no --storage: the kept one
@@ -315,8 +317,6 @@ class LocalSweep:
     def recorded_runs(self):
         """{sweep run id: run folder name} of the runs that ended, by their records (in the runs folder that holds
         this sweep folder): what the journal must know."""
-        from common.runs import COMPLETE, readable_record
-
         runs_dir = self.folder.parent.parent  # <runs>/sweeps/<name>
         found = {}
         for path in sorted(runs_dir.glob(f"{glob.escape(self.folder.name)}-*/record.json")):
@@ -338,8 +338,6 @@ class LocalSweep:
     def lock(self):
         """One agent at a time proposes: the folder's file lock (agents sharing the folder) and, for a database
         study, PostgreSQL's advisory lock of this sweep (agents on other machines)."""
-        from partA.sweep_storage import database_lock
-
         url = self.storage
         with file_lock(self.folder / "lock"), database_lock(url, self.folder.name) if url else nullcontext():
             yield
@@ -355,8 +353,6 @@ class LocalSweep:
         url = self.storage
         with self.storage_errors():
             if url:
-                from partA.sweep_storage import rdb_storage
-
                 storage = rdb_storage(url)
             else:
                 from optuna.storages import JournalStorage
@@ -382,8 +378,6 @@ class LocalSweep:
     def storage_errors(self):
         """The storage's own errors as one line: a damaged journal, or a database that cannot be reached."""
         if self.storage:
-            from partA.sweep_storage import database_errors
-
             return database_errors(self.storage)
         return journal_errors(self.journal)
 
@@ -428,8 +422,6 @@ def journal_errors(journal):
 def _drop_torn_tail(journal):
     """A writer killed mid-append leaves a last line without its newline; the next append would glue onto it
     and damage the journal for good. Cut it off (under Optuna's own journal lock), with a warning."""
-    import warnings
-
     from optuna.storages.journal import JournalFileSymlinkLock
 
     if not journal.is_file() or journal.stat().st_size == 0:
@@ -556,8 +548,6 @@ def _ask_for(study, config, point):
 
 def _propose(study, config, tried, sweep_seed, proposal):
     """A new run's record (never a configuration already run), or None when a discrete space is done."""
-    import random
-
     import optuna
 
     points = discrete_points(config)
@@ -642,8 +632,6 @@ def _final_value(history, metric, goal):
 def trained_to_the_end(run_dir):
     """The record of a run that ended (finished, or stopped by hyperband) or trained all its epochs before it was
     interrupted — that one is marked finished, which it is — else None (it has epochs left to train)."""
-    from common.runs import COMPLETE, readable_record
-
     record = readable_record(run_dir)
     if record is None:
         return None
@@ -658,8 +646,6 @@ def trained_to_the_end(run_dir):
 
 def scratch_trainer(runs_dir, data=None):
     """The real trainer for sweep runs: (options, should_stop, resume, extra) → run record."""
-    from partA.from_scratch import resume_scratch, run_scratch
-
     def train(options, should_stop, resume, extra):
         name = options["run_name"]
         if resume and (Path(runs_dir) / name / "last.pt").exists():
@@ -667,8 +653,6 @@ def scratch_trainer(runs_dir, data=None):
             return trained_to_the_end(Path(runs_dir) / name) or resume_scratch(
                 name, {"quiet": True}, runs_dir=runs_dir, data=data, should_stop=should_stop)
         if (Path(runs_dir) / name).exists():  # a run that died before its first checkpoint starts over
-            import shutil
-
             shutil.rmtree(Path(runs_dir) / name)
         return run_scratch(copy.deepcopy(options), should_stop=should_stop, data=data, extra=extra)
 
@@ -754,8 +738,6 @@ def is_wandb_sweep(folder):
 def wandb_sweep_runs(folder):
     """A wandb-backed sweep's runs, read from the local records that name it (the server holds the rest): the same
     record shape `LocalSweep.runs()` gives, so the report and the assignment read either backend alike."""
-    from common.runs import readable_record
-
     folder = Path(folder)
     runs_dir = folder.parent.parent  # <runs>/sweeps/<name>
     metric = stored_config(folder)["metric"]["name"]
@@ -775,8 +757,6 @@ def wandb_sweep_runs(folder):
 
 
 def record_created(record):
-    import datetime
-
     try:
         return datetime.datetime.fromisoformat(record["created"]).timestamp()
     except (KeyError, TypeError, ValueError):
@@ -815,8 +795,6 @@ def run_wandb_sweep(config, base_options, count, project, sweep_id=None, runs_di
     Its runs are grouped by the sweep's name in wandb and their records name the sweep, as a local sweep's do;
     a new sweep keeps its local folder (runs/sweeps/<name>/) with the server's sweep id."""
     import wandb
-
-    from partA.from_scratch import run_scratch
 
     folder = Path(runs_dir) / "sweeps" / name if name else None
     if folder is not None and sweep_id is None:

@@ -5,15 +5,25 @@ wandb logging, checkpoints and exact resume as Part A. The strategy is re-applie
 of every epoch (gradual unfreezing changes it over time), and batch-norm layers whose
 parameters are frozen are kept in eval mode so their ImageNet statistics stay intact.
 """
+import copy
+import hashlib
+import json
 import time
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch import nn
+from tqdm import tqdm
 
 from common.data import load_train_val
+from common.device import resolve_device
 from common.errors import UserError, describe
-from common.pretrained import (apply_freeze, build_pretrained, frozen_modules_to_eval, model_stages,
-                               parameter_groups, preprocess_for)
+from common.inference import prepare_batch
+from common.io import is_sealed, save_json, save_torch, seal
+from common.pretrained import (apply_freeze, build_pretrained, frozen_modules_to_eval, head_paths, model_stages,
+                               module_at, parameter_groups, preprocess_for, replace_module_at)
 from common.runs import claimed_run, data_identity, default_run_name, run_dir_for
 from common.resume import prepare_resume, resume_extra
 from common.training import RunSpec, TrainConfig, fit, weight_decay_groups
@@ -34,10 +44,6 @@ def head_block(model):
     """(paths, module) of what the feature-cache path trains: the class layer together with the parameter-free
     modules just before it in its Sequential — EfficientNet's and MobileNet's Dropout, ConvNeXt's Flatten — so it
     trains exactly what the normal path trains (the features are those modules' input)."""
-    from torch import nn
-
-    from common.pretrained import head_paths, module_at
-
     path = head_paths(model)[0]
     parent_path, _, last = path.rpartition(".")
     parent = module_at(model, parent_path) if parent_path else model
@@ -54,11 +60,6 @@ def head_block(model):
 @torch.no_grad()
 def backbone_features(model, images, mean, std, device, batch_size=64, progress=False):
     """The input of the head block (`head_block`) for every image (float32, on the CPU)."""
-    from tqdm import tqdm
-
-    from common.inference import prepare_batch
-    from common.pretrained import module_at, replace_module_at
-
     paths, _ = head_block(model)
     kept = [module_at(model, path) for path in paths]
     for path in paths:
@@ -75,13 +76,6 @@ def backbone_features(model, images, mean, std, device, batch_size=64, progress=
 
 def feature_data(model, data, name, weights_source, mean, std, cfg):
     """TrainValData whose 'images' are cached backbone features (cache/features/…)."""
-    import copy
-    import hashlib
-    import json
-
-    from common.device import resolve_device
-    from common.io import save_json, save_torch, seal
-
     what = ["head-block input", name, str(weights_source), cfg.image_size, cfg.resize_size, data.train.paths,
             data.val.paths, data.content_digest]
     key = hashlib.sha1(json.dumps(what).encode()).hexdigest()[:16]
@@ -108,9 +102,6 @@ def feature_data(model, data, name, weights_source, mean, std, cfg):
 def cached_features(path, timing, train_count, val_count):
     """(train features, val features, seconds the pass took) from the feature cache, or None when there is none or
     it is not what was written (its digest) or not the shape it should be — then it is computed again."""
-    import warnings
-
-    from common.io import is_sealed
     from common.state import read_output
 
     if not path.exists():
@@ -241,8 +232,6 @@ def run_finetune(options: dict, data=None):
 def _fit_head_on_features(model, name, data, cfg, state, weights_source, resume_checkpoint=None):
     """Train only the head block (the class layer and the dropout before it) on backbone features computed
     once; checkpoints hold the whole model."""
-    from dataclasses import replace
-
     if not cfg.quiet:
         print("frozen backbone, no augmentation: computing backbone features once, then training the head on them",
               flush=True)

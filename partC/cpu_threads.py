@@ -9,6 +9,8 @@ A value the user set wins.
 """
 import os
 
+from common.errors import UserError
+
 
 def prefer_passive_openmp():
     """OMP_WAIT_POLICY=PASSIVE unless the user chose a policy. Call before torch is imported."""
@@ -22,8 +24,6 @@ def set_inference_threads(threads):
     if threads is None or threads == 0:
         return torch.get_num_threads()
     if threads < 0:
-        from common.errors import UserError
-
         raise UserError(f"--threads must be >= 1 (or 0 for one per core), got {threads}")
     torch.set_num_threads(threads)
     return threads

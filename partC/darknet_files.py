@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import warnings
 from pathlib import Path
 
 from common.download import download_file, sha256_of
@@ -107,8 +108,6 @@ def _published(path, name):
 
 def _text_file(name, dest_dir, local_candidates, url):
     """A cfg or names file: cached copy, Debian's darknet package, or its upstream URL — each verified."""
-    import warnings
-
     target = dest_dir / name
     if target.is_file():
         if _published(target, name):

@@ -10,6 +10,7 @@ as one JSON line (source, frame, time, label, score, box in original pixels) to 
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -51,8 +52,6 @@ def detect_images_and_videos(detector, inputs, out_dir, quiet=False):
 def output_names(inputs):
     """The annotated file's name for each input, in order, all different: `x/a.jpg` and `y/a.jpg` (or `a.jpg` and
     `a.png`) become `x_a.jpg` and `y_a.jpg` — the folder's name in front — and a repeat gets a number."""
-    from collections import Counter
-
     wanted = [f"{path.stem}{'.jpg' if kind == 'image' else '.mp4'}" for kind, path in inputs]
     clashing = Counter(wanted)
     names, used = [], set()

@@ -4,6 +4,8 @@ from pathlib import Path
 import click
 
 from common.cli import DEVICE_OPTION, stack_options
+from common.device import resolve_device
+from partC.cpu_threads import set_inference_threads
 from partC.darknet_files import WEIGHTS_CACHE, YOLO_REGISTRY, read_names, yolo_files
 from common.errors import UserError
 from partC.yolo import ENGINES, Detector, load_cfg, load_darknet_weights
@@ -13,9 +15,6 @@ def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, inpu
                    classes=None, device="auto", resize="letterbox", weights_cache=None, precision="fp32", threads=0,
                    engine="auto"):
     """A Detector for a registered model, or for your own --cfg/--weights/--names files."""
-    from partC.cpu_threads import set_inference_threads
-    from common.device import resolve_device
-
     set_inference_threads(threads)
     if input_size is not None and (input_size <= 0 or input_size % 32):
         raise UserError(f"--input-size must be a positive multiple of 32 (e.g. 416), got {input_size}")

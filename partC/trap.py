@@ -6,6 +6,7 @@ An alert fires when a watched class appears after being out of view for longer t
 cool-down; every sighting renews the class's "last seen" time, so an animal that stays in view
 is one alert, not one per frame.
 """
+import datetime
 import json
 import sys
 from dataclasses import dataclass, field
@@ -15,10 +16,12 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageFilter
 
+from common.checkpoints import load_checkpoint, model_from_checkpoint
 from common.errors import UserError
-from common.data import read_image
+from common.data import read_image, resize_center_crop
+from common.inference import prepare_batch
 from partC.darknet_files import offline_photos
 from partC.media import VideoWriter, draw_detections, iter_video, video_info
 from common.viz import near_square_grid, save
@@ -64,8 +67,6 @@ class CropClassifier:
     """A Part A/B checkpoint applied to crops: returns (iNaturalist class, probability)."""
 
     def __init__(self, checkpoint_path, device="cpu"):
-        from common.checkpoints import load_checkpoint, model_from_checkpoint
-
         ckpt = load_checkpoint(checkpoint_path)
         self.model = model_from_checkpoint(ckpt, source=str(checkpoint_path)).to(device).eval()
         self.classes, self.mean, self.std = ckpt["classes"], ckpt["mean"], ckpt["std"]
@@ -75,9 +76,6 @@ class CropClassifier:
 
     @torch.no_grad()
     def __call__(self, crop_uint8: torch.Tensor):
-        from common.data import resize_center_crop
-        from common.inference import prepare_batch
-
         # the same preprocessing as training and evaluation: the checkpoint's crop and normalisation
         x = resize_center_crop(crop_uint8, self.size, self.resize)[None].to(self.device)
         probs = F.softmax(self.model(prepare_batch(x, self.mean, self.std)).float(), 1)[0].cpu()
@@ -125,8 +123,6 @@ def _to_stderr(message):
 
 def capture_time(path):
     """EXIF DateTimeOriginal of a still (camera traps stamp every shot), in seconds, or None."""
-    import datetime
-
     try:
         with Image.open(path) as img:
             exif = img.getexif()
@@ -204,8 +200,6 @@ def fit_canvas(pil, size):
 def make_demo_clip(path, photos=None, fps=4, seconds=2.0, empty_seconds=1.0, size=(480, 360)):
     """A short 'camera-trap' clip from real photos: each held for `seconds` with a slow zoom, then `empty_seconds`
     of the same scene blurred beyond recognition — the empty triggers (wind, light) a real trap records too."""
-    from PIL import ImageFilter
-
     writer = None
     photos = photos or offline_photos(DEMO_PHOTOS, warn=_to_stderr)
     for source in photos if len(photos) > 1 else photos * 2:  # grace_hopper alone: two visits

@@ -8,6 +8,8 @@ Detection: letterbox (or stretch) to the network size → forward → decode eve
 (sigmoid offsets + grid, exp(size)·anchor, objectness × class probability) → class-aware NMS
 (torchvision.ops.batched_nms) → boxes mapped back to the original image's pixels.
 """
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List
@@ -19,6 +21,7 @@ from torch import nn
 from torchvision.ops import batched_nms
 
 from common.errors import UserError
+from common.io import is_sealed, seal
 
 SUPPORTED = {"net", "convolutional", "maxpool", "upsample", "route", "shortcut", "yolo"}
 
@@ -477,8 +480,6 @@ def openvino_network(model: Darknet, height, width, threads=0, cache_dir=None):
     Measured the fastest CPU engine for this network (docs/measurements.md, "Detector speed"). Converting it
     (a trace) takes seconds, so the converted model is kept in `cache_dir` keyed by the weights' bytes and
     the input size; later starts read it."""
-    import warnings
-
     import openvino as ov
 
     from common.data import content_digest
@@ -519,8 +520,6 @@ def model_files(xml_path):
 def cached_model_intact(xml_path):
     """Do the cached .xml + .bin still hold what was written? (Their digest is stored beside them, written last.)
     Flipped bits in the weights would otherwise run silently and give other boxes."""
-    from common.io import is_sealed
-
     return is_sealed(model_files(xml_path), xml_path.with_suffix(".sha256"))
 
 
@@ -528,10 +527,6 @@ def _save_atomically(ov, ov_model, path):
     """OpenVINO writes .xml + .bin: write both under a temporary name, rename them (.bin first), then their digest.
     fp32 as converted: save_model's default fp16 compression would make every cached start answer differently
     from the first."""
-    import os
-
-    from common.io import seal
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.xml")
     ov.save_model(ov_model, str(tmp), compress_to_fp16=False)
@@ -547,8 +542,6 @@ def preloaded_allocator():
     """A malloc replacement in LD_PRELOAD (tcmalloc, jemalloc), or None. OpenVINO's CPU plugin frees memory with
     glibc's allocator (its libraries bind their own symbols), so with a preloaded one it crashes ('munmap_chunk():
     invalid pointer' — measured with tcmalloc, which `make` preloads for training)."""
-    import os
-
     return next((lib for lib in os.environ.get("LD_PRELOAD", "").split() if "malloc" in lib), None)
 
 
