@@ -1,5 +1,7 @@
 """Shared fixtures: tiny image folders, the demo dataset at test scale, a local HTTP server."""
 import os
+import shutil
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -133,8 +135,6 @@ def http_server():
 @pytest.fixture
 def small_disk(tmp_path):
     """A 4 MiB tmpfs: a real full disk, where this machine lets the tests mount one (root on Linux; CI is)."""
-    import subprocess
-
     mount = tmp_path / "small-disk"
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
@@ -146,8 +146,6 @@ def small_disk(tmp_path):
 
 def fill_disk(folder, leave=16 * 1024):
     """Fill the file system holding `folder` until `leave` bytes are free; returns the filler file."""
-    import shutil
-
     filler = Path(folder) / "filler.bin"
     with open(filler, "wb") as handle:
         handle.write(b"\0" * max(0, shutil.disk_usage(folder).free - leave))

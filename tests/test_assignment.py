@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
 from handin import assignment
 from handin.sweep_report import MIN_SCORED_RUNS
+from partA.sweep_engine import LocalSweep
+
+from conftest import ROOT
 
 
 def saved_plan(tmp_path, budget=10.0, count=10, rate=500.0, train_images=1200):
@@ -136,8 +138,6 @@ def test_the_whole_assignment_is_interrupted_twice_and_continues_to_the_report(d
                "--sweep-config", str(sweep), "--backend", "local", "--device", "cpu", "--finetune-image-size", "64",
                "--inputs", str(ROOT / "docs" / "demo_test_grid.png"), "--again", "make demo", "--go-on"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    from partA.sweep_engine import LocalSweep
-
     sweep_folder = runs / "sweeps" / "hw"
 
     def interrupt_when(ready, sig):

@@ -3,11 +3,18 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageDraw
 
-from partC.trap import AlertPolicy, crop
+import partC.darknet_files as darknet_files
+from common.data import read_image
+from partA.from_scratch import run_scratch
+from partC.media import VideoWriter, _font, _overlap, expand_inputs, place_labels
+from partC.trap import AlertPolicy, crop, frames_of
 from partC.yolo import Detection
+
 from conftest import DARKNET_DATA, ROOT
 
 
@@ -43,8 +50,6 @@ def test_crops_stay_inside_the_image():
 
 @pytest.mark.darknet
 def test_watcher_on_a_clip_of_real_photos_alerts_keeps_and_labels(tmp_path, demo_root):
-    from partA.from_scratch import run_scratch
-
     run_scratch({"data_dir": str(demo_root), "image_size": 32, "filters": "4,4,8,8,8", "dense_units": 8, "epochs": 1,
                  "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"), "run_name": "clf",
                  "wandb": "disabled", "quiet": True})
@@ -71,12 +76,6 @@ def test_watcher_on_a_clip_of_real_photos_alerts_keeps_and_labels(tmp_path, demo
 
 
 def test_stills_are_timed_by_their_exif_capture_time(tmp_path):
-    from PIL import Image
-
-    from partC.trap import frames_of
-
-    from partC.media import expand_inputs
-
     for name, stamp in (("a.jpg", "2026:05:01 06:00:00"), ("b.jpg", "2026:05:01 06:00:05"),
                         ("c.jpg", "2026:05:01 06:10:00")):
         exif = Image.Exif()
@@ -90,10 +89,6 @@ def test_stills_are_timed_by_their_exif_capture_time(tmp_path):
 
 
 def _clip(path, frames=6, fps=2, colour=(40, 90, 160)):
-    import numpy as np
-
-    from partC.media import VideoWriter
-
     writer = VideoWriter(path, fps, 64, 48)
     for _ in range(frames):
         writer.write(np.full((48, 64, 3), colour, np.uint8))
@@ -102,10 +97,6 @@ def _clip(path, frames=6, fps=2, colour=(40, 90, 160)):
 
 
 def test_several_videos_share_one_clock_and_a_broken_one_is_skipped(tmp_path, capsys):
-    from partC.trap import frames_of
-
-    from partC.media import expand_inputs
-
     _clip(tmp_path / "a.mp4")
     (tmp_path / "b.mp4").write_bytes(b"not a video")
     _clip(tmp_path / "c.mp4")
@@ -119,12 +110,6 @@ def test_several_videos_share_one_clock_and_a_broken_one_is_skipped(tmp_path, ca
 
 
 def test_a_still_without_exif_among_stamped_ones_is_warned_about(tmp_path, capsys):
-    from PIL import Image
-
-    from partC.trap import frames_of
-
-    from partC.media import expand_inputs
-
     exif = Image.Exif()
     exif.get_ifd(0x8769)[0x9003] = "2026:05:01 06:00:00"
     Image.new("RGB", (32, 24)).save(tmp_path / "a.jpg", exif=exif)
@@ -134,8 +119,6 @@ def test_a_still_without_exif_among_stamped_ones_is_warned_about(tmp_path, capsy
 
 
 def test_detect_skips_a_bad_file_in_a_folder_and_reports_it(tmp_path):
-    from PIL import Image
-
     folder = tmp_path / "in"
     folder.mkdir()
     Image.new("RGB", (64, 48), (30, 60, 90)).save(folder / "good.jpg")
@@ -149,8 +132,6 @@ def test_detect_skips_a_bad_file_in_a_folder_and_reports_it(tmp_path):
 
 
 def test_detection_labels_are_placed_so_none_hides_another():
-    from partC.media import _overlap, place_labels
-
     # three near-identical boxes (person.jpg's horse / sheep / dog boxes overlap like this) and one at the top edge
     boxes = [(100, 100, 300, 300), (105, 102, 290, 310), (98, 99, 310, 305), (0, 0, 80, 60)]
     sizes = [(90, 20)] * 4
@@ -161,11 +142,7 @@ def test_detection_labels_are_placed_so_none_hides_another():
 
 @pytest.mark.darknet
 def test_person_jpg_labels_do_not_overlap():
-    from PIL import ImageDraw
-
     from partC.detector import build_detector
-    from common.data import read_image
-    from partC.media import _font, _overlap, place_labels
 
     image = read_image(DARKNET_DATA / "person.jpg")
     detections = build_detector(device="cpu", conf=0.25)(image)
@@ -179,8 +156,6 @@ def test_person_jpg_labels_do_not_overlap():
 
 
 def test_the_offline_photos_are_darknets_else_grace_hopper_with_a_note(tmp_path, monkeypatch):
-    import partC.darknet_files as darknet_files
-
     if DARKNET_DATA.is_dir():  # with Debian's darknet: the photos named, or every photo it ships
         assert [p.name for p in darknet_files.offline_photos(["dog.jpg", "eagle.jpg"])] == ["dog.jpg", "eagle.jpg"]
         assert len(darknet_files.offline_photos()) >= 5

@@ -1,5 +1,6 @@
 """Data pipeline: scanning, conversion of odd images, the stratified split, the decoded cache."""
 import json
+import os
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from common.augment import AugmentConfig, augment_batch
 from common.data import (channel_stats, decode_image, load_or_make_split, load_tensor_set, load_train_val,
                          locate_dataset, scan_image_folder, stratified_split)
 from common.errors import UserError
+
 from conftest import write_image
 
 
@@ -233,8 +235,6 @@ class Exploit:
         self.marker = marker
 
     def __reduce__(self):
-        import os
-
         return os.system, (f"touch {self.marker}",)
 
 

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+import common.device as device
 from common.device import auto_precision, configure_backends, cpu_has_bf16, data_fits_on_device, resolve_precision
 from common.errors import UserError
 
@@ -27,8 +28,6 @@ def test_auto_precision_on_cpus():
 
 
 def test_resolve_precision_asks_the_device_not_is_bf16_supported(monkeypatch):
-    import common.device as device
-
     # torch.cuda.is_bf16_supported() is True on a T4 (emulated); the resolver must not follow it
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr(device, "cuda_capability", lambda dev: (7, 5))

@@ -1,15 +1,18 @@
 """The real download path, against a local HTTP server: progress, resume, integrity, extraction."""
 import hashlib
 import io
+import subprocess
+import sys
 import zipfile
 
 import pytest
 
-from common.dataset_zip import locate_dataset
+from common.dataset_zip import extract_zip, locate_dataset
 from common.dataset_zip import verify_zip
 from common.download import download_file
 from common.errors import UserError
-from conftest import write_image
+
+from conftest import ROOT, write_image
 
 
 def dataset_zip(tmp_path):
@@ -132,11 +135,6 @@ def test_a_zip_data_dir_is_extracted_once_and_then_reused(tmp_path):
 
 
 def test_concurrent_runs_wait_for_one_extraction(tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
     zip_path = tmp_path / "nature_12K.zip"
     zip_path.write_bytes(dataset_zip(tmp_path))
     code = ("import sys; from common.dataset_zip import locate_dataset; "
@@ -158,8 +156,6 @@ def test_an_existing_folder_is_never_replaced_by_an_extraction(tmp_path):
     with pytest.raises(UserError, match="already exists, made by hand.*use --data-dir"):
         locate_dataset(zip_path, download=False, progress=False)
     assert (mine / "keep.jpg").read_bytes() == b"mine"
-    from common.dataset_zip import extract_zip
-
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "inaturalist_12K").mkdir()
     with pytest.raises(UserError, match="would replace it"):

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from partA.interpret import GuidedActivation, filter_grid, guided, guided_backprop_batch
 from common.viz import near_square_grid
+from partA.interpret import GuidedActivation, channel_maxima, filter_grid, guided, guided_backprop_batch
+
 from conftest import ROOT
 
 ACTIVATIONS = [nn.ReLU(), nn.ReLU(inplace=True), nn.LeakyReLU(0.1), nn.GELU(), nn.SiLU(), nn.Mish(), nn.ELU(), nn.SELU(),
@@ -128,8 +129,6 @@ def test_batched_guided_backprop_equals_one_image_at_a_time():
 
 
 def test_channel_maxima_find_each_channels_top_image_in_one_pass():
-    from partA.interpret import channel_maxima
-
     torch.manual_seed(1)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
     images = torch.randn(37, 3, 8, 8)

@@ -1,5 +1,7 @@
 """The Part A CNN: options, impossible configs, and closed-form counts vs the real modules."""
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -86,8 +88,6 @@ def test_dropout_placement():
 
 
 def test_model_info_prints_matching_counts(tmp_path):
-    import subprocess
-    import sys
     from conftest import ROOT
 
     out = subprocess.run([sys.executable, str(ROOT / "partA/model_info.py"), "--filters", "16,32,64,128,256",

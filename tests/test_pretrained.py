@@ -1,7 +1,7 @@
 """Part B: the offline EfficientNet-Lite0, heads, stages, freezing strategies, weight downloads."""
 import hashlib
-import json
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +11,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from torchvision.ops import StochasticDepth
 from torchvision.transforms import v2
 
+import common.training as training
+import partB.transfer as finetune_module
+from common.checkpoints import load_checkpoint, model_from_checkpoint
 from common.data import decode_image, load_train_val
 from common.errors import UserError
-from partB.transfer import run_finetune
-from common.pretrained import (MIRROR_ENV, apply_freeze, build_pretrained, fetch_torchvision_weights, head_paths,
-                               model_stages, parameter_groups, weights_enum)
+from common.inference import validate as evaluate
+from common.io import save_json
+from common.pretrained import (MIRROR_ENV, apply_freeze, build_pretrained, fetch_torchvision_weights,
+                               frozen_modules_to_eval, head_paths, model_stages, parameter_groups, preprocess_for,
+                               weights_enum)
+from common.training import training_loss
+from partA.from_scratch import run_scratch
+from partB.transfer import FINETUNE_RECIPE, resume_finetune, run_finetune
+
 from conftest import DARKNET_DATA, ROOT
 
 CATEGORIES = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
@@ -222,10 +232,7 @@ def test_finetune_cli_lists_stages_and_rejects_bad_input():
 
 
 def test_compare_puts_scratch_and_fine_tuned_side_by_side(demo_root, tmp_path):
-    import json
-
     from partA.evaluation import evaluate_on_test
-    from partA.from_scratch import run_scratch
 
     common = {"wandb": "disabled", "quiet": True, "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "c"),
               "data_dir": str(demo_root), "epochs": 1, "batch_size": 16}
@@ -246,10 +253,6 @@ def test_compare_puts_scratch_and_fine_tuned_side_by_side(demo_root, tmp_path):
 
 
 def test_frozen_backbone_without_augmentation_trains_the_head_on_cached_features(demo_root, tmp_path):
-    from common.checkpoints import load_checkpoint, model_from_checkpoint
-    from partB.transfer import resume_finetune
-    from common.inference import validate as evaluate
-
     data = load_train_val(demo_root, 64, cache_dir=tmp_path / "cache", progress=False)
     opts = {"model": "efficientnet_lite0", "freeze": "all-but-last", "image_size": 64, "augment": False, "epochs": 3,
             "batch_size": 16, "wandb": "disabled", "quiet": True, "runs_dir": str(tmp_path / "runs"),
@@ -266,9 +269,6 @@ def test_frozen_backbone_without_augmentation_trains_the_head_on_cached_features
     val = evaluate(full, data.val, ckpt["mean"], ckpt["std"], torch.device("cpu"))
     assert val["acc"] == pytest.approx(record["epochs"][-1]["val_acc"], abs=1e-6)
     # a run cut after epoch 2 resumes on the cached features and ends where the uninterrupted one did
-    import partB.transfer as finetune_module
-    import common.training as training
-
     real_fit = training.fit
 
     def cut(*args, **kwargs):
@@ -283,8 +283,6 @@ def test_frozen_backbone_without_augmentation_trains_the_head_on_cached_features
     record_path = tmp_path / "runs/cut/record.json"
     stored = json.loads(Path(record_path).read_text())
     stored["status"] = "interrupted"  # as a killed run leaves it
-    from common.io import save_json
-
     save_json(record_path, stored)
     resumed = resume_finetune("cut", {}, runs_dir=str(tmp_path / "runs"), data=data)
     assert [e["epoch"] for e in resumed["epochs"]] == [1, 2, 3]
@@ -294,8 +292,6 @@ def test_frozen_backbone_without_augmentation_trains_the_head_on_cached_features
 
 @pytest.mark.slow
 def test_auxiliary_heads_join_the_training_loss():
-    from common.training import training_loss
-
     torch.manual_seed(0)
     targets = torch.tensor([0, 1])
     criterion = torch.nn.CrossEntropyLoss()
@@ -318,8 +314,6 @@ def test_a_vision_transformer_refuses_another_input_size(demo_root, tmp_path):
 
 
 def test_the_requested_weights_decide_the_preprocessing():
-    from common.pretrained import preprocess_for
-
     assert preprocess_for("resnet50", "IMAGENET1K_V1").resize_size == 256
     assert preprocess_for("resnet50", "IMAGENET1K_V2").resize_size == 232
     with pytest.raises(UserError, match="resnet50 has no weights 'IMAGENET1K_V9'"):
@@ -327,10 +321,6 @@ def test_the_requested_weights_decide_the_preprocessing():
 
 
 def test_frozen_blocks_are_wholly_in_eval_mode_dropout_and_stochastic_depth_included(lite0):
-    from torchvision.ops import StochasticDepth
-
-    from common.pretrained import frozen_modules_to_eval
-
     model, _ = build_pretrained("efficientnet_lite0", "default", num_classes=10)
     apply_freeze(model, "efficientnet_lite0", "all-but-last")
     model.train()
@@ -351,8 +341,6 @@ def test_frozen_blocks_are_wholly_in_eval_mode_dropout_and_stochastic_depth_incl
 
 
 def test_finetune_help_shows_the_defaults_that_run(demo_root, tmp_path):
-    from partB.transfer import FINETUNE_RECIPE
-
     result = subprocess.run([sys.executable, str(ROOT / "partB/finetune.py"), "--help"], capture_output=True, text=True,
                             cwd=ROOT)
     text = " ".join(result.stdout.split())
@@ -401,8 +389,6 @@ def test_gradual_and_none_freezing_through_the_real_loop(demo_root, tmp_path, st
 def test_the_feature_cache_is_a_pure_speed_up_it_trains_what_the_normal_path_trains(demo_root, tmp_path):
     """EfficientNet's head is Dropout(0.2) → Linear: the cached path must apply that dropout too (it once trained
     the Linear alone: weights 7.8e-3 apart after one epoch). Same seed, same batches, same dropout masks."""
-    from common.checkpoints import load_checkpoint
-
     data = load_train_val(demo_root, 64, cache_dir=tmp_path / "cache", progress=False)
     opts = {"model": "efficientnet_lite0", "freeze": "all-but-last", "image_size": 64, "augment": False, "epochs": 1,
             "batch_size": 16, "wandb": "disabled", "quiet": True, "runs_dir": str(tmp_path / "runs"),

@@ -2,17 +2,29 @@
 import json
 import math
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
 import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
 
-from common.checkpoints import load_checkpoint
+import common.runs as runs
+import common.training as training
+from common.checkpoints import load_checkpoint, model_from_checkpoint
 from common.data import load_train_val
-from common.errors import UserError
+from common.errors import UserError, describe
+from common.inference import predict
+from common.io import save_json
+from common.locks import held_or_refused
+from common.runs import best_run, claim_run_dir, release_run_dir
+from common.training import TrainingDiverged
 from partA.from_scratch import resume_scratch, run_scratch
+
 from conftest import ROOT, TINY, options
 
 class Exploit:
@@ -62,8 +74,6 @@ def test_a_file_that_is_no_checkpoint_at_all_is_called_that(tmp_path):
 
 
 def test_a_damaged_record_is_rebuilt_from_last_pt_or_skipped_never_blocking_the_best_run_scan(tiny_data, tmp_path):
-    from common.runs import best_run
-
     for name in ("good", "torn", "lost"):
         run_scratch(options(tmp_path, epochs=1, run_name=name), data=tiny_data)
     runs = tmp_path / "runs"
@@ -81,8 +91,6 @@ def test_a_damaged_record_is_rebuilt_from_last_pt_or_skipped_never_blocking_the_
 
 
 def test_two_runs_with_the_same_name_cannot_both_start(tiny_data, tmp_path):
-    from common.runs import claim_run_dir, release_run_dir
-
     first = claim_run_dir(tmp_path / "runs" / "same")
     with pytest.raises(UserError, match="in use by process"):  # a second claimant (here: the same run again, new)
         code = ("import sys; from common.runs import claim_run_dir; claim_run_dir(sys.argv[1])")
@@ -112,8 +120,6 @@ def test_a_run_that_is_still_training_cannot_be_resumed(demo_root, tmp_path):
         proc.kill()
         proc.wait()
     # once the process is gone (killed -9: no clean-up ran) the lock is free again
-    from common.runs import claim_run_dir, release_run_dir
-
     release_run_dir(claim_run_dir(tmp_path / "runs" / "live", resume=True))
 
 
@@ -131,10 +137,6 @@ def test_resume_refuses_other_data_with_the_same_classes(tiny_data, demo_root, t
 
 
 def test_resume_refuses_other_images_under_the_same_file_names(tiny_data, demo_root, tmp_path, monkeypatch):
-    import shutil
-
-    from PIL import Image, ImageOps
-
     from test_training import kill_at, patch_fit
 
     patch_fit(monkeypatch, kill_at(1))
@@ -153,8 +155,6 @@ def test_resume_refuses_other_images_under_the_same_file_names(tiny_data, demo_r
 
 
 def test_a_kill_between_last_pt_and_the_record_loses_no_epoch(tiny_data, tmp_path, monkeypatch):
-    import common.training as training
-
     real_save = training.RunRecord.save
 
     def save_then_die(self):  # killed right after last.pt of epoch 2: no record write happens any more
@@ -192,8 +192,6 @@ def test_bad_training_options_are_one_line_errors(demo_root, tmp_path, args, mes
 
 
 def test_a_read_only_runs_dir_fails_before_any_data_is_read(demo_root, tmp_path, monkeypatch):
-    import common.runs as runs
-
     monkeypatch.setattr(runs.os, "access", lambda path, mode: False)  # root may write anywhere: pretend it may not
     with pytest.raises(UserError, match="is not writable"):
         run_scratch({**TINY, "runs_dir": str(tmp_path / "ro"), "cache_dir": str(tmp_path / "cache"), "epochs": 1,
@@ -241,11 +239,6 @@ def test_evaluate_refuses_zero_grid_images_per_class(tmp_path):
 
 
 def test_validation_loss_is_plain_cross_entropy_whatever_the_training_smoothing(tiny_data, tmp_path):
-    import torch.nn.functional as F
-
-    from common.checkpoints import model_from_checkpoint
-    from common.inference import predict
-
     record = run_scratch(options(tmp_path, epochs=4, run_name="ls", label_smoothing=0.3, augment=False, lr=1e-2),
                          data=tiny_data)
     ckpt = load_checkpoint(tmp_path / "runs/ls/last.pt")
@@ -274,8 +267,6 @@ def test_resume_restores_the_saved_random_generators(tiny_data, tmp_path, monkey
 
 
 def test_temp_files_of_killed_writers_are_cleaned_up_and_live_ones_kept(tmp_path):
-    from common.io import save_json
-
     target = tmp_path / "record.json"
     orphan = tmp_path / ".record.json.k1ll3d.tmp"  # what a kill -9 in the middle of a write leaves
     live = tmp_path / ".record.json.wr1t1ng.tmp"  # another process writing right now
@@ -311,8 +302,6 @@ def test_sweep_proposals_are_plain_numbers_and_checkpoints_load_with_weights_onl
 
 
 def test_a_diverged_epoch_is_never_saved_and_the_run_continues_with_a_smaller_step(tiny_data, tmp_path):
-    from common.training import TrainingDiverged
-
     # step schedule: lr 1e-3 in epoch 1, then × 1e13 — epoch 2 blows up (weights or batch-norm statistics go inf)
     diverging = options(tmp_path, epochs=2, run_name="div", optimizer="sgd", lr=1e-3, grad_clip=0.0, scheduler="step",
                         step_size=1, gamma=1e13, warmup_epochs=0.0)
@@ -335,9 +324,6 @@ def test_an_epoch_whose_batch_norm_statistics_went_inf_is_not_saved(tiny_data, t
     """What a huge learning rate does on real data (issue: --lr 1e12 --grad-clip 0 --optimizer sgd): the training
     loss stays finite — batch norm normalises with each batch's own statistics — while the running variance it
     keeps for evaluation overflows. Injected here after epoch 2's real training step, once."""
-    import common.training as training
-    from common.training import TrainingDiverged
-
     real_epoch, poisoned = training.train_one_epoch, []
 
     def epoch_then_overflow(session, cfg, epoch, n_train, run_dir):
@@ -359,8 +345,6 @@ def test_an_epoch_whose_batch_norm_statistics_went_inf_is_not_saved(tiny_data, t
 def test_the_best_run_is_a_complete_run_of_the_named_sweep_never_a_foreign_or_interrupted_one(tmp_path):
     """make assignment takes its model from its own sweep: a better-scoring run left by another command, or an
     interrupted one (10 of 30 epochs, as `make demo` once left), must not be chosen."""
-    from common.runs import best_run
-
     def planted(name, acc, status, sweep=None):
         run = tmp_path / "runs" / name
         run.mkdir(parents=True)
@@ -404,8 +388,6 @@ def test_a_failed_start_leaves_no_empty_run_folder(script, tmp_path):
 
 @pytest.mark.slow
 def test_a_stopped_training_run_names_the_run_and_the_command_that_continues_it(demo_root, tmp_path):
-    import signal
-
     runs = tmp_path / "runs"
     child = subprocess.Popen([sys.executable, "partA/train.py", "--data-dir", str(demo_root), "--runs-dir", str(runs),
                               "--cache-dir", str(tmp_path / "cache"), "--image-size", "32", "--filters", "4,8,8,16,16",
@@ -445,8 +427,6 @@ def test_names_that_become_folders_and_every_out_are_checked_before_anything_run
 
 
 def test_a_second_assignment_of_one_name_is_refused_at_once(tmp_path):
-    from common.locks import held_or_refused
-
     out = tmp_path / "out"
     with held_or_refused(out / "assignment.lock", "held"):
         result = subprocess.run([sys.executable, "handin/assignment.py", "--name", "hw", "--out", str(out),
@@ -459,8 +439,6 @@ def test_a_second_assignment_of_one_name_is_refused_at_once(tmp_path):
 def test_a_caught_library_error_is_named_in_one_line():
     # SQLAlchemy wraps the driver's error and appends its SQL and a link on further lines; wandb adds hints: a one-line
     # error that quoted such a message whole would span several lines
-    from common.errors import describe
-
     class DriverError(Exception):
         pass
 

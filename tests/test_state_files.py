@@ -9,13 +9,19 @@ import pytest
 import torch
 from PIL import Image
 
+from common.checkpoints import build_model_from_spec, load_record
+from common.data import decode_image, load_or_make_split, read_image, scan_image_folder
 from common.errors import UserError
-from common.state import DamagedFile, Plan, RunRecord, StepMarker, read_state
-from conftest import ROOT, options
+from common.io import save_json, save_torch, seal
+from common.state import DamagedFile, Detection, Plan, RunRecord, StepMarker, lock_holder, read_json_lines, read_state
 from handin import assignment
+from partA.from_scratch import run_scratch
 from partA.sweep_engine import run_agent
+from partB.compare import row_for
+
+from conftest import ROOT, options
 from test_assignment import finish_step, plant_run, saved_plan
-from test_sweep import GRID, fake_trainer, new_sweep
+from test_sweep import GRID, fake_trainer, handin_outputs, new_sweep
 
 # ------------------------------------------------------------------------------------------ the one reader
 
@@ -161,18 +167,12 @@ def test_a_journal_deleted_mid_sweep_is_refused_not_restarted_silently(tmp_path)
 # ------------------------------------------------------------------------------------------ runs and checkpoints
 
 def test_a_checkpoint_whose_model_config_has_an_unknown_key_is_one_line(tmp_path):
-    from common.checkpoints import build_model_from_spec
-
     spec = {"kind": "cnn", "config": {"filters": [4, 8, 8, 16, 16], "wings": 2}}
     with pytest.raises(UserError, match="unknown key\\(s\\) wings .*another version"):
         build_model_from_spec(spec, "run x's best.pt")
 
 
 def test_an_empty_record_is_read_from_last_pt_by_evaluate_and_compare(tiny_data, tmp_path):
-    from common.checkpoints import load_record
-    from partA.from_scratch import run_scratch
-    from partB.compare import row_for
-
     record = run_scratch(options(tmp_path, epochs=2, run_name="r"), data=tiny_data)
     run_dir = tmp_path / "runs" / "r"
     (run_dir / "record.json").write_bytes(b"")  # a full disk cut its last write
@@ -183,7 +183,6 @@ def test_an_empty_record_is_read_from_last_pt_by_evaluate_and_compare(tiny_data,
 def test_a_run_that_dies_in_its_first_epoch_says_there_is_nothing_to_resume_and_frees_its_name(tiny_data, tmp_path,
                                                                                                  monkeypatch):
     from common import training
-    from partA.from_scratch import run_scratch
 
     real = training.train_one_epoch
 
@@ -205,7 +204,6 @@ def test_a_run_that_dies_in_its_first_epoch_says_there_is_nothing_to_resume_and_
 # ------------------------------------------------------------------------------------------ caches
 
 def test_a_feature_cache_whose_bytes_changed_is_computed_again(tmp_path):
-    from common.io import save_json, save_torch, seal
     from partB.transfer import cached_features
 
     path, timing = tmp_path / "lite0-abc.pt", tmp_path / "lite0-abc.json"
@@ -226,9 +224,6 @@ def test_a_feature_cache_whose_bytes_changed_is_computed_again(tmp_path):
 # ------------------------------------------------------------------------------------------ Part C's photos
 
 def test_a_portrait_photo_is_read_upright_for_part_c_and_the_training_decode_is_unchanged(tmp_path):
-    from common.data import decode_image
-    from common.data import read_image
-
     image = Image.new("RGB", (40, 30), (200, 30, 30))  # stored 40 wide, 30 high ...
     image.paste((20, 20, 200), (0, 0, 10, 30))  # ... with a blue band on its left edge
     exif = image.getexif()
@@ -243,8 +238,6 @@ def test_a_portrait_photo_is_read_upright_for_part_c_and_the_training_decode_is_
 # ------------------------------------------------------------------------------------------ the report
 
 def test_a_figure_a_step_should_have_written_is_a_counted_missing_note(tmp_path):
-    from test_sweep import handin_outputs
-
     outputs, build = handin_outputs(tmp_path)
     (outputs / "compare" / "learning_curves.png").unlink()
     (outputs / "interpret" / "rep-best" / "filters.png").unlink()
@@ -256,8 +249,6 @@ def test_a_figure_a_step_should_have_written_is_a_counted_missing_note(tmp_path)
 
 
 def test_damaged_lines_of_detections_are_left_out_and_said_once(tmp_path):
-    from common.state import Detection, read_json_lines
-
     path = tmp_path / "detections.jsonl"
     good = {"source": "dog.jpg", "label": "dog", "score": 0.57, "frame": None}
     path.write_text(json.dumps(good) + "\n" + '{"source": "dog.jpg", "label": "d' + "\n[]\n" + json.dumps(good) + "\n")
@@ -267,8 +258,6 @@ def test_damaged_lines_of_detections_are_left_out_and_said_once(tmp_path):
 
 
 def test_a_split_file_of_the_wrong_shape_is_rebuilt_with_one_warning(demo_root, tmp_path):
-    from common.data import load_or_make_split, scan_image_folder
-
     scan = scan_image_folder(demo_root / "inaturalist_12K" / "train")
     train, val, path = load_or_make_split(scan, cache_dir=tmp_path)
     path.write_text(json.dumps({"classes": scan.classes, "seed": 42, "train": "everything", "val": []}))
@@ -277,7 +266,5 @@ def test_a_split_file_of_the_wrong_shape_is_rebuilt_with_one_warning(demo_root, 
 
 
 def test_a_lock_file_being_written_names_an_unknown_holder(tmp_path):
-    from common.state import lock_holder
-
     assert lock_holder('{"pid": 12', tmp_path / "run.lock") == {}
     assert lock_holder('{"pid": 12, "host": "h"}', tmp_path / "run.lock")["pid"] == 12

@@ -1,6 +1,8 @@
 """The code's shape, checked: no import cycles in common/, short functions, no CLI framework in the
 library, and every script's --help shows the defaults it really runs with."""
 import ast
+import dataclasses
+import importlib.util
 import re
 import subprocess
 import sys
@@ -114,8 +116,6 @@ def test_the_library_does_not_depend_on_click_except_its_cli_module():
 
 def load_command(script):
     """The click command object a script defines (imported, not run)."""
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location(f"script_{script.parent.name}_{script.stem}", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -177,8 +177,6 @@ def test_part_b_help_defaults_are_its_recipe():
 
 def test_every_training_field_is_one_option_and_every_option_a_field():
     """An option is one edit: TrainConfig's fields generate the training flags (CNNConfig's defaults the model's)."""
-    import dataclasses
-
     from common.models import CNNConfig
     from common.training import TrainConfig
 

@@ -1,15 +1,24 @@
 """The local sweep controller (on a fast fake objective), config validation, and the report."""
+import copy
 import json
 import multiprocessing
+import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from common.demo_data import CLASSES
 from common.errors import UserError
-from partA.sweep_engine import LocalSweep, claim_next_run, run_agent, validate_sweep_config
+from common.locks import process_identity
+from common.models import CNNConfig
+from partA.sweep_engine import (STALE_AFTER_SECONDS, Heartbeat, LocalSweep, _alive, claim_next_run, load_sweep_config,
+                                run_agent, scratch_trainer, validate_sweep_config)
+
 from conftest import ROOT
 
 GRID = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
@@ -172,8 +181,6 @@ VALID = {"method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
     (lambda c: c.update(method="genetic"), "method must be one of"),
 ])
 def test_bad_sweep_configs_fail_before_any_run(change, message):
-    import copy
-
     config = copy.deepcopy(VALID)
     validate_sweep_config(config)
     change(config)
@@ -191,16 +198,12 @@ def test_sweep_cli_rejects_a_bad_config_in_one_line(tmp_path):
 
 
 def test_the_shipped_sweep_configs_are_valid():
-    from partA.sweep_engine import load_sweep_config
-
     for name in ("sweep.yaml", "sweep_demo.yaml"):
         config = load_sweep_config(ROOT / "partA" / name)
         assert config["early_terminate"]["type"] == "hyperband"
 
 
 def test_a_real_sweep_run_trains_on_validation_data_only(demo_root, tmp_path):
-    from partA.sweep_engine import scratch_trainer
-
     config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"activation": {"values": ["relu", "gelu"]}, "epochs": {"value": 1},
                              "image_size": {"value": 32}, "base_filters": {"value": 4}, "dense_units": {"value": 8}}}
@@ -216,8 +219,6 @@ def test_a_real_sweep_run_trains_on_validation_data_only(demo_root, tmp_path):
 
 
 def test_report_builds_from_stored_run_records_with_all_three_plots(tmp_path):
-    import json
-
     config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"lr": {"values": [0.9, 0.7, 0.5, 0.3, 0.1, 0.2]},
                              "activation": {"values": ["relu", "gelu"]}}}
@@ -270,11 +271,6 @@ def test_the_same_seed_proposes_the_same_bayes_sweep_in_the_same_order(tmp_path)
 
 
 def test_a_recycled_pid_does_not_keep_an_orphan_alive():
-    import os
-
-    from common.locks import process_identity
-    from partA.sweep_engine import _alive
-
     me = process_identity()
     assert _alive({"agent": me})
     # a live process (this one) now has the dead agent's pid, but it started at another time
@@ -283,10 +279,6 @@ def test_a_recycled_pid_does_not_keep_an_orphan_alive():
 
 
 def test_an_agent_on_another_host_is_judged_by_its_heartbeat(tmp_path):
-    import time
-
-    from partA.sweep_engine import STALE_AFTER_SECONDS, _alive
-
     remote = {"agent": {"host": "elsewhere", "pid": 1, "started": 1}, "heartbeat": time.time()}
     assert _alive(remote)
     remote["heartbeat"] = time.time() - STALE_AFTER_SECONDS - 1
@@ -294,10 +286,6 @@ def test_an_agent_on_another_host_is_judged_by_its_heartbeat(tmp_path):
 
 
 def test_the_heartbeat_thread_keeps_a_long_run_fresh(tmp_path):
-    import time
-
-    from partA.sweep_engine import Heartbeat
-
     sweep = new_sweep(tmp_path, GRID)
     run = claim_next_run(sweep, count=3)
     run["trial"].set_user_attr("heartbeat", 0)
@@ -307,8 +295,6 @@ def test_the_heartbeat_thread_keeps_a_long_run_fresh(tmp_path):
 
 
 def test_continuing_a_sweep_with_other_data_or_seed_is_refused_and_context_changes_are_said(tmp_path):
-    from partA.sweep_engine import LocalSweep
-
     folder = tmp_path / "sweeps" / "s"
     LocalSweep.create_or_open(folder, GRID, {"data_dir": "data", "seed": 1, "device": "auto"})
     with pytest.raises(UserError, match="started with --data-dir data, you gave data/demo: use --name"):
@@ -361,8 +347,6 @@ def test_a_run_hyperband_had_stopped_is_not_resumed_to_the_end(tmp_path):
 
 
 def test_exponents_pyyaml_reads_as_strings_are_numbers(tmp_path):
-    from partA.sweep_engine import load_sweep_config
-
     path = tmp_path / "s.yaml"
     path.write_text("method: grid\nmetric: {name: val_acc, goal: maximize}\nparameters:\n"
                     "  lr: {values: [1e-05, 3e-4, 0.001]}\n  kernel_sizes: {values: ['3', '5,5,3,3,3']}\n")
@@ -413,19 +397,12 @@ def test_parallel_coordinates_ticks_only_at_values_that_were_tried():
 
 
 def _png(path, colour=(90, 120, 200), size=(300, 200)):
-    from PIL import Image
-
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, colour).save(path)
     return path
 
 
 def _record(runs, name, **fields):
-    import json
-
-    from common.demo_data import CLASSES
-    from common.models import CNNConfig
-
     (runs / name).mkdir(parents=True)
     (runs / name / "best.pt").write_bytes(b"")
     record = {"name": name, "kind": "scratch", "status": "finished", "classes": CLASSES,
@@ -438,10 +415,6 @@ def _record(runs, name, **fields):
 
 
 def _test_summary(folder, run, kind, test_acc):
-    import json
-
-    from common.demo_data import CLASSES
-
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "test_summary.json").write_text(json.dumps({
         "run": run, "kind": kind, "epoch": 3, "best_val_acc": 0.8, "test_acc": test_acc, "test_images": 30,
@@ -451,10 +424,6 @@ def _test_summary(folder, run, kind, test_acc):
 def handin_outputs(tmp_path):
     """A sweep and everything the other commands write (test evaluations, figures, comparison, detections, camera
     trap) — with a better run of another command planted — and build(), which runs handin/report.py on them."""
-    import json
-    import os
-    import shutil
-
     config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"lr": {"values": [0.0021538462071213733, 0.7, 0.5]},
                              "activation": {"values": ["relu", "gelu"]}}}
@@ -513,8 +482,6 @@ def handin_outputs(tmp_path):
 def test_the_handin_report_answers_the_assignment_in_its_numbering(tmp_path):
     """Every question under its own number, each answer from this sweep's best complete run (a better-scoring run of
     another command is in runs/ and its test evaluation in the outputs: never shown), rebuilt without duplicates."""
-    import json
-
     outputs, build = handin_outputs(tmp_path)
     first = build()
     second = build()  # rebuilt with the first report inside --include: nothing doubles

@@ -1,6 +1,7 @@
 """make sweep-bench: the replay of recorded histories through the real controller, and the command itself."""
 import itertools
 import json
+import subprocess
 import sys
 
 import pytest
@@ -69,8 +70,6 @@ def test_the_summary_ranks_not_reached_last():
 
 
 def test_the_command_runs_real_training_and_replays_exactly(tmp_path, demo_root):
-    import subprocess
-
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "bench/sweep_bench.py", "--data-dir", str(demo_root), "--epochs", "1",
                              "--seeds", "1", "--replays", "1", "--runs-dir", str(tmp_path / "runs"),

@@ -1,5 +1,6 @@
 """wandb as a student meets it: `wandb login` detected for the installed wandb's own host, and a key
 without network falls back to offline within seconds instead of stalling every run."""
+import http.server
 import os
 import socket
 import subprocess
@@ -98,8 +99,6 @@ def test_the_sweep_says_what_to_do_when_wandb_is_unreachable(tmp_path, silent_se
 @pytest.fixture
 def refusing_server():
     """A W&B server on 127.0.0.1 that answers every request with 401: a key it does not accept."""
-    import http.server
-
     class Refuse(http.server.BaseHTTPRequestHandler):
         def refuse(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))

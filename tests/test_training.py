@@ -6,13 +6,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
-from common.checkpoints import load_checkpoint
+import common.training as training
+import partA.from_scratch as scratch
+from common.checkpoints import load_checkpoint, model_from_checkpoint
 from common.errors import UserError
+from common.inference import predict
+from common.io import save_json
+from common.training import TrainingDiverged, build_optimizer, lr_multiplier, weight_decay_groups
 from partA.evaluation import evaluate_on_test
 from partA.from_scratch import resume_scratch, run_scratch
-from common.training import TrainingDiverged, lr_multiplier
+from partA.testset import load_test_set
+
 from conftest import ROOT, TINY, options  # noqa: F401 (the tiny_data fixture is in conftest)
+from conftest import write_image
 
 def test_a_few_epochs_reduce_the_training_loss(tiny_data, tmp_path):
     record = run_scratch(options(tmp_path, epochs=15, run_name="learn", augment=False, label_smoothing=0.0,
@@ -35,9 +43,6 @@ def test_run_record_holds_config_metrics_summary_and_environment(tiny_data, tmp_
 
 def patch_fit(monkeypatch, on_epoch_start):
     """Make run_scratch's training loop call `on_epoch_start(epoch, model)` (to kill or poison a run)."""
-    import partA.from_scratch as scratch
-    import common.training as training
-
     real_fit = training.fit
     monkeypatch.setattr(scratch, "fit", lambda *a, **kw: real_fit(*a, **{**kw, "on_epoch_start": on_epoch_start}))
 
@@ -121,10 +126,6 @@ def test_evaluation_writes_accuracy_confusion_matrix_and_grid(demo_root, tiny_da
     summary = evaluate_on_test(tmp_path / "runs/ev", demo_root, tmp_path / "out", cache_dir=tmp_path / "cache",
                                progress=False)
     # the accuracy, recomputed independently: the best checkpoint's predictions on the 30 test images, by hand
-    from common.checkpoints import model_from_checkpoint
-    from common.inference import predict
-    from partA.testset import load_test_set
-
     ckpt = load_checkpoint(tmp_path / "runs/ev/best.pt")
     test, _ = load_test_set(demo_root, ckpt["classes"], 32, tmp_path / "cache", progress=False)
     logits = predict(model_from_checkpoint(ckpt), test.images, ckpt["mean"], ckpt["std"], torch.device("cpu"))
@@ -149,8 +150,6 @@ def test_evaluation_rejects_data_with_other_classes(demo_root, tiny_data, tmp_pa
     run_scratch(options(tmp_path, epochs=1, run_name="cls"), data=tiny_data)
     other = tmp_path / "other" / "inaturalist_12K"
     for split in ("train", "val"):
-        from conftest import write_image
-
         write_image(other / split / "Aves" / "a.jpg")
         write_image(other / split / "Fungi" / "b.jpg")
     with pytest.raises(UserError, match="classes"):
@@ -216,10 +215,6 @@ def test_every_optimizer_and_schedule_trains_through_the_real_loop(tiny_data, tm
 
 
 def test_no_weight_decay_on_biases_and_norm_layers():
-    from torch import nn
-
-    from common.training import build_optimizer, weight_decay_groups
-
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
     model(torch.zeros(1, 3, 5, 5))
     optimizer = build_optimizer("adamw", weight_decay_groups(model, 0.5), lr=0.1)
@@ -261,7 +256,6 @@ def test_a_sweep_run_that_trained_to_the_end_before_its_agent_died_is_not_traine
     """The signal arrives after the last epoch was saved, before the sweep was told (found by the clean-clone CI:
     the resumed run then failed with 'nothing to resume'): the rerun takes the run's own result."""
     import partA.sweep_engine as engine
-    from common.io import save_json
 
     config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"lr": {"values": [0.003]}, "epochs": {"value": 2}, "image_size": {"value": 32},

@@ -1,17 +1,24 @@
 """YOLOv3 from Darknet files: parser, weights round trip, decoding, NMS, and real detections."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torchvision.ops import box_iou
 
+from bench.opencv_reference import OpenCVDetector
 from common.errors import UserError
-from partC.yolo import (Darknet, Letterbox, MaxPoolDarknet, YoloHead, boxes_to_image, expected_floats, letterbox,
-                         load_darknet_weights, parse_cfg, save_darknet_weights, select_detections)
+from partC import cpu_threads
+from partC.yolo import (Darknet, InferenceConv, Letterbox, MaxPoolDarknet, YoloHead, boxes_to_image,
+                        darknet_letterbox_geometry, expected_floats, letterbox, load_cfg, load_darknet_weights,
+                        parse_cfg, resolve_engine, save_darknet_weights, select_detections)
+
 from conftest import DARKNET_DATA, ROOT
 
 needs_darknet = pytest.mark.darknet  # skipped without Debian's darknet package (conftest)
@@ -196,8 +203,6 @@ def test_nms_is_class_aware_and_thresholded():
     ((500, 500), (416, 416, 0, 0)),
 ])
 def test_letterbox_uses_darknets_integer_geometry(size, expected):
-    from partC.yolo import darknet_letterbox_geometry
-
     assert darknet_letterbox_geometry(*size, 416, 416) == expected
     w, h = size
     canvas, lb = letterbox(torch.full((3, h, w), 255, dtype=torch.uint8), 416, 416)
@@ -224,8 +229,6 @@ def test_letterbox_of_a_real_non_square_photo_is_pinned():
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_folded_inference_convs_equal_the_layers_they_replace(channels_last):
-    from partC.yolo import InferenceConv
-
     model = small_model(3)
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -420,7 +423,6 @@ def test_a_damaged_video_packet_is_skipped_and_counted(tmp_path):
 @needs_darknet
 def test_full_yolov3_cfg_needs_exactly_the_floats_of_the_official_weights():
     from partC.darknet_files import YOLO_REGISTRY
-    from partC.yolo import load_cfg
 
     model = load_cfg(Path("/usr/share/darknet/cfg/yolov3.cfg"))
     header = 20  # int32 major, minor, revision + int64 seen (version 0.2)
@@ -437,10 +439,8 @@ def test_full_yolov3_cfg_needs_exactly_the_floats_of_the_official_weights():
 def test_detections_match_opencvs_darknet_importer_box_for_box(resize, detector_factory):
     """OpenCV parses the same cfg/weights with its own code: same class, IoU >= 0.9, |dscore| <= 0.03."""
     pytest.importorskip("cv2", reason="opencv-python-headless (pip install -e .[opencv]; .ci/run installs it)")
-    from torchvision.ops import box_iou
 
     from common.data import read_image
-    from bench.opencv_reference import OpenCVDetector
     from partC.darknet_files import read_names, yolo_files
 
     ours = detector_factory(resize=resize)
@@ -496,8 +496,6 @@ def test_detect_refuses_an_impossible_input_size(tmp_path, size, detector_factor
 
 
 def test_openmp_waits_passively_unless_the_user_chose(monkeypatch):
-    from partC import cpu_threads
-
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     cpu_threads.prefer_passive_openmp()
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
@@ -507,8 +505,6 @@ def test_openmp_waits_passively_unless_the_user_chose(monkeypatch):
 
 
 def test_a_huge_filters_value_is_one_line_before_any_allocation(tmp_path):
-    from partC.yolo import load_cfg
-
     save_darknet_weights(small_model(), tmp_path / "small.weights")
     # 2e9 filters of 16×3×3 would be 576 GB of float32: reaching the check at all proves nothing was allocated
     (tmp_path / "huge.cfg").write_text(SMALL_CFG.replace("filters=16\n", "filters=2000000000\n", 1))
@@ -522,8 +518,6 @@ def test_a_huge_filters_value_is_one_line_before_any_allocation(tmp_path):
 
 @pytest.mark.parametrize("line, message", [("size=3\n", "invalid literal for int"), ("filters=8\n", "needs")])
 def test_a_cfg_value_that_is_not_a_number_names_its_line(tmp_path, line, message):
-    from partC.yolo import load_cfg
-
     bad = SMALL_CFG.replace(line, "size=abc\n" if line.startswith("size") else "", 1)
     (tmp_path / "bad.cfg").write_text(bad)
     with pytest.raises(UserError, match=rf"cfg line \d+: \[convolutional\] {message}"):
@@ -532,8 +526,6 @@ def test_a_cfg_value_that_is_not_a_number_names_its_line(tmp_path, line, message
 
 @needs_darknet
 def test_an_edited_cached_cfg_is_replaced_by_a_verified_copy(tmp_path):
-    import shutil
-
     from partC.darknet_files import yolo_files
 
     cache = tmp_path / "weights"
@@ -566,7 +558,6 @@ def test_inputs_with_the_same_name_get_different_annotated_files(tmp_path):
 @needs_darknet
 def test_openvino_and_pytorch_engines_detect_the_same_boxes(detector_factory, tmp_path):
     pytest.importorskip("openvino", reason="the optional OpenVINO engine is not installed (make setup installs it)")
-    from torchvision.ops import box_iou
 
     from common.data import read_image
 
@@ -587,8 +578,6 @@ def test_openvino_and_pytorch_engines_detect_the_same_boxes(detector_factory, tm
 
 
 def test_a_preloaded_allocator_keeps_openvino_out(monkeypatch):
-    from partC.yolo import resolve_engine
-
     cpu = torch.device("cpu")
     monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
     assert resolve_engine("auto", cpu) == "torch"  # OpenVINO would crash beside it (munmap_chunk)
@@ -603,9 +592,6 @@ def test_a_preloaded_allocator_keeps_openvino_out(monkeypatch):
 def test_a_damaged_openvino_cache_is_rebuilt_with_one_warning_and_gives_the_first_starts_boxes(tmp_path):
     """The converted model is cached with its digest: flipped bits (same size) or a cut file are found and converted
     again, never run; and the cached start (fp32, not fp16-compressed) answers exactly as the first start did."""
-    import shutil
-    import warnings
-
     pytest.importorskip("openvino", reason="the optional OpenVINO engine is not installed (make setup installs it)")
     from common.data import read_image
     from partC.detector import build_detector
