@@ -38,10 +38,17 @@ def wandb_host() -> str:
 @functools.cache
 def wandb_logged_in() -> bool:
     """Does the installed wandb find an API key (WANDB_API_KEY, its settings, netrc — its own rules)? Asked once
-    per process, with no prompt and no request to the server; nothing is written when there is none."""
+    per process, with no prompt; nothing is written when there is none. Asked silently: wandb's 'logged in as'
+    line asks the server whose key it is — without network that took 5 s, and wandb-core then held the process's
+    exit for minutes (3 of 5 tries here)."""
     import wandb
 
-    return wandb.login(prompt=False, verify=False)
+    silent = wandb.setup().settings.silent
+    wandb.setup(wandb.Settings(silent=True))
+    try:
+        return wandb.login(prompt=False, verify=False)
+    finally:
+        wandb.setup(wandb.Settings(silent=silent))
 
 
 def wandb_reachable(host=None, timeout=PROBE_SECONDS) -> bool:

@@ -98,9 +98,13 @@ def test_the_sweep_says_what_to_do_when_wandb_is_unreachable(tmp_path, silent_se
 
 @pytest.fixture
 def refusing_server():
-    """A W&B server on 127.0.0.1 that answers every request with 401: a key it does not accept."""
+    """A W&B server on 127.0.0.1 that answers every request with 401: a key it does not accept. Yields its URL and
+    the list of the requests it got (method and path)."""
+    requests = []
+
     class Refuse(http.server.BaseHTTPRequestHandler):
         def refuse(self):
+            requests.append(f"{self.command} {self.path}")
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self.send_response(401)
             self.send_header("Content-Length", "2")
@@ -114,8 +118,16 @@ def refusing_server():
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield f"http://127.0.0.1:{server.server_address[1]}", requests
     server.shutdown()
+
+
+def test_asking_whether_there_is_a_login_sends_nothing_to_the_server(tmp_path, refusing_server):
+    """wandb.login prints 'logged in as <user>' and asks the server whose key it is: without network that took 5 s,
+    and wandb-core then held the process's exit for minutes (3 of 5 tries here). The question is asked silently."""
+    url, requests = refusing_server
+    result = run_python(DETECT, tmp_path, WANDB_API_KEY=KEY, WANDB_BASE_URL=url)
+    assert result.stdout.split() == [url, "True"] and requests == [], (result.stderr, requests)
 
 
 def test_a_key_the_server_refuses_logs_offline_instead_of_not_at_all(tmp_path, refusing_server):
@@ -123,7 +135,7 @@ def test_a_key_the_server_refuses_logs_offline_instead_of_not_at_all(tmp_path, r
     code = ("from common.tracking import WandbRun; "
             "run = WandbRun('online', 'p', 'r', {}, '" + str(tmp_path) + "'); run.log({'loss': 1.0}); "
             "print('mode', run.mode, run.id is not None); run.finish()")
-    result = run_python(code, tmp_path, WANDB_API_KEY=KEY, WANDB_BASE_URL=refusing_server)
+    result = run_python(code, tmp_path, WANDB_API_KEY=KEY, WANDB_BASE_URL=refusing_server[0])
     said = next(line.split() for line in result.stdout.splitlines() if line.startswith("mode "))  # wandb prints too
     assert said == ["mode", "offline", "True"], result.stderr
     assert "wandb could not start online" in result.stderr and "logging offline instead" in result.stderr
