@@ -7,7 +7,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
+
+from common.data import load_train_val
+from common.demo_data import generate_demo_dataset
 
 os.environ.setdefault("WANDB_MODE", "disabled")  # never block on the network in tests
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -33,8 +37,6 @@ SLOW_CALLS = {"subprocess", "run_cli", "run_detect", "run_python", "audited", "r
 def pytest_collection_modifyitems(config, items):
     """Markers that say what a test needs: darknet (Debian's photos and cfgs), network (a server on
     127.0.0.1 that the test starts), gpu (a CUDA device). Tests whose need is missing are skipped, saying why."""
-    import torch
-
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if {"http_server", "silent_server"} & fixtures:
@@ -61,16 +63,12 @@ def options(tmp_path, **extra):
 
 @pytest.fixture(scope="module")
 def tiny_data(demo_root, tmp_path_factory):
-    from common.data import load_train_val
-
     return load_train_val(demo_root, 32, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
 
 
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory):
     """The real demo generator at test scale: 10 classes, 12 train + 3 test images each."""
-    from common.demo_data import generate_demo_dataset
-
     out = tmp_path_factory.mktemp("demo")
     generate_demo_dataset(out, train_per_class=12, test_per_class=3, seed=0)
     return out

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 import partC.darknet_files as darknet_files
 from common.data import read_image
 from partA.from_scratch import run_scratch
+from partC.detector import build_detector
 from partC.media import VideoWriter, _font, _overlap, expand_inputs, place_labels
 from partC.trap import AlertPolicy, crop, frames_of
 from partC.yolo import Detection
@@ -142,8 +143,6 @@ def test_detection_labels_are_placed_so_none_hides_another():
 
 @pytest.mark.darknet
 def test_person_jpg_labels_do_not_overlap():
-    from partC.detector import build_detector
-
     image = read_image(DARKNET_DATA / "person.jpg")
     detections = build_detector(device="cpu", conf=0.25)(image)
     boxes = list(dict.fromkeys(tuple(round(v) for v in d.box) for d in detections))

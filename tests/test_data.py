@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -255,8 +256,6 @@ def test_one_image_in_a_class_names_the_empty_validation_split():
 
 
 def test_a_16_bit_grayscale_png_keeps_its_tones(tmp_path):
-    import numpy as np
-
     ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
     Image.fromarray(ramp).save(tmp_path / "g16.png")
     assert Image.open(tmp_path / "g16.png").mode == "I;16"

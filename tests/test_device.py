@@ -5,6 +5,7 @@ import torch
 import common.device as device
 from common.device import auto_precision, configure_backends, cpu_has_bf16, data_fits_on_device, resolve_precision
 from common.errors import UserError
+from common.training import BatchSource
 
 
 @pytest.mark.parametrize("card, capability, expected", [
@@ -71,8 +72,6 @@ def test_deterministic_mode_sets_and_unsets_the_global_switches():
 
 
 def test_training_batches_come_from_the_same_indices_wherever_the_set_lives():
-    from common.training import BatchSource
-
     images = torch.arange(5 * 3 * 2 * 2, dtype=torch.uint8).view(5, 3, 2, 2)
     labels = torch.tensor([4, 3, 2, 1, 0])
     source = BatchSource(images, labels, torch.device("cpu"), on_device=False)
@@ -83,8 +82,6 @@ def test_training_batches_come_from_the_same_indices_wherever_the_set_lives():
 
 @pytest.mark.gpu
 def test_streamed_batches_equal_batches_from_a_set_on_the_gpu():
-    from common.training import BatchSource
-
     images = torch.randint(0, 255, (64, 3, 8, 8), dtype=torch.uint8)
     labels = torch.arange(64) % 10
     cuda = torch.device("cuda")

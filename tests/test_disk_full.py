@@ -5,7 +5,13 @@ import zipfile
 
 import pytest
 
+import common.dataset_zip as data
+import common.io as io
+from common.data import load_train_val
+from common.dataset_zip import extract_zip
 from common.errors import UserError
+from partA.from_scratch import run_scratch
+
 from conftest import fill_disk, options
 
 
@@ -17,8 +23,6 @@ def big_zip(path, megabytes):
 
 
 def test_a_zip_larger_than_the_free_space_is_refused_before_extracting(small_disk, tmp_path):
-    from common.dataset_zip import extract_zip
-
     archive = big_zip(tmp_path / "nature_12K.zip", 8)  # 8 MiB unpacked, on a 4 MiB disk
     with pytest.raises(UserError, match=r"unpacks to 0\.01 GiB but .* free; free space there"):
         extract_zip(archive, small_disk, progress=False)
@@ -26,8 +30,6 @@ def test_a_zip_larger_than_the_free_space_is_refused_before_extracting(small_dis
 
 
 def test_a_disk_that_fills_during_extraction_is_left_as_it_was(small_disk, tmp_path, monkeypatch):
-    import common.dataset_zip as data
-
     monkeypatch.setattr(data, "_check_free_space", lambda *args: None)  # another writer took the space meanwhile
     archive = big_zip(tmp_path / "nature_12K.zip", 8)
     with pytest.raises(UserError, match="filled up while extracting nature_12K.zip; the partial folder was removed"):
@@ -36,8 +38,6 @@ def test_a_disk_that_fills_during_extraction_is_left_as_it_was(small_disk, tmp_p
 
 
 def test_a_full_runs_dir_is_one_line_naming_it(small_disk, tiny_data, tmp_path):
-    from partA.from_scratch import run_scratch
-
     fill_disk(small_disk, leave=8 * 1024)  # the record fits, a checkpoint does not
     with pytest.raises(UserError, match=f"no space left in {small_disk / 'runs' / 'full'}"):
         run_scratch(options(tmp_path, epochs=1, run_name="full", runs_dir=str(small_disk / "runs")), data=tiny_data)
@@ -47,16 +47,12 @@ def test_a_full_runs_dir_is_one_line_naming_it(small_disk, tiny_data, tmp_path):
 
 
 def test_a_full_cache_dir_is_one_line_naming_it(small_disk, demo_root, tmp_path):
-    from common.data import load_train_val
-
     fill_disk(small_disk, leave=8 * 1024)
     with pytest.raises(UserError, match=f"no space left in {small_disk / 'cache'}"):
         load_train_val(demo_root, 32, cache_dir=small_disk / "cache", progress=False)
 
 
 def test_enospc_at_the_write_call_is_one_line_where_no_small_disk_can_be_mounted(tmp_path, monkeypatch):
-    import common.io as io
-
     def no_space(obj, handle):
         handle.write(b"PK\3\4partial")
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from common.viz import near_square_grid
+from partA.from_scratch import run_scratch
 from partA.interpret import GuidedActivation, channel_maxima, filter_grid, guided, guided_backprop_batch
 
 from conftest import ROOT
@@ -90,8 +91,6 @@ def test_filter_grid_has_one_cell_per_filter(tmp_path, count, shape):
 
 
 def test_filters_and_guided_backprop_commands(demo_root, tmp_path):
-    from partA.from_scratch import run_scratch
-
     run_scratch({"data_dir": str(demo_root), "image_size": 32, "filters": "16,8,8,8,12", "dense_units": 8,
                  "epochs": 1, "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"),
                  "run_name": "viz", "wandb": "disabled", "quiet": True})

@@ -10,6 +10,8 @@ from common.errors import UserError
 from common.models import (ACTIVATIONS, CNNConfig, build_model, filters_from_organisation,
                            measure_macs, total_costs)
 
+from conftest import ROOT
+
 
 def _random_config(rng):
     return CNNConfig(
@@ -88,8 +90,6 @@ def test_dropout_placement():
 
 
 def test_model_info_prints_matching_counts(tmp_path):
-    from conftest import ROOT
-
     out = subprocess.run([sys.executable, str(ROOT / "partA/model_info.py"), "--filters", "16,32,64,128,256",
                           "--dense-units", "256", "--image-size", "224"], capture_output=True, text=True, check=True).stdout
     assert "3,606,698" in out and "256,100,864" in out and "match" in out

@@ -25,7 +25,9 @@ from common.pretrained import (MIRROR_ENV, apply_freeze, build_pretrained, fetch
                                frozen_modules_to_eval, head_paths, model_stages, parameter_groups, preprocess_for,
                                weights_enum)
 from common.training import training_loss
+from partA.evaluation import evaluate_on_test
 from partA.from_scratch import run_scratch
+from partB.compare import insights
 from partB.transfer import FINETUNE_RECIPE, resume_finetune, run_finetune
 
 from conftest import DARKNET_DATA, ROOT
@@ -232,8 +234,6 @@ def test_finetune_cli_lists_stages_and_rejects_bad_input():
 
 
 def test_compare_puts_scratch_and_fine_tuned_side_by_side(demo_root, tmp_path):
-    from partA.evaluation import evaluate_on_test
-
     common = {"wandb": "disabled", "quiet": True, "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "c"),
               "data_dir": str(demo_root), "epochs": 1, "batch_size": 16}
     run_scratch({**common, "image_size": 32, "filters": "4,4,8,8,8", "dense_units": 8, "run_name": "scratch"})
@@ -407,8 +407,6 @@ def test_the_feature_cache_is_a_pure_speed_up_it_trains_what_the_normal_path_tra
 
 
 def test_the_comparison_says_how_soon_the_fine_tuned_run_passed_the_scratch_best_and_which_classes_gained():
-    from partB.compare import insights
-
     def curve(vals, trains, seconds):
         return [{"epoch": i + 1, "val_acc": v, "train_acc": t, "elapsed_s": s}
                 for i, (v, t, s) in enumerate(zip(vals, trains, seconds))]

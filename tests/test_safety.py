@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,10 @@ from common.locks import held_or_refused
 from common.runs import best_run, claim_run_dir, release_run_dir
 from common.training import TrainingDiverged
 from partA.from_scratch import resume_scratch, run_scratch
+from partA.sweep_engine import LocalSweep, claim_next_run, validate_sweep_config
 
 from conftest import ROOT, TINY, options
+from test_training import kill_at, patch_fit
 
 class Exploit:
     def __init__(self, marker):
@@ -124,8 +127,6 @@ def test_a_run_that_is_still_training_cannot_be_resumed(demo_root, tmp_path):
 
 
 def test_resume_refuses_other_data_with_the_same_classes(tiny_data, demo_root, tmp_path, monkeypatch):
-    from test_training import kill_at, patch_fit
-
     patch_fit(monkeypatch, kill_at(1))
     with pytest.raises(KeyboardInterrupt):
         run_scratch(options(tmp_path, epochs=2, run_name="half", data_dir=str(demo_root)), data=tiny_data)
@@ -137,8 +138,6 @@ def test_resume_refuses_other_data_with_the_same_classes(tiny_data, demo_root, t
 
 
 def test_resume_refuses_other_images_under_the_same_file_names(tiny_data, demo_root, tmp_path, monkeypatch):
-    from test_training import kill_at, patch_fit
-
     patch_fit(monkeypatch, kill_at(1))
     with pytest.raises(KeyboardInterrupt):
         run_scratch(options(tmp_path, epochs=2, run_name="half", data_dir=str(demo_root)), data=tiny_data)
@@ -205,8 +204,6 @@ def test_a_read_only_runs_dir_fails_before_any_data_is_read(demo_root, tmp_path,
 
 
 def test_resume_compares_what_options_mean_not_how_they_are_spelled(tiny_data, tmp_path, monkeypatch):
-    from test_training import kill_at, patch_fit
-
     patch_fit(monkeypatch, kill_at(1))
     with pytest.raises(KeyboardInterrupt):
         run_scratch(options(tmp_path, epochs=2, run_name="spell", filters=None, base_filters=4, organisation="double",
@@ -224,8 +221,6 @@ def test_resume_compares_what_options_mean_not_how_they_are_spelled(tiny_data, t
 
 
 def test_a_scalar_sweep_parameter_is_a_clear_error():
-    from partA.sweep_engine import validate_sweep_config
-
     config = {"method": "random", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"epochs": 15, "lr": {"values": [0.001, 0.002]}}}
     with pytest.raises(UserError, match="parameter 'epochs' must be a mapping, e.g. epochs: {value: 15}"):
@@ -252,8 +247,6 @@ def test_validation_loss_is_plain_cross_entropy_whatever_the_training_smoothing(
 
 
 def test_resume_restores_the_saved_random_generators(tiny_data, tmp_path, monkeypatch):
-    from test_training import kill_at, patch_fit
-
     patch_fit(monkeypatch, kill_at(1))
     with pytest.raises(KeyboardInterrupt):
         run_scratch(options(tmp_path, epochs=2, run_name="rng"), data=tiny_data)
@@ -284,10 +277,6 @@ def test_temp_files_of_killed_writers_are_cleaned_up_and_live_ones_kept(tmp_path
 def test_sweep_proposals_are_plain_numbers_and_checkpoints_load_with_weights_only(tmp_path, tiny_data):
     """A sampler's or a caller's numpy scalars must not end up pickled in checkpoints that weights_only refuses
     (found when make assignment's bayes sweep handed its best run to test evaluation)."""
-    import numpy as np
-
-    from partA.sweep_engine import LocalSweep, claim_next_run
-
     config = {"method": "random", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1e-2}}}
     sweep = LocalSweep.create_or_open(tmp_path / "sweeps" / "p", config, {"data_dir": "unused"})

@@ -13,11 +13,13 @@ from common.checkpoints import build_model_from_spec, load_record
 from common.data import decode_image, load_or_make_split, read_image, scan_image_folder
 from common.errors import UserError
 from common.io import save_json, save_torch, seal
+from common import training
 from common.state import DamagedFile, Detection, Plan, RunRecord, StepMarker, lock_holder, read_json_lines, read_state
 from handin import assignment
 from partA.from_scratch import run_scratch
 from partA.sweep_engine import run_agent
 from partB.compare import row_for
+from partB.transfer import cached_features
 
 from conftest import ROOT, options
 from test_assignment import finish_step, plant_run, saved_plan
@@ -182,8 +184,6 @@ def test_an_empty_record_is_read_from_last_pt_by_evaluate_and_compare(tiny_data,
 
 def test_a_run_that_dies_in_its_first_epoch_says_there_is_nothing_to_resume_and_frees_its_name(tiny_data, tmp_path,
                                                                                                  monkeypatch):
-    from common import training
-
     real = training.train_one_epoch
 
     def poisoned(session, cfg, epoch, *args):
@@ -204,8 +204,6 @@ def test_a_run_that_dies_in_its_first_epoch_says_there_is_nothing_to_resume_and_
 # ------------------------------------------------------------------------------------------ caches
 
 def test_a_feature_cache_whose_bytes_changed_is_computed_again(tmp_path):
-    from partB.transfer import cached_features
-
     path, timing = tmp_path / "lite0-abc.pt", tmp_path / "lite0-abc.json"
     save_torch(path, (torch.ones(6, 4), torch.zeros(2, 4)))
     save_json(timing, {"seconds": 1.5})

@@ -10,6 +10,10 @@ import sys
 import click
 import pytest
 
+from common.models import CNNConfig
+from common.training import TrainConfig
+from partB.transfer import FINETUNE_RECIPE
+
 from conftest import ROOT
 
 COMMON = sorted((ROOT / "common").glob("*.py"))
@@ -168,8 +172,6 @@ def test_every_scripts_help_shows_the_defaults_it_runs_with(script):
 
 
 def test_part_b_help_defaults_are_its_recipe():
-    from partB.transfer import FINETUNE_RECIPE
-
     command = load_command(ROOT / "partB" / "finetune.py")
     defaults = {p.name: p.default for p in command.params}
     assert {k: defaults[k] for k in FINETUNE_RECIPE} == FINETUNE_RECIPE
@@ -177,9 +179,6 @@ def test_part_b_help_defaults_are_its_recipe():
 
 def test_every_training_field_is_one_option_and_every_option_a_field():
     """An option is one edit: TrainConfig's fields generate the training flags (CNNConfig's defaults the model's)."""
-    from common.models import CNNConfig
-    from common.training import TrainConfig
-
     flagged = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("flag", True)}
     model = {f.name for f in dataclasses.fields(CNNConfig)} - {"input_size", "in_channels", "num_classes"}
     for script, expected in (("partA/train.py", flagged | model | {"base_filters", "organisation", "resume"}),

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from PIL import Image
 
@@ -16,6 +17,7 @@ from common.demo_data import CLASSES
 from common.errors import UserError
 from common.locks import process_identity
 from common.models import CNNConfig
+from handin.sweep_report import _axis_positions, confounded_pairs, observations
 from partA.sweep_engine import (STALE_AFTER_SECONDS, Heartbeat, LocalSweep, _alive, claim_next_run, load_sweep_config,
                                 run_agent, scratch_trainer, validate_sweep_config)
 
@@ -322,8 +324,6 @@ def test_failed_runs_do_not_use_up_the_count_but_a_failing_sweep_stops(tmp_path)
 def test_a_run_that_reached_its_last_epoch_finished_and_was_not_stopped(tmp_path, monkeypatch):
     """Successive halving also has a rung at the last epoch (2, 4, 8 of 8): a run there trained to the end, so a
     'stop' there (forced here at every run's epoch 8) must leave it finished, not stopped."""
-    import optuna
-
     monkeypatch.setattr(optuna.pruners.SuccessiveHalvingPruner, "prune", lambda self, study, trial: trial.last_step >= 8)
     config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
               "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
@@ -355,8 +355,6 @@ def test_exponents_pyyaml_reads_as_strings_are_numbers(tmp_path):
 
 
 def test_hyperband_stopped_runs_count_in_the_observations_up_to_the_epoch_they_reached():
-    from handin.sweep_report import observations
-
     def row(i, state, dropout, accs):
         return {"id": f"r{i}", "params": {"dropout": dropout}, "val_acc": max(accs), "created": i, "state": state,
                 "epochs": len(accs), "error": None,
@@ -371,8 +369,6 @@ def test_hyperband_stopped_runs_count_in_the_observations_up_to_the_epoch_they_r
 
 
 def test_confounded_parameters_are_reported_together_not_as_two_findings():
-    from handin.sweep_report import confounded_pairs, observations
-
     # the demo's case: dense 128 occurs exactly when dropout = 0 — one split of the runs, two names
     rows = [{"id": f"r{i}", "params": {"dense_units": d, "dropout": p, "activation": a}, "val_acc": acc, "created": i,
              "state": "finished", "epochs": 12, "error": None, "history": [{"epoch": 12, "val_acc": acc}]}
@@ -388,8 +384,6 @@ def test_confounded_parameters_are_reported_together_not_as_two_findings():
 
 
 def test_parallel_coordinates_ticks_only_at_values_that_were_tried():
-    from handin.sweep_report import _axis_positions
-
     _, ticks, labels = _axis_positions([0.002, 0.004, 0.008, 0.004], log=True)
     assert labels == ["0.002", "0.004", "0.008"] and ticks == pytest.approx([0.0, 0.5, 1.0])  # log: equal steps
     _, ticks, labels = _axis_positions(["relu"] * 3)

@@ -11,6 +11,7 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 import sweep_bench as bench  # noqa: E402
+from handin.html_report import render, sweep_bench_evidence
 
 
 def synthetic_histories(epochs=6):
@@ -87,16 +88,12 @@ def test_the_command_runs_real_training_and_replays_exactly(tmp_path, demo_root)
 
 
 def test_the_report_shows_the_benchmarks_fractions_beside_its_plot(tmp_path):
-    from handin.html_report import sweep_bench_evidence
-
     (tmp_path / "sweep_bench.json").write_text(json.dumps({"replays": 10, "image_size": 32, "seeds": 2, "table": [
         {"method": "grid", "fraction_of_grid_epochs": [0.33, 0.25]},
         {"method": "bayes+hyperband", "fraction_of_grid_epochs": [0.38, None],
          "replayed": {"median": 0.35, "within_goal": 0.23}},
         {"method": "random+hyperband", "fraction_of_grid_epochs": [], "replayed": {"median": 0.2, "within_goal": 0.5}}]}))
     Image.new("RGB", (40, 30)).save(tmp_path / "sweep_efficiency.png")
-    from handin.html_report import render
-
     html = render(sweep_bench_evidence(tmp_path))
     assert "<td>0.33 / 0.25</td>" in html and "<td>0.38 / not reached</td>" in html
     assert "median 0.35, ≤ 1/5 in 23%" in html and "data:image/png;base64" in html

@@ -10,6 +10,7 @@ from torch import nn
 
 import common.training as training
 import partA.from_scratch as scratch
+import partA.sweep_engine as engine
 from common.checkpoints import load_checkpoint, model_from_checkpoint
 from common.errors import UserError
 from common.inference import predict
@@ -17,6 +18,7 @@ from common.io import save_json
 from common.training import TrainingDiverged, build_optimizer, lr_multiplier, weight_decay_groups
 from partA.evaluation import evaluate_on_test
 from partA.from_scratch import resume_scratch, run_scratch
+from partA.sweep_engine import LocalSweep, run_agent, scratch_trainer
 from partA.testset import load_test_set
 
 from conftest import ROOT, TINY, options  # noqa: F401 (the tiny_data fixture is in conftest)
@@ -228,8 +230,6 @@ def test_no_weight_decay_on_biases_and_norm_layers():
 
 
 def test_an_orphaned_sweep_run_resumes_through_the_real_trainer(demo_root, tmp_path, monkeypatch):
-    from partA.sweep_engine import LocalSweep, run_agent, scratch_trainer
-
     config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"lr": {"values": [0.003]}, "epochs": {"value": 3}, "image_size": {"value": 32},
                              "filters": {"value": "4,8,8,16,16"}, "dense_units": {"value": 16}}}
@@ -255,8 +255,6 @@ def test_a_sweep_run_that_trained_to_the_end_before_its_agent_died_is_not_traine
                                                                                       monkeypatch, status):
     """The signal arrives after the last epoch was saved, before the sweep was told (found by the clean-clone CI:
     the resumed run then failed with 'nothing to resume'): the rerun takes the run's own result."""
-    import partA.sweep_engine as engine
-
     config = {"method": "grid", "metric": {"name": "val_acc", "goal": "maximize"},
               "parameters": {"lr": {"values": [0.003]}, "epochs": {"value": 2}, "image_size": {"value": 32},
                              "filters": {"value": "4,8,8,16,16"}, "dense_units": {"value": 16}}}

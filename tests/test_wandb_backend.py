@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from partA.from_scratch import resume_scratch, run_scratch
+
 from conftest import ROOT, options
 from wandb_files import offline_runs
 
@@ -55,8 +57,6 @@ def test_a_run_logs_its_hyperparameters_flat_under_their_own_names_and_the_same_
     """wandb's parallel-coordinates and importance panels read flat config keys: the model's hyperparameters are
     there beside the nested model_spec, --base-filters/--organisation under their own names; a resumed run logs the
     same config."""
-    from partA.from_scratch import resume_scratch, run_scratch
-
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HOME", str(tmp_path))
 

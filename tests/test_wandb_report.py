@@ -7,8 +7,13 @@ import sys
 from html.parser import HTMLParser
 
 import pytest
+from PIL import Image
+
+from handin.wandb_report import build_wandb_report, log_figures, media_blocks
 
 from conftest import ROOT
+from test_sweep import handin_outputs
+from wandb_files import offline_runs
 
 wr = pytest.importorskip("wandb_workspaces.reports.v2")
 
@@ -48,8 +53,6 @@ def strings(tree):
 
 @pytest.mark.slow
 def test_every_cell_number_and_caption_of_the_page_is_in_the_wandb_report(tmp_path):
-    from test_sweep import handin_outputs
-
     outputs, build = handin_outputs(tmp_path)
     page = PageText()
     page.feed(build())
@@ -76,11 +79,6 @@ def test_every_cell_number_and_caption_of_the_page_is_in_the_wandb_report(tmp_pa
 
 def test_the_report_run_logs_every_figure_under_the_key_its_panel_shows(tmp_path, monkeypatch):
     """Offline: the figures go into the report's own run (a real offline wandb run), keyed as the media panels say."""
-    from PIL import Image
-
-    from handin.wandb_report import build_wandb_report, log_figures, media_blocks
-    from wandb_files import offline_runs
-
     for name in ("grid.png", "sheet.png"):
         Image.new("RGB", (30, 20)).save(tmp_path / name)
     figure = {"type": "figure", "path": str(tmp_path / "grid.png"), "caption": "Test predictions", "width": 400}
@@ -108,8 +106,6 @@ def test_the_report_run_logs_every_figure_under_the_key_its_panel_shows(tmp_path
 
 def test_the_run_sets_are_filters_wandbs_own_parser_accepts():
     from wandb_workspaces import expr
-
-    from handin.wandb_report import build_wandb_report
 
     summary = {"sweep": "demo", "run": {"name": "demo-abc"}, "finetune_run": "demo-finetune",
                "sweep_analysis": {"values_swept": {"lr": [], "batch_norm": []}},

@@ -7,14 +7,21 @@ import sys
 import warnings
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torchvision.ops import box_iou
 
 from bench.opencv_reference import OpenCVDetector
+from common.data import read_image
+from common.download import sha256_of
 from common.errors import UserError
 from partC import cpu_threads
+from partC.darknet_files import YOLO_REGISTRY, read_names, yolo_files
+from partC.detector import build_detector
+from partC.media import VideoWriter, frames_from_packets
 from partC.yolo import (Darknet, InferenceConv, Letterbox, MaxPoolDarknet, YoloHead, boxes_to_image,
                         darknet_letterbox_geometry, expected_floats, letterbox, load_cfg, load_darknet_weights,
                         parse_cfg, resolve_engine, save_darknet_weights, select_detections)
@@ -217,8 +224,6 @@ def test_letterbox_uses_darknets_integer_geometry(size, expected):
 
 @needs_darknet
 def test_letterbox_of_a_real_non_square_photo_is_pinned():
-    from common.data import read_image
-
     image = read_image(DARKNET_DATA / "kite.jpg")
     assert tuple(image.shape[1:]) == (900, 1352)
     canvas, lb = letterbox(image, 416, 416)
@@ -275,8 +280,6 @@ def test_letterbox_boxes_map_back_to_the_original_image():
 
 @pytest.fixture(scope="session")
 def detector_factory():
-    from partC.detector import build_detector
-
     cache = Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights"))
     return lambda **kw: build_detector(model="yolov3-tiny", weights_cache=cache, device="cpu", **kw)
 
@@ -287,8 +290,6 @@ def labels(detections, min_score=0.0):
 
 @needs_darknet
 def test_real_weights_match_opencvs_scores_on_dog_jpg(detector_factory):
-    from common.data import read_image
-
     # Reference: OpenCV 4.10's own Darknet importer on the same file, plain 416x416 cv2.resize,
     # its class columns (objectness x class probability, not multiplied again): dog 0.829,
     # car 0.725, truck 0.582 (an independent check, see DESIGN.md).
@@ -308,14 +309,11 @@ def test_real_weights_match_opencvs_scores_on_dog_jpg(detector_factory):
     ("person.jpg", {"person", "dog"}), ("giraffe.jpg", {"giraffe"}),
 ])
 def test_real_photos_give_the_expected_classes(detector_factory, photo, expected):
-    from common.data import read_image
-
     assert expected <= set(labels(detector_factory()(read_image(DARKNET_DATA / photo))))
 
 
 def test_grace_hopper_wears_a_tie(detector_factory):
     import matplotlib
-    from common.data import read_image
 
     photo = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     found = labels(detector_factory(conf=0.1)(read_image(photo)))
@@ -324,8 +322,6 @@ def test_grace_hopper_wears_a_tie(detector_factory):
 
 @needs_darknet
 def test_boxes_are_in_original_image_pixels(detector_factory):
-    from common.data import read_image
-
     image = read_image(DARKNET_DATA / "dog.jpg")
     detections = detector_factory()(image)
     assert len(detections) >= 4  # car, bicycle, dog, truck: the loop below checks real boxes
@@ -335,17 +331,12 @@ def test_boxes_are_in_original_image_pixels(detector_factory):
 
 
 def test_the_offline_weights_are_the_official_file(detector_factory):
-    from common.download import sha256_of
-    from partC.darknet_files import YOLO_REGISTRY, yolo_files
-
     _, weights, _ = yolo_files("yolov3-tiny", Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")))
     assert weights.stat().st_size == 35_434_956
     assert sha256_of(weights) == YOLO_REGISTRY["yolov3-tiny"]["sha256"]
 
 
 def make_video(path, frames, size=(160, 120), fps=5):
-    from partC.media import VideoWriter
-
     writer = VideoWriter(path, fps, *size)
     for f in frames:
         writer.write(f)
@@ -361,8 +352,6 @@ def run_detect(*args):
 
 @needs_darknet
 def test_detect_cli_on_an_image_and_a_video(tmp_path, detector_factory):
-    from PIL import Image
-
     dog = np.asarray(Image.open(DARKNET_DATA / "dog.jpg").convert("RGB").resize((320, 240)))
     video = make_video(tmp_path / "clip.mp4", [dog] * 4, size=(320, 240))
     result = run_detect(str(DARKNET_DATA / "eagle.jpg"), str(video), "--out", str(tmp_path / "out"), "--quiet")
@@ -400,10 +389,6 @@ def test_detect_cli_bad_input_is_one_clear_line(tmp_path, make_input, message, d
 
 
 def test_a_damaged_video_packet_is_skipped_and_counted(tmp_path):
-    import av
-
-    from partC.media import frames_from_packets
-
     rng = np.random.default_rng(0)
     video = make_video(tmp_path / "v.mp4", [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(6)])
 
@@ -422,8 +407,6 @@ def test_a_damaged_video_packet_is_skipped_and_counted(tmp_path):
 
 @needs_darknet
 def test_full_yolov3_cfg_needs_exactly_the_floats_of_the_official_weights():
-    from partC.darknet_files import YOLO_REGISTRY
-
     model = load_cfg(Path("/usr/share/darknet/cfg/yolov3.cfg"))
     header = 20  # int32 major, minor, revision + int64 seen (version 0.2)
     assert expected_floats(model) == (YOLO_REGISTRY["yolov3"]["size"] - header) // 4 == 62_001_757
@@ -439,9 +422,6 @@ def test_full_yolov3_cfg_needs_exactly_the_floats_of_the_official_weights():
 def test_detections_match_opencvs_darknet_importer_box_for_box(resize, detector_factory):
     """OpenCV parses the same cfg/weights with its own code: same class, IoU >= 0.9, |dscore| <= 0.03."""
     pytest.importorskip("cv2", reason="opencv-python-headless (pip install -e .[opencv]; .ci/run installs it)")
-
-    from common.data import read_image
-    from partC.darknet_files import read_names, yolo_files
 
     ours = detector_factory(resize=resize)
     cfg, weights, names = yolo_files("yolov3-tiny", Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")))
@@ -526,8 +506,6 @@ def test_a_cfg_value_that_is_not_a_number_names_its_line(tmp_path, line, message
 
 @needs_darknet
 def test_an_edited_cached_cfg_is_replaced_by_a_verified_copy(tmp_path):
-    from partC.darknet_files import yolo_files
-
     cache = tmp_path / "weights"
     (cache / "darknet").mkdir(parents=True)
     real = Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")) / "darknet"
@@ -541,8 +519,6 @@ def test_an_edited_cached_cfg_is_replaced_by_a_verified_copy(tmp_path):
 
 
 def test_inputs_with_the_same_name_get_different_annotated_files(tmp_path):
-    from PIL import Image
-
     for folder, colour in (("x", (200, 30, 30)), ("y", (30, 30, 200))):
         (tmp_path / folder).mkdir()
         Image.new("RGB", (64, 48), colour).save(tmp_path / folder / "a.jpg")
@@ -558,8 +534,6 @@ def test_inputs_with_the_same_name_get_different_annotated_files(tmp_path):
 @needs_darknet
 def test_openvino_and_pytorch_engines_detect_the_same_boxes(detector_factory, tmp_path):
     pytest.importorskip("openvino", reason="the optional OpenVINO engine is not installed (make setup installs it)")
-
-    from common.data import read_image
 
     ours, fast = detector_factory(engine="torch"), detector_factory(engine="openvino")
     assert (ours.engine, fast.engine) == ("torch", "openvino")
@@ -593,9 +567,6 @@ def test_a_damaged_openvino_cache_is_rebuilt_with_one_warning_and_gives_the_firs
     """The converted model is cached with its digest: flipped bits (same size) or a cut file are found and converted
     again, never run; and the cached start (fp32, not fp16-compressed) answers exactly as the first start did."""
     pytest.importorskip("openvino", reason="the optional OpenVINO engine is not installed (make setup installs it)")
-    from common.data import read_image
-    from partC.detector import build_detector
-
     weights = tmp_path / "weights"
     shutil.copytree(Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")), weights)
     start = lambda: build_detector(model="yolov3-tiny", weights_cache=weights, device="cpu", engine="openvino")  # noqa: E731
