@@ -34,6 +34,7 @@ import click
 import numpy as np
 import torch
 
+from bench import opencv_reference
 from common.cli import OneLineErrors
 from partC.darknet_files import DARKNET_SHARE, YOLO_REGISTRY, yolo_files
 from partC.yolo import RawHeads, load_cfg, load_darknet_weights, openvino_network, save_darknet_weights
@@ -93,18 +94,14 @@ def other_engines(module, size, threads, workdir):
 
 
 def opencv_engine(cfg, weights, threads):
-    try:
-        import cv2
-    except ImportError:
+    """OpenCV's own importer, set up as the detection reference sets it up; its network alone (None: no OpenCV)."""
+    if not opencv_reference.available():
         return None
-    cv2.setNumThreads(threads)
-    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
-    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-    outputs = net.getUnconnectedOutLayersNames()
+    reference = opencv_reference.OpenCVDetector(cfg, weights, [], threads=threads)
 
     def run(x):
-        net.setInput(x.numpy())
-        return net.forward(outputs)
+        reference.net.setInput(x.numpy())
+        return reference.net.forward(reference.outputs)
 
     return run
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import click  # noqa: E402
-import torch
+import torch  # noqa: E402
 
 from common.checkpoints import read_record  # noqa: E402
 from common.cli import OneLineErrors  # noqa: E402
