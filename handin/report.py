@@ -68,13 +68,9 @@ def chosen_run(runs_dir, sweep):
 
 # ------------------------------------------------------------------------------------------------ Part A
 
-def formulas():
-    return FORMULAS
-
-
 def part_a_q1(record, why):
     return (page.paragraph("The question's case: m filters of k×k in each of the 5 conv blocks, n dense units, "
-                           "an H×W×3 input, 10 classes.") + page.preformatted(formulas())
+                           "an H×W×3 input, 10 classes.") + page.preformatted(FORMULAS)
             + page.paragraph(why) + page.q1_counts(record))
 
 
