@@ -72,23 +72,8 @@ class MaxPoolDarknet(nn.Module):
         self.pad = (total // 2, total - total // 2, total // 2, total - total // 2)
 
     def forward(self, x):
-        if self.size == self.stride == 2 and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0:
-            if x.shape[1] >= 64 and x.is_contiguous(memory_format=torch.channels_last):
-                # channels-last max_pool2d vectorises over the channels: faster once there are many
-                # (2 threads, yolov3-tiny: 128 channels at 52×52 106 against 148 µs), and one pass
-                return F.max_pool2d(x, 2, 2)
-            # two element-wise maxima over strided views: with few channels ~3× faster than max_pool2d
-            rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
-            return torch.maximum(rows[..., 0::2], rows[..., 1::2])
         if self.size == self.stride:
             return F.max_pool2d(x, self.size, self.stride, ceil_mode=True)
-        if self.stride == 1:
-            # max_pool2d pads both sides alike with -inf: pad by the larger (right/bottom) amount and crop
-            # the extra rows and columns at the left/top — one pass instead of a padded copy and a pool
-            left, right = self.pad[0], self.pad[1]
-            h, w = x.shape[-2:]
-            return F.max_pool2d(x, self.size, 1, padding=right)[..., right - left:right - left + h,
-                                                                 right - left:right - left + w]
         if any(self.pad):
             x = F.pad(x, self.pad, value=float("-inf"))  # padded cells never win the max
         return F.max_pool2d(x, self.size, self.stride)
