@@ -157,7 +157,7 @@ class InferenceConv(nn.Module):
     """A conv block folded for inference: batch norm inside the weights (`fuse_conv_bn_eval`), then
     the leaky ReLU in place. Outputs equal the unfolded block's to float rounding (tested).
 
-    Why nothing more: measured side by side (yolov3-tiny, 416 px, docs/detector-speed.md), folding
+    Why nothing more: measured side by side (yolov3-tiny, 416 px, docs/measurements.md "Detector speed"), folding
     batch norm is what pays (eager torch with it is ~1.6x faster than without); hand-written Winograd
     kernels and a per-layer timed choice bought 2-5 %, inside the noise, on private torch ops.
     """
