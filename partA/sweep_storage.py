@@ -35,22 +35,16 @@ def masked(url):
     return f"{head}{sep}{credentials.split(':', 1)[0]}{':***' if ':' in credentials else ''}@{host}"
 
 
-def needs_driver():
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        raise UserError("a PostgreSQL sweep storage needs psycopg: pip install -e '.[postgres]'") from None
-
-
 def rdb_storage(url):
     """Optuna's RDB storage on `url` (created tables on first use), or one line saying why the server refused."""
     import optuna
     import sqlalchemy
 
     if url not in _STORAGES:
-        needs_driver()
         try:
             _STORAGES[url] = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except ImportError:  # SQLAlchemy's driver for the URL, psycopg, is not installed
+            raise UserError("a PostgreSQL sweep storage needs psycopg: pip install -e '.[postgres]'") from None
         except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
             raise UserError(f"cannot use the sweep storage {masked(url)} ({describe(err)}); check that the server "
                             f"runs and the URL, user and database are right") from None

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -116,6 +117,12 @@ def test_a_server_that_does_not_answer_is_one_line_without_the_password(tmp_path
         machine(tmp_path, "one", "postgresql://me:secret@127.0.0.1:9/none")  # port 9: nothing listens
     assert str(err.value).startswith("cannot use the sweep storage postgresql+psycopg://me:***@127.0.0.1:9/none (")
     assert "secret" not in str(err.value) and "check that the server runs" in str(err.value)
+
+
+def test_without_psycopg_the_storage_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # an import of it fails, as where it is not installed
+    with pytest.raises(UserError, match=r"needs psycopg: pip install -e '\.\[postgres\]'"):
+        machine(tmp_path, "one", "postgresql://me@127.0.0.1:9/none")
 
 
 def test_storage_must_be_a_postgresql_url(tmp_path):
