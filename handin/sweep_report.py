@@ -19,7 +19,6 @@ from handin.sweep_effects import WORDS, describe, sweep_effects  # noqa: E402
 from partA.sweep_engine import format_params, sweep_runs  # noqa: E402
 
 
-
 def collect_sweep(sweep_folder):
     """Rows of the sweep's runs: params, best val acc, created time, state, epochs run."""
     folder = Path(sweep_folder)

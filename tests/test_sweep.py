@@ -114,8 +114,8 @@ def test_hyperband_stops_runs_that_trail(tmp_path):
     assert max(runs, key=lambda r: r["params"]["lr"])["state"] == "finished"
 
 
-def _agent(folder, runs_dir):
-    run_agent(LocalSweep(folder), 100, runs_dir, train=fake_trainer(epochs=3, delay=0.1), log=lambda *_: None)
+def _agent(folder, runs_dir, count=100):
+    run_agent(LocalSweep(folder), count, runs_dir, train=fake_trainer(epochs=3, delay=0.1), log=lambda *_: None)
 
 
 @pytest.mark.parametrize("config", [GRID, {**GRID, "method": "bayes",

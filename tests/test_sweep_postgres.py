@@ -12,8 +12,8 @@ import time
 import pytest
 
 from common.errors import UserError
-from partA.sweep_engine import LocalSweep, claim_next_run, run_agent
-from test_sweep import GRID, fake_trainer
+from partA.sweep_engine import LocalSweep, claim_next_run
+from test_sweep import GRID, _agent
 
 pytestmark = pytest.mark.slow
 
@@ -55,15 +55,10 @@ def machine(tmp_path, name, url, config=GRID, sweep="shared"):
                                      log=lambda *_: None, storage=url)
 
 
-def _agent(folder, count):
-    run_agent(LocalSweep(folder), count, str(folder.parent.parent), train=fake_trainer(epochs=3, delay=0.1),
-              log=lambda *_: None)
-
-
 def test_two_agents_on_two_machines_share_one_sweep_and_never_run_a_config_twice(tmp_path, postgres_url):
     sweeps = [machine(tmp_path, m, postgres_url, sweep="two-agents") for m in ("one", "two")]
     context = multiprocessing.get_context("spawn")  # fresh processes: no database connection shared by fork
-    agents = [context.Process(target=_agent, args=(s.folder, 6)) for s in sweeps]
+    agents = [context.Process(target=_agent, args=(s.folder, str(s.folder.parent.parent), 6)) for s in sweeps]
     for agent in agents:
         agent.start()
     for agent in agents:
@@ -93,7 +88,7 @@ def test_a_killed_agents_run_is_resumed_by_the_other_agent(tmp_path, postgres_ur
     orphan = claimed.get(timeout=120)
     os.kill(doomed.pid, signal.SIGKILL)
     doomed.join()
-    survivor = context.Process(target=_agent, args=(second.folder, 3))
+    survivor = context.Process(target=_agent, args=(second.folder, str(second.folder.parent.parent), 3))
     survivor.start()
     survivor.join(120)
     assert survivor.exitcode == 0
