@@ -18,8 +18,10 @@ import click
 
 from common.checkpoints import read_record
 from common.cli import OneLineErrors
+from common.data import load_train_val
 from common.io import save_json
 from common.training import TrainConfig, augmentation_strength
+from partA.from_scratch import run_scratch
 
 SEED_RECIPE = dict(filters="16,32,64,128,256", dense_units=256, dropout=0.1, batch_norm=True, activation="gelu",
                    optimizer="adamw", lr=1e-3, weight_decay=0.5, augment=False, label_smoothing=0.0, warmup_epochs=0.0,
@@ -36,9 +38,6 @@ SEED_RECIPE = dict(filters="16,32,64,128,256", dense_units=256, dropout=0.1, bat
 @click.option("--out", default="outputs/recipe-check/recipe_check.json")
 def main(data_dir, image_size, epochs_list, seed, runs_dir, cache_dir, out):
     """Train the seed's recipe and the default recipe at each budget; print both accuracies."""
-    from common.data import load_train_val
-    from partA.from_scratch import run_scratch
-
     data = load_train_val(data_dir, image_size, seed=seed, cache_dir=cache_dir, progress=False)
     rows = []
     for epochs in [int(e) for e in epochs_list.split(",")]:

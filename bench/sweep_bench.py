@@ -38,8 +38,10 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 import click
 
 from common.cli import OneLineErrors
+from common.data import load_train_val
 from common.errors import UserError
 from common.io import save_json
+from partA.sweep_engine import LocalSweep, load_sweep_config, run_agent, scratch_trainer
 
 # 36 configs. Why not the 12 of lr × organisation × dropout alone: a method that must look at a config
 # to rule it out pays hyperband's min_iter epochs for each, so on 12 configs even a perfect screen
@@ -50,8 +52,6 @@ SPACE = {"lr": [0.001, 0.003, 0.009], "organisation": ["same", "double", "half"]
 
 
 def default_early_terminate():
-    from partA.sweep_engine import load_sweep_config
-
     return load_sweep_config(Path(__file__).resolve().parents[1] / "partA" / "sweep.yaml")["early_terminate"]
 
 
@@ -70,8 +70,6 @@ def run_method(method, epochs, budget_epochs, folder, train, base_options, max_r
     """Run one method until it has spent `budget_epochs` or, given a `target`, until its best validation accuracy
     reaches it (what is left of the budget could not change the epochs it needed); returns
     ([(epochs spent, best val acc so far)], runs)."""
-    from partA.sweep_engine import LocalSweep, run_agent
-
     sweep = LocalSweep.create_or_open(folder, method_config(method, epochs), base_options, log=lambda *_: None)
     curve, spent, best = [], 0, 0.0
     while spent < budget_epochs and len(sweep.runs()) < max_runs and (target is None or best < target):
@@ -198,9 +196,6 @@ def replay(method, epochs, budget, histories, seed, replays, folder, tolerance):
 @click.option("--out", default="outputs/sweep-bench")
 def main(data_dir, image_size, epochs, seeds, replays, tolerance, runs_dir, cache_dir, out):
     """Epochs each sweep method needs to reach the grid's best validation accuracy."""
-    from common.data import load_train_val
-    from partA.sweep_engine import scratch_trainer
-
     if seeds < 1 or epochs < 1 or replays < 0:
         raise UserError("--seeds and --epochs must be >= 1, --replays >= 0")
     runs_dir, out = Path(runs_dir), Path(out)

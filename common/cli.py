@@ -14,7 +14,7 @@ import click
 from common.device import DEVICES
 from common.errors import UserError
 from common.models import ACTIVATIONS, DROPOUT_PLACES, ORGANISATIONS, CNNConfig
-from common.runs import validate_run_name
+from common.runs import resume_hint, validate_run_name
 from common.training import TrainConfig
 
 D = TrainConfig()
@@ -44,8 +44,6 @@ class OneLineErrors(click.Command):
             raise click.ClickException(err.message) from None
         except KeyboardInterrupt:
             if not os.environ.get(INTERRUPT_QUIET_ENV):
-                from common.runs import resume_hint
-
                 hint = resume_hint()
                 click.echo(f"interrupted: what finished is saved; {hint}" if hint else
                            "interrupted: what finished is saved (a training run continues with --resume <run>)", err=True)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import torch
+from common.errors import UserError
 
 
 _UMASK = os.umask(0o022)  # read once at import (setting it is the only way to read it), then restored
@@ -54,8 +55,6 @@ def _atomic_write(path, write_fn):
         if os.path.exists(tmp):
             os.unlink(tmp)
         if _disk_full(err, path.parent):
-            from common.errors import UserError
-
             raise UserError(f"no space left in {path.parent} while writing {path.name} (the previous version is "
                             f"intact); free space there or point the run at another folder") from None
         raise

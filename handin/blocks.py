@@ -4,6 +4,7 @@ Every answer is a list of blocks (JSON-ready dicts). `handin.html_report.render`
 `handin.wandb_report` into a wandb Report; report.json stores them, so the two renderings show the same words,
 table cells, numbers and figures with their captions. Answers are built by adding lists: `paragraph(a) + table(...)`.
 """
+from pathlib import Path
 
 
 def fmt_value(value):
@@ -41,8 +42,6 @@ def missing_notes(blocks):
 
 def expected_figure(path, caption, width, made_by):
     """A figure a finished step should have written; in its place, when absent, a note naming it and `made_by`."""
-    from pathlib import Path
-
     if Path(path).is_file():
         return figure(path, caption, width)
     return missing(f"{Path(path).name} ({caption}): {path} is not there; {made_by} writes it")

@@ -13,6 +13,7 @@ import io
 import warnings
 from pathlib import Path
 
+from common.demo_data import CLASSES
 from common.state import Detection, Mapping, read_json_lines, read_output, read_state_or_none
 from handin.blocks import (bullets, command, expected_figure, figure, fmt_value, h4, missing, missing_notes,  # noqa: F401
                            note, paragraph, photos, preformatted, table, video)
@@ -140,8 +141,6 @@ def collect_outputs(folders, exclude=None):
 # ------------------------------------------------------------------------------------ sections
 
 def is_demo_data(classes):
-    from common.demo_data import CLASSES
-
     return list(classes) == list(CLASSES)
 
 

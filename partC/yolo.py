@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms
 
+from common.data import content_digest
 from common.errors import UserError
 from common.io import is_sealed, seal
 
@@ -466,8 +467,6 @@ def openvino_network(model: Darknet, height, width, threads=0, cache_dir=None):
     (a trace) takes seconds, so the converted model is kept in `cache_dir` keyed by the weights' bytes and
     the input size; later starts read it."""
     import openvino as ov
-
-    from common.data import content_digest
 
     key = content_digest(*model.state_dict().values(), torch.tensor([height, width]))
     saved = Path(cache_dir or "cache/openvino") / f"darknet-{key}.xml"

@@ -79,6 +79,26 @@ def test_common_never_imports_a_part_and_no_part_imports_another():
     assert not crossings
 
 
+def function_imports(path):
+    """(line, top-level package) of every import inside a function of `path`."""
+    found = set()
+    for function in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(function) if isinstance(function, ast.FunctionDef) else ():
+            if isinstance(node, ast.Import):
+                found |= {(node.lineno, alias.name.split(".")[0]) for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add((node.lineno, node.module.split(".")[0]))
+    return found
+
+
+def test_the_standard_library_is_imported_at_the_top():
+    """An import waits inside a function only to defer something heavy or optional (docs/design.md)."""
+    waiting = [f"{path.relative_to(ROOT)}:{line} {package}" for folder in ("common", "handin", "bench") + PARTS
+               for path in sorted((ROOT / folder).glob("*.py")) for line, package in function_imports(path)
+               if package in sys.stdlib_module_names]
+    assert not waiting
+
+
 def test_code_only_one_part_uses_lives_in_that_part():
     """A common/ module that exactly one part (and nothing else in common/) imports belongs beside that part."""
     users = {p.stem: set() for p in COMMON}
