@@ -5,9 +5,11 @@ from dataclasses import fields
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 
 from common.errors import UserError
 from common.models import CNNConfig, build_model
+from common.state import RunRecord, read_state_or_none
 from common.state_dicts import load_model_state
 
 
@@ -87,17 +89,11 @@ def model_from_checkpoint(ckpt, source="checkpoint"):
 def read_record(run_dir):
     """runs/<run>/record.json, shape-checked; None when it is missing or damaged (the callers fall back on the copy
     every checkpoint carries)."""
-    from common.state import RunRecord, read_state_or_none
-
     return read_state_or_none(Path(run_dir) / "record.json", RunRecord)
 
 
 def record_in(ckpt):
     """The record copy a checkpoint carries, when it has the shape of one."""
-    from pydantic import ValidationError
-
-    from common.state import RunRecord
-
     stored = (ckpt or {}).get("record")
     try:
         RunRecord.model_validate(stored, strict=True)

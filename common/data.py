@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
@@ -27,6 +28,7 @@ from tqdm import tqdm
 from common.dataset_zip import IMAGE_EXTENSIONS, DatasetPaths, locate_dataset
 from common.errors import UserError, describe
 from common.io import save_json, save_torch
+from common.state import DamagedFile, SplitFile, read_state
 
 DEFAULT_CACHE = Path(os.environ.get("INAT_CACHE", "cache"))
 
@@ -129,8 +131,6 @@ def load_or_make_split(scan: FolderScan, val_fraction=0.2, seed=42, cache_dir=DE
 
 def _split_file_problem(path, scan, train, val):
     """Why the stored split cannot be used (None: it is the split the seed makes of these files)."""
-    from common.state import DamagedFile, SplitFile, read_state
-
     try:
         stored = read_state(path, SplitFile, "")
     except (DamagedFile, FileNotFoundError) as err:
@@ -160,8 +160,6 @@ def resize_center_crop(image: torch.Tensor, size: int, resize: int = None) -> to
 def _to_8bit_gray(img):
     """16-bit (or 32-bit integer/float) grayscale → 8-bit L. PIL's own convert clips at 255, which
     turns a 16-bit PNG almost white; scale the sample range down instead (65535 → 255)."""
-    import numpy as np
-
     values = np.asarray(img, dtype=np.float64)
     top = 65535.0 if img.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
     if img.mode == "F" and values.max(initial=0) <= 1.0:

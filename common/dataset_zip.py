@@ -15,6 +15,7 @@ from common.download import download_file
 from common.errors import UserError
 from common.io import save_json
 from common.locks import file_lock
+from common.state import ExtractionMarker, read_state_or_none
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -136,8 +137,6 @@ def _dataset_from_zip(zip_path: Path, data_dir: Path, progress=True) -> DatasetP
         root = _dataset_root_in(data_dir)
         marker = data_dir / DATASET_FOLDER / EXTRACTED_MARKER
         if root is not None:
-            from common.state import ExtractionMarker, read_state_or_none
-
             stored = read_state_or_none(marker, ExtractionMarker)  # damaged: as if made by hand, never reused
             if stored == stamp:
                 return DatasetPaths(root=root, train_dir=root / "train")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from common.errors import UserError
+from common.state import lock_holder
 
 
 @contextlib.contextmanager
@@ -53,8 +54,6 @@ def held_or_refused(path, refusal):
 def take_and_sign(handle, path):
     """Lock the open lock file without waiting and write this process's identity in it: None. When another process
     holds it, what that holder wrote (checked: a file read mid-write names no one) is returned instead."""
-    from common.state import lock_holder
-
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

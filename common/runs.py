@@ -21,6 +21,7 @@ from common.checkpoints import load_checkpoint, read_record, record_in
 from common.errors import UserError
 from common.io import save_json
 from common.locks import take_and_sign
+from common.state import DamagedFile, RunRecord, read_state
 
 _CLAIMS = {}  # resolved run folder → open lock file (held while this process owns the run)
 _CREATED = set()  # run folders this process made (an abandoned start removes them again)
@@ -144,8 +145,6 @@ def claimed_run(run_dir, resume=False):
 def readable_record(run_dir):
     """A run's record.json; a damaged one is rebuilt from the copy inside its last.pt, with a warning.
     None (with a one-line warning naming it) when neither can be read: that run is skipped, not fatal."""
-    from common.state import DamagedFile, RunRecord, read_state
-
     path = Path(run_dir) / "record.json"
     try:
         return read_state(path, RunRecord, "rebuilding it from the run's last.pt")

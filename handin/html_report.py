@@ -12,6 +12,7 @@ import html
 import io
 import warnings
 from pathlib import Path
+from PIL import Image
 
 from common.demo_data import CLASSES
 from common.state import Detection, Mapping, read_json_lines, read_output, read_state_or_none
@@ -25,8 +26,6 @@ DISPLAY = {"grid": 900, "confusion": 620, "filters": 620, "maps": 820, "guided":
 def embed_image(path, width, max_pixels=1400):
     """An <img> with the file embedded, downscaled to at most `max_pixels` wide, shown `width` px wide.
     Photos and photo grids (large as PNG) are embedded as JPEG; plots stay PNG (sharp lines, small)."""
-    from PIL import Image
-
     with Image.open(path) as img:
         img = img.convert("RGB")
         if img.width > max_pixels:

@@ -26,6 +26,7 @@ from common.pretrained import (apply_freeze, build_pretrained, frozen_modules_to
                                module_at, parameter_groups, preprocess_for, replace_module_at)
 from common.runs import claimed_run, data_identity, default_run_name, run_dir_for
 from common.resume import prepare_resume, resume_extra
+from common.state import read_output
 from common.training import RunSpec, TrainConfig, fit, weight_decay_groups
 
 FINETUNE_KEYS = ("model", "weights", "freeze", "k", "backbone_lr_scale", "unfreeze_every", "feature_cache")
@@ -102,8 +103,6 @@ def feature_data(model, data, name, weights_source, mean, std, cfg):
 def cached_features(path, timing, train_count, val_count):
     """(train features, val features, seconds the pass took) from the feature cache, or None when there is none or
     it is not what was written (its digest) or not the shape it should be — then it is computed again."""
-    from common.state import read_output
-
     if not path.exists():
         return None
     if not is_sealed([path, timing], path.with_suffix(".sha256")):

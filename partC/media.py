@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
+import av
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -76,8 +77,6 @@ def frames_from_packets(packets, time_base, fps) -> Iterator[VideoFrame]:
 
 def open_video(path):
     """A PyAV container with at least one video stream, or a one-line error."""
-    import av
-
     try:
         container = av.open(str(path))
     except Exception as err:
@@ -99,8 +98,6 @@ class VideoWriter:
     """H.264 (or MPEG-4) writer via PyAV; frames are uint8 RGB H×W×3 arrays."""
 
     def __init__(self, path, fps, width, height):
-        import av
-
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.container = av.open(str(self.path), mode="w")
@@ -110,8 +107,6 @@ class VideoWriter:
         self.stream.pix_fmt = "yuv420p"
 
     def write(self, rgb: np.ndarray):
-        import av
-
         rgb = rgb[: self.stream.height, : self.stream.width]
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         for packet in self.stream.encode(frame):
