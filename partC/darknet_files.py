@@ -125,8 +125,15 @@ def _text_file(name, dest_dir, local_candidates, url):
         if not _published(path, name):
             raise UserError(f"{path} is not the published {name} (sha256 differs)")
 
-    return download_file(url, target, progress=False, verify=verify,
-                         hint=f"install Debian's darknet package (apt-get install darknet) or put {name} in {dest_dir}")
+    downloaded = download_file(url, target, progress=False, verify=verify,
+                               hint=f"install Debian's darknet package (apt-get install darknet) or put {name} in "
+                                    f"{dest_dir}")
+    try:  # download_file asks `verify` only of a download whose length the server did not send: check it anyway
+        verify(downloaded)
+    except UserError:
+        downloaded.unlink()
+        raise
+    return downloaded
 
 
 def yolo_files(name, cache_dir=None, offline_only=False):

@@ -18,7 +18,7 @@ from bench.opencv_reference import OpenCVDetector
 from common.data import read_image
 from common.download import sha256_of
 from common.errors import UserError
-from partC import cpu_threads
+from partC import cpu_threads, darknet_files
 from partC.darknet_files import YOLO_REGISTRY, read_names, yolo_files
 from partC.detector import build_detector
 from partC.media import VideoWriter, frames_from_packets
@@ -513,6 +513,27 @@ def test_an_edited_cached_cfg_is_replaced_by_a_verified_copy(tmp_path):
     with pytest.warns(UserWarning, match="is not the published yolov3-tiny.cfg"):
         cfg, _, _ = yolo_files("yolov3-tiny", cache)
     assert cfg.read_text() == published
+
+
+@needs_darknet
+def test_a_downloaded_cfg_must_be_the_published_one(tmp_path, http_server, monkeypatch):
+    # no local copy: the cfg and names come from upstream, which sends their length (so the download's own
+    # check is not asked): an edited cfg is refused and removed all the same
+    cache = tmp_path / "weights"
+    (cache / "darknet").mkdir(parents=True)
+    real = Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")) / "darknet"
+    shutil.copyfile(real / "yolov3-tiny.weights", cache / "darknet" / "yolov3-tiny.weights")
+    published = (DARKNET_DATA.parent / "cfg" / "yolov3-tiny.cfg").read_bytes()
+    http_server.handler.files["/cfg/yolov3-tiny.cfg"] = published.replace(b"filters=16", b"filters=2000000000", 1)
+    http_server.handler.files["/data/coco.names"] = (DARKNET_DATA / "coco.names").read_bytes()
+    monkeypatch.setattr(darknet_files, "DARKNET_SHARE", tmp_path / "no-darknet-package")
+    monkeypatch.setattr(darknet_files, "DARKNET_RAW", http_server.url)
+    with pytest.raises(UserError, match="is not the published yolov3-tiny.cfg"):
+        yolo_files("yolov3-tiny", cache)
+    assert not (cache / "darknet" / "yolov3-tiny.cfg").exists()
+    http_server.handler.files["/cfg/yolov3-tiny.cfg"] = published
+    cfg, _, names = yolo_files("yolov3-tiny", cache)
+    assert cfg.read_bytes() == published and names.read_bytes() == (DARKNET_DATA / "coco.names").read_bytes()
 
 
 def test_inputs_with_the_same_name_get_different_annotated_files(tmp_path):
