@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from common.errors import UserError
+from common.errors import UserError, describe
 
 
 class DamagedFile(UserError):
@@ -152,10 +152,12 @@ def parse(path: Path, text: str):
     kind = "YAML" if path.suffix in (".yaml", ".yml") else "JSON"
     try:
         return yaml.safe_load(text) if kind == "YAML" else json.loads(text)
-    except (yaml.YAMLError, ValueError) as err:
-        raise ValueError(f"not valid {kind}: {str(err).splitlines()[0]}") from None
     except RecursionError:  # both parsers recurse per nesting level: "[[[[..." a few thousand deep overflows
         raise ValueError(f"not valid {kind}: nested too deeply") from None
+    except (yaml.YAMLError, ValueError) as err:  # the parsers' own errors: their first line says where
+        raise ValueError(f"not valid {kind}: {(str(err).strip().splitlines() or ['no message'])[0]}") from None
+    except Exception as err:  # the parser tripping over its own input (PyYAML: AttributeError on `!!timestamp x`)
+        raise ValueError(f"not valid {kind}: {describe(err)}") from None
 
 
 def shape_problem(err: ValidationError) -> str:

@@ -127,6 +127,7 @@ def test_a_damaged_plan_is_planned_again_and_a_step_alone_says_how(tmp_path, mon
     ("config.yaml", "method: grid\nparameters: [", "not valid YAML"),
     ("config.yaml", "- just\n- a list\n", "its top level"),
     ("config.yaml", "method: " + "[" * 100_000, "not valid YAML: nested too deeply"),
+    ("config.yaml", "method: !!timestamp not-a-date", "not valid YAML: AttributeError"),  # PyYAML's own crash
     ("options.json", "", "empty \\(its write was cut short"),
     ("options.json", '{"seed": "forty-two"}', "seed: input should be a valid integer")])
 def test_a_damaged_sweep_folder_is_one_line_with_the_way_out(tmp_path, name, text, says):
