@@ -251,7 +251,8 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
         rows = collect_sweep(folder)
         q2, summary["sweep_analysis"] = part_a_q2(folder, config, rows, out, searched_parameters(config))
         importance = [(i["feature"], i["importance"], i["correlation"]) for i in summary["sweep_analysis"]["importance"]]
-        notes = observations(rows, searched_parameters(config), config, importance)
+        chance = 1 / len(record["classes"]) if record else None
+        notes = observations(rows, searched_parameters(config), config, importance, chance)
         summary["observations"] = notes
         return q2, page.bullets(notes)
 

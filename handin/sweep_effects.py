@@ -13,6 +13,8 @@ A run's persistent luck (the reason it survived a rung) cancels in its gains, so
 bias the later terms. Each effect carries a standard error; a parameter is named only when its effect at the
 deepest rung both of its compared values reached is beyond a Bonferroni-corrected t threshold over every
 comparison made (and at least NO_CLEAR_DIFFERENCE), so a sweep of pure noise names nothing 95 % of the time.
+Comparisons start at the first checkpoint where the median run is at least twice chance: before the runs have
+learned, a difference measures noise and early speed, not what a parameter does.
 """
 import math
 from itertools import combinations
@@ -22,6 +24,7 @@ import numpy as np
 ALPHA = 0.05  # family-wise error over all comparisons of one sweep
 NO_CLEAR_DIFFERENCE = 0.01  # accuracy points below which a difference is not called an effect
 MAX_LEVELS = 4  # a numeric parameter with more distinct values is treated as a scale (a slope), not as groups
+LEARNED = 2  # runs are compared from the first checkpoint where the median run is at least this many times chance
 
 # The assignment's words for the parameters it asks about
 WORDS = {"organisation": "filter organisation", "base_filters": "number of filters", "filters": "filters per layer",
@@ -160,6 +163,18 @@ def checkpoints(rungs):
     return sorted({e - 1 if e > 1 else e for e in rungs[:-1]} | {rungs[-1]})
 
 
+def learned_checkpoints(done, epochs, chance, metric="val_acc"):
+    """The checkpoints from the first where the median run that reached it is at least LEARNED × chance (all of them
+    when chance is unknown); [] when the runs never got there."""
+    if chance is None:
+        return epochs
+    for index, epoch in enumerate(epochs):
+        reached = [a for a in (accuracy_at(r, epoch, metric) for r in done) if a is not None]
+        if reached and float(np.median(reached)) >= LEARNED * chance:
+            return epochs[index:]
+    return []
+
+
 def estimate(rows, y, coding, p, pair, adjust_for=None, min_dof=4):
     """(effect, variance, dof) of a contrast over these runs, adjusted by least squares for the parameters in
     `adjust_for` (all of them when None) when there are runs enough, else from these runs' groups (or slope) alone;
@@ -183,16 +198,17 @@ def chain(epochs, reaching, targets, coding, p, pair, moving):
     return steps
 
 
-def sweep_effects(rows, config, parameters, metric="val_acc"):
+def sweep_effects(rows, config, parameters, metric="val_acc", chance=None):
     """One finding per parameter that varied: its largest contrast's effect at the deepest epoch both sides reached,
-    with standard error, the runs behind it, the first checkpoint's effect, and whether it is clear."""
+    with standard error, the runs behind it, the first checkpoint's effect, and whether it is clear. Runs are
+    compared from the first checkpoint where they have learned (`chance`: 1 / the number of classes)."""
     from scipy import stats
 
     done = [r for r in rows if r["state"] in ("finished", "stopped") and r.get("history")]
     rungs = rung_epochs(config, done)
-    if not rungs:
+    epochs = learned_checkpoints(done, checkpoints(rungs), chance, metric) if rungs else []
+    if not epochs:
         return []
-    epochs = checkpoints(rungs)
     reaching = [[r for r in done if accuracy_at(r, e, metric) is not None] for e in epochs]
     coding = encoding(reaching[0], parameters)
     targets = [np.array([accuracy_at(r, epochs[0], metric) for r in reaching[0]])]
@@ -232,36 +248,102 @@ def sweep_effects(rows, config, parameters, metric="val_acc"):
                                "effect": effect, "se": se, "dof": dof,
                                "epoch": epochs[len(steps) - 1], "runs": [s[3] for s in steps],
                                "first_epoch": epochs[0], "first_effect": first[0], "first_se": math.sqrt(first[1]),
-                               "threshold": threshold, "steady": steady,
+                               "threshold": threshold, "steady": steady, "comparisons": comparisons,
                                "clear": abs(effect) / se >= threshold and abs(effect) >= NO_CLEAR_DIFFERENCE})
         if candidates:
             findings.append(max(candidates, key=lambda c: abs(c["effect"]) / c["se"]))
     return findings
 
 
+def rule(findings, chance=None):
+    """The rule that decides "clear", said once, in words, with this sweep's numbers."""
+    if not findings:
+        return ""
+    start = (f"the first checkpoint where the median run had at least {LEARNED}× chance's accuracy "
+             f"({LEARNED * chance:.2f})" if chance else "the first checkpoint")
+    return (f"How to read these: runs are compared at equal epochs, from epoch {findings[0]['first_epoch']}, {start}; "
+            f"each effect is adjusted for the other parameters. An effect is clear when it is larger than its margin: "
+            f"its standard error times the two-sided 5 % t threshold split over the {findings[0]['comparisons']} "
+            f"comparisons made (Bonferroni; {float(np.median([f['threshold'] for f in findings])):.1f} standard errors for a typical one here), and at least {NO_CLEAR_DIFFERENCE}. The "
+            f"± after each number is that margin.")
+
+
+# Why a parameter's better value is likely better for this CNN and data, keyed by (parameter, the better value);
+# "more"/"less" for numeric ones. A sentence is given only for an effect the runs show clearly.
+REASONS = {
+    ("batch_norm", "true"): "batch norm keeps each layer's inputs at a steady scale, so the same learning rate trains "
+                            "faster and more stably",
+    ("batch_norm", "false"): "with small batches the normalising statistics are noisy, which costs more than it buys",
+    ("activation", "relu"): "ReLU's hard zero makes sparse features that suited these images",
+    ("activation", "smooth"): "a smooth activation passes small negative values, so fewer units stop learning than "
+                              "with ReLU",
+    ("organisation", "double"): "doubling keeps the early, full-resolution layers cheap and gives the deep layers, "
+                                "where the map is small, the filters to combine parts into shapes",
+    ("organisation", "half"): "many early filters capture more low-level detail (edges, textures) at full resolution",
+    ("organisation", "same"): "an even width keeps capacity in the early layers without the cost of halving",
+    ("base_filters", "more"): "more filters give each layer more features to detect",
+    ("base_filters", "less"): "a smaller network fits faster in the epochs the runs had",
+    ("dense_units", "more"): "a wider dense layer combines more of the conv features",
+    ("dense_units", "less"): "a narrower dense layer has fewer weights to over-fit with",
+    ("dropout", "more"): "dropout before the dense layer stops it from relying on a few features, so it over-fits less",
+    ("dropout", "less"): "in runs this short, dropout slows fitting more than it prevents over-fitting",
+    ("augment", "true"): "random crops, flips and rotations show the shapes at new positions and scales, so the "
+                         "model learns the shape rather than the picture",
+    ("augment", "false"): "in runs this short, the harder training task costs more than the variety buys",
+    ("aug_strength", "more"): "stronger augmentation shows more varied copies, so the model over-fits less",
+    ("aug_strength", "less"): "in runs this short, stronger augmentation slows fitting more than it helps",
+    ("lr", "more"): "larger steps reach a good solution within the epochs the runs had",
+    ("lr", "less"): "large steps overshoot; smaller ones settle better",
+    ("weight_decay", "more"): "weight decay keeps the weights small, which regularises",
+    ("weight_decay", "less"): "in short runs, weight decay held the fit back",
+    ("kernel_sizes", "larger"): "larger early kernels see more of the shape at once",
+    ("kernel_sizes", "smaller"): "small kernels stacked see as far with fewer weights",
+}
+
+
+def reason(finding, better, worse):
+    """The likely reason the better value won, from REASONS ('' when none applies)."""
+    p = finding["parameter"]
+    if finding["pair"] is None or p in ("base_filters", "dense_units", "dropout", "aug_strength", "weight_decay"):
+        up = finding["effect"] > 0 if finding["pair"] is None else float(better) > float(worse)
+        return REASONS.get((p, "more" if up else "less"), "")
+    if p == "activation":
+        return REASONS[(p, "relu" if better == "relu" else "smooth")] if "relu" in (better, worse) else ""
+    if p == "kernel_sizes":
+        return REASONS[(p, "larger" if better > worse else "smaller")]
+    return REASONS.get((p, better), "")
+
+
 def describe(finding):
-    """One sentence in the assignment's terms, with the numbers behind it."""
+    """One sentence in the assignment's terms: the difference, when, the margin a clear effect needs, the runs behind
+    it; for a clear effect, its likely reason and what to use."""
     f = finding
     name = WORDS.get(f["parameter"], f["parameter"])
+    margin = f["threshold"] * f["se"]
     if f["pair"] is None:
-        log = f.get("log", False)
-        difference = (f"{f'doubling the {name}' if log else f'one unit more of {name}'} changed validation accuracy "
-                      f"by {f['effect']:+.3f}")
+        better = worse = None
+        difference = (f"{'doubling the' if f.get('log', False) else 'one unit more of'} {name} changed validation "
+                      f"accuracy by {f['effect']:+.3f}")
     else:
         a, b = f["pair"]
         better, worse = (b, a) if f["effect"] > 0 else (a, b)
         difference = f"{better} beat {worse} by {abs(f['effect']):.3f} validation accuracy"
     later = f["epoch"] != f["first_epoch"]
-    when = (f"at epoch {f['first_epoch']}, with no change detected through epoch {f['epoch']}" if f["steady"] and later
+    when = (f"at epoch {f['first_epoch']}, unchanged through epoch {f['epoch']}" if f["steady"] and later
             else f"at epoch {f['epoch']}")
-    noise = f"± {2 * f['se']:.3f}, two standard errors"
     runs = f"{f['runs'][0]} runs at epoch {f['first_epoch']}" + (
-        f", {f['runs'][-1]} of them reached epoch {f['epoch']}" if later else "")
+        f", {f['runs'][-1]} of them at epoch {f['epoch']}" if later else "")
     if not f["clear"]:
-        return (f"{name.capitalize()}: no clear effect — the largest difference, {difference} {when} ({noise}), is "
-                f"within noise ({runs}).")
+        small = abs(f["effect"]) < NO_CLEAR_DIFFERENCE and abs(f["effect"]) >= margin
+        return (f"{name.capitalize()}: not clear — {difference} {when} ({runs}), "
+                + (f"under the {NO_CLEAR_DIFFERENCE} that counts as a difference." if small else
+                   f"within the ± {margin:.3f} a clear effect needs."))
     early = ""
     if not f["steady"] and f["first_effect"] * f["effect"] < 0 and abs(f["first_effect"]) > 2 * f["first_se"]:
         early = (f" It reverses: at epoch {f['first_epoch']} the difference was {f['first_effect']:+.3f} the other "
-                 f"way, so comparing runs at the first rung alone would have judged it wrongly.")
-    return f"{name.capitalize()}: {difference} {when} ({noise}; {runs}).{early}"
+                 f"way, so comparing runs at that epoch alone would have judged it wrongly.")
+    why = reason(f, better, worse)
+    use = (f" Use {better}." if better is not None else
+           f" Prefer the {'high' if f['effect'] > 0 else 'low'} end of the range searched.")
+    return (f"{name.capitalize()}: {difference} {when} (± {margin:.3f}; {runs}).{early}"
+            + (f" Likely why: {why}." if why else "") + use)

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 
 from common.errors import UserError  # noqa: E402
 from common.viz import save  # noqa: E402
-from handin.sweep_effects import WORDS, describe, sweep_effects  # noqa: E402
+from handin.sweep_effects import LEARNED, WORDS, describe, level, rule, sweep_effects  # noqa: E402
 from partA.sweep_engine import format_params, sweep_runs  # noqa: E402
 
 
@@ -232,7 +232,7 @@ def confounded_pairs(rows, params, threshold=0.8):
     return pairs
 
 
-def observations(rows, searched=None, config=None, importance=()):
+def observations(rows, searched=None, config=None, importance=(), chance=None):
     """Sentences derived from the runs, each with the statistic and sample size behind it.
 
     Every run counts, hyperband-stopped ones too: effects are compared at equal epochs among the runs that reached
@@ -244,7 +244,7 @@ def observations(rows, searched=None, config=None, importance=()):
     out = []
     varied = set(swept_parameters(scored)) | set(searched or [])
     best = max(scored, key=lambda r: r["val_acc"])
-    out.append(f"The best of {len(scored)} scored runs reached {best['val_acc']:.3f} validation accuracy with "
+    out.append(f"Best run: {best['id']}, {best['val_acc']:.3f} validation accuracy (of {len(scored)} runs), with "
                f"{format_params({k: v for k, v in best['params'].items() if k in varied})}.")
     params = swept_parameters(scored)
     for p in sorted(set(searched or []) - set(params)):
@@ -258,9 +258,12 @@ def observations(rows, searched=None, config=None, importance=()):
         out.append(f"{a} and {b} changed together in these runs (Cramér's V = {v:.2f}, n = {len(scored)}): "
                    f"what follows for {a} may be {b}'s effect, and the other way round.")
     metric = (config.get("metric") or {}).get("name", "val_acc")
-    findings = sweep_effects(rows, config, [p for p in params if p not in follows], metric)
-    out += [describe(f) for f in findings]
-    out += reconcile(findings, importance)
+    findings = sweep_effects(rows, config, [p for p in params if p not in follows], metric, chance)
+    if not findings and chance is not None:
+        out.append(f"No parameter is compared: the median run never reached {LEARNED}× chance "
+                   f"({LEARNED * chance:.2f}) at a checkpoint, so the runs had not learned enough to tell.")
+    out += ([rule(findings, chance)] if findings else []) + [describe(f) for f in findings]
+    out += reconcile(findings, importance, scored)
     stopped = [r for r in rows if r["state"] == "stopped"]
     if stopped:
         low, high = min(r["epochs"] for r in stopped), max(r["epochs"] for r in stopped)
@@ -273,15 +276,30 @@ def observations(rows, searched=None, config=None, importance=()):
     return out
 
 
-def reconcile(findings, importance, top=3, notable=0.1):
-    """Where Q2's importance plot ranks a parameter high and Q3 finds no clear effect of it: why both hold."""
-    clear = {f["parameter"]: f["clear"] for f in findings}
+def reconcile(findings, importance, rows, top=3, notable=0.1):
+    """Where Q2's importance plot ranks a parameter high and Q3 finds no clear effect of it: what that parameter's
+    runs show — their best accuracies and how long they ran — beside the comparison at equal epochs."""
+    unclear = {f["parameter"]: f for f in findings if not f["clear"]}
     out = []
-    for feature, weight, correlation in list(importance)[:top]:
-        parameter = feature.split("=")[0]
-        if weight >= notable and clear.get(parameter) is False:
-            out.append(f"Q2's importance plot ranks {feature} high ({weight:.2f}, r = {correlation:+.2f}), yet "
-                       f"{WORDS.get(parameter, parameter)} shows no clear effect above: that plot relates each run's best "
-                       f"accuracy whatever epoch hyperband stopped it at, so it also rewards early speed and chance; "
-                       f"compared at equal epochs the difference is within noise.")
+    for rank, (feature, weight, correlation) in enumerate(list(importance)[:top], 1):
+        parameter, _, value = feature.partition("=")
+        finding = unclear.get(parameter)
+        if weight < notable or finding is None:
+            continue
+        if value:  # a category (wandb's one-hot column): its runs against the rest
+            value = value.lower()
+            side = lambda r: level(r["params"].get(parameter)) == value  # noqa: E731
+        else:  # a number: the runs above its median against the others
+            cut = float(np.median([r["params"][parameter] for r in rows]))
+            value, side = f"more than {cut:g}", lambda r: r["params"][parameter] > cut  # noqa: E731
+        with_it, without = [r for r in rows if side(r)], [r for r in rows if not side(r)]
+        if not with_it or not without:
+            continue
+        mean = lambda runs, key: sum(r[key] for r in runs) / len(runs)  # noqa: E731
+        out.append(f"{WORDS.get(parameter, parameter).capitalize()} ranks {rank} in Q2's importance ({weight:.2f}, "
+                   f"r = {correlation:+.2f}): its {len(with_it)} runs with {value} reached {mean(with_it, 'val_acc'):.3f} "
+                   f"at best after {mean(with_it, 'epochs'):.1f} epochs on average; the other {len(without)} runs reached "
+                   f"{mean(without, 'val_acc'):.3f} after {mean(without, 'epochs'):.1f}. Best accuracies mix in how "
+                   f"long hyperband let a run go on; compared at equal epochs, the gap is within the "
+                   f"± {finding['threshold'] * finding['se']:.3f} a clear effect needs.")
     return out

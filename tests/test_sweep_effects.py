@@ -97,7 +97,29 @@ def test_a_sweep_of_pure_noise_names_something_in_at_most_one_of_ten():
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_every_finding_says_its_effect_its_noise_and_the_runs_behind_it(seed):
+def test_every_finding_says_its_effect_the_margin_the_rule_uses_and_the_runs_behind_it(seed):
     for finding in sweep_effects(simulated_sweep(seed), CONFIG, list(SPACE) + ["lr"]):
         text = describe(finding)
-        assert "two standard errors" in text and "runs at epoch 2" in text
+        margin = finding["threshold"] * finding["se"]
+        assert f"± {margin:.3f}" in text and "runs at epoch 2" in text
+        # a verdict never contradicts its own numbers: "not clear" only when the difference is inside the margin
+        assert ("not clear" in text) == (not finding["clear"])
+        if not finding["clear"]:
+            assert abs(finding["effect"]) < margin or abs(finding["effect"]) < 0.01
+
+
+def test_a_clear_effect_comes_with_its_likely_reason_and_what_to_use():
+    batch_norm = next(f for f in sweep_effects(simulated_sweep(0), CONFIG, list(SPACE) + ["lr"])
+                      if f["parameter"] == "batch_norm")
+    text = describe(batch_norm)
+    assert batch_norm["clear"] and "Likely why: batch norm keeps" in text and text.endswith("Use true.")
+
+
+def test_runs_are_compared_only_from_the_first_checkpoint_where_the_median_run_has_learned():
+    # the shared curve 0.25 + 0.45·(1 − e^(−epoch/4)) is ≈ 0.43 at epoch 2 (the first checkpoint: rung 3 − 1) and
+    # ≈ 0.57 at epoch 5 (rung 6 − 1); with 4 classes (chance 0.25) the median must reach 0.50, so the comparison
+    # starts at epoch 5; with 10 classes (0.20 needed) at epoch 2; with 2 classes (1.00 needed) never
+    findings = sweep_effects(simulated_sweep(0), CONFIG, list(SPACE) + ["lr"], chance=0.25)
+    assert findings and {f["first_epoch"] for f in findings} == {5}
+    assert sweep_effects(simulated_sweep(0), CONFIG, list(SPACE) + ["lr"], chance=0.1)[0]["first_epoch"] == 2
+    assert sweep_effects(simulated_sweep(0), CONFIG, list(SPACE) + ["lr"], chance=0.5) == []  # never 2 × 0.5
