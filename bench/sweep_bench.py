@@ -30,6 +30,7 @@ import copy
 import math
 import shutil
 import sys
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -241,7 +242,7 @@ def main(data_dir, image_size, epochs, seeds, replays, tolerance, runs_dir, cach
         rows.append(f"| {method} | {' / '.join(shown(f) for f in fractions) if real else '(replayed only)'} | "
                     f"{replay_cell} | {' / '.join(f'{b:.3f}' for b in bests)} |")
     plot = plot_curves(results, budget, tolerance, out / "sweep_efficiency.png")
-    save_json(out / "sweep_bench.json", {"space": SPACE, "epochs": epochs, "budget_epochs": budget, "seeds": seeds,
+    save_json(out / "sweep_bench.json", {"measured": date.today().isoformat(), "space": SPACE, "epochs": epochs, "budget_epochs": budget, "seeds": seeds,
                                          "replays": replays, "tolerance": tolerance, "image_size": image_size,
                                          "data_dir": data_dir, "early_terminate": default_early_terminate(),
                                          "history_mismatches": mismatched, "table": table,

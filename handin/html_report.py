@@ -163,8 +163,8 @@ def q1_counts(record):
                       f"{' --batch-norm' if cfg.batch_norm else ''}"))
 
 
-def sweep_bench_evidence(docs):
-    """What make sweep-bench measured for the strategy (the committed figure and table in docs/), or []."""
+def sweep_bench_evidence(docs, config):
+    """What make sweep-bench measured for the sweep's own method (the committed figure and table in docs/), or []."""
     figure_path, data_path = Path(docs) / "sweep_efficiency.png", Path(docs) / "sweep_bench.json"
     if not figure_path.is_file() or not data_path.is_file():
         return []
@@ -175,12 +175,21 @@ def sweep_bench_evidence(docs):
         replay = row.get("replayed")
         rows.append([row["method"], " / ".join(shown(f) for f in row["fraction_of_grid_epochs"]) or "(replayed only)",
                      "" if not replay else f"median {shown(replay['median'])}, ≤ 1/5 in {replay['within_goal']:.0%}"])
+    method = config["method"] + ("+hyperband" if config.get("early_terminate") else "")
+    own = next((r for r in bench["table"] if r["method"] == method and r.get("replayed")), None)
+    said = (f"This sweep's method, {method}, needed a median {own['replayed']['median']:.2f} of the grid's epochs, and "
+            f"at most 1/5 of them in {own['replayed']['within_goal']:.0%} of the replays." if own else
+            f"This sweep's method, {method}, was not measured there; the table shows what was.")
     return (figure(figure_path, "How much the strategy saves, measured (make sweep-bench, docs/measurements.md)",
                    DISPLAY["plot"])
-            + paragraph(f"On the demo data at {bench.get('image_size')} px, {bench.get('seeds')} seeds: the fraction of "
-                        f"the full grid's epochs each method spent before reaching the grid's best configuration.")
-            + table(["method", "fraction of the grid's epochs (per seed)", f"replays ({bench.get('replays', 0)} per seed)"],
-                    rows))
+            + paragraph(f"Why this strategy. make sweep-bench ran each method on a 36-configuration grid of the demo "
+                        f"data at {bench.get('image_size')} px, {bench.get('epochs')} epochs a run, {bench.get('seeds')} "
+                        f"data seeds, and counted the epochs it trained before it found the grid's best configuration, "
+                        f"as a fraction of the grid's own epochs. A replay runs a method again through the real "
+                        f"controller with another proposal seed, reading the recorded training histories instead of "
+                        f"training ({bench.get('replays', 0)} per data seed). {said} Measured {bench.get('measured', '(no date)')}; "
+                        f"docs/measurements.md has every run of it.")
+            + table(["method", "fraction of the grid's epochs (per seed)", "replays"], rows))
 
 
 def test_section(folder, summary, record=None):

@@ -74,7 +74,47 @@ def part_a_q1(record, why):
             + page.paragraph(why) + page.q1_counts(record))
 
 
-def part_a_q2(folder, config, rows, out, searched):
+def data_and_settings(record, fixed):
+    """Q2's facts: the split, the settings every run shared, and what the swept knobs do."""
+    if record is None:
+        return page.paragraph("Fixed for every run: " + ", ".join(f"{k}={page.fmt_value(v)}" for k, v in fixed.items())
+                              ) if fixed else []
+    c = record["config"]
+    named = ("epochs", "image_size", "batch_size", "optimizer", "weight_decay", "warmup_epochs", "label_smoothing",
+             "grad_clip")
+    shared = {k: v for k, v in fixed.items() if k not in named}
+    return (page.h4("Data, fixed settings and what the knobs do")
+            + page.paragraph(f"Validation: {c['val_fraction']:.0%} of each class of the training folder "
+                             f"({record['val_images']} images; stratified, drawn with seed {c['seed']} and saved, so "
+                             f"every run sees the same split). The runs train on the other {record['train_images']}. "
+                             f"The test folder is never read by training or the sweep.")
+            + page.paragraph(f"Fixed for every run: {c['epochs']} epochs at {c['image_size']}×{c['image_size']} px, "
+                             f"batch {c['batch_size']}, {c['optimizer']} with weight decay {c['weight_decay']:g} (not "
+                             f"on biases or norm layers), a cosine schedule after {c['warmup_epochs']:g} warm-up "
+                             f"epoch(s), label smoothing {c['label_smoothing']:g}, gradients clipped at norm "
+                             f"{c['grad_clip']:g}" + "".join(f", {k}={page.fmt_value(v)}" for k, v in shared.items())
+                             + ".")
+            + page.paragraph("The knobs: filters are base_filters in block 1, then the same, doubled or halved per "
+                             "block (organisation). Dropout sits before and after the dense layer, not in the conv "
+                             "blocks. Augmentation is a random resized crop, a flip, a rotation and colour jitter "
+                             "applied to each batch; aug_strength scales them all (1 = crops down to 35 % of the area, "
+                             "±15° rotation, ±30 % jitter; 0.5 = half of each range)."))
+
+
+def stopping_rule(config):
+    """How hyperband stopped runs, as Optuna's successive halving applies it, or '' without early stopping."""
+    stop = config.get("early_terminate") or {}
+    if not stop:
+        return ""
+    eta, epochs = int(stop.get("eta", 3)), (config["parameters"].get("epochs") or {}).get("value", 0)
+    rungs = [first_rung(stop) * eta ** i for i in range(8) if first_rung(stop) * eta ** i < (epochs or 1e9)][:4]
+    return (f" Early stopping: hyperband (successive halving). When a run reaches epoch "
+            f"{' or '.join(map(str, rungs))}, it is compared with the runs that had reached that epoch before it; it "
+            f"goes on only if its validation accuracy is in the best 1/{eta} of them, itself counted (of fewer than "
+            f"{eta}, it must be the best). The first runs pass easily; later ones face the bar the earlier ones set.")
+
+
+def part_a_q2(folder, config, rows, out, searched, record=None):
     created = plot_accuracy_vs_created(rows, out / "accuracy_vs_created.png")
     parallel = plot_parallel_coordinates(rows, out / "parallel_coordinates.png", searched)
     savings, saved = plot_sweep_savings(rows, config, out / "sweep_savings.png")
@@ -83,28 +123,21 @@ def part_a_q2(folder, config, rows, out, searched):
     searched_as = {p: searched_range(config["parameters"].get(p, {}), values[p]) for p in swept}
     fixed = {k: v.get("value") for k, v in config["parameters"].items() if isinstance(v, dict) and "value" in v}
     states = {s: sum(r["state"] == s for r in rows) for s in ("finished", "stopped", "failed", "running")}
-    stop = config.get("early_terminate") or {}
     method = {"bayes": "Bayesian optimisation (a tree-structured Parzen estimator proposes each configuration from "
                        "the results so far)", "random": "random search", "grid": "grid search"}[config["method"]]
-    strategy = f"Search: {method}"
-    if stop:
-        eta, epochs = int(stop.get("eta", 3)), (config["parameters"].get("epochs") or {}).get("value", 0)
-        rungs = [first_rung(stop) * eta ** i for i in range(8) if first_rung(stop) * eta ** i < (epochs or 1e9)][:4]
-        strategy += (f"; early stopping: hyperband (successive halving) — at epochs {', '.join(map(str, rungs))}, a "
-                     f"run that is not in the best 1/{eta} of the runs that reached that epoch is stopped")
-    strategy += (f". This sweep: {len(rows)} runs, {states['finished']} trained to the end, {states['stopped']} stopped "
-                 f"early, {states['failed']} failed; it trained {saved['spent']} epochs where every run at full length "
+    strategy = f"Search: {method}.{stopping_rule(config)}"
+    strategy += (f" This sweep: {len(rows)} runs, {states['finished']} trained to the end, {states['stopped']} stopped "
+                 f"early, {states['failed']} failed. It trained {saved['spent']} epochs; every run at full length "
                  f"would have taken {saved['full']} ({saved['spent'] / max(saved['full'], 1):.0%}).")
     body = (page.h4("Parameters and values searched")
             + page.table(["parameter", "searched", "values the runs tried"],
                          [[p, searched_as[p], ", ".join(v) if len(v) <= 8 else f"{len(v)} values, {v[0]} … {v[-1]}"]
                           for p, v in values.items()])
-            + (page.paragraph("Fixed for every run: " + ", ".join(f"{k}={page.fmt_value(v)}" for k, v in fixed.items()))
-               if fixed else [])
+            + data_and_settings(record, fixed)
             + page.h4("Strategy to get good configurations from few runs") + page.paragraph(strategy)
             + page.figure(savings, "What early stopping saved in this sweep: epochs trained vs every run to the end",
                           page.DISPLAY["plot"])
-            + page.sweep_bench_evidence(ROOT / "docs")
+            + page.sweep_bench_evidence(ROOT / "docs", config)
             + page.figure(created, "Plot 1: validation accuracy vs created", page.DISPLAY["plot"])
             + page.figure(parallel, "Plot 2: parallel coordinates", page.DISPLAY["plot"]))
     table = parameter_importance(rows)
@@ -249,7 +282,7 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
     def sweep_answers():
         config = sweep_config(folder)
         rows = collect_sweep(folder)
-        q2, summary["sweep_analysis"] = part_a_q2(folder, config, rows, out, searched_parameters(config))
+        q2, summary["sweep_analysis"] = part_a_q2(folder, config, rows, out, searched_parameters(config), record)
         importance = [(i["feature"], i["importance"], i["correlation"]) for i in summary["sweep_analysis"]["importance"]]
         chance = 1 / len(record["classes"]) if record else None
         notes = observations(rows, searched_parameters(config), config, importance, chance)

@@ -17,6 +17,7 @@ from common.demo_data import CLASSES
 from common.errors import UserError
 from common.locks import process_identity
 from common.models import CNNConfig
+from common.training import TrainConfig
 from handin.sweep_report import _axis_positions, confounded_pairs, observations
 from partA.sweep_engine import (STALE_AFTER_SECONDS, Heartbeat, LocalSweep, _alive, claim_next_run, load_sweep_config,
                                 run_agent, scratch_trainer, validate_sweep_config)
@@ -404,7 +405,7 @@ def _record(runs, name, **fields):
               "summary": {"best_val_acc": 0.5, "epochs_done": 1, "mean_images_per_s": 600.0},
               "model_spec": {"kind": "cnn", "config": CNNConfig(filters=[4, 8, 8, 16, 16], dense_units=16,
                                                                 input_size=32).to_dict()},
-              "config": {"image_size": 32}, **fields}
+              "config": TrainConfig(image_size=32).to_dict(), "train_images": 40, "val_images": 10, **fields}
     (runs / name / "record.json").write_text(json.dumps(record))
 
 
@@ -489,6 +490,9 @@ def test_the_handin_report_answers_the_assignment_in_its_numbering(tmp_path):
                          "Q2: freezing strategies", "Q3: from scratch vs fine-tuned",
                          "The detector and the camera-trap watcher"]
     assert "Missing —" not in second
+    # Q2's facts: the split, the settings every run shared, where dropout sits
+    assert "Validation: 20% of each class of the training folder (10 images; stratified, drawn with seed 42" in second
+    assert "batch 64, adamw with weight decay 0.05" in second and "Dropout sits before and after the dense" in second
     assert "m·H_5·W_5·n" in second and "checked against the real model" in second and ": match." in second  # Q1
     assert "Shows run rep-best: the best complete run of sweep rep" in second and "<td>0.7500</td>" in second  # Q4
     assert "foreign" not in second and "0.9800" not in second  # another command's run is never shown

@@ -3,6 +3,7 @@ import itertools
 import json
 import subprocess
 import sys
+from html import unescape
 
 import pytest
 from PIL import Image
@@ -94,10 +95,16 @@ def test_the_report_shows_the_benchmarks_fractions_beside_its_plot(tmp_path):
          "replayed": {"median": 0.35, "within_goal": 0.23}},
         {"method": "random+hyperband", "fraction_of_grid_epochs": [], "replayed": {"median": 0.2, "within_goal": 0.5}}]}))
     Image.new("RGB", (40, 30)).save(tmp_path / "sweep_efficiency.png")
-    html = render(sweep_bench_evidence(tmp_path))
+    random_sweep = {"method": "random", "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 2}}
+    html = render(sweep_bench_evidence(tmp_path, random_sweep))
     assert "<td>0.33 / 0.25</td>" in html and "<td>0.38 / not reached</td>" in html
     assert "median 0.35, ≤ 1/5 in 23%" in html and "data:image/png;base64" in html
     assert "<td>random+hyperband</td><td>(replayed only)</td><td>median 0.20, ≤ 1/5 in 50%</td>" in html
-    assert sweep_bench_evidence(tmp_path / "missing") == []
-    # the committed measurement the report shows is make sweep-bench's own output format
-    assert "bayes+hyperband" in render(sweep_bench_evidence(ROOT / "docs"))
+    # the evidence quoted is that of the method the sweep used, not the best method's
+    assert "This sweep's method, random+hyperband, needed a median 0.20 of the grid's epochs" in unescape(html)
+    assert "This sweep's method, grid, was not measured" in unescape(render(sweep_bench_evidence(tmp_path,
+                                                                                                {"method": "grid"})))
+    assert sweep_bench_evidence(tmp_path / "missing", random_sweep) == []
+    # the committed measurement the report shows is make sweep-bench's own output format, with its date
+    committed = render(sweep_bench_evidence(ROOT / "docs", random_sweep))
+    assert "bayes+hyperband" in committed and "Measured 2026-12-01" in committed
