@@ -505,11 +505,14 @@ def tracked_config(cfg, record: dict) -> dict:
     """What a run logs as wandb.config: the training options, the model's hyperparameters flat (wandb's
     parallel-coordinates and importance panels read flat keys only), and the options it was given under their own
     names — a sweep's parameters as the sweep named them (what a wandb agent sets), --base-filters/--organisation —
-    which win over the resolved model fields. Built from the record, so a resumed run logs the same config."""
+    which win over the resolved model fields. Each knob once: no nested copy of the model, and no `filters` derived
+    from base_filters/organisation (the importance panel would rank the same choice twice). Built from the record, so
+    a resumed run logs the same config."""
     model = record.get("model_spec", {}).get("config", {})
-    return {**cfg.to_dict(), "model_spec": record.get("model_spec"),
-            **{key: model[key] for key in FLAT_MODEL_KEYS if key in model},
-            **record.get("model_options", {}), **record.get("sweep_params", {})}
+    given = {**record.get("model_options", {}), **record.get("sweep_params", {})}
+    flat = {key: model[key] for key in FLAT_MODEL_KEYS if key in model and not (key == "filters" and "base_filters"
+                                                                                  in given)}
+    return {**cfg.to_dict(), **flat, **given}
 
 
 def epoch_line(cfg, m):
@@ -580,6 +583,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunSpec, groups=None,
             record.data["status"] = status
             record.data["finished" if status in ("finished", "stopped") else "ended"] = now_iso()
             record.save()
+            tracker.summary({"status": status})  # wandb shows a stopped run as finished: panels filter on this
             tracker.finish(exit_code=0 if status in ("finished", "stopped") else 1)
         finally:  # a full disk can fail the last save: the run's claim is released all the same
             release_run_dir(run_dir)  # (a run that ended before its first checkpoint leaves no folder)

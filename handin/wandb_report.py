@@ -20,6 +20,7 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 
 import click
 import pydantic
+from PIL import Image
 
 from common.cli import OneLineErrors
 from common.errors import UserError
@@ -48,6 +49,19 @@ def report_run_name(summary):
     return f"{summary['sweep']}-report"
 
 
+def full_width(wr, path=None):
+    """A panel across the report's 24 columns, as tall as the figure's shape needs (a 10 × 3 grid, a wide plot):
+    one row unit is about 1/48 of the report's width, so height = 48 × (image height / width), within 8-40."""
+    ratio = 0.5
+    if path is not None:
+        try:
+            with Image.open(path) as image:
+                ratio = image.height / image.width
+        except OSError:  # a figure that is missing is said by the report; the panel keeps its default shape
+            pass
+    return wr.Layout(x=0, y=0, w=24, h=max(8, min(40, round(48 * ratio))))
+
+
 def render_block(wr, block, live, media_key_of, figures_runset):
     """One answer block as wandb report blocks."""
     kind = block["type"]
@@ -73,8 +87,8 @@ def render_block(wr, block, live, media_key_of, figures_runset):
             out += [wr.H3(caption), live[caption.split(":")[0]]]
         else:
             key = media_key_of[id(item)]
-            out += [wr.P(caption), wr.PanelGrid(runsets=[figures_runset],
-                                                panels=[wr.MediaBrowser(title=caption[:120], media_keys=[key])])]
+            out += [wr.P(caption), wr.PanelGrid(runsets=[figures_runset], panels=[wr.MediaBrowser(
+                title=caption[:120], media_keys=[key], layout=full_width(wr, item["path"]))])]
     return out
 
 
@@ -93,11 +107,13 @@ def build_wandb_report(summary, entity, project, video_url=None):
                          filters=f"Name = '{run.get('name', '')}' or Name = '{finetune or ''}'")
     live = {
         "Plot 1": wr.PanelGrid(runsets=[sweep_runs], panels=[wr.ScatterPlot(
-            title="validation accuracy vs created", x=wr.Metric("CreatedTimestamp"), y=wr.SummaryMetric("best_val_acc"))]),
+            title="validation accuracy vs created", x=wr.Metric("CreatedTimestamp"), y=wr.SummaryMetric("best_val_acc"),
+            layout=full_width(wr))]),
         "Plot 2": wr.PanelGrid(runsets=[sweep_runs], panels=[wr.ParallelCoordinatesPlot(
             columns=[wr.ParallelCoordinatesPlotColumn(metric=wr.Config(p)) for p in swept]
-            + [wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric("best_val_acc"))])]),
-        "Plot 3": wr.PanelGrid(runsets=[sweep_runs], panels=[wr.ParameterImportancePlot(with_respect_to="best_val_acc")]),
+            + [wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric("best_val_acc"))], layout=full_width(wr))]),
+        "Plot 3": wr.PanelGrid(runsets=[sweep_runs], panels=[wr.ParameterImportancePlot(
+            with_respect_to="best_val_acc", layout=full_width(wr))]),
     }
     media_key_of = {id(item): key for key, item in media_blocks(summary)}
     blocks = [b for block in summary.get("preamble", []) for b in render_block(wr, block, live, media_key_of, figures)]
@@ -110,7 +126,7 @@ def build_wandb_report(summary, entity, project, video_url=None):
             blocks += render_block(wr, block, live, media_key_of, figures)
         if section["heading"].startswith("Q3: from scratch"):
             blocks.append(wr.PanelGrid(runsets=[compared], panels=[
-                wr.LinePlot(title="validation accuracy per epoch", x="epoch", y=["val_acc"])]))
+                wr.LinePlot(title="validation accuracy per epoch", x="epoch", y=["val_acc"], layout=full_width(wr))]))
     if video_url:
         blocks += [wr.P("Part C's clip, hosted:"), wr.Video(url=video_url)]
     return wr.Report(project=project, entity=entity, title=summary.get("title", f"iNaturalist-12K ({sweep})"),

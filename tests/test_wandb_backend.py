@@ -55,8 +55,8 @@ def test_the_assignment_runs_on_the_wandb_backend_and_its_report_shows_that_swee
 def test_a_run_logs_its_hyperparameters_flat_under_their_own_names_and_the_same_after_resume(tiny_data, tmp_path,
                                                                                              monkeypatch):
     """wandb's parallel-coordinates and importance panels read flat config keys: the model's hyperparameters are
-    there beside the nested model_spec, --base-filters/--organisation under their own names; a resumed run logs the
-    same config."""
+    there once each — --base-filters/--organisation under their own names, without the filters they imply or a
+    nested copy of the model; a resumed run logs the same config."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HOME", str(tmp_path))
 
@@ -73,5 +73,16 @@ def test_a_run_logs_its_hyperparameters_flat_under_their_own_names_and_the_same_
     assert first["config"] == resumed["config"]
     config = first["config"]
     assert config["base_filters"] == 4 and config["organisation"] == "double"
-    assert config["activation"] == "mish" and config["batch_norm"] is False and config["filters"] == [4, 8, 16, 32, 64]
-    assert config["model_spec"]["config"]["activation"] == "mish"
+    assert config["activation"] == "mish" and config["batch_norm"] is False
+    assert "filters" not in config and "model_spec" not in config
+
+
+def test_a_run_hyperband_stopped_says_so_in_its_wandb_run(tiny_data, tmp_path, monkeypatch):
+    """wandb shows a run that exits 0 as finished; the run's summary says it was stopped, for the panels to filter."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    run_scratch(options(tmp_path, epochs=3, run_name="cut", wandb="offline"), data=tiny_data,
+                should_stop=lambda epoch, metrics: epoch == 1)
+    run_scratch(options(tmp_path, epochs=1, run_name="whole", wandb="offline"), data=tiny_data)
+    runs = {run["name"]: run for run in offline_runs(tmp_path / "runs")}
+    assert runs["cut"]["summary"]["status"] == "stopped" and runs["whole"]["summary"]["status"] == "finished"

@@ -29,8 +29,8 @@ def records(path):
 
 
 def offline_run(path):
-    """{"group", "name", "config": {key: value}, "logged": {keys}} of one offline run file."""
-    out = {"group": None, "name": None, "config": {}, "logged": set()}
+    """{"group", "name", "config": {key: value}, "logged": {keys}, "summary": {key: value}} of one offline run file."""
+    out = {"group": None, "name": None, "config": {}, "logged": set(), "summary": {}}
     for record in records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -38,6 +38,8 @@ def offline_run(path):
             out["config"].update({i.key: json.loads(i.value_json) for i in record.run.config.update})
         elif kind == "config":
             out["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
+        elif kind == "summary":
+            out["summary"].update({i.key: json.loads(i.value_json) for i in record.summary.update})
         elif kind == "history":
             out["logged"] |= {i.key or i.nested_key[0] for i in record.history.item}  # media: nested under the key
     return out
