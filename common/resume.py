@@ -7,7 +7,7 @@ from common.checkpoints import load_checkpoint, load_record, resolve_run_dir
 from common.data import load_train_val
 from common.errors import UserError
 from common.models import filters_from_organisation
-from common.runs import claimed_run, data_identity
+from common.runs import claimed_run, data_identity, has_checkpoint
 from common.training import CONTEXT_KEYS, TrainConfig
 
 # Options that may change on resume without changing what is computed: the run context (one table).
@@ -35,6 +35,9 @@ def prepare_resume(run, overrides: dict, runs_dir="runs", data=None):
 
 
 def _checked_resume(run_dir, overrides, data):
+    if not has_checkpoint(run_dir):  # killed before epoch 1: its own command takes the folder over
+        raise UserError(f"run {run_dir.name} stopped before its first checkpoint: nothing to resume; start it again "
+                        f"with the command that started it (same --run-name {run_dir.name})")
     ckpt = load_checkpoint(run_dir / "last.pt")
     record = load_record(run_dir, ckpt)
     stored = dict(ckpt["train_config"])

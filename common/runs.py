@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -64,12 +65,15 @@ def ensure_writable(runs_dir) -> Path:
     return runs_dir
 
 
-def _has_run(run_dir: Path) -> bool:
-    return (run_dir / "record.json").exists() or (run_dir / "last.pt").exists()
+def has_checkpoint(run_dir) -> bool:
+    """last.pt: what a resume continues from (a run writes its best.pt just before it, in the same epoch)."""
+    return (Path(run_dir) / "last.pt").exists()
 
 
 def claim_run_dir(run_dir, resume=False) -> Path:
-    """Claim `run_dir` for this process (idempotent within the process); a one-line error otherwise."""
+    """Claim `run_dir` for this process (idempotent within the process); a one-line error otherwise. A new run may
+    take over a folder whose owner is gone (its lock free) before it wrote a checkpoint — killed before epoch 1:
+    nothing in it can be resumed, so its own command starts it again; a folder with a checkpoint is never taken."""
     run_dir = Path(run_dir)
     key = str(run_dir.resolve())
     if key in _CLAIMS:
@@ -77,22 +81,24 @@ def claim_run_dir(run_dir, resume=False) -> Path:
     validate_run_name(run_dir.name)
     ensure_writable(run_dir.parent)
     if not resume:
-        try:
+        with contextlib.suppress(FileExistsError):
             run_dir.mkdir()
             _CREATED.add(key)
-        except FileExistsError:
-            if _has_run(run_dir):
-                raise UserError(f"run {run_dir.name!r} already exists in {run_dir.parent}; resume it with --resume "
-                                f"{run_dir.name} or choose another --run-name") from None
     handle = open(run_dir / "run.lock", "a+")
     info = take_and_sign(handle, run_dir / "run.lock")
     if info is not None:
         handle.close()
         raise UserError(f"run {run_dir.name!r} is in use by process {info.get('pid', '?')} on {info.get('host', '?')} "
                         f"(still training?); wait for it to finish, or stop it before resuming")
-    if not resume and _has_run(run_dir):  # created by another process between our mkdir and our lock
+    if not resume and has_checkpoint(run_dir):  # checked under the lock: no other process is writing one now
         handle.close()
-        raise UserError(f"run {run_dir.name!r} already exists in {run_dir.parent}; choose another --run-name")
+        _CREATED.discard(key)
+        raise UserError(f"run {run_dir.name!r} already exists in {run_dir.parent}; resume it with --resume "
+                        f"{run_dir.name} or choose another --run-name")
+    if not resume and key not in _CREATED:
+        print(f"run {run_dir.name!r} stopped before its first checkpoint (its process is gone); starting it again",
+              file=sys.stderr, flush=True)
+        _CREATED.add(key)  # nothing in it to keep: a start that fails again leaves no folder
     _CLAIMS[key] = handle
     _LAST_CLAIMED[:] = [run_dir]
     return run_dir
@@ -125,7 +131,7 @@ def release_run_dir(run_dir):
     handle = _CLAIMS.pop(key, None)
     if handle is not None:
         handle.close()
-    if key in _CREATED and run_dir.is_dir() and not (run_dir / "last.pt").exists():
+    if key in _CREATED and run_dir.is_dir() and not has_checkpoint(run_dir):
         shutil.rmtree(run_dir, ignore_errors=True)
     _CREATED.discard(key)
 

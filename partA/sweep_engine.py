@@ -20,7 +20,6 @@ import math
 import os
 import random
 import re
-import shutil
 import socket
 import threading
 import time
@@ -652,8 +651,6 @@ def scratch_trainer(runs_dir, data=None):
             # its agent may have died after the last epoch, before telling the sweep: nothing is left to train
             return trained_to_the_end(Path(runs_dir) / name) or resume_scratch(
                 name, {"quiet": True}, runs_dir=runs_dir, data=data, should_stop=should_stop)
-        if (Path(runs_dir) / name).exists():  # a run that died before its first checkpoint starts over
-            shutil.rmtree(Path(runs_dir) / name)
         return run_scratch(copy.deepcopy(options), should_stop=should_stop, data=data, extra=extra)
 
     return train

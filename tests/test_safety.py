@@ -105,6 +105,26 @@ def test_two_runs_with_the_same_name_cannot_both_start(tiny_data, tmp_path):
         run_scratch(options(tmp_path, epochs=1, run_name="same"), data=tiny_data)
 
 
+@pytest.mark.parametrize("left", ["record", "record-being-written"])
+def test_a_run_killed_before_its_first_checkpoint_starts_again_with_its_own_command(tiny_data, tmp_path, capsys, left):
+    """kill -9 before epoch 1 leaves record.json (status running) or only its temp file, and run.lock whose holder
+    is gone: the original command proceeds, saying so, and --resume points at it."""
+    run = tmp_path / "runs" / "kr3"
+    run.mkdir(parents=True)
+    (run / "run.lock").write_text(json.dumps({"host": "h", "pid": 999999, "started": 1}))
+    name = "record.json" if left == "record" else ".record.json.x1y2.tmp"
+    (run / name).write_text(json.dumps({"name": "kr3", "status": "running", "epochs": []})[:30 if name[0] == "." else None])
+    with pytest.raises(UserError, match="kr3 stopped before its first checkpoint.*start it again with the command"):
+        resume_scratch("kr3", {}, runs_dir=str(tmp_path / "runs"), data=tiny_data)
+    record = run_scratch(options(tmp_path, epochs=1, run_name="kr3"), data=tiny_data)
+    assert record["status"] == "finished" and (run / "last.pt").is_file()
+    assert "starting it again" in capsys.readouterr().err
+    (run / "record.json").unlink()  # a checkpoint is never replaced, whatever the record says
+    with pytest.raises(UserError, match="already exists"):
+        run_scratch(options(tmp_path, epochs=1, run_name="kr3"), data=tiny_data)
+    assert (run / "last.pt").is_file()
+
+
 def test_a_run_that_is_still_training_cannot_be_resumed(demo_root, tmp_path):
     train = [sys.executable, "partA/train.py", "--data-dir", str(demo_root), "--image-size", "32", "--filters",
              "4,8,8,16,16", "--dense-units", "16", "--epochs", "200", "--wandb", "disabled", "--quiet",
