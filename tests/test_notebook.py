@@ -1,7 +1,9 @@
 """notebooks/assignment.ipynb, run headless as Colab would run it: its cells in order on this machine's Python, on
 the demo data, the assignment only planned (--plan-only). The cells that clone or log in need a network and a
 person: they are skipped here."""
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,3 +37,15 @@ def test_the_notebook_installs_into_the_runtime_fetches_the_data_and_plans_the_a
     assert str(demo_root) in printed  # the data cell found the data set
     assert "plan (demo data" in printed and "total still to run" in printed
     assert (out / "plan.json").is_file()
+
+
+@pytest.mark.slow
+def test_installing_the_project_where_torch_and_numpy_are_keeps_them(tmp_path):
+    """The notebook's `make setup PYTHON=python3` on Colab or Kaggle: pyproject's ranges must take the runtime's own
+    torch, torchvision and numpy — this venv has them, so pip's plan must install the project alone."""
+    plan = tmp_path / "plan.json"
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-build-isolation", "--quiet",
+                             "--report", str(plan), "-e", str(ROOT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    installs = {item["metadata"]["name"].lower() for item in json.loads(plan.read_text())["install"]}
+    assert installs == {"inat-lab"}, f"pip install -e . would replace {sorted(installs - {'inat-lab'})}"

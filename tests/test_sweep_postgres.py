@@ -1,6 +1,6 @@
 """A local sweep past one machine (--storage postgresql://…): agents in separate processes, each with its own sweep
 folder and runs folder as on separate machines, share one study on a real PostgreSQL server — started for these
-tests in a throwaway cluster by Debian's pg_virtualenv (apt-get install postgresql; .ci/run installs it)."""
+tests in a throwaway cluster by Debian's pg_virtualenv (apt-get install postgresql, as the README says)."""
 import multiprocessing
 import os
 import shutil
@@ -23,11 +23,11 @@ def postgres_url():
     """postgresql://… of a throwaway cluster that lives as long as this module's tests (-t: in a temporary folder
     even as root, never a system cluster that a killed run could leave behind)."""
     if not shutil.which("pg_virtualenv"):
-        pytest.skip("needs Debian's postgresql for pg_virtualenv (apt-get install postgresql; .ci/run installs it)")
+        pytest.skip("needs Debian's postgresql for pg_virtualenv (apt-get install postgresql, as the README says)")
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        pytest.skip("needs psycopg: pip install -e '.[postgres]' (.ci/run installs it)")
+        pytest.skip("needs psycopg: make setup installs it")
     cluster = subprocess.Popen(["pg_virtualenv", "-t", "sh", "-c", 'echo "PGENV $PGUSER $PGPASSWORD $PGHOST $PGPORT '
                                 '$PGDATABASE"; read _'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     said = []

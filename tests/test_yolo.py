@@ -418,7 +418,7 @@ def test_full_yolov3_cfg_needs_exactly_the_floats_of_the_official_weights():
 @pytest.mark.parametrize("resize", ["letterbox", "stretch"])
 def test_detections_match_opencvs_darknet_importer_box_for_box(resize, detector_factory):
     """OpenCV parses the same cfg/weights with its own code: same class, IoU >= 0.9, |dscore| <= 0.03."""
-    pytest.importorskip("cv2", reason="opencv-python-headless (pip install -e .[opencv]; .ci/run installs it)")
+    pytest.importorskip("cv2", reason="opencv-python-headless (make setup installs it)")
 
     ours = detector_factory(resize=resize)
     cfg, weights, names = yolo_files("yolov3-tiny", Path(os.environ.get("INAT_WEIGHTS", ROOT / "cache" / "weights")))
