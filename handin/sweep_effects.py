@@ -40,7 +40,7 @@ def level(value):
 
 def rung_epochs(config, rows):
     """The epochs at which the sweep's runs were compared: hyperband's rungs below the last epoch, then the last."""
-    from partA.sweep_engine import first_rung
+    from partA.sweep_config import first_rung
 
     last = max((h["epoch"] for r in rows for h in r["history"]), default=0)
     stop = config.get("early_terminate") or {}
@@ -198,6 +198,20 @@ def chain(epochs, reaching, targets, coding, p, pair, moving):
     return steps
 
 
+def moving_parameters(epochs, reaching, targets, coding, threshold_at):
+    """Parameters whose effect moves over the epochs (their gains differ, beyond the corrected threshold): later gains
+    are adjusted for them, or their movement would be noise in every other parameter's gains."""
+    moving = set()
+    for p in coding:
+        for pair in contrasts(coding, p):
+            later = chain(epochs, reaching, targets, coding, p, pair, moving=set())[1:]
+            if later:
+                change, variance = sum(s[0] for s in later), sum(s[1] for s in later)
+                if abs(change) >= threshold_at(satterthwaite([s[1:3] for s in later])) * math.sqrt(variance):
+                    moving.add(p)
+    return moving
+
+
 def sweep_effects(rows, config, parameters, metric="val_acc", chance=None):
     """One finding per parameter that varied: its largest contrast's effect at the deepest epoch both sides reached,
     with standard error, the runs behind it, the first checkpoint's effect, and whether it is clear. Runs are
@@ -216,16 +230,7 @@ def sweep_effects(rows, config, parameters, metric="val_acc", chance=None):
                 for before, e, runs in zip(epochs, epochs[1:], reaching[1:])]
     comparisons = sum(len(contrasts(coding, p)) for p in coding)
     threshold_at = lambda dof: float(stats.t.ppf(1 - ALPHA / (2 * max(comparisons, 1)), max(dof, 1)))  # noqa: E731
-    # parameters whose effect moves over the epochs (their gains differ, beyond the corrected threshold): later
-    # gains are adjusted for them, or their movement would be noise in every other parameter's gains
-    moving = set()
-    for p in coding:
-        for pair in contrasts(coding, p):
-            later = chain(epochs, reaching, targets, coding, p, pair, moving=set())[1:]
-            if later:
-                change, variance = sum(s[0] for s in later), sum(s[1] for s in later)
-                if abs(change) >= threshold_at(satterthwaite([s[1:3] for s in later])) * math.sqrt(variance):
-                    moving.add(p)
+    moving = moving_parameters(epochs, reaching, targets, coding, threshold_at)
     findings = []
     for p in coding:
         candidates = []
