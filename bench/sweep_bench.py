@@ -42,7 +42,8 @@ from common.cli import OneLineErrors
 from common.data import load_train_val
 from common.errors import UserError
 from common.io import save_json
-from partA.sweep_engine import LocalSweep, load_sweep_config, run_agent, scratch_trainer
+from partA.sweep_config import load_sweep_config
+from partA.sweep_engine import LocalSweep, run_agent, scratch_trainer
 
 # 36 configs. Why not the 12 of lr × organisation × dropout alone: a method that must look at a config
 # to rule it out pays hyperband's min_iter epochs for each, so on 12 configs even a perfect screen

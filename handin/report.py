@@ -26,7 +26,7 @@ from common.io import save_json
 from common.runs import best_run, readable_record
 from handin import html_report as page
 from partA.model_info import FORMULAS
-from partA.sweep_engine import first_rung, stored_config
+from partA.sweep_config import first_rung, stored_config
 from handin.sweep_report import (collect_sweep, observations, parameter_importance, plot_accuracy_vs_created,
                                  plot_importance, plot_parallel_coordinates, plot_sweep_savings, swept_parameters)
 

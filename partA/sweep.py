@@ -26,8 +26,8 @@ import torch
 from common.cli import DEVICE_OPTION, OneLineErrors, PLAIN_NAME, python_command
 from common.data import load_train_val
 from common.errors import UserError
-from partA.sweep_engine import (LocalSweep, load_sweep_config, run_agent, run_wandb_sweep, sweep_runs,
-                                validate_sweep_config)
+from partA.sweep_config import load_sweep_config, validate_sweep_config
+from partA.sweep_engine import LocalSweep, run_agent, run_wandb_sweep, sweep_runs
 from common.tracking import PROBE_SECONDS, wandb_host, wandb_online, wandb_reachable
 from partA.sweep_storage import masked
 
@@ -103,13 +103,18 @@ def main(config_path, count, backend, name, agents, join, storage, data_dir, see
 
 
 def say_outcome(folder):
-    """The sweep's runs by state, its best run and the command that reports it."""
+    """The sweep's runs by state, its best run and the command that reports it; an error (exit 1) when every run
+    failed, whether the sweep hit its failure limit or ran out of configurations."""
     runs = sweep_runs(folder)
     states = {s: sum(r["state"] == s for r in runs) for s in ("finished", "stopped", "failed", "running")}
     best = max((r for r in runs if r["summary"]), key=lambda r: r["summary"].get("best_val_acc", -1), default=None)
     click.echo(f"sweep {folder.name}: {len(runs)} runs ({', '.join(f'{v} {k}' for k, v in states.items() if v)})")
     if best:
         click.echo(f"best: run {best['id']} val acc {best['summary']['best_val_acc']:.4f} with {best['params']}")
+    if runs and states["failed"] == len(runs):
+        error = (runs[-1].get("error") or "no message").splitlines()[0]
+        raise UserError(f"all {len(runs)} runs of sweep {folder.name} failed, the last with {error}; fix the cause, then "
+                        f"continue the sweep or remove {folder} to start it over")
     click.echo(f"report: {python_command()} handin/report.py --sweep {folder.name}")
 
 

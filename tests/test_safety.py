@@ -25,7 +25,8 @@ from common.locks import held_or_refused
 from common.runs import best_run, claim_run_dir, release_run_dir
 from common.training import TrainingDiverged
 from partA.from_scratch import resume_scratch, run_scratch
-from partA.sweep_engine import LocalSweep, claim_next_run, validate_sweep_config
+from partA.sweep_config import validate_sweep_config
+from partA.sweep_engine import LocalSweep, claim_next_run
 
 from conftest import ROOT, TINY, options
 from test_training import kill_at, patch_fit

@@ -19,8 +19,9 @@ from common.locks import process_identity
 from common.models import CNNConfig
 from common.training import TrainConfig
 from handin.sweep_report import _axis_positions, confounded_pairs, observations
-from partA.sweep_engine import (STALE_AFTER_SECONDS, Heartbeat, LocalSweep, _alive, claim_next_run, load_sweep_config,
-                                run_agent, scratch_trainer, validate_sweep_config)
+from partA.sweep_config import load_sweep_config, validate_sweep_config
+from partA.sweep_engine import (STALE_AFTER_SECONDS, Heartbeat, LocalSweep, _alive, claim_next_run, run_agent,
+                                scratch_trainer)
 
 from conftest import ROOT
 
@@ -163,6 +164,16 @@ def test_a_crashing_run_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
     assert all("crashes" in r["error"] for r in sweep.runs() if r["state"] == "failed")
 
 
+def test_a_sweep_whose_runs_all_failed_ends_in_an_error_when_its_configs_ran_out(tmp_path, capsys):
+    from partA.sweep import say_outcome
+    config = {**GRID, "parameters": {"dropout": {"values": [0.0, 0.1]}}}  # 2 configs: under the failure limit
+    sweep = new_sweep(tmp_path, config)
+    run_agent(sweep, count=5, runs_dir=str(tmp_path), train=fake_trainer(fail_when=lambda o: True), log=lambda *_: None)
+    with pytest.raises(UserError, match="all 2 runs of sweep s failed, the last with RuntimeError: this config crashes"):
+        say_outcome(sweep.folder)
+    assert "2 runs (2 failed)" in capsys.readouterr().out
+
+
 def test_a_different_config_in_an_existing_sweep_folder_is_refused(tmp_path):
     new_sweep(tmp_path, GRID)
     with pytest.raises(UserError, match="different config"):
@@ -182,6 +193,18 @@ VALID = {"method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
     (lambda c: c["parameters"].update(activation={"values": []}), "search space is empty"),
     (lambda c: c.update(metric={"name": "accuracy", "goal": "maximize"}), "metric name must be one of"),
     (lambda c: c.update(method="genetic"), "method must be one of"),
+    # each value checked on its own: a wrong fixed value is named, not the parameter checked beside it (issue 39)
+    (lambda c: c["parameters"].update(lr={"value": -1}), "parameter lr=-1 is rejected.*learning rate"),
+    (lambda c: c["parameters"].update(lr={"value": float("nan")}), "parameter lr=nan is rejected"),
+    (lambda c: c["parameters"].update(image_size={"value": 0}), "parameter image_size=0 is rejected.*image size"),
+    (lambda c: c["parameters"].update(lr={"min": -1, "max": 0.01}), "parameter lr=-1 is rejected"),
+    (lambda c: c["parameters"].update(batch_size={"min": 0, "max": 8}), "parameter batch_size=0 is rejected"),
+    (lambda c: c["parameters"].update(epochs={"value": 1e9}), "parameter epochs=1000000000.0 .*must be a whole number"),
+    (lambda c: c["parameters"].update(augment={"values": [True, "no"]}), "parameter augment='no' .*true or false"),
+    (lambda c: c["parameters"].update(num_classes={"value": 3}), "unknown parameter.*num_classes"),
+    (lambda c: c["parameters"].update(in_channels={"value": 1}), "unknown parameter.*in_channels"),
+    (lambda c: c["parameters"].update(padding={"value": "valid"}, image_size={"values": [128, 64]}),
+     "image_size=64 together with the fixed values {'padding': 'valid'}"),
 ])
 def test_bad_sweep_configs_fail_before_any_run(change, message):
     config = copy.deepcopy(VALID)
@@ -444,7 +467,11 @@ def handin_outputs(tmp_path):
     (outputs / "compare" / "compare.json").write_text(json.dumps({"same_split": True, "insights": ["ft wins"], "rows": [
         {"run": "rep-best", "kind": "scratch", "model": "5-block CNN", "freeze": "-", "image_size": 64, "val_acc": 0.8,
          "test_acc": 0.75, "trainable_params": 658074, "epochs": 12, "s_per_epoch": 1.1, "feature_pass_s": None,
-         "total_s": 13.2, "images_per_s": 1100}]}))
+         "total_s": 13.2, "images_per_s": 1100},
+        {"run": "ft", "kind": "finetune", "model": "efficientnet_lite0", "freeze": "all-but-last", "image_size": 224,
+         "val_acc": 0.9, "test_acc": 0.95, "trainable_params": 12810, "epochs": 3, "s_per_epoch": 0.1,
+         "feature_pass_s": 14.7, "total_s": 15.0, "images_per_s": 9000}],
+        "differences": ["The number of epochs differs: rep-best 12, ft 3."]}))
     _png(outputs / "detect" / "dog.jpg")
     (outputs / "detect" / "detections.jsonl").write_text(json.dumps(
         {"source": "/x/dog.jpg", "frame": None, "label": "dog", "score": 0.5703, "box": [1, 2, 3, 4]}) + "\n")
@@ -483,23 +510,28 @@ def test_the_handin_report_answers_the_assignment_in_its_numbering(tmp_path):
     parts = [h.split("</h2>")[0] for h in second.split("<h2>")[1:]]
     questions = [h.split("</h3>")[0] for h in second.split("<h3>")[1:]]
     assert parts == ["Part A — training a CNN from scratch", "Part B — fine-tuning a pretrained model",
-                     "Part C — YOLOv3 in an application"]
+                     "Part C — a pretrained YOLOv3 (yolov3-tiny) in an application"]
     assert questions == ["Q1: parameters and computations", "Q2: the hyperparameter sweep", "Q3: what the sweep shows",
                          "Q4: the best model on the test set, its filters and guided backpropagation",
                          "Q5: the code and how to run it", "Q1: input size and the 1000-class head",
-                         "Q2: freezing strategies", "Q3: from scratch vs fine-tuned",
+                         "Q2: freezing strategies", "Q3: from scratch vs fine-tuned", "Q4: the code",
                          "The detector and the camera-trap watcher"]
     assert "Missing —" not in second
     # Q2's facts: the split, the settings every run shared, where dropout sits
     assert "Validation: 20% of each class of the training folder (10 images; stratified, drawn with seed 42" in second
     assert "batch 64, adamw with weight decay 0.05" in second and "Dropout sits before and after the dense" in second
+    assert "best-validation checkpoint: the weights of epoch 3" in second  # Q4: which weights the test score is of
     assert "m·H_5·W_5·n" in second and "checked against the real model" in second and ": match." in second  # Q1
     assert "Shows run rep-best: the best complete run of sweep rep" in second and "<td>0.7500</td>" in second  # Q4
     assert "foreign" not in second and "0.9800" not in second  # another command's run is never shown
     assert "Guided backpropagation from 10 CONV5 neurons" in second and "First-layer filters" in second
     assert "1280 → 1000" in second and "classifier.1" in second  # Part B Q1: the head that is replaced
-    assert all(f"<td>{s}" in second for s in ("all-but-last (this run)", "first-k", "gradual", "none"))  # Part B Q2
-    assert "feature pass (s, once)" in second and "ft wins" in second  # Part B Q3
+    assert all(f"<td>{s}" in second for s in ("all-but-last (run below)", "first-k", "gradual", "none"))  # Part B Q2
+    assert "feature pass (s, once)" in second and "The number of epochs differs: rep-best 12, ft 3." in second
+    assert "this one has 40 images" in second and "ft wins" in second  # Part B Q3
+    # A-Q5 and B-Q4 link their part's code, or say how to name the repository where the checkout has no web remote
+    assert second.count("There is no web repository to link") + second.count("/tree/") == 2
+    assert "33.1 mAP" in second  # Part C names the detector's limits
     assert "python partC/detect.py /x/dog.jpg" in second and "dog 0.57" in second  # the command that ran
     assert "python partC/camera_trap.py --demo-clip --cooldown 3" in second and "<td>0.89</td>" in second
     assert "synthetic demo data" in second and "0.00215" in second and "0.0021538462071213733" not in second
