@@ -204,6 +204,10 @@ def extract_zip(path, dest_dir, progress=True):
         shutil.rmtree(tmp)
     with zipfile.ZipFile(path) as archive:
         members = archive.infolist()
+        unsafe = next((m.filename for m in members if not (tmp / m.filename).resolve().is_relative_to(tmp.resolve())),
+                      None)
+        if unsafe is not None:  # zip slip: checked first, so its message is not a clash with the folder above
+            raise UserError(f"{path} holds an unsafe path {unsafe!r}; refusing to extract (nothing was changed)")
         tops = {m.filename.split("/", 1)[0] for m in members if not m.filename.startswith("__MACOSX")}
         clash = sorted(t for t in tops if t and (dest_dir / t).exists())
         if clash:
@@ -213,9 +217,6 @@ def extract_zip(path, dest_dir, progress=True):
         tmp.mkdir(parents=True)
         try:
             for member in tqdm(members, desc=f"extract {Path(path).name}", unit="file", disable=not progress):
-                target = (tmp / member.filename).resolve()
-                if not target.is_relative_to(tmp.resolve()):  # refuse zip-slip paths
-                    raise UserError(f"{path} holds an unsafe path {member.filename!r}; refusing to extract")
                 archive.extract(member, tmp)
         except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-extracted folder (or a full disk) behind

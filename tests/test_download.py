@@ -1,6 +1,7 @@
 """The real download path, against a local HTTP server: progress, resume, integrity, extraction."""
 import hashlib
 import io
+import re
 import subprocess
 import sys
 import zipfile
@@ -160,6 +161,18 @@ def test_an_existing_folder_is_never_replaced_by_an_extraction(tmp_path):
     (tmp_path / "other" / "inaturalist_12K").mkdir()
     with pytest.raises(UserError, match="would replace it"):
         extract_zip(zip_path, tmp_path / "other", progress=False)
+
+
+@pytest.mark.parametrize("member", ["../../x"])  # its top folder, "..", exists: it was named as a clash
+def test_a_member_that_escapes_is_named_as_unsafe_and_nothing_is_written(tmp_path, member):
+    zip_path = tmp_path / "evil.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("inaturalist_12K/train/a.txt", "ok")
+        archive.writestr(member, "escaped")
+    dest = tmp_path / "a" / "b"
+    with pytest.raises(UserError, match=f"holds an unsafe path {re.escape(repr(member))}"):
+        extract_zip(zip_path, dest, progress=False)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "evil.zip"]
 
 
 def test_a_train_folder_as_data_dir_is_not_a_download_target(tmp_path, http_server):
