@@ -14,7 +14,7 @@ import click
 from common.device import DEVICES
 from common.errors import UserError
 from common.models import ACTIVATIONS, DROPOUT_PLACES, ORGANISATIONS, CNNConfig
-from common.runs import resume_hint, validate_run_name
+from common.runs import last_run_dir, resume_hint, validate_run_name
 from common.training import TrainConfig
 
 D = TrainConfig()
@@ -122,10 +122,11 @@ def invoked_command():
 
 
 def echo_run_summary(record, runs_dir):
-    """The one line a training script ends with."""
+    """The one line a training script ends with, naming the run's folder (a run resumed by its path is where it is)."""
     summary = record["summary"]
+    run_dir = last_run_dir() or Path(runs_dir) / record["name"]
     click.echo(f"run {record['name']}: best val acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']} "
-               f"({summary['epochs_done']} epochs, {summary['mean_images_per_s']:.0f} img/s) -> {runs_dir}/{record['name']}")
+               f"({summary['epochs_done']} epochs, {summary['mean_images_per_s']:.0f} img/s) -> {run_dir}")
 
 
 DATA_FIELDS = ("data_dir", "image_size", "val_fraction", "seed", "cache_dir")

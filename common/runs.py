@@ -107,6 +107,11 @@ def claim_run_dir(run_dir, resume=False) -> Path:
 _LAST_CLAIMED = []  # the run this process trained last: what an interruption names
 
 
+def last_run_dir():
+    """The run folder this process trained last (a resumed one may lie outside --runs-dir), or None."""
+    return _LAST_CLAIMED[0] if _LAST_CLAIMED else None
+
+
 def resume_hint():
     """How to continue the run this process was training when it stopped, or None when it trained none (or the run
     left nothing to resume: it stopped before its first checkpoint)."""

@@ -77,6 +77,17 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_data, tmp_p
     assert torch.are_deterministic_algorithms_enabled() is deterministic
 
 
+def test_a_run_resumed_by_its_path_is_named_where_it_is(tiny_data, tmp_path, monkeypatch, capsys):
+    from common.cli import echo_run_summary
+    patch_fit(monkeypatch, kill_at(1))
+    with pytest.raises(KeyboardInterrupt):
+        run_scratch(options(tmp_path, epochs=2, run_name="dfull", runs_dir=str(tmp_path / "other")), data=tiny_data)
+    monkeypatch.undo()
+    record = resume_scratch(str(tmp_path / "other" / "dfull"), {}, runs_dir="runs", data=tiny_data)
+    echo_run_summary(record, "runs")  # train.py's last line, with its default --runs-dir
+    assert capsys.readouterr().out.strip().endswith(f"-> {tmp_path / 'other' / 'dfull'}")
+
+
 def test_a_finished_run_cannot_be_resumed_and_an_existing_run_is_not_overwritten(tiny_data, tmp_path):
     run_scratch(options(tmp_path, epochs=1, run_name="done"), data=tiny_data)
     before = (tmp_path / "runs/done/last.pt").read_bytes()
