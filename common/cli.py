@@ -61,6 +61,20 @@ class PlainName(click.ParamType):
             self.fail(err.message.replace("--run-name ", ""), param, ctx)
 
 
+class SweepName(PlainName):
+    """A sweep to read: its name (a folder under RUNS_DIR/sweeps), or a sweep folder given by path — one that holds
+    the sweep's config.yaml, never any folder (../../etc is neither)."""
+    name = "SWEEP"
+
+    def convert(self, value, param, ctx):
+        if not Path(value).is_dir():
+            return super().convert(value, param, ctx)
+        if not (Path(value) / "config.yaml").is_file():
+            self.fail(f"{value} is a folder with no sweep config (config.yaml); give a sweep's name or its folder "
+                      f"under RUNS_DIR/sweeps", param, ctx)
+        return value
+
+
 class OutputFolder(click.ParamType):
     """An --out folder: not an existing file, and creatable/writable where it would be created — checked before
     anything runs, without creating it (a failed command leaves no empty folder)."""
@@ -92,7 +106,7 @@ class PositiveNumber(click.ParamType):
         return number
 
 
-PLAIN_NAME, OUTPUT_FOLDER, POSITIVE_NUMBER = PlainName(), OutputFolder(), PositiveNumber()
+PLAIN_NAME, SWEEP_NAME, OUTPUT_FOLDER, POSITIVE_NUMBER = PlainName(), SweepName(), OutputFolder(), PositiveNumber()
 
 
 DEVICE_OPTION = click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,

@@ -20,7 +20,7 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 
 import click
 
-from common.cli import OUTPUT_FOLDER, OneLineErrors
+from common.cli import OUTPUT_FOLDER, SWEEP_NAME, OneLineErrors
 from common.errors import UserError, describe
 from common.io import save_json
 from common.runs import best_run, readable_record
@@ -366,7 +366,7 @@ def provenance(code):
 
 
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})
-@click.option("--sweep", "sweep_name", default="sweep", help="Sweep name (folder under RUNS_DIR/sweeps) or folder.")
+@click.option("--sweep", "sweep_name", type=SWEEP_NAME, default="sweep", help="Sweep name (folder under RUNS_DIR/sweeps) or folder.")
 @click.option("--finetune-run", default=None, help="Part B's run [default: the newest fine-tuning run found in --include].")
 @click.option("--runs-dir", default="runs")
 @click.option("--out", type=OUTPUT_FOLDER, default=None, help="Output folder [default: outputs/report/<sweep>].")

@@ -424,6 +424,8 @@ def test_a_stopped_training_run_names_the_run_and_the_command_that_continues_it(
     ["partC/camera_trap.py", "--demo-clip", "--out", "{file}/inside"],
     ["partA/evaluate.py", "--out", "{file}"],
     ["handin/report.py", "--out", "{file}"],
+    ["handin/report.py", "--sweep", "../../etc", "--out", "{file}-out"],  # a folder, but no sweep's (issue 39)
+    ["handin/report.py", "--sweep", "a b", "--out", "{file}-out"],
 ])
 def test_names_that_become_folders_and_every_out_are_checked_before_anything_runs(command, tmp_path):
     """One check, shared by every command: a name is one plain folder name, an --out a folder that can be made."""
