@@ -63,8 +63,12 @@ def scan_image_folder(root) -> FolderScan:
         raise UserError(f"image folder {root} does not exist; check --data-dir")
     inside = root.resolve()
     folders = [p for p in root.iterdir() if p.is_dir() and not _is_system_entry(p)]
-    escaping = sorted(p.name for p in folders if _outside(p, inside))
-    classes = sorted(p.name for p in folders if p.name not in escaping)
+    linked = sorted(p for p in folders if p.is_symlink())
+    if linked:  # up front: a run trained without that class would be refused only at evaluation, after training
+        raise UserError(f"class folder {linked[0]} is a link (to {linked[0].resolve()}); a class must be a real folder "
+                        f"in {root} — links are not followed, so nothing outside it is read: copy the images in")
+    escaping = []
+    classes = sorted(p.name for p in folders)
     if not classes:
         raise UserError(f"{root} has no class sub-folders; expected {root}/<class>/<image files>")
     samples, skipped = [], []

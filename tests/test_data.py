@@ -115,12 +115,21 @@ def test_links_leading_out_of_the_training_folder_are_skipped_and_counted(tmp_pa
     root = make_folder(tmp_path / "ds" / "train", {"a": 3, "b": 3})
     test_image = write_image(tmp_path / "ds" / "val" / "a" / "secret.jpg")
     (root / "a" / "link.jpg").symlink_to(test_image)
-    (root / "c").symlink_to(test_image.parent, target_is_directory=True)  # a whole class folder linked out
     (root / "b" / "inside.jpg").symlink_to(root / "b" / "000.jpg")  # a link within train/ is fine
-    with pytest.warns(UserWarning, match="skipped 2 link"):  # the class folder c and a/link.jpg
+    with pytest.warns(UserWarning, match="skipped 1 link"):  # a/link.jpg
         scan = scan_image_folder(root)
     assert scan.classes == ["a", "b"] and "a/link.jpg" not in [p for p, _ in scan.samples]
     assert "b/inside.jpg" in [p for p, _ in scan.samples]
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_class_folder_that_is_a_link_is_refused_before_anything_trains(tmp_path, split):
+    """A linked class was dropped with a warning: a 9-class model trained to the end, refused only at evaluation."""
+    root = make_folder(tmp_path / "ds" / split, {"a": 3, "b": 3})
+    elsewhere = make_folder(tmp_path / "elsewhere", {"c": 3}) / "c"
+    (root / "c").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UserError, match=f"class folder {root / 'c'} is a link .*copy the images in"):
+        scan_image_folder(root)
 
 
 def test_macos_and_archive_leftovers_are_neither_classes_nor_images(tmp_path):
