@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from common.data import IMAGE_EXTENSIONS
-from common.errors import UserError, describe
+from common.errors import UserError, describe, say_once
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -48,11 +48,16 @@ class VideoFrame:
 
 
 def iter_video(path) -> Iterator[VideoFrame]:
-    """Frames of a video as uint8 RGB tensors; a frame that fails to decode yields image=None."""
+    """Frames of a video as uint8 RGB tensors; a frame that fails to decode yields image=None. A video that ends
+    before the length its header states (a cut file decodes cleanly up to the cut) says so on stderr."""
     with open_video(path) as container:
         stream = container.streams.video[0]
-        fps = float(stream.average_rate or 25)
-        yield from frames_from_packets(container.demux(stream), stream.time_base, fps)
+        fps, read = float(stream.average_rate or 25), 0
+        for frame in frames_from_packets(container.demux(stream), stream.time_base, fps):
+            read = frame.index + 1
+            yield frame
+        if read < (stream.frames or 0):
+            say_once(f"{path} ends after {read} of its stated {stream.frames} frames: the file is cut short")
 
 
 def frames_from_packets(packets, time_base, fps) -> Iterator[VideoFrame]:

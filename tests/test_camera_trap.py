@@ -12,7 +12,7 @@ import partC.darknet_files as darknet_files
 from common.data import read_image
 from partA.from_scratch import run_scratch
 from partC.detector import build_detector
-from partC.media import VideoWriter, _font, _overlap, expand_inputs, place_labels
+from partC.media import VideoWriter, _font, _overlap, expand_inputs, iter_video, place_labels
 from partC.trap import AlertPolicy, crop, frames_of
 from partC.yolo import Detection
 
@@ -164,3 +164,22 @@ def test_the_offline_photos_are_darknets_else_grace_hopper_with_a_note(tmp_path,
     assert [p.name for p in photos] == ["grace_hopper.jpg"] and photos[0].is_file()
     assert len(notes) == 1 and "apt-get install darknet" in notes[0]
     assert darknet_files.offline_photos() == photos  # the assignment's default inputs fall back the same way
+
+
+def test_a_video_that_ends_before_its_stated_length_says_so(tmp_path, capsys):
+    """A cut MP4 whose header comes first (faststart) opens and decodes its first half with no bad frame: 33 of 60
+    frames were read as a whole video, without a word."""
+    import av
+    whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        noise = np.random.default_rng(0)
+        for _ in range(60):
+            image = noise.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    read = sum(1 for _ in iter_video(cut))
+    assert 0 < read < 60
+    assert f"{cut} ends after {read} of its stated 60 frames" in capsys.readouterr().err
