@@ -56,10 +56,19 @@ class PlanArgs(Shape):
     early_terminate: Optional[Dict[str, Any]] = None
 
 
+class OtherFinetune(Shape):
+    """Another freezing strategy the assignment runs beside its main fine-tuning run (Part B's Q2)."""
+    freeze: str
+    extra: List[str]
+    rate_factor: float
+    epochs: Optional[int] = None  # None: the plan's finetune_epochs
+
+
 class FinetuneModel(Shape):
     model: str
     freeze: str
     extra: List[str]
+    others: List[OtherFinetune] = []
 
 
 class Plan(Shape):

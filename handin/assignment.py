@@ -56,6 +56,7 @@ from partC.darknet_files import offline_photos
 
 PY = sys.executable
 MAX_SWEEP_RUNS = 40
+FIRST_K = 4  # --freeze first-k: the first 4 stages frozen, about half of EfficientNet's (Lite0: 9, V2-S: 8)
 
 
 @dataclass
@@ -154,11 +155,48 @@ def sweep_seconds(saved, count, finished=0):
     return max(0, count - finished) * hyperband_share(a["early_terminate"], a["sweep_epochs"], count) * per_run
 
 
+def finetune_runs(finetune_model, epochs, rate_factor, main_run):
+    """[{run, freeze, epochs, extra, rate_factor}]: the plan's fine-tuning run, then one per other freezing strategy
+    (named <main run>-<strategy>), for Part B's comparison of strategies."""
+    main = {"run": main_run, "freeze": finetune_model["freeze"], "epochs": epochs, "extra": finetune_model["extra"],
+            "rate_factor": rate_factor}
+    others = finetune_model.get("others", [])  # a plan.json from before Part B ran several strategies has none
+    return [main] + [{**main, **{k: v for k, v in other.items() if v is not None}, "run": f"{main_run}-{other['freeze']}"}
+                     for other in others]
+
+
+def part_b_steps(saved, places, eval_s, best):
+    """Fine-tuning with each freezing strategy, then each run on the test set and the comparison with the sweep's
+    best run."""
+    args, finetune_model = saved["args"], saved["finetune_model"]
+    runs, out, name = args["runs_dir"], args["out"], args["name"]
+    ft_runs = finetune_runs(finetune_model, args["finetune_epochs"], args["finetune_rate_factor"], f"{name}-finetune")
+
+    def finetune(r):
+        base = [PY, "partB/finetune.py", "--data-dir", args["data_dir"], "--model", finetune_model["model"],
+                "--freeze", r["freeze"], "--epochs", str(r["epochs"]), "--run-name", r["run"], *r["extra"], *places]
+        return lambda: finetune_command(base, runs, r["run"])
+
+    compare = [PY, "partB/compare.py", "--run", "{best}", *[a for r in ft_runs for a in ("--run", r["run"])],
+               "--runs-dir", runs, "--eval-dir", f"{out}/test-eval", "--out", f"{out}/compare"]
+    return [
+        Step("finetune", f"Part B: fine-tune {finetune_model['model']}, --freeze "
+                         f"{', '.join(r['freeze'] for r in ft_runs)}", [finetune(r) for r in ft_runs],
+             sum(r["epochs"] * saved["train_images"] / (saved["rate"] * r["rate_factor"]) + 20 for r in ft_runs) + 40,
+             inputs=lambda: {"model": finetune_model, "epochs": args["finetune_epochs"], "run": ft_runs[0]["run"]},
+             outputs=[f"{runs}/{r['run']}/{f}" for r in ft_runs for f in ("record.json", "best.pt")]),
+        Step("finetune-eval", "Part B: the fine-tuned runs on the test set, and the comparison",
+             [[PY, "partA/evaluate.py", "--run", r["run"], "--out", f"{out}/test-eval", *places] for r in ft_runs]
+             + [needs_best(runs, name, compare)], (1 + len(ft_runs)) * eval_s,
+             inputs=lambda: {"scratch": best(), "finetune": [run_state(runs, r["run"]) for r in ft_runs]},
+             needs=("sweep", "finetune"), outputs=[f"{out}/test-eval/{r['run']}" for r in ft_runs] + [f"{out}/compare"]),
+    ]
+
+
 def plan(saved, finished_runs):
     """The steps, with time estimates in seconds from the measured rate (basis printed with the plan);
     `finished_runs`: the sweep's runs that already ended."""
-    args, train_images, gpus, finetune_model = saved["args"], saved["train_images"], saved["gpus"], saved["finetune_model"]
-    measured_rate = saved["rate"]
+    args, train_images, gpus = saved["args"], saved["train_images"], saved["gpus"]
     out, runs, name = args["out"], args["runs_dir"], args["name"]
     data = ["--data-dir", args["data_dir"]]
     places = ["--runs-dir", runs, "--cache-dir", args["cache_dir"]]
@@ -166,17 +204,13 @@ def plan(saved, finished_runs):
     # measured on 2 CPU cores (the markers' seconds): test evaluation 4-5 s for 300 demo test images, filters +
     # guided backprop 5-6 s, detection 4 s, the camera trap 8 s, the report 10-11 s; test sets are ~1/4 of train
     eval_s = 4 + 0.004 * train_images
-    ft_epochs = args["finetune_epochs"]
-    ft_run = f"{name}-finetune"
+    ft_run = f"{name}-finetune"  # the plan's main run: the one Part B's Q1 and the test section show
     inputs = args["inputs"]
     sweep_cmd = [PY, "partA/sweep.py", "--config", args["sweep_config"], "--count", str(count), "--name", name,
                  "--backend", args["backend"], *data, *places]
     if gpus > 1:
         sweep_cmd += ["--agents", str(gpus)]
     best = lambda: best_sweep_run(runs, name)  # noqa: E731
-    finetune_base = [PY, "partB/finetune.py", *data, "--model", finetune_model["model"], "--freeze",
-                     finetune_model["freeze"], "--epochs", str(ft_epochs), "--run-name", ft_run,
-                     *finetune_model["extra"], *places]
     steps = [
         Step("sweep", f"Q2: sweep, {count} runs ({args['search']})", [sweep_cmd], sweep_seconds(saved, count, finished_runs),
              inputs=lambda: {"count": count, "config": file_digest(args["sweep_config"])},
@@ -190,17 +224,7 @@ def plan(saved, finished_runs):
               needs_best(runs, name, [PY, "partA/guided_backprop.py", "--run", "{best}", "--out", f"{out}/interpret",
                                       *places])], 2 * eval_s, inputs=best, needs=("sweep",),
              outputs=[lambda: f"{out}/interpret/{best()['run']}"]),
-        Step("finetune", f"Part B: fine-tune {finetune_model['model']} ({finetune_model['freeze']}, {ft_epochs} epochs)",
-             [lambda: finetune_command(finetune_base, runs, ft_run)],
-             ft_epochs * train_images / (measured_rate * args["finetune_rate_factor"]) + 60,
-             inputs=lambda: {"model": finetune_model, "epochs": ft_epochs, "run": ft_run},
-             outputs=[f"{runs}/{ft_run}/record.json", f"{runs}/{ft_run}/best.pt"]),
-        Step("finetune-eval", "Part B: the fine-tuned run on the test set, and the comparison",
-             [[PY, "partA/evaluate.py", "--run", ft_run, "--out", f"{out}/test-eval", *places],
-              needs_best(runs, name, [PY, "partB/compare.py", "--run", "{best}", "--run", ft_run, "--runs-dir", runs,
-                                      "--eval-dir", f"{out}/test-eval", "--out", f"{out}/compare"])],
-             2 * eval_s, inputs=lambda: {"scratch": best(), "finetune": run_state(runs, ft_run)},
-             needs=("sweep", "finetune"), outputs=[f"{out}/test-eval/{ft_run}", f"{out}/compare"]),
+        *part_b_steps(saved, places, eval_s, best),
         Step("detect", "Part C: YOLOv3 on the photos", [[PY, "partC/detect.py", *inputs, "--out", f"{out}/detect"]], 10,
              inputs=lambda: inputs, outputs=[f"{out}/detect"]),
         Step("watch", "Part C: the camera-trap watcher on a clip",
@@ -367,6 +391,30 @@ def check_count(count):
                         f"it is sized to BUDGET)")
 
 
+def finetune_choice(dev, demo, image_size, finetune_image_size):
+    """(the fine-tuning runs as the plan saves them, the main run's speed as a share of the warm-up's, its epochs)."""
+    # Part B: on a GPU, EfficientNetV2-S fine-tuned whole (docs/design.md), and the two cheaper strategies beside it.
+    # On a CPU, the offline Lite0 with a frozen backbone, trained on features computed once; the strategies that
+    # train through the backbone run 1 epoch at the sweep's input size: one epoch of --freeze none on the 1,200 demo
+    # images took 150 s at 128 px and 85 s at 64 px (2 cores shared with other training), and the demo must stay
+    # near 12 minutes. Their speed, 14 img/s at 64 px, was 0.4 of the default CNN's on the same busy cores.
+    first_k, given = ["--k", str(FIRST_K)], finetune_image_size  # --finetune-image-size: one size for every run
+    sized = lambda extra, size: extra + (["--image-size", str(size)] if size else [])  # noqa: E731
+    if dev.type == "cuda" and not demo:
+        finetune_model = {"model": "efficientnet_v2_s", "freeze": "none", "extra": sized([], given), "others": [
+            {"freeze": "all-but-last", "extra": sized([], given), "rate_factor": 0.3},
+            {"freeze": "first-k", "extra": sized(first_k, given), "rate_factor": 0.15}]}
+        ft_factor, ft_epochs = 0.12, 8
+    else:
+        finetune_model = {"model": "efficientnet_lite0", "freeze": "all-but-last",
+                          "extra": sized(["--no-augment"], given), "others": [
+            {"freeze": "first-k", "epochs": 1, "extra": sized(["--no-augment", *first_k], given or image_size),
+             "rate_factor": 0.4},
+            {"freeze": "none", "epochs": 1, "extra": sized(["--no-augment"], given or image_size), "rate_factor": 0.4}]}
+        ft_factor, ft_epochs = 0.5, 3 if demo else 10
+    return finetune_model, ft_factor, ft_epochs
+
+
 def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, finetune_image_size, out, runs_dir,
               cache_dir, name):
     """Measure, size and describe the run: everything the steps need, saved as plan.json."""
@@ -388,16 +436,7 @@ def make_plan(data_dir, budget, count, sweep_config, backend, inputs, device, fi
     click.echo(f"warm-up: measuring training speed at {image_size} px on {dev} ...")
     rate, train_images = measure_images_per_s(data_dir, image_size, str(dev), cache_dir)
     gpus = torch.cuda.device_count() if dev.type == "cuda" else 0
-    # Part B: on a GPU, EfficientNetV2-S fine-tuned whole (docs/design.md); on a CPU, the offline Lite0 with a frozen
-    # backbone, trained on features computed once.
-    if dev.type == "cuda" and not demo:
-        finetune_model = {"model": "efficientnet_v2_s", "freeze": "none", "extra": []}
-        ft_factor, ft_epochs = 0.12, 8
-    else:
-        finetune_model = {"model": "efficientnet_lite0", "freeze": "all-but-last", "extra": ["--no-augment"]}
-        ft_factor, ft_epochs = 0.5, 3 if demo else 10
-    if finetune_image_size:
-        finetune_model["extra"] = finetune_model["extra"] + ["--image-size", str(finetune_image_size)]
+    finetune_model, ft_factor, ft_epochs = finetune_choice(dev, demo, image_size, finetune_image_size)
     args = {"data_dir": data_dir, "out": out, "runs_dir": runs_dir, "cache_dir": cache_dir, "count": count or 0,
             "sweep_config": sweep_config, "sweep_epochs": sweep_epochs, "search": search, "backend": backend,
             "early_terminate": early_terminate,

@@ -59,6 +59,11 @@ def command(text):
     return [{"type": "command", "text": text}]
 
 
+def link(text, url):
+    """A line that links `url` (a paragraph cannot: both renderings escape its text)."""
+    return [{"type": "link", "text": text, "url": url}]
+
+
 def bullets(items):
     return [{"type": "list", "items": list(items)}]
 

@@ -17,7 +17,8 @@ from PIL import Image
 from common.demo_data import CLASSES
 from common.state import Detection, Mapping, read_json_lines, read_output, read_state_or_none
 from handin.blocks import (bullets, command, expected_figure, figure, fmt_value, h4, missing, missing_notes,  # noqa: F401
-                           note, paragraph, photos, preformatted, table, video)
+                           link, note, paragraph, photos, preformatted, table, video)
+from partC.darknet_files import DEMO_PHOTOS, PHOTO_SHOWS, known_contents, offline_photos
 
 DISPLAY = {"grid": 900, "confusion": 620, "filters": 620, "maps": 820, "guided": 520, "curves": 900, "photo": 420,
            "sheet": 820, "plot": 900}
@@ -81,6 +82,8 @@ def render(blocks):
             out.append("<ul>" + "".join(element("li", item) for item in block["items"]) + "</ul>")
         elif kind == "command":
             out.append(f"<p class='cmd'>{element('code', block['text'])}</p>")
+        elif kind == "link":
+            out.append(f"<p><a href=\"{html.escape(block['url'])}\">{html.escape(block['text'])}</a></p>")
         else:
             out.append({"p": lambda t: element("p", t), "note": lambda t: element("p", t, "note"),
                         "h4": lambda t: element("h4", t), "pre": lambda t: element("pre", t)}[kind](block["text"]))
@@ -222,7 +225,8 @@ def interpretation_section(folders, run, exclude):
     return parts + command(f"python partA/filters.py --run {run} && python partA/guided_backprop.py --run {run}")
 
 
-def compare_section(path):
+def compare_table(path):
+    """Every compared run in one table, then the settings they differ in (Part B's Q2)."""
     data = read_output(path)
     rows = [[r["run"], r["kind"], r["model"], r["freeze"], r["image_size"], f"{r['val_acc']:.4f}",
              "n/a" if r["test_acc"] is None else f"{r['test_acc']:.4f}", f"{r['trainable_params']:,}", r["epochs"],
@@ -230,19 +234,25 @@ def compare_section(path):
             for r in data["rows"]]
     body = table(["run", "kind", "model", "freeze", "input", "best val acc", "test acc", "trainable params", "epochs",
                   "s/epoch", "feature pass (s, once)", "training time (s)"], rows)
-    body += paragraph("Training time = all epochs plus, for a head trained on cached backbone features, the one "
-                      "forward pass of the backbone over every image that computed them. "
+    body += paragraph("Training time is all epochs, plus the one backbone pass that computed the features when a "
+                      "head trains on cached features. "
                       + ("All runs share one validation split." if data.get("same_split") else
                          "Warning: these runs used different splits; their validation accuracies are not comparable."))
-    body += [block for line in data.get("insights", []) for block in paragraph(line)]
+    return body + [block for line in data.get("differences", []) for block in paragraph(line)]
+
+
+def compare_section(path):
+    """What the comparison shows, and the learning curves (Part B's Q3)."""
+    data = read_output(path)
+    body = [block for line in data.get("insights", []) for block in paragraph(line)]
     body += expected_figure(path.parent / "learning_curves.png", "Learning curves: validation accuracy per epoch",
                             DISPLAY["curves"], "python partB/compare.py")
     return body + command(data.get("command") or "python partB/compare.py")
 
 
 def detect_section(folder):
-    by_source = {}
-    for row in read_json_lines(folder / "detections.jsonl", Detection, on_damage=warnings.warn):
+    by_source, rows = {}, list(read_json_lines(folder / "detections.jsonl", Detection, on_damage=warnings.warn))
+    for row in rows:
         if row.get("frame") is None:
             annotated = Path(row.get("annotated") or row["source"]).stem
             by_source.setdefault(annotated, []).append(f"{row['label']} {row['score']:.2f}")
@@ -253,7 +263,28 @@ def detect_section(folder):
     ran = read_output(folder / "run.json") if (folder / "run.json").is_file() else {}
     model = f"{ran['model']} at {ran['input_size']} px, " if ran.get("model") else ""
     return (paragraph(f"{model}boxes above the score threshold after non-maximum suppression, on each photo:")
-            + photos(cells) + (command(ran["command"]) if ran.get("command") else []))
+            + photos(cells) + photo_mistakes(rows, ran.get("model") or "the detector")
+            + (command(ran["command"]) if ran.get("command") else []))
+
+
+def photo_mistakes(rows, model):
+    """A sentence on what the detector got wrong on the photos whose contents are known, or [] when none are."""
+    said = []
+    for source in dict.fromkeys(r["source"] for r in rows if r.get("frame") is None):
+        shows = known_contents(source)
+        if shows is None:
+            continue
+        labels = [r for r in rows if r["source"] == source and r.get("frame") is None]
+        wrong = [f"{r['label']} {r['score']:.2f}" for r in labels if r["label"] not in shows]
+        missed = sorted(shows - {r["label"] for r in labels})
+        if wrong or missed:
+            said.append(f"{Path(source).name} shows {', '.join(sorted(shows))}"
+                        + (f"; it also said {', '.join(wrong)}" if wrong else "")
+                        + (f"; it found no {', '.join(missed)}" if missed else ""))
+    if not said:
+        return []
+    return paragraph(f"What {model} got wrong, on Debian's darknet photos (their contents are known): "
+                     + ". ".join(said) + ".")
 
 
 def trap_section(folder):
@@ -276,9 +307,24 @@ def trap_section(folder):
     for name, heading in (("contact_sheet.png", "One crop per visit"), ("not_kept.png", "Frames that were not kept")):
         if (folder / name).is_file():
             body += figure(folder / name, heading, DISPLAY["sheet"])
+    body += clip_mistakes(summary, visits)
     if (folder / "watched.mp4").is_file():
         body += video(folder / "watched.mp4", "The watcher's clip: the kept frames, annotated (Part C's video)")
     return body + (command(summary["command"]) if summary.get("command") else [])
+
+
+def clip_mistakes(summary, visits):
+    """A sentence on the visits of classes the demo clip never shows (it is made of Debian's darknet photos, whose
+    contents are known), or [] for any other clip or when there are none."""
+    if "--demo-clip" not in (summary.get("command") or "") or any(
+            known_contents(p) is None for p in offline_photos(DEMO_PHOTOS)):
+        return []
+    shows = set().union(*(PHOTO_SHOWS[name] for name in DEMO_PHOTOS))
+    wrong = sorted({v["class"] for v in visits} - shows)
+    if not wrong:
+        return []
+    return paragraph(f"The clip is made of Debian's darknet photos, which show {', '.join(sorted(shows))}. So its "
+                     f"{' and '.join(wrong)} visits are the detector's mistakes.")
 
 
 def build_document(title, sections, path, preamble=()):

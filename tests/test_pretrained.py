@@ -27,7 +27,7 @@ from common.pretrained import (MIRROR_ENV, apply_freeze, build_pretrained, fetch
 from common.training import training_loss
 from partA.evaluation import evaluate_on_test
 from partA.from_scratch import run_scratch
-from partB.compare import insights
+from partB.compare import differences, insights
 from partB.transfer import FINETUNE_RECIPE, resume_finetune, run_finetune
 
 from conftest import DARKNET_DATA, ROOT
@@ -426,4 +426,20 @@ def test_the_comparison_says_how_soon_the_fine_tuned_run_passed_the_scratch_best
     assert "the scratch run took 3 epochs, 30 s" in text
     assert "+0.200 from scratch, +0.020 fine-tuned" in text  # 0.8 − 0.6 and 0.92 − 0.90
     assert "gained most in A 0.50 → 0.90, B 0.60 → 0.80, C 0.70 → 0.75; least: D 0.90 → 0.85" in text
-    assert "the scratch run saw 64 px images, t 224 px" in text
+    assert "ImageNet features carry over" in text  # said only of a run that trains fewer parameters
+    everything = {**tuned, "run": "n", "freeze": "none", "trainable_params": 3_383_818}
+    assert "carry over" not in "\n".join(insights([scratch, everything]))
+
+
+def test_the_comparison_names_every_setting_the_runs_differ_in():
+    def row(run, **changed):
+        settings = {"epochs": 3, "image_size": 64, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.01, "augment": False,
+                    "backbone_lr_scale": None}
+        return {"run": run, "settings": {**settings, **changed}}
+
+    said = differences([row("s", epochs=15, augment=True, weight_decay=0.05), row("t", image_size=224),
+                        row("n", epochs=1, backbone_lr_scale=0.1)])
+    assert said == ["The number of epochs differs: s 15, t 3, n 1.", "The input size (px) differs: s 64, t 224, n 64.",
+                    "The weight decay differs: s 0.05, t 0.01, n 0.01.", "The augmentation differs: s on, t off, n off.",
+                    "n trains its backbone at 0.1 × the learning rate.",
+                    "The same in every run: batch size 64, learning rate 0.001."]

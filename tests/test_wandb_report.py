@@ -9,7 +9,10 @@ from html.parser import HTMLParser
 import pytest
 from PIL import Image
 
-from handin.wandb_report import build_wandb_report, log_figures, media_blocks
+from handin import html_report
+from handin.blocks import link
+from handin.report import code_link
+from handin.wandb_report import build_wandb_report, log_figures, media_blocks, render_block
 
 from conftest import ROOT
 from test_sweep import handin_outputs
@@ -17,7 +20,7 @@ from wandb_files import offline_runs
 
 wr = pytest.importorskip("wandb_workspaces.reports.v2")
 
-TEXT_TAGS = {"td", "th", "p", "li", "pre", "code", "figcaption", "h2", "h3", "h4"}
+TEXT_TAGS = {"td", "th", "p", "li", "pre", "code", "figcaption", "h2", "h3", "h4", "a"}
 
 
 class PageText(HTMLParser):
@@ -66,7 +69,7 @@ def test_every_cell_number_and_caption_of_the_page_is_in_the_wandb_report(tmp_pa
     answers = page.texts[page.texts.index("Part A — training a CNN from scratch"):]
     missing = [t for t in answers if t not in rendered]
     assert not missing, missing[:10]
-    assert len(answers) > 150 and "0.7500" in rendered and "all-but-last (this run)" in rendered
+    assert len(answers) > 150 and "0.7500" in rendered and "all-but-last (run below)" in rendered
     # each figure: its caption, then the panel that shows it (a media panel, or wandb's own plot for Q2's three)
     blocks = report["blocks"]
     for caption in page.captions:
@@ -142,3 +145,32 @@ def test_offline_it_says_in_one_line_how_to_build_it_later(tmp_path):
                              capture_output=True, text=True, cwd=ROOT, env=env)
     assert damaged.returncode == 1 and "not a report.json of this version" in damaged.stderr
     assert "Traceback" not in damaged.stderr
+
+
+def test_each_part_links_its_code_at_the_commit_in_both_renderings():
+    code = {"repository": "https://github.com/someone/inat-lab", "commit": "a" * 40, "changed": False}
+    block = code_link(code, "partB")
+    assert block == link(f"The partB/ code at commit {'a' * 12}", f"https://github.com/someone/inat-lab/tree/{'a' * 40}/partB")
+    page = html_report.render(block)
+    assert f'<a href="https://github.com/someone/inat-lab/tree/{"a" * 40}/partB">The partB/ code' in page
+    rendered = render_block(wr, block[0], {}, {}, None)[0]
+    assert rendered.text == f"[The partB/ code at commit {'a' * 12}](https://github.com/someone/inat-lab/tree/{'a' * 40}/partB)"
+    # no web repository (no remote, or a local path): one line that says how to give one
+    for repository in ("(no git remote; give --repo-url)", "/srv/git/inat-lab"):
+        [said] = code_link({**code, "repository": repository}, "partA")
+        assert said["type"] == "p" and "--repo-url https://github.com/<you>/<repo>" in said["text"]
+        assert "git remote add origin" in said["text"] and "\n" not in said["text"]
+
+
+def test_a_figure_panel_is_as_tall_as_its_shape_needs(tmp_path):
+    # a 10 × 3 grid saved 3 columns wide: 900 × 2400 px → 48 × 2400 / 900 = 128 rows, capped at 40; a 1000 × 400
+    # plot → 48 × 0.4 ≈ 19; a missing file keeps the 2:1 default → 24
+    Image.new("RGB", (900, 2400)).save(tmp_path / "grid.png")
+    Image.new("RGB", (1000, 400)).save(tmp_path / "plot.png")
+    figures = wr.Runset(entity="someone", project="inat-lab")
+    layouts = []
+    for name in ("grid.png", "plot.png", "gone.png"):
+        block = {"type": "figure", "path": str(tmp_path / name), "caption": name}
+        _, grid = render_block(wr, block, {}, {id(block): "fig01"}, figures)
+        layouts.append((grid.panels[0].layout.w, grid.panels[0].layout.h))
+    assert layouts == [(24, 40), (24, 19), (24, 24)]
