@@ -37,7 +37,8 @@ import torch
 from bench import opencv_reference
 from common.cli import OneLineErrors
 from partC.darknet_files import DARKNET_SHARE, YOLO_REGISTRY, yolo_files
-from partC.yolo import RawHeads, load_cfg, load_darknet_weights, openvino_network, save_darknet_weights
+from partC.darknet_model import load_cfg, load_darknet_weights, save_darknet_weights
+from partC.yolo import RawHeads, openvino_network
 
 
 def network_files(model, workdir):

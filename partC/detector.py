@@ -8,7 +8,8 @@ from common.device import resolve_device
 from partC.cpu_threads import set_inference_threads
 from partC.darknet_files import WEIGHTS_CACHE, YOLO_REGISTRY, read_names, yolo_files
 from common.errors import UserError
-from partC.yolo import ENGINES, Detector, load_cfg, load_darknet_weights
+from partC.darknet_model import load_cfg, load_darknet_weights
+from partC.yolo import ENGINES, Detector
 
 
 def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, input_size=None, conf=0.25, nms=0.45,

@@ -23,9 +23,10 @@ from partC import cpu_threads, darknet_files
 from partC.darknet_files import YOLO_REGISTRY, read_names, yolo_files
 from partC.detector import build_detector
 from partC.media import VideoWriter, frames_from_packets
-from partC.yolo import (Darknet, InferenceConv, Letterbox, MaxPoolDarknet, YoloHead, boxes_to_image,
-                        darknet_letterbox_geometry, expected_floats, letterbox, load_cfg, load_darknet_weights,
-                        parse_cfg, resolve_engine, save_darknet_weights, select_detections)
+from partC.darknet_model import (Darknet, InferenceConv, MaxPoolDarknet, YoloHead, expected_floats, load_cfg,
+                                 load_darknet_weights, parse_cfg, save_darknet_weights)
+from partC.yolo import (Letterbox, boxes_to_image, darknet_letterbox_geometry, letterbox, resolve_engine,
+                        select_detections)
 
 from conftest import DARKNET_DATA, ROOT
 
