@@ -78,6 +78,9 @@ def test_every_cell_number_and_caption_of_the_page_is_in_the_wandb_report(tmp_pa
         assert panels in (["MediaBrowser"], ["ScatterPlot"], ["ParallelCoordinatesPlot"], ["ParameterImportancePlot"])
     assert {b["type"] for b in blocks} >= {"H1", "H2", "H3", "P", "MarkdownBlock", "CodeBlock", "UnorderedList",
                                           "PanelGrid"}
+    # every panel spans the report (a 10 × 3 grid in wandb's default 8-of-24 panel is unreadable)
+    layouts = [p["layout"] for b in blocks if b["type"] == "PanelGrid" for p in b["panels"]]
+    assert layouts and all(layout["w"] >= 16 for layout in layouts)
 
 
 def test_the_report_run_logs_every_figure_under_the_key_its_panel_shows(tmp_path, monkeypatch):
