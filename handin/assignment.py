@@ -33,6 +33,7 @@ from typing import Callable, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402,F401 (first: without the project's environment it says how to start)
+from common import FOLLOW_PARENT_ENV  # noqa: E402
 
 import click
 import torch
@@ -288,7 +289,8 @@ def is_done(out, step):
 
 
 def step_env(command):
-    env = {**os.environ, "WANDB_SILENT": "true", INTERRUPT_QUIET_ENV: "1"}  # the assignment says the one line
+    env = {**os.environ, "WANDB_SILENT": "true", INTERRUPT_QUIET_ENV: "1",  # the assignment says the one line
+           FOLLOW_PARENT_ENV: str(os.getpid())}  # the step dies with the assignment (common/__init__.py)
     if any(part.startswith("partC/") for part in command[1:2]):
         env.pop("LD_PRELOAD", None)  # OpenVINO (Part C's CPU engine) crashes beside a preloaded allocator
     return env

@@ -201,3 +201,36 @@ def test_the_whole_assignment_is_interrupted_twice_and_continues_to_the_report(d
     assert "Missing —" not in report and report.count("<h2>") == 3
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert again.returncode == 0 and again.stdout.count("— skipped") == 8
+
+
+def gone(pid):
+    """The process has exited (a zombie no one reaps counts: it runs nothing)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
+def test_a_step_dies_with_the_assignment_even_when_the_assignment_is_killed(tmp_path):
+    # a step runs in its own session, out of reach of its group's signals: `kill -9 -- -<pgid>` of make demo killed
+    # the assignment and left its sweep training. The step now follows its parent
+    started = tmp_path / "step.pid"
+    step = f"import common, os, time; open({str(started)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    assignment = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from handin.assignment import run_command; "
+                  f"run_command([sys.executable, '-c', {step!r}])")
+    parent = subprocess.Popen([sys.executable, "-c", assignment], cwd=ROOT)
+    deadline = time.time() + 60
+    while not started.is_file() or not started.read_text():
+        assert time.time() < deadline and parent.poll() is None, "the step never started"
+        time.sleep(0.2)
+    step_pid = int(started.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 15
+    while not gone(step_pid) and time.time() < deadline:
+        time.sleep(0.2)
+    alive = not gone(step_pid)
+    if alive:
+        os.kill(step_pid, signal.SIGKILL)
+    assert not alive, "the step outlived the assignment"
