@@ -168,11 +168,11 @@ def searched_range(spec, tried):
     return ", ".join(tried)
 
 
-def part_a_q4(found, record, why, include, out):
+def part_a_q4(found, record, include, out):
     test = found["tests"].get(record["name"])
     if test is None:
         raise UserError(f"no test evaluation of {record['name']} yet: make test-eval RUN={record['name']}")
-    return (page.paragraph(why) + page.test_section(*test)
+    return (page.paragraph(f"Run {record['name']}, the sweep's best (Q1 counts its model).") + page.test_section(*test)
             + page.interpretation_section(include, record["name"], out))
 
 
@@ -354,7 +354,7 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
         ("Q2: the hyperparameter sweep", q2),
         ("Q3: what the sweep shows", q3),
         ("Q4: the best model on the test set, its filters and guided backpropagation",
-         answer(lambda: part_a_q4(found, record, why, include, out), "Q4's test evaluation", problems)
+         answer(lambda: part_a_q4(found, record, include, out), "Q4's test evaluation", problems)
          if record else no_run),
         ("Q5: the code and how to run it", part_a_q5(code)),
         ("Part B — fine-tuning a pretrained model", None),

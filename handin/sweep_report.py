@@ -29,7 +29,7 @@ def collect_sweep(sweep_folder):
         acc = run["summary"].get("best_val_acc")
         if acc is None and run["history"]:
             acc = max(h.get("val_acc", float("nan")) for h in run["history"])
-        rows.append({"id": run["id"], "params": run["params"], "val_acc": acc, "created": run["created"],
+        rows.append({"id": run["id"], "name": run.get("record") or run["id"], "params": run["params"], "val_acc": acc, "created": run["created"],
                      "state": run["state"], "epochs": len(run["history"]), "error": run["error"],
                      "history": run["history"]})
     if not any(r["val_acc"] is not None for r in rows):
@@ -244,7 +244,8 @@ def observations(rows, searched=None, config=None, importance=(), chance=None):
     out = []
     varied = set(swept_parameters(scored)) | set(searched or [])
     best = max(scored, key=lambda r: r["val_acc"])
-    out.append(f"Best run: {best['id']}, {best['val_acc']:.3f} validation accuracy (of {len(scored)} runs), with "
+    out.append(f"Best run: {best.get('name', best['id'])}, {best['val_acc']:.3f} validation accuracy (of {len(scored)} runs), "
+               f"with "
                f"{format_params({k: v for k, v in best['params'].items() if k in varied})}.")
     params = swept_parameters(scored)
     for p in sorted(set(searched or []) - set(params)):
@@ -283,7 +284,7 @@ def reconcile(findings, importance, rows, top=3, notable=0.1):
     out = []
     for rank, (feature, weight, correlation) in enumerate(list(importance)[:top], 1):
         parameter, _, value = feature.partition("=")
-        finding = unclear.get(parameter)
+        finding = unclear.pop(parameter, None)  # one sentence a parameter, for its highest-ranked column
         if weight < notable or finding is None:
             continue
         if value:  # a category (wandb's one-hot column): its runs against the rest

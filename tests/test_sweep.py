@@ -615,6 +615,8 @@ def test_where_importance_ranks_a_parameter_that_equal_epochs_do_not_the_sentenc
     config = {"early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2}, "metric": {"name": "val_acc"}}
     rows = ([row(i, True, [0.30 + 0.01 * (i % 3), 0.4, 0.5, 0.60 + 0.01 * (i % 3)]) for i in range(4)]
             + [row(i, False, [0.31 - 0.01 * (i % 3), 0.40 + 0.01 * (i % 3)]) for i in range(4, 8)])
-    text = "\n".join(observations(rows, config=config, importance=[("batch_norm=True", 0.6, 0.9)], chance=0.1))
+    importance = [("batch_norm=True", 0.6, 0.9), ("batch_norm=False", 0.3, -0.9)]  # two columns, one parameter
+    text = "\n".join(observations(rows, config=config, importance=importance, chance=0.1))
+    assert text.count("Batch normalisation ranks") == 1 and "Best run: r2, 0.620" in text
     assert "Batch normalisation ranks 1 in Q2's importance (0.60, r = +0.90): its 4 runs with true reached 0.608" in text
     assert "the other 4 runs reached 0.410 after 2.0" in text and "Batch normalisation: not clear" in text
