@@ -553,7 +553,7 @@ def test_the_report_is_written_with_notes_when_parts_are_missing(tmp_path):
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "report" / "report.html").read_text()
-    assert page.count("<h3>") == 9 and "Plot 3: parameter importance" in page
+    assert page.count("<h3>") == 10 and "Plot 3: parameter importance" in page
     assert "Missing — no complete run of sweep only yet: run make sweep" in page
     assert f"Missing — no fine-tuning run in {tmp_path / 'runs'} yet: make finetune" in page
     assert "missing:" in result.stderr and "answer(s) missing" in result.stdout
