@@ -13,6 +13,7 @@ import click
 
 from common.device import DEVICES
 from common.errors import UserError
+from common.io import is_disk_full, no_space
 from common.models import ACTIVATIONS, DROPOUT_PLACES, ORGANISATIONS, CNNConfig
 from common.runs import last_run_dir, resume_hint, validate_run_name
 from common.training import TrainConfig
@@ -42,6 +43,11 @@ class OneLineErrors(click.Command):
             return super().invoke(ctx)
         except UserError as err:
             raise click.ClickException(err.message) from None
+        except OSError as err:  # a full disk wherever it strikes (a video, a cache, a library's own file): one line
+            if not is_disk_full(err):
+                raise
+            where = Path(err.filename) if err.filename else Path.cwd() / "?"
+            raise click.ClickException(no_space(where.parent, where.name if err.filename else "a file").message) from None
         except KeyboardInterrupt:
             if not os.environ.get(INTERRUPT_QUIET_ENV):
                 hint = resume_hint()

@@ -39,6 +39,28 @@ def remove_stale_temp_files(path: Path, older_than=STALE_TMP_SECONDS) -> int:
     return removed
 
 
+def no_space(folder, what, needed=None) -> UserError:
+    """The one line for a full disk (ENOSPC, EDQUOT): the folder, its free space, what was being written and, where
+    known, the size it needed."""
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    size = f", {needed / 2**20:.1f} MiB needed" if needed else ""
+    return UserError(f"no space left in {folder} ({free}{size}) while writing {what}; nothing there was left "
+                     f"half-written. Free space there, or point the command at another folder")
+
+
+def is_disk_full(err) -> bool:
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_atomically(path, write_fn):
+    """Write `path` through `write_fn(handle)` under a temporary name, then move it into place: a crash or a full disk
+    leaves the previous version (or nothing), never a truncated file under the real name."""
+    _atomic_write(path, write_fn)
+
+
 def _atomic_write(path, write_fn):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,8 +77,7 @@ def _atomic_write(path, write_fn):
         if os.path.exists(tmp):
             os.unlink(tmp)
         if _disk_full(err, path.parent):
-            raise UserError(f"no space left in {path.parent} while writing {path.name} (the previous version is "
-                            f"intact); free space there or point the run at another folder") from None
+            raise no_space(path.parent, path.name) from None
         raise
 
 
@@ -65,7 +86,7 @@ LOW_SPACE = 16 * 2**20  # bytes; below this a failed write is taken as the disk 
 
 def _disk_full(err, folder) -> bool:
     """ENOSPC, or torch's zip writer failing ('unexpected pos') on an almost-full disk."""
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+    if is_disk_full(err):
         return True
     if isinstance(err, RuntimeError):
         try:

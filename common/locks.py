@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from common.errors import UserError
+from common.io import is_disk_full, no_space
 from common.state import lock_holder
 
 
@@ -61,8 +62,12 @@ def take_and_sign(handle, path):
         return lock_holder(handle.read(), path)
     handle.seek(0)
     handle.truncate()
-    handle.write(json.dumps(process_identity()))
-    handle.flush()
+    try:  # unbuffered: a failed write leaves nothing in the handle's buffer for its close to fail on again
+        os.write(handle.fileno(), json.dumps(process_identity()).encode())
+    except OSError as err:
+        if is_disk_full(err):
+            raise no_space(Path(path).parent, Path(path).name) from None
+        raise
     return None
 
 

@@ -8,15 +8,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+from common.io import write_atomically  # noqa: E402
 
 GOOD, BAD = "#1a9850", "#d73027"
 
 
 def save(fig, path):
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:  # under a temporary name first: a full disk never leaves a truncated figure no viewer opens
+        write_atomically(path, lambda handle: fig.savefig(handle, format=path.suffix[1:] or "png", dpi=110,
+                                                          bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -27,9 +27,9 @@ from tqdm import tqdm
 from common.cli import OUTPUT_FOLDER, OneLineErrors, invoked_command
 from partC.detector import DETECT_OPTIONS, build_detector
 from common.errors import UserError
-from common.io import save_json
+from common.io import save_json, write_atomically
 from common.data import read_image
-from partC.media import VideoWriter, draw_detections, expand_inputs, iter_video, video_info
+from partC.media import VideoWriter, draw_detections, expand_inputs, image_format, iter_video, video_info
 
 
 def detect_images_and_videos(detector, inputs, out_dir, quiet=False):
@@ -71,7 +71,8 @@ def detect_one(detector, kind, path, output, log, stats, quiet):
     if kind == "image":
         image = read_image(path)
         detections = detector(image)
-        draw_detections(image, detections).save(output, quality=92)
+        drawn = draw_detections(image, detections)
+        write_atomically(output, lambda handle: drawn.save(handle, format=image_format(output), quality=92))
         for d in detections:
             log.write(json.dumps({"source": str(path), "annotated": output.name, "frame": None, "time": None,
                                   **d.to_dict()}) + "\n")

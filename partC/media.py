@@ -1,6 +1,7 @@
 """Part C's images and videos in and out: inputs expanded, videos read (PyAV) and written, detections drawn.
 A single photo is read by `common.data.read_image` (Part A shows feature maps of one too)."""
 import colorsys
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -99,13 +100,20 @@ def video_info(path):
                 "height": stream.height}
 
 
+def image_format(path):
+    """Pillow's format name for a file name's extension (an image written to a handle has no name to go by)."""
+    return Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+
+
 class VideoWriter:
-    """H.264 (or MPEG-4) writer via PyAV; frames are uint8 RGB H×W×3 arrays."""
+    """H.264 (or MPEG-4) writer via PyAV; frames are uint8 RGB H×W×3 arrays. The clip is written under a temporary
+    name and moved into place when closed: a full disk or a kill never leaves a truncated clip under its name."""
 
     def __init__(self, path, fps, width, height):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.container = av.open(str(self.path), mode="w")
+        self.partial = self.path.with_name(f".{self.path.name}.partial{self.path.suffix}")
+        self.container = av.open(str(self.partial), mode="w")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self.stream = self.container.add_stream(codec, rate=max(1, round(fps)))
         self.stream.width, self.stream.height = width - width % 2, height - height % 2
@@ -121,6 +129,7 @@ class VideoWriter:
         for packet in self.stream.encode():
             self.container.mux(packet)
         self.container.close()
+        os.replace(self.partial, self.path)
 
 
 def class_colour(class_id):

@@ -20,10 +20,11 @@ from PIL import Image, ImageFilter
 
 from common.checkpoints import load_checkpoint, model_from_checkpoint
 from common.errors import UserError
+from common.io import write_atomically
 from common.data import read_image, resize_center_crop
 from common.inference import prepare_batch
 from partC.darknet_files import DEMO_PHOTOS, offline_photos
-from partC.media import VideoWriter, draw_detections, iter_video, video_info
+from partC.media import VideoWriter, draw_detections, image_format, iter_video, video_info
 from common.viz import near_square_grid, save
 
 WILDLIFE = ["person", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"]
@@ -275,7 +276,8 @@ class Watcher:
         extra = [self.remember_crop(image, d, t) for d in detections]
         annotated = draw_detections(image, detections, extra)
         name = f"{Path(source).stem}-{index:06d}.jpg"
-        annotated.save(self.out / "kept" / name, quality=90)
+        write_atomically(self.out / "kept" / name,
+                         lambda handle: annotated.save(handle, format=image_format(name), quality=90))
         self.canvas_size = self.canvas_size or (annotated.width - annotated.width % 2,
                                                 annotated.height - annotated.height % 2)
         if self.writer is None:

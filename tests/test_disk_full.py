@@ -3,14 +3,21 @@ import errno
 import shutil
 import zipfile
 
+import click
+import numpy as np
 import pytest
+from click.testing import CliRunner
 
 import common.dataset_zip as data
 import common.io as io
 from common.data import load_train_val
 from common.dataset_zip import extract_zip
+from common.cli import OneLineErrors
 from common.errors import UserError
+from common.locks import take_and_sign
+from common.viz import plt, save
 from partA.from_scratch import run_scratch
+from partC.media import VideoWriter
 
 from conftest import fill_disk, options
 
@@ -58,6 +65,43 @@ def test_enospc_at_the_write_call_is_one_line_where_no_small_disk_can_be_mounted
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(io.torch, "save", no_space)
-    with pytest.raises(UserError, match=f"no space left in {tmp_path} while writing last.pt"):
+    with pytest.raises(UserError, match=rf"no space left in {tmp_path} \(.* MiB free\) while writing last.pt"):
         io.save_torch(tmp_path / "last.pt", {"x": 1})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_figure_on_a_full_disk_is_one_line_and_no_truncated_file(small_disk):
+    # evaluate.py --out on a nearly full disk left a test_grid.png of exactly 1 MiB that no viewer opens
+    fill_disk(small_disk, leave=8 * 1024)
+    fig, ax = plt.subplots(figsize=(20, 20))
+    ax.imshow(np.random.default_rng(0).random((800, 800, 3)))  # noise: a PNG of megabytes
+    with pytest.raises(UserError, match=rf"no space left in {small_disk} \(0\.\d MiB free\) while writing grid.png"):
+        save(fig, small_disk / "grid.png")
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler.bin"]
+
+
+def test_a_full_disk_at_the_lock_is_one_line(small_disk):
+    # train.py --runs-dir on a full disk: a traceback at take_and_sign (OSError: [Errno 28])
+    with open(small_disk / "run.lock", "a+") as handle:
+        fill_disk(small_disk, leave=0)
+        with pytest.raises(UserError, match=f"no space left in {small_disk} .* while writing run.lock"):
+            take_and_sign(handle, small_disk / "run.lock")
+
+
+def test_a_full_disk_anywhere_in_a_command_is_one_line_naming_the_folder(tmp_path):
+    @click.command(cls=OneLineErrors)
+    def writes():
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "clip.mp4"))
+
+    result = CliRunner().invoke(writes, [])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert f"Error: no space left in {tmp_path / 'out'} (" in result.output and "while writing clip.mp4" in result.output
+
+
+def test_a_video_is_under_its_name_only_once_it_is_complete(tmp_path):
+    writer = VideoWriter(tmp_path / "clip.mp4", fps=5, width=64, height=48)
+    for _ in range(3):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    assert not (tmp_path / "clip.mp4").exists()  # a kill or a full disk now leaves no truncated clip under the name
+    writer.close()
+    assert (tmp_path / "clip.mp4").stat().st_size > 0 and [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
