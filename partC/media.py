@@ -2,6 +2,7 @@
 A single photo is read by `common.data.read_image` (Part A shows feature maps of one too)."""
 import colorsys
 import os
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -122,14 +123,27 @@ class VideoWriter:
     def write(self, rgb: np.ndarray):
         rgb = rgb[: self.stream.height, : self.stream.width]
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
+        with self.removed_on_failure():
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
 
     def close(self):
-        for packet in self.stream.encode():
-            self.container.mux(packet)
-        self.container.close()
+        with self.removed_on_failure():
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+            self.container.close()
         os.replace(self.partial, self.path)
+
+    @contextmanager
+    def removed_on_failure(self):
+        """A failed write (a full disk) removes the partial clip and names the clip, not its temporary name."""
+        try:
+            yield
+        except OSError as err:
+            with suppress(Exception):
+                self.container.close()
+            self.partial.unlink(missing_ok=True)
+            raise OSError(err.errno, err.strerror, str(self.path)) from None
 
 
 def class_colour(class_id):

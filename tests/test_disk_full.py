@@ -105,3 +105,16 @@ def test_a_video_is_under_its_name_only_once_it_is_complete(tmp_path):
     assert not (tmp_path / "clip.mp4").exists()  # a kill or a full disk now leaves no truncated clip under the name
     writer.close()
     assert (tmp_path / "clip.mp4").stat().st_size > 0 and [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+def test_a_clip_that_fills_the_disk_is_removed_and_named_by_its_own_name(small_disk):
+    # camera_trap.py --out on a full disk left a partial clip behind, named by its temporary name
+    fill_disk(small_disk, leave=64 * 1024)
+    writer = VideoWriter(small_disk / "clip.mp4", fps=5, width=320, height=240)
+    noise = np.random.default_rng(0)
+    with pytest.raises(OSError) as failed:
+        for _ in range(200):  # noise encodes to tens of KB a frame: the 64 KB left run out within a few
+            writer.write(noise.integers(0, 256, (240, 320, 3), dtype=np.uint8))
+        writer.close()
+    assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(small_disk / "clip.mp4")
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler.bin"]
