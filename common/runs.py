@@ -70,6 +70,13 @@ def has_checkpoint(run_dir) -> bool:
     return (Path(run_dir) / "last.pt").exists()
 
 
+def only_run_files(run_dir) -> bool:
+    """Does the folder hold nothing but what a run writes before its first checkpoint? Only then may a failed start
+    remove it: a folder with anything else in it is the user's, and is never deleted."""
+    return all(p.name in ("run.lock", "record.json", "wandb") or p.name.startswith(".record.json.")
+               for p in Path(run_dir).iterdir())
+
+
 def claim_run_dir(run_dir, resume=False) -> Path:
     """Claim `run_dir` for this process (idempotent within the process); a one-line error otherwise. A new run may
     take over a folder whose owner is gone (its lock free) before it wrote a checkpoint — killed before epoch 1:
@@ -95,7 +102,7 @@ def claim_run_dir(run_dir, resume=False) -> Path:
         _CREATED.discard(key)
         raise UserError(f"run {run_dir.name!r} already exists in {run_dir.parent}; resume it with --resume "
                         f"{run_dir.name} or choose another --run-name")
-    if not resume and key not in _CREATED:
+    if not resume and key not in _CREATED and only_run_files(run_dir):
         print(f"run {run_dir.name!r} stopped before its first checkpoint (its process is gone); starting it again",
               file=sys.stderr, flush=True)
         _CREATED.add(key)  # nothing in it to keep: a start that fails again leaves no folder

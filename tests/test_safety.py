@@ -459,3 +459,19 @@ def test_a_caught_library_error_is_named_in_one_line():
     assert describe(wrapped) == "DriverError: connection to server at 127.0.0.1 failed: Connection refused"
     assert describe(ValueError("first\nsecond")) == "ValueError: first"
     assert describe(KeyError()) == "KeyError: no message" and len(describe(ValueError("x" * 500))) < 200
+
+
+def test_a_failed_start_in_a_folder_the_user_made_never_deletes_it(tiny_data, tmp_path, monkeypatch):
+    # --run-name naming an existing folder of the user's (no checkpoint in it): the run may use it, but a start that
+    # fails before its first checkpoint removes only folders that hold nothing but a run's own files
+    run = tmp_path / "runs" / "mine"
+    run.mkdir(parents=True)
+    (run / "notes.txt").write_text("the user's")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the first epoch failed")
+
+    monkeypatch.setattr(training, "train_one_epoch", crash)
+    with pytest.raises(RuntimeError):
+        run_scratch(options(tmp_path, epochs=1, run_name="mine"), data=tiny_data)
+    assert (run / "notes.txt").read_text() == "the user's"
