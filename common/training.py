@@ -579,12 +579,17 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunSpec, groups=None,
         status = {TrainingDiverged: "diverged", KeyboardInterrupt: "interrupted"}.get(type(err), "failed")
         raise
     finally:
-        try:
-            record.data["status"] = status
-            record.data["finished" if status in ("finished", "stopped") else "ended"] = now_iso()
-            record.save()
-            tracker.summary({"status": status})  # wandb shows a stopped run as finished: panels filter on this
-            tracker.finish(exit_code=0 if status in ("finished", "stopped") else 1)
-        finally:  # a full disk can fail the last save: the run's claim is released all the same
-            release_run_dir(run_dir)  # (a run that ended before its first checkpoint leaves no folder)
+        end_run(record, tracker, status, run_dir)
     return record.data
+
+
+def end_run(record, tracker, status, run_dir):
+    """Record how the run ended (locally and in wandb), then release its folder."""
+    try:
+        record.data["status"] = status
+        record.data["finished" if status in ("finished", "stopped") else "ended"] = now_iso()
+        record.save()
+        tracker.summary({"status": status})  # wandb shows a stopped run as finished: panels filter on this
+        tracker.finish(exit_code=0 if status in ("finished", "stopped") else 1)
+    finally:  # a full disk can fail the last save: the run's claim is released all the same
+        release_run_dir(run_dir)  # (a run that ended before its first checkpoint leaves no folder)

@@ -310,6 +310,21 @@ def part_c(found):
 
 # ------------------------------------------------------------------------------------------------ the page
 
+def sweep_answers(folder, out, record, summary):
+    """(Q2, Q3) from the sweep folder — the analysis also goes into `summary` — or a visible note for each."""
+    try:
+        config = sweep_config(folder)
+        rows = collect_sweep(folder)
+        q2, summary["sweep_analysis"] = part_a_q2(folder, config, rows, out, searched_parameters(config), record)
+        importance = [(i["feature"], i["importance"], i["correlation"]) for i in summary["sweep_analysis"]["importance"]]
+        chance = 1 / len(record["classes"]) if record else None
+        summary["observations"] = observations(rows, searched_parameters(config), config, importance, chance)
+        return q2, page.bullets(summary["observations"])
+    except Exception as err:  # noted like every other missing answer
+        missing = page.note(f"Missing — the sweep's analysis ({describe(err)})")
+        return missing, missing
+
+
 def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url=None):
     """Write report.html and report.json; returns (page path, summary, problems)."""
     problems = []
@@ -320,32 +335,15 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
     try:
         record, why = chosen_run(runs_dir, folder.name)
         summary["run"] = {"name": record["name"], "val_acc": record["summary"]["best_val_acc"], "why": why}
-    except UserError as err:
+    except UserError:  # said where Q1 and Q4 would be
         record, why = None, None
-        problems.append(str(err))
     no_run = page.note(f"Missing — no complete run of sweep {folder.name} yet: run make sweep (or make assignment).")
-
-    def sweep_answers():
-        config = sweep_config(folder)
-        rows = collect_sweep(folder)
-        q2, summary["sweep_analysis"] = part_a_q2(folder, config, rows, out, searched_parameters(config), record)
-        importance = [(i["feature"], i["importance"], i["correlation"]) for i in summary["sweep_analysis"]["importance"]]
-        chance = 1 / len(record["classes"]) if record else None
-        notes = observations(rows, searched_parameters(config), config, importance, chance)
-        summary["observations"] = notes
-        return q2, page.bullets(notes)
-
-    try:
-        q2, q3 = sweep_answers()
-    except Exception as err:  # noted like every other missing answer
-        problems.append(f"the sweep's plots: {err}")
-        q2 = q3 = page.note(f"Missing — the sweep's analysis ({describe(err)})")
+    q2, q3 = sweep_answers(folder, out, record, summary)
     try:
         ft = finetune_record(runs_dir, finetune_run or found["finetune_run"])
         no_ft = None
     except UserError as err:
         ft, no_ft = None, page.note(f"Missing — {err}")
-        problems.append(str(err))
     code = summary["code"] = code_version(repo_url)
     sections = [
         ("Part A — training a CNN from scratch", None),
@@ -368,11 +366,8 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
         ("The detector and the camera-trap watcher", answer(lambda: part_c(found), "Part C", problems)),
     ]
     summary["finetune_run"] = ft["name"] if ft else None
-    classes = record["classes"] if record else (ft["classes"] if ft else [])
-    demo = ("These results are on the synthetic demo data (shapes, not taxa) that make demo generates: they show the "
-            "pipeline works, not how well it does on iNaturalist-12K." if classes and page.is_demo_data(classes) else None)
     summary["title"] = f"iNaturalist-12K: the assignment's answers — sweep {folder.name}"
-    summary["preamble"] = (page.note(demo) if demo else []) + provenance(summary["code"])
+    summary["preamble"] = demo_note(record or ft) + provenance(summary["code"])
     summary["sections"] = [{"heading": h, "blocks": b} for h, b in sections]
     # every "Missing —" note counts, those of answers that failed and those of figures a step should have written
     problems[:] = [m for _, blocks in sections if blocks for m in page.missing_notes(blocks)]
@@ -401,6 +396,14 @@ def code_version(repo_url=None):
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"repository": remote or "(no git remote; give --repo-url)",
             "commit": git("rev-parse", "HEAD") or "(not a git checkout)", "changed": bool(status)}
+
+
+def demo_note(record):
+    """A note that the results are the demo data's, when the run shown trained on it."""
+    if not record or not page.is_demo_data(record["classes"]):
+        return []
+    return page.note("These results are on the synthetic demo data (shapes, not taxa) that make demo generates: they "
+                     "show the pipeline works, not how well it does on iNaturalist-12K.")
 
 
 def provenance(code):
