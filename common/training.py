@@ -536,21 +536,8 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunSpec, groups=None,
     precision = resolve_precision(cfg.precision, device)
     backends = configure_backends(device, cfg.deterministic, cfg.tf32)
     run_dir = claim_run_dir(Path(state.run_dir), resume=resume_checkpoint is not None)
-    tracker = None
-    try:
-        session = start_session(model, data, cfg, state, groups, device, precision)
-        start_epoch, best_val_acc, wandb_id = restore_from_checkpoint(session, save_model, resume_checkpoint)
-        record = open_record(run_dir, cfg, state, resume_checkpoint, session, backends, data)
-        record.save()
-        tracker = WandbRun(cfg.wandb, cfg.wandb_project, run_dir.name, tracked_config(cfg, record.data), run_dir,
-                           run_id=wandb_id, group=cfg.wandb_group)
-        record.data.update(wandb_id=tracker.id, wandb_mode=tracker.mode)
-        record.save()
-    except BaseException:  # e.g. no space for the record: the claim (an open lock file) and wandb must not outlive it
-        if tracker is not None:
-            tracker.finish(exit_code=1)
-        release_run_dir(run_dir)
-        raise
+    session, start_epoch, best_val_acc, record, tracker = open_run(
+        run_dir, model, save_model, data, cfg, state, groups, (device, precision, backends), resume_checkpoint)
     status = "finished"
     try:
         for epoch in range(start_epoch, cfg.epochs):
@@ -562,10 +549,7 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunSpec, groups=None,
             val = validate(model, data.val, state.mean, state.std, device, precision, cfg.channels_last)
             val["seconds"] = time.perf_counter() - validation_started
             check_finite(save_model, val, epoch, run_dir)
-            metrics = {"epoch": epoch + 1, "train_loss": trained["train_loss"], "train_acc": trained["train_acc"],
-                       "val_loss": val["loss"], "val_acc": val["acc"], "lr": session.optimizer.param_groups[0]["lr"],
-                       "epoch_time": trained["train_time"] + val["seconds"], "train_time": trained["train_time"],
-                       "images_per_s": trained["seen"] / trained["train_time"]}
+            metrics = epoch_metrics(epoch, trained, val, session.optimizer)
             best_val_acc = save_epoch(run_dir, record, metrics, best_val_acc, lambda best, rec: checkpoint_dict(
                 save_model, session.optimizer, session.scaler, epoch + 1, cfg, state, best, tracker.id, record=rec))
             tracker.log(metrics, step=epoch + 1)
@@ -581,6 +565,35 @@ def fit(model: nn.Module, data, cfg: TrainConfig, state: RunSpec, groups=None,
     finally:
         end_run(record, tracker, status, run_dir)
     return record.data
+
+
+def open_run(run_dir, model, save_model, data, cfg, state, groups, hardware, resume_checkpoint):
+    """The session, where to start (epoch, best val acc), the record and the wandb run of a claimed run folder."""
+    device, precision, backends = hardware
+    tracker = None
+    try:
+        session = start_session(model, data, cfg, state, groups, device, precision)
+        start_epoch, best_val_acc, wandb_id = restore_from_checkpoint(session, save_model, resume_checkpoint)
+        record = open_record(run_dir, cfg, state, resume_checkpoint, session, backends, data)
+        record.save()
+        tracker = WandbRun(cfg.wandb, cfg.wandb_project, run_dir.name, tracked_config(cfg, record.data), run_dir,
+                           run_id=wandb_id, group=cfg.wandb_group)
+        record.data.update(wandb_id=tracker.id, wandb_mode=tracker.mode)
+        record.save()
+    except BaseException:  # e.g. no space for the record: the claim (an open lock file) and wandb must not outlive it
+        if tracker is not None:
+            tracker.finish(exit_code=1)
+        release_run_dir(run_dir)
+        raise
+    return session, start_epoch, best_val_acc, record, tracker
+
+
+def epoch_metrics(epoch, trained, val, optimizer):
+    """What an epoch logs: its losses and accuracies, the learning rate it ended at, its times and speed."""
+    return {"epoch": epoch + 1, "train_loss": trained["train_loss"], "train_acc": trained["train_acc"],
+            "val_loss": val["loss"], "val_acc": val["acc"], "lr": optimizer.param_groups[0]["lr"],
+            "epoch_time": trained["train_time"] + val["seconds"], "train_time": trained["train_time"],
+            "images_per_s": trained["seen"] / trained["train_time"]}
 
 
 def end_run(record, tracker, status, run_dir):
