@@ -1,18 +1,19 @@
 """Where the dataset comes from: a folder holding inaturalist_12K/{train,val}, a zip extracted there once (a marker
 remembers which zip, a lock makes concurrent runs wait instead of racing), or the zip downloaded (resumable,
-CRC-checked) into the default folder. `common/data.py` then scans, splits and decodes what this finds."""
+CRC-checked as it is extracted) into the default folder. `common/data.py` then scans, splits and decodes what this finds."""
 import difflib
 import errno
 import os
 import shutil
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from common.download import download_file
-from common.errors import UserError
+from common.errors import UserError, describe
 from common.io import save_json
 from common.locks import file_lock
 from common.state import ExtractionMarker, read_state_or_none
@@ -23,6 +24,7 @@ DATASET_URL = "https://storage.googleapis.com/wandb_datasets/nature_12K.zip"
 DEFAULT_DATA_DIR = "data"  # the one folder a missing dataset is downloaded into without being asked
 ZIP_NAME = "nature_12K.zip"
 DATASET_FOLDER = "inaturalist_12K"
+DATASET_PREFIXES = (f"{DATASET_FOLDER}/train/", f"{DATASET_FOLDER}/val/")  # the folders that make a zip the dataset's
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def locate_dataset(data_dir, download=True, url=DATASET_URL, progress=True) -> D
                 f"no dataset in {data_dir}: expected {DATASET_FOLDER}/train and /val or {ZIP_NAME}; "
                 f"download {url} there, or run `make demo-data` and use --data-dir data/demo (make: DATA=data/demo)"
             )
-        download_file(url, zip_path, progress=progress, verify=_verify_dataset_zip, hint=(
+        download_file(url, zip_path, progress=progress, verify=lambda part: verify_zip(part, DATASET_PREFIXES), hint=(
             f"Download {url} by hand into {data_dir}/ (or pass --data-dir to a folder holding it), "
             f"or try offline with the demo data: `make demo-data` then --data-dir data/demo"
         ))
@@ -125,10 +127,6 @@ def _zip_stamp(zip_path: Path) -> dict:
     return {"zip": zip_path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _verify_dataset_zip(zip_path):
-    verify_zip(zip_path, required_prefixes=(f"{DATASET_FOLDER}/train/", f"{DATASET_FOLDER}/val/"))
-
-
 def _dataset_from_zip(zip_path: Path, data_dir: Path, progress=True) -> DatasetPaths:
     """The dataset extracted from `zip_path` into `data_dir`: extracted now under a lock, or reused."""
     stamp = _zip_stamp(zip_path)
@@ -144,18 +142,13 @@ def _dataset_from_zip(zip_path: Path, data_dir: Path, progress=True) -> DatasetP
             raise UserError(f"{root} already exists, made {origin}; use --data-dir {root} to train on it, or move it "
                             f"away to extract {zip_path} afresh")
         try:
-            verify_zip(zip_path)
-        except UserError as err:
+            verify_zip(zip_path, DATASET_PREFIXES)  # its member list alone: the extraction checks each CRC as it reads
+            extract_zip(zip_path, data_dir, progress=progress)
+        except CorruptZip as err:
             rejected = zip_path.with_name(zip_path.name + ".corrupt")
-            os.replace(zip_path, rejected)  # never used again; the next run downloads a fresh copy
+            os.replace(zip_path, rejected)  # renamed, not deleted (it is the user's); the next run downloads afresh
             raise UserError(f"{err.message.split(';')[0]}; moved it aside to {rejected} — run again to download a "
                             f"fresh copy, or put a good {zip_path.name} there") from None
-        try:
-            _verify_dataset_zip(zip_path)
-        except UserError:
-            raise UserError(f"{zip_path} is a valid zip but not the iNaturalist-12K archive: it has no "
-                            f"{DATASET_FOLDER}/train/ and {DATASET_FOLDER}/val/ (left as it is)") from None
-        extract_zip(zip_path, data_dir, progress=progress)
         save_json(marker, stamp)
     root = _dataset_root_in(data_dir)
     if root is None:
@@ -165,19 +158,21 @@ def _dataset_from_zip(zip_path: Path, data_dir: Path, progress=True) -> DatasetP
 
 # ------------------------------------------------------------------ the archive: verify, then extract
 
+class CorruptZip(UserError):
+    """A zip whose bytes are damaged (no readable member list, or a member failing its CRC): moved aside, not used."""
+
+
 def verify_zip(path, required_prefixes=()):
-    """Raise UserError unless every member's CRC is right and each required prefix is present."""
+    """The member names, read from the central directory alone (a cut-off zip has none): no member's data is read."""
     try:
         with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise UserError(f"{path} is not a readable zip archive ({err}); delete it and download again") from None
-    if bad is not None:
-        raise UserError(f"{path} is corrupt: member {bad} fails its CRC check; delete it and download again")
+        raise CorruptZip(f"{path} is not a readable zip archive ({err}); delete it and download again") from None
     for prefix in required_prefixes:
         if not any(name.startswith(prefix) for name in names):
-            raise UserError(f"{path} does not hold the expected folder {prefix!r}; is it the right archive?")
+            raise UserError(f"{path} is a valid zip but not the iNaturalist-12K archive: the expected folder "
+                            f"{prefix!r} is missing; pass the dataset's zip with --data-dir (this one was left as it is)")
     return names
 
 
@@ -223,6 +218,8 @@ def extract_zip(path, dest_dir, progress=True):
             if isinstance(err, OSError) and err.errno == errno.ENOSPC:
                 raise UserError(f"the disk holding {dest_dir} filled up while extracting {Path(path).name}; the "
                                 f"partial folder was removed — free space and run again") from None
+            if isinstance(err, (zipfile.BadZipFile, zlib.error, EOFError)):  # damaged bytes, found as they are read
+                raise CorruptZip(f"{path} is corrupt ({describe(err)}), its partial extraction removed; get a new copy") from None
             raise
     for entry in tmp.iterdir():
         if entry.name.startswith("__MACOSX"):

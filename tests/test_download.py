@@ -1,7 +1,9 @@
 """The real download path, against a local HTTP server: progress, resume, integrity, extraction."""
+import collections
 import hashlib
 import io
 import re
+import struct
 import subprocess
 import sys
 import zipfile
@@ -16,11 +18,11 @@ from common.errors import UserError
 from conftest import ROOT, write_image
 
 
-def dataset_zip(tmp_path):
+def dataset_zip(tmp_path, compression=zipfile.ZIP_STORED):
     """A small zip with the real archive's layout (inaturalist_12K/{train,val}/<class>/...)."""
     buffer = io.BytesIO()
     image = write_image(tmp_path / "src.jpg").read_bytes()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
         for split in ("train", "val"):
             for cls in ("Aves", "Fungi"):
                 for i in range(3):
@@ -104,6 +106,51 @@ def test_corrupt_archive_is_rejected_and_set_aside(http_server, tmp_path):
     assert not (tmp_path / "data" / "nature_12K.zip").exists()
     assert (tmp_path / "data" / "nature_12K.zip.corrupt").exists()
     assert not (tmp_path / "data" / "inaturalist_12K").exists()
+
+
+def with_damaged_member(data: bytes, name: str) -> bytes:
+    """`data` with 8 bytes flipped in the middle of `name`'s data: the member list is intact, the CRC no longer matches."""
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo(name)
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    middle = info.header_offset + 30 + name_length + extra_length + info.compress_size // 2
+    return data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 8]) + data[middle + 8:]
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED], ids=["stored", "deflated"])
+def test_a_member_failing_its_crc_during_extraction_is_one_line_and_the_zip_is_set_aside(tmp_path, compression):
+    zip_path = tmp_path / "mine" / "nature_12K.zip"
+    zip_path.parent.mkdir()
+    last = f"inaturalist_12K/val/Fungi/{2:032x}.jpg"  # extracted last: the members before it are already on disk
+    damaged = with_damaged_member(dataset_zip(tmp_path, compression), last)
+    zip_path.write_bytes(damaged)
+    with pytest.raises(UserError, match="is corrupt.*partial extraction removed"):  # the extraction finds it itself
+        extract_zip(zip_path, tmp_path / "direct", progress=False)
+    assert list((tmp_path / "direct").iterdir()) == []
+    with pytest.raises(UserError) as caught:
+        locate_dataset(zip_path, download=False, progress=False)
+    assert "\n" not in caught.value.message
+    assert re.search(r"is corrupt .*partial extraction removed; moved it aside to .*nature_12K.zip.corrupt",
+                     caught.value.message), caught.value.message
+    assert not zip_path.exists() and (zip_path.parent / "nature_12K.zip.corrupt").read_bytes() == damaged
+    assert not (zip_path.parent / "inaturalist_12K").exists() and not list(zip_path.parent.glob(".extract-*"))
+
+
+def test_a_good_zips_data_is_read_once_from_download_to_extraction(http_server, tmp_path, monkeypatch):
+    body = dataset_zip(tmp_path)
+    http_server.handler.files["/nature_12K.zip"] = body
+    http_server.handler.no_length.add("/nature_12K.zip")  # the download is vouched for by the zip's own member list
+    opened = collections.Counter()
+    real_open = zipfile.ZipFile.open
+
+    def counting_open(self, name, *args, **kwargs):
+        opened[getattr(name, "filename", name)] += 1
+        return real_open(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", counting_open)
+    (tmp_path / "data").mkdir()
+    paths = locate_dataset(tmp_path / "data", url=f"{http_server.url}/nature_12K.zip", progress=False)
+    assert len(list(paths.train_dir.rglob("*.jpg"))) == 6
+    assert opened == collections.Counter(zipfile.ZipFile(io.BytesIO(body)).namelist())  # each member once
 
 
 def test_zip_with_the_wrong_layout_is_rejected(tmp_path):
