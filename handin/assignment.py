@@ -52,7 +52,7 @@ from common.state import Plan, StepMarker, read_state, read_state_or_none
 from handin.sweep_report import MIN_SCORED_RUNS
 from partA.from_scratch import run_scratch
 from partA.sweep_config import first_rung, load_sweep_config, stored_config
-from partA.sweep_engine import sweep_runs
+from partA.sweep_wandb import sweep_runs
 from partC.darknet_files import offline_photos
 
 PY = sys.executable

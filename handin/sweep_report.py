@@ -16,7 +16,8 @@ import numpy as np  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from common.viz import save  # noqa: E402
 from handin.sweep_effects import LEARNED, WORDS, describe, level, rule, sweep_effects  # noqa: E402
-from partA.sweep_engine import format_params, sweep_runs  # noqa: E402
+from partA.sweep_engine import format_params  # noqa: E402
+from partA.sweep_wandb import sweep_runs  # noqa: E402
 
 
 def collect_sweep(sweep_folder):

@@ -27,7 +27,8 @@ from common.cli import DEVICE_OPTION, OneLineErrors, PLAIN_NAME, python_command
 from common.data import load_train_val
 from common.errors import UserError
 from partA.sweep_config import load_sweep_config, validate_sweep_config
-from partA.sweep_engine import LocalSweep, run_agent, run_wandb_sweep, sweep_runs
+from partA.sweep_engine import LocalSweep, run_agent
+from partA.sweep_wandb import run_wandb_sweep, sweep_runs
 from common.tracking import PROBE_SECONDS, wandb_host, wandb_online, wandb_reachable
 from partA.sweep_storage import masked
 
