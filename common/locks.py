@@ -1,17 +1,19 @@
-"""Advisory file locks (fcntl.flock) so that processes sharing a folder take turns.
+"""Advisory file locks (fcntl.flock, through filelock) so that processes sharing a folder take turns.
 
 flock works between processes on one machine, and across machines only on filesystems that
 implement it (local disks, NFSv4 with locking, most cluster filesystems; not every SMB/FUSE
 mount). The lock is released when the holder closes the file or dies — a killed process never
-leaves a stale lock behind.
+leaves a stale lock behind: filelock (>=3.30) may not fall back to an existence marker where flock is
+missing, keeps the file on release, and a contender that loses leaves the holder's identity in it untouched.
 """
 import contextlib
-import fcntl
 import json
 import os
 import socket
 import sys
 from pathlib import Path
+
+from filelock import FileLock, Timeout, lock_descriptor
 
 from common.errors import UserError
 from common.io import is_disk_full, no_space
@@ -21,54 +23,50 @@ from common.state import lock_holder
 @contextlib.contextmanager
 def file_lock(path, waiting_message=None):
     """Hold an exclusive lock on `path` (created if needed) for the block; wait for other holders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if waiting_message:
-                print(waiting_message, file=sys.stderr, flush=True)  # a status, not output: stdout stays clean
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield handle
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = FileLock(path, fallback_to_soft=False, preserve_lock_file=True)
+    try:
+        held = lock.acquire(blocking=False)
+    except Timeout:
+        if waiting_message:
+            print(waiting_message, file=sys.stderr, flush=True)  # a status, not output: stdout stays clean
+        held = lock.acquire()
+    with held:
+        yield
 
 
 @contextlib.contextmanager
 def held_or_refused(path, refusal):
     """Hold an exclusive lock on `path` for the block, or raise UserError(refusal) at once when another process
     holds it (two commands must not work on one thing at the same time). The holder's pid is written in it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        holder = take_and_sign(handle, path)
-        if holder is not None:
-            raise UserError(refusal.format(pid=holder.get("pid", "?")))
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = FileLock(path, fallback_to_soft=False, preserve_lock_file=True, on_acquired=lambda fd: sign(fd, path))
+    try:
+        held = lock.acquire(blocking=False)
+    except Timeout:
+        raise UserError(refusal.format(pid=lock_holder(Path(path).read_text(), path).get("pid", "?"))) from None
+    with held:
+        yield
 
 
 def take_and_sign(handle, path):
     """Lock the open lock file without waiting and write this process's identity in it: None. When another process
     holds it, what that holder wrote (checked: a file read mid-write names no one) is returned instead."""
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not lock_descriptor(handle.fileno(), blocking=False):  # the same flock as FileLock's
         handle.seek(0)
         return lock_holder(handle.read(), path)
-    handle.seek(0)
-    handle.truncate()
-    try:  # unbuffered: a failed write leaves nothing in the handle's buffer for its close to fail on again
-        os.write(handle.fileno(), json.dumps(process_identity()).encode())
+    sign(handle.fileno(), path)
+    return None
+
+
+def sign(fd, path):
+    """Write this process's identity in the lock file `fd` it holds (unbuffered: a failed write leaves nothing in a
+    buffer for a close to fail on again); a full disk is the one-line no-space error."""
+    os.ftruncate(fd, 0)
+    try:
+        os.write(fd, json.dumps(process_identity()).encode())
     except OSError as err:
         if is_disk_full(err):
             raise no_space(Path(path).parent, Path(path).name) from None
         raise
-    return None
 
 
 def process_identity() -> dict:

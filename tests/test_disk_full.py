@@ -7,6 +7,7 @@ import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from filelock import lock_descriptor
 
 import common.dataset_zip as data
 import common.io as io
@@ -14,7 +15,7 @@ from common.data import load_train_val
 from common.dataset_zip import extract_zip
 from common.cli import OneLineErrors
 from common.errors import UserError
-from common.locks import take_and_sign
+from common.locks import held_or_refused, take_and_sign
 from common.viz import plt, save
 from partA.from_scratch import run_scratch
 from partC.media import VideoWriter
@@ -86,6 +87,12 @@ def test_a_full_disk_at_the_lock_is_one_line(small_disk):
         fill_disk(small_disk, leave=0)
         with pytest.raises(UserError, match=f"no space left in {small_disk} .* while writing run.lock"):
             take_and_sign(handle, small_disk / "run.lock")
+    # the hand-in's lock (filelock's on_acquired writes the holder): the same line, and the failed take leaves it free
+    with pytest.raises(UserError, match=f"no space left in {small_disk} .* while writing assignment.lock"):
+        with held_or_refused(small_disk / "assignment.lock", "busy"):
+            pass
+    with open(small_disk / "assignment.lock") as handle:
+        assert lock_descriptor(handle.fileno(), blocking=False)
 
 
 def test_a_full_disk_anywhere_in_a_command_is_one_line_naming_the_folder(tmp_path):
