@@ -3,9 +3,8 @@
     python partB/compare.py                                   # best scratch run + every fine-tune run
     python partB/compare.py --run demo-scratch --run demo-finetune --eval-dir outputs/demo
 
-Reads run records (val accuracy, trainable parameters, time per epoch, learning curves) and, when
-`partA/evaluate.py` has been run on a run, its test_summary.json — this script never opens the
-test folder itself. Writes compare.md, compare.json and learning_curves.png to --out.
+Test accuracy comes from `partA/evaluate.py`'s test_summary.json (this script never opens the test
+folder). Writes compare.md, compare.json and learning_curves.png to --out.
 """
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from common.checkpoints import load_record, resolve_run_dir
 from common.errors import UserError
 from common.io import save_json
 from common.state import read_output
-from common.runs import COMPLETE, best_run, readable_record
+from common.run_records import COMPLETE, best_run, readable_record
 from common.viz import learning_curves
 
 

@@ -6,10 +6,7 @@
     python partB/finetune.py --model resnet18 --weights ./resnet18.pth --freeze none
     python partB/finetune.py --list-stages --model convnext_tiny        # what a stage is
 
-Input size and normalisation come from the weights' own transforms (inception_v3: 299,
-efficientnet_v2_s: 384, …); the 1000-way head is replaced for every family. Stages:
-resnet-like = stem, layer1..4; efficientnet/mobilenet/convnext/vgg/… = the children of
-`features`; vit = embedding, then each encoder block; googlenet/inception = top-level blocks.
+Input size, normalisation, heads and stages: docs/design.md, "Part B in detail".
 """
 import sys
 from pathlib import Path

@@ -1,9 +1,6 @@
 """Part B: fine-tune a pretrained model with a freezing strategy, on the shared training loop.
 
-Same data pipeline (input size and normalisation from the weights), same `fit`, run records,
-wandb logging, checkpoints and exact resume as Part A. The strategy is re-applied at the start
-of every epoch (gradual unfreezing changes it over time), and batch-norm layers whose
-parameters are frozen are kept in eval mode so their ImageNet statistics stay intact.
+Details: docs/design.md, "Part B in detail".
 """
 import copy
 import hashlib
@@ -24,10 +21,12 @@ from common.inference import prepare_batch
 from common.io import is_sealed, save_json, save_torch, seal
 from common.pretrained import (apply_freeze, build_pretrained, frozen_modules_to_eval, head_paths, model_stages,
                                module_at, parameter_groups, preprocess_for, replace_module_at)
-from common.runs import claimed_run, data_identity, default_run_name, run_dir_for
+from common.run_records import data_identity
+from common.runs import claimed_run, default_run_name, run_dir_for
 from common.resume import prepare_resume, resume_extra
 from common.state import read_output
-from common.training import RunSpec, TrainConfig, fit, weight_decay_groups
+from common.recipe import TrainConfig, weight_decay_groups
+from common.training import RunSpec, fit
 
 FINETUNE_KEYS = ("model", "weights", "freeze", "k", "backbone_lr_scale", "unfreeze_every", "feature_cache")
 
@@ -120,15 +119,6 @@ def cached_features(path, timing, train_count, val_count):
     return train_x, val_x, seconds
 
 
-def stage_table(model, name):
-    """[(stage index, prefixes, parameter count)] for printing what a stage is."""
-    owner, stages = parameter_groups(model, name)
-    sizes = {}
-    for param_name, param in model.named_parameters():
-        sizes[owner[param_name]] = sizes.get(owner[param_name], 0) + param.numel()
-    return [(i, prefixes, sizes.get(i, 0)) for i, prefixes in enumerate(stages)] + [("head", [], sizes.get("head", 0))]
-
-
 def freezing_costs(name, num_classes):
     """[{strategy, trains, trainable, total, cost}] for each --freeze strategy on model `name` (Part B Q2's table):
     trainable parameters counted on the real network (no weights needed to count)."""
@@ -175,47 +165,25 @@ def lr_scales(model, name, strategy, backbone_lr_scale):
 
 def run_finetune(options: dict, data=None):
     """Train a new fine-tuning run from flat options; returns its record."""
-    ft = {k: options.pop(k) for k in FINETUNE_KEYS if k in options}
-    name, weights = ft.get("model", "efficientnet_lite0"), ft.get("weights", "default")
-    strategy, k = ft.get("freeze", "all-but-last"), int(ft.get("k") or 0)
-    unfreeze_every = int(ft["unfreeze_every"]) if ft.get("unfreeze_every") is not None else 1
-    backbone_scale = float(ft["backbone_lr_scale"]) if ft.get("backbone_lr_scale") is not None else 0.1
-    feature_cache_requested = ft.get("feature_cache", True)
-    if not backbone_scale > 0:
-        raise UserError(f"--backbone-lr-scale must be > 0 (a frozen backbone is --freeze all-but-last), got {backbone_scale}")
-    if unfreeze_every < 1:
-        raise UserError(f"--unfreeze-every must be >= 1 epoch, got {unfreeze_every}")
-    if strategy == "first-k" and k < 1:
-        raise UserError("--freeze first-k needs --k N (N >= 1 stages frozen from the input side); see --list-stages")
-    probe, _ = build_pretrained(name, weights="none", num_classes=2)
-    preprocess = preprocess_for(name, weights).__dict__  # the requested weights' own transforms
-    stages = model_stages(probe, name)
-    apply_freeze(probe, name, strategy, k)  # a bad --k fails here, before any data is read
-    options.setdefault("image_size", None)
-    if options["image_size"] is None:
-        options["image_size"] = preprocess["crop_size"]
-        options["resize_size"] = preprocess["resize_size"]
-    cfg = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
-    fixed_size = getattr(probe, "image_size", None)  # vision transformers take one input size only
-    if fixed_size and cfg.image_size != fixed_size:
-        raise UserError(f"{name} takes {fixed_size}x{fixed_size} inputs only; drop --image-size or pass {fixed_size}")
-    cfg.run_name = cfg.run_name or default_run_name({**options, **ft}, kind=f"ft-{name}")
+    given = {k: options.pop(k) for k in FINETUNE_KEYS if k in options}
+    finetune, feature_cache_requested = finetune_settings(given)
+    name, strategy, k = finetune["model"], finetune["freeze"], finetune["k"]
+    cfg, preprocess, num_stages = finetune_config(options, name, finetune["weights"], strategy, k)
+    cfg.run_name = cfg.run_name or default_run_name({**options, **given}, kind=f"ft-{name}")
     # exclusive: a second run of that name fails here; a start that fails (data, weights) releases it
     with claimed_run(run_dir_for(cfg.runs_dir, cfg.run_name)) as run_dir:
         data = data or load_train_val(cfg.data_dir, cfg.image_size, cfg.val_fraction, cfg.seed, cfg.cache_dir,
                                       progress=not cfg.quiet, resize=cfg.resize_size)
         torch.manual_seed(cfg.seed)  # the new head's initialisation
-        model, info = build_pretrained(name, weights, num_classes=len(data.classes), progress=not cfg.quiet)
-        hook = freeze_hook(name, strategy, k, unfreeze_every, len(stages), cfg.quiet)
+        model, info = build_pretrained(name, finetune["weights"], num_classes=len(data.classes), progress=not cfg.quiet)
+        hook = freeze_hook(name, strategy, k, finetune["unfreeze_every"], num_stages, cfg.quiet)
         hook(0, model)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if not cfg.quiet:
             print_stages(model, name, strategy, k)
         spec = {"kind": "pretrained", "name": name, "num_classes": len(data.classes)}
         use_features = uses_feature_cache(strategy, cfg, feature_cache_requested)
-        finetune = {"model": name, "weights": weights, "freeze": strategy, "k": k, "backbone_lr_scale": backbone_scale,
-                    "unfreeze_every": unfreeze_every, "weights_source": info["weights_source"], "stages": len(stages),
-                    "feature_cache": use_features}
+        finetune.update({"weights_source": info["weights_source"], "stages": num_stages, "feature_cache": use_features})
         state = RunSpec(run_dir=run_dir, model_spec=spec, classes=data.classes, mean=preprocess["mean"],
                          std=preprocess["std"],
                          extra={"kind": "finetune", "finetune": finetune, "split_file": str(data.split_file),
@@ -224,8 +192,42 @@ def run_finetune(options: dict, data=None):
                                 "trainable_params": trainable})
         if use_features:
             return _fit_head_on_features(model, name, data, cfg, state, info["weights_source"])
-        groups = weight_decay_groups(model, cfg.weight_decay, lr_scales(model, name, strategy, backbone_scale))
+        groups = weight_decay_groups(model, cfg.weight_decay, lr_scales(model, name, strategy, finetune["backbone_lr_scale"]))
         return fit(model, data, cfg, state, groups=groups, on_epoch_start=hook)
+
+
+def finetune_settings(given):
+    """Part B's own options with their defaults, checked: (what the run records of them, feature cache asked for)."""
+    backbone_scale = float(given["backbone_lr_scale"]) if given.get("backbone_lr_scale") is not None else 0.1
+    unfreeze_every = int(given["unfreeze_every"]) if given.get("unfreeze_every") is not None else 1
+    strategy, k = given.get("freeze", "all-but-last"), int(given.get("k") or 0)
+    if not backbone_scale > 0:
+        raise UserError(f"--backbone-lr-scale must be > 0 (a frozen backbone is --freeze all-but-last), got {backbone_scale}")
+    if unfreeze_every < 1:
+        raise UserError(f"--unfreeze-every must be >= 1 epoch, got {unfreeze_every}")
+    if strategy == "first-k" and k < 1:
+        raise UserError("--freeze first-k needs --k N (N >= 1 stages frozen from the input side); see --list-stages")
+    return {"model": given.get("model", "efficientnet_lite0"), "weights": given.get("weights", "default"),
+            "freeze": strategy, "k": k, "backbone_lr_scale": backbone_scale,
+            "unfreeze_every": unfreeze_every}, given.get("feature_cache", True)
+
+
+def finetune_config(options, name, weights, strategy, k):
+    """(TrainConfig, the weights' preprocessing, the model's stage count): input size and normalisation come from
+    the requested weights' own transforms unless given; a bad --k or --image-size fails before any data is read."""
+    probe, _ = build_pretrained(name, weights="none", num_classes=2)
+    preprocess = preprocess_for(name, weights).__dict__
+    stages = model_stages(probe, name)
+    apply_freeze(probe, name, strategy, k)
+    options.setdefault("image_size", None)
+    if options["image_size"] is None:
+        options["image_size"] = preprocess["crop_size"]
+        options["resize_size"] = preprocess["resize_size"]
+    cfg = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
+    fixed_size = getattr(probe, "image_size", None)  # vision transformers take one input size only
+    if fixed_size and cfg.image_size != fixed_size:
+        raise UserError(f"{name} takes {fixed_size}x{fixed_size} inputs only; drop --image-size or pass {fixed_size}")
+    return cfg, preprocess, len(stages)
 
 
 def _fit_head_on_features(model, name, data, cfg, state, weights_source, resume_checkpoint=None):
@@ -236,9 +238,7 @@ def _fit_head_on_features(model, name, data, cfg, state, weights_source, resume_
               flush=True)
     if resume_checkpoint is not None:
         model.load_state_dict(resume_checkpoint["model"])
-    features, feature_pass_s = feature_data(model, data, name, weights_source, state.mean, state.std, cfg)
-    if feature_pass_s is not None:
-        state.extra["feature_pass_s"] = feature_pass_s
+    features, state.extra["feature_pass_s"] = feature_data(model, data, name, weights_source, state.mean, state.std, cfg)
     _, head = head_block(model)
     head_cfg = replace(cfg, channels_last=False, compile=False)
     return fit(head, features, head_cfg, state, groups=weight_decay_groups(head, cfg.weight_decay), save_model=model,
@@ -252,25 +252,27 @@ def resume_finetune(run, overrides, runs_dir="runs", data=None):
     ft = record["finetune"]
     name = ft["model"]
     model, _ = build_pretrained(name, weights="none", num_classes=ckpt["model_spec"]["num_classes"])
+    state = RunSpec(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
+                     std=ckpt["std"], extra=resume_extra(ckpt, record))
     if ft.get("feature_cache"):
-        state = RunSpec(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
-                         std=ckpt["std"], extra=resume_extra(ckpt, record))
         apply_freeze(model, name, "all-but-last")
         return _fit_head_on_features(model, name, data, cfg, state, ft["weights_source"], resume_checkpoint=ckpt)
     hook = freeze_hook(name, ft["freeze"], ft["k"], ft["unfreeze_every"], ft["stages"], cfg.quiet)
     hook(ckpt["epoch"], model)
-    state = RunSpec(run_dir=run_dir, model_spec=ckpt["model_spec"], classes=ckpt["classes"], mean=ckpt["mean"],
-                     std=ckpt["std"], extra=resume_extra(ckpt, record))
     groups = weight_decay_groups(model, cfg.weight_decay, lr_scales(model, name, ft["freeze"], ft["backbone_lr_scale"]))
     return fit(model, data, cfg, state, groups=groups, on_epoch_start=hook, resume_checkpoint=ckpt)
 
 
 def print_stages(model, name, strategy, k):
     trainable_names = {n for n, p in model.named_parameters() if p.requires_grad}
-    owner, _ = parameter_groups(model, name)
+    owner, stages = parameter_groups(model, name)
+    sizes = {}
+    for param_name, param in model.named_parameters():
+        sizes[owner[param_name]] = sizes.get(owner[param_name], 0) + param.numel()
     print(f"{name}: stages (input → output) and what --freeze {strategy}{f' --k {k}' if strategy == 'first-k' else ''} "
           f"trains now:")
-    for index, prefixes, count in stage_table(model, name):
+    for index, prefixes in [*enumerate(stages), ("head", [])]:
+        count = sizes.get(index, 0)
         members = [n for n, o in owner.items() if o == index]
         train = "train" if members and all(n in trainable_names for n in members) else "frozen"
         label = f"stage {index}" if index != "head" else "head"
