@@ -4,15 +4,7 @@
     python partC/camera_trap.py frames/ --fps 0.2 --classifier runs/<run>/best.pt
     python partC/camera_trap.py --demo-clip        # builds a clip from real photos, then watches it
 
-It detects animals and people, keeps the frames worth keeping (a watched class above
---min-score), raises an alert when an --alert class comes into view (one per visit: the class
-must have been out of view for --cooldown seconds), and writes into --out:
-  events.jsonl        one line per alert and per kept frame (time, frame, detections)
-  watched.mp4         the kept frames, annotated, as a clip
-  kept/               the kept frames as annotated JPEGs
-  contact_sheet.png   every animal/person crop, captioned (with its iNaturalist class when
-                      --classifier gives a Part A/B checkpoint)
-  summary.json        counts, alerts, timings
+What it keeps, alerts on and writes: docs/design.md, "Part C in detail".
 """
 import sys
 import time

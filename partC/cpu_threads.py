@@ -1,11 +1,9 @@
 """CPU thread settings for inference processes.
 
-Between two parallel regions (~55 a yolov3-tiny frame) OpenMP's worker threads spin for milliseconds
-by default, holding a core whether or not there is work. On a busy 2-core machine a spinning thread
-steals the core its partner needs: yolov3-tiny went from ~35 ms to 0.4-1.5 s a frame. Sleeping at
-once (OMP_WAIT_POLICY=PASSIVE) costs ~50 µs a region on an idle machine and never collapses, so the
-Part C scripts ask for it — before the first `import torch`, since OpenMP reads its environment once.
-A value the user set wins.
+OpenMP's workers spin for milliseconds between parallel regions (~55 a yolov3-tiny frame): on a busy 2-core
+machine a spinning thread steals its partner's core (yolov3-tiny went from ~35 ms to 0.4-1.5 s a frame).
+Sleeping at once (OMP_WAIT_POLICY=PASSIVE) costs ~50 µs a region and never collapses, so the Part C scripts
+ask for it before the first `import torch` (OpenMP reads its environment once); a value the user set wins.
 """
 import os
 

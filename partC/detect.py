@@ -4,8 +4,7 @@
     python partC/detect.py clip.mp4 --model yolov3 --classes person,bicycle --conf 0.3
     python partC/detect.py photos/ --out outputs/detect --input-size 608
 
-Writes annotated images (`<name>.jpg`) and videos (`<name>.mp4`) into --out, and every detection
-as one JSON line (source, frame, time, label, score, box in original pixels) to detections.jsonl.
+Writes annotated images and videos and detections.jsonl into --out (docs/design.md, "Part C in detail").
 """
 import json
 import sys

@@ -39,7 +39,7 @@ def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, inpu
     if precision != "fp32":
         engine = "torch"  # bf16 is PyTorch's
     cache = Path(weights_cache or WEIGHTS_CACHE).parent / "openvino"
-    return Detector(net, read_names(names), input_size, conf, nms, resize, keep, device, fold=False, engine=engine,
+    return Detector(net, read_names(names), input_size, conf, nms, resize, keep, device, engine=engine,
                     threads=threads, cache_dir=cache)
 
 

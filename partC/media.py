@@ -165,13 +165,9 @@ def _overlap(a, b):
 
 
 def place_labels(boxes, sizes, image_w, image_h):
-    """Tag rectangles (x1, y1, x2, y2), one per box, placed so that no tag hides another.
-
-    Boxes are taken in the given order (best score first); each tag tries, in turn, above the
-    box's top-left corner, inside it, below it, and the same at the right edge, and takes the
-    first spot inside the image that overlaps no tag placed so far — else the spot that
-    overlaps least.
-    """
+    """Tag rectangles (x1, y1, x2, y2), one per box (best score first), placed so that no tag hides another: each
+    takes the first of its candidate spots around the box that lies inside the image and overlaps no tag placed
+    so far, else the one that overlaps least."""
     placed = []
     for (x1, y1, x2, y2), (w, h) in zip(boxes, sizes):
         candidates = [(x1, y1 - h), (x1, y1), (x1, y2), (x2 - w, y1 - h), (x2 - w, y1), (x2 - w, y2 - h),
@@ -190,11 +186,8 @@ def place_labels(boxes, sizes, image_w, image_h):
 
 
 def draw_detections(image: torch.Tensor, detections, extra_labels=None) -> Image.Image:
-    """uint8 C×H×W tensor + detections → a PIL image with boxes and 'label score' tags.
-
-    One box reported for several classes (YOLO is multi-label) is drawn once, tagged with every
-    label in score order ('car 0.65 / truck 0.41'); tags are placed so none hides another.
-    """
+    """uint8 C×H×W tensor + detections → a PIL image with boxes and 'label score' tags. One box reported for several
+    classes (YOLO is multi-label) is drawn once, tagged with every label in score order ('car 0.65 / truck 0.41')."""
     pil = Image.fromarray(image.permute(1, 2, 0).numpy())
     draw = ImageDraw.Draw(pil)
     width = max(2, round(min(pil.size) / 200))

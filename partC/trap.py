@@ -1,10 +1,6 @@
 """The camera-trap watcher's logic: frames in (videos on one clock, stills by EXIF time), alert
 cool-down, frame keeping, crops, crop classification, the demo clip, and the `Watcher` that puts them
-together frame by frame (partC/camera_trap.py is its command line).
-
-An alert fires when a watched class appears after being out of view for longer than the
-cool-down; every sighting renews the class's "last seen" time, so an animal that stays in view
-is one alert, not one per frame.
+together frame by frame (partC/camera_trap.py is its command line; docs/design.md, "Part C in detail").
 """
 import datetime
 import json
@@ -39,7 +35,8 @@ class AlertPolicy:
     last_seen: Dict[str, float] = field(default_factory=dict)
 
     def update(self, time_s: float, detections) -> List[str]:
-        """Classes that raise an alert at `time_s`, given this frame's detections."""
+        """Classes that raise an alert at `time_s`: out of view longer than the cool-down. Every sighting renews a
+        class's "last seen" time, so an animal that stays in view is one alert, not one per frame."""
         present = {d.label for d in detections if d.label in self.classes and d.score >= self.min_score}
         alerts = []
         for label in sorted(present):
@@ -48,10 +45,6 @@ class AlertPolicy:
                 alerts.append(label)
             self.last_seen[label] = time_s
         return alerts
-
-
-def worth_keeping(detections, watched, min_score) -> bool:
-    return any(d.label in watched and d.score >= min_score for d in detections)
 
 
 def crop(image: torch.Tensor, box, margin=0.1) -> torch.Tensor:
@@ -85,7 +78,6 @@ class CropClassifier:
 
 
 def contact_sheet(crops, captions, path, title="", cell=160):
-    """A near-square grid of crops, each captioned."""
     import matplotlib.pyplot as plt
 
     if not crops:
@@ -133,11 +125,9 @@ def capture_time(path):
 def frames_of(inputs, fps, stride, skipped=None, warn=_to_stderr):
     """(source, frame index, time s, image) over videos and image sequences; None images are bad frames.
 
-    Stills are timed by their EXIF capture time when every still has one (real traps fire at
-    irregular intervals), else by position / --fps (with a warning when only some have one).
-    Videos follow each other on one clock: each starts where the previous one ended, so an
-    animal that leaves in one clip and returns in the next is a new visit, not the same one.
-    A video that cannot be opened is skipped and appended to `skipped` as (path, reason).
+    Stills are timed by their EXIF capture time when every one has it (traps fire at irregular intervals), else
+    by position / --fps. Videos follow each other on one clock, so an animal that leaves in one clip and returns
+    in the next is a new visit. A video that cannot be opened is appended to `skipped` as (path, reason).
     """
     stills = [p for kind, p in inputs if kind == "image"]
     stamps = [capture_time(p) for p in stills]
@@ -256,7 +246,7 @@ class Watcher:
             self.visit_start[(label, self.visit_number[label])] = t  # the visit's alert time, on the contact sheet
         for label in self.alerts.update(t, detections):
             self.alert(label, detections, source, index, t)
-        if worth_keeping(detections, self.watched, self.min_score):
+        if any(d.score >= self.min_score for d in detections):  # a watched class (the only ones left) scores enough
             self.keep(image, detections, source, index, t)
         elif len(self.not_kept) < NOT_KEPT_SHOWN:
             found = ", ".join(f"{d.label} {d.score:.2f}" for d in detections) or "nothing watched"

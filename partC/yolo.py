@@ -1,7 +1,5 @@
-"""YOLOv3 detection on the Darknet network (partC/darknet_model.py): letterbox (or stretch) to the network size →
-forward (PyTorch, or OpenVINO on a CPU) → decode every [yolo] head (sigmoid offsets + grid, exp(size)·anchor,
-objectness × class probability) → class-aware NMS (torchvision.ops.batched_nms) → boxes mapped back to the original
-image's pixels.
+"""YOLOv3 detection on the Darknet network (partC/darknet_model.py): letterbox → forward (PyTorch, or OpenVINO on
+a CPU) → decode the [yolo] heads → class-aware NMS → boxes in the original image's pixels.
 """
 import os
 import warnings
@@ -28,12 +26,8 @@ class Letterbox:
 
 
 def darknet_letterbox_geometry(w, h, net_w, net_h):
-    """Darknet's letterbox: (new_w, new_h, pad_x, pad_y) in whole pixels, by integer division.
-
-    As in darknet's `letterbox_image`: the side that limits the scale becomes the network's
-    size and the other is `old * net // limiting side` (floor, not round); the offset is
-    `(net - new) // 2`. A 1-px different size or offset moves yolov3-tiny's scores by up to 0.28.
-    """
+    """Darknet's letterbox (docs/design.md, "Darknet's geometry"): (new_w, new_h, pad_x, pad_y) in whole pixels,
+    by integer division. A 1-px different size or offset moves yolov3-tiny's scores by up to 0.28."""
     if net_w * h < net_h * w:  # width limits: new_w = net_w (the comparison w/im.w < h/im.h, without floats)
         new_w, new_h = net_w, max(1, h * net_w // w)
     else:
@@ -42,12 +36,9 @@ def darknet_letterbox_geometry(w, h, net_w, net_h):
 
 
 def _resize_bilinear(image, height, width):
-    """Bilinear resize without antialiasing (cv2.INTER_LINEAR's sampling) → float 1×C×H×W in [0,1].
-
-    Resized in float, then rounded to 8-bit levels, as cv2.resize hands the network: this stays
-    within 1 level of OpenCV (mean 0.11). PyTorch's faster uint8 path (mean 0.18 levels off) moved
-    a yolov3-tiny score on horses.jpg by 0.04 — the network is that sensitive to its input.
-    """
+    """Bilinear resize without antialiasing (cv2.INTER_LINEAR's sampling) → float 1×C×H×W in [0,1]. A uint8 image
+    is resized in float, then rounded to 8-bit levels as cv2.resize hands them over: PyTorch's faster uint8 path
+    (0.18 levels off on average, against 0.11) moved a yolov3-tiny score on horses.jpg by 0.04."""
     if image.dtype == torch.uint8:
         resized = F.interpolate(image[None].float(), size=(height, width), mode="bilinear", align_corners=False)
         return resized.round_().clamp_(0, 255).div_(255)
@@ -55,11 +46,8 @@ def _resize_bilinear(image, height, width):
 
 
 def letterbox(image: torch.Tensor, height, width, mode="letterbox"):
-    """uint8/float C×H×W image → float 1×C×height×width in [0,1] and the mapping back.
-
-    letterbox: keep the aspect ratio with Darknet's integer geometry, pad with grey (0.5);
-    stretch: plain resize to height×width.
-    """
+    """uint8/float C×H×W image → float 1×C×height×width in [0,1] and the mapping back. letterbox: the aspect ratio
+    kept with Darknet's integer geometry, grey (0.5) padding; stretch: plain resize to height×width."""
     x = image if image.dtype == torch.uint8 else image.float()
     _, h, w = x.shape
     if mode == "stretch":
@@ -85,11 +73,8 @@ def boxes_to_image(boxes_cxcywh: torch.Tensor, lb: Letterbox, image_w, image_h):
 
 def select_detections(decoded: torch.Tensor, conf_threshold=0.25, nms_threshold=0.45, keep_classes=None,
                       max_detections=300):
-    """decoded N×(5+C) for one image → (boxes cxcywh K×4, scores K, classes K) after class-aware NMS.
-
-    Score = objectness × class probability. Like Darknet, one box may be reported for several
-    classes when each clears the threshold.
-    """
+    """decoded N×(5+C) for one image → (boxes cxcywh K×4, scores K, classes K) after class-aware NMS. Score =
+    objectness × class probability; like Darknet, one box may be reported for each class that clears it."""
     # a score never exceeds its objectness (class probabilities are ≤ 1): only rows whose objectness
     # clears the threshold can hold a detection — a few dozen of yolov3-tiny's 2,535
     rows = (decoded[:, 4] > conf_threshold).nonzero(as_tuple=True)[0]
@@ -130,11 +115,8 @@ class RawHeads(nn.Module):
 
 
 def openvino_network(model: Darknet, height, width, threads=0, cache_dir=None):
-    """The folded network compiled by OpenVINO for this CPU in fp32: a callable input → raw heads.
-
-    Measured the fastest CPU engine for this network (docs/measurements.md, "Detector speed"). Converting it
-    (a trace) takes seconds, so the converted model is kept in `cache_dir` keyed by the weights' bytes and
-    the input size; later starts read it."""
+    """The folded network compiled by OpenVINO for this CPU in fp32: a callable input → raw heads. The conversion
+    (a trace, seconds) is kept in `cache_dir`, keyed by the weights' bytes and the input size."""
     import openvino as ov
 
     key = content_digest(*model.state_dict().values(), torch.tensor([height, width]))
@@ -192,9 +174,8 @@ ENGINES = ("auto", "torch", "openvino")
 
 
 def preloaded_allocator():
-    """A malloc replacement in LD_PRELOAD (tcmalloc, jemalloc), or None. OpenVINO's CPU plugin frees memory with
-    glibc's allocator (its libraries bind their own symbols), so with a preloaded one it crashes ('munmap_chunk():
-    invalid pointer' — measured with tcmalloc, which `make` preloads for training)."""
+    """A malloc replacement in LD_PRELOAD (tcmalloc, jemalloc), or None. OpenVINO's CPU plugin frees with glibc's
+    allocator, so beside a preloaded one it crashes ('munmap_chunk(): invalid pointer' with `make`'s tcmalloc)."""
     return next((lib for lib in os.environ.get("LD_PRELOAD", "").split() if "malloc" in lib), None)
 
 
@@ -217,22 +198,16 @@ def resolve_engine(engine, device):
 
 
 class Detector:
-    """A loaded Darknet model plus class names and the detection settings.
-
-    The model is folded for inference (batch norm into the convolutions) and kept channels_last, which oneDNN
-    and cuDNN both run faster; on a CPU with OpenVINO installed, OpenVINO runs that folded network. A call
-    runs three stages that `bench/bench_detect.py` times separately: `preprocess`, `forward`, `postprocess`.
-    """
+    """A Darknet model (`build_detector` folds it for inference first), kept channels_last (faster in oneDNN and
+    cuDNN), with its class names and detection settings. A call runs three stages that `bench/bench_detect.py` times
+    separately: `preprocess`, `forward`, `postprocess`."""
 
     def __init__(self, model: Darknet, names, input_size=None, conf_threshold=0.25, nms_threshold=0.45,
-                 resize="letterbox", keep_classes=None, device="cpu", fold=True, engine="torch", threads=0,
-                 cache_dir=None):
+                 resize="letterbox", keep_classes=None, device="cpu", engine="torch", threads=0, cache_dir=None):
         if len(names) != model.num_classes:
             raise UserError(f"{len(names)} class names for a model with {model.num_classes} classes")
         if input_size is not None and (input_size <= 0 or input_size % 32):
             raise UserError(f"--input-size must be a positive multiple of 32, got {input_size}")
-        if fold:
-            model.fold_for_inference()
         self.model = model.eval().to(device, memory_format=torch.channels_last)
         self.names = list(names)
         self.height = self.width = input_size or model.height
