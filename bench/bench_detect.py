@@ -3,18 +3,9 @@
     python bench/bench_detect.py --frames 30 --threads 1
     python bench/bench_detect.py --frames 30 --threads 2 --resize stretch
 
-Each frame runs every stage the apps run: preprocess (letterbox or resize of the decoded image),
-forward (network + decoding of the [yolo] heads), postprocess (threshold, class-aware NMS, boxes
-back to image pixels). After a warm-up, the median and the 10th-90th percentile spread over
---frames frames are printed, per stage and end to end. When OpenCV is installed
-(`pip install -e .[opencv]`), the same photo goes through `cv2.dnn.readNetFromDarknet` in the same
-process with the same thread count, and the ratio of the medians is printed. The two take turns in
---rounds rounds of blocks (ours then OpenCV's, then OpenCV's then ours, ...): turns, because this
-machine's speed drifts by 10-20 % over a minute and both must see the same drift; blocks, not single
-frames, because each library's worker threads keep spinning for a while after its frame ends and,
-alternating frame by frame, they take cycles from the other's next frame (measured: OpenCV's
-2-thread median went from 28.5 to 35.4 ms next to our spinning threads). The ratio of each round is
-printed too: its range says how far one number can be trusted on this machine.
+Prints the median and 10th-90th percentile per stage (preprocess, forward, postprocess) and end to end, and
+with OpenCV installed the ratio to `cv2.dnn.readNetFromDarknet` on the same photo and threads, per round too.
+Results: docs/measurements.md, "Detector speed".
 """
 import sys
 from pathlib import Path
@@ -40,7 +31,6 @@ from common.data import read_image
 from partC.darknet_files import YOLO_REGISTRY, offline_photos, read_names, yolo_files
 
 def spread(seconds):
-    """'median ms (p10-p90)' of a list of durations in seconds."""
     ms = 1000 * np.asarray(seconds)
     return f"{np.median(ms):7.1f} ms ({np.percentile(ms, 10):.1f}-{np.percentile(ms, 90):.1f})"
 
@@ -64,14 +54,16 @@ def time_opencv(reference, rgb):
 
 def turns(frames, rounds):
     """[(round, "ours" | "opencv", frames in the block)]: `rounds` rounds of one block each, the first
-    mover alternating between rounds, `frames` frames each in all (the remainder in the last rounds)."""
+    mover alternating between rounds, `frames` frames each in all (the remainder in the last rounds).
+    Turns, because the machine's speed drifts 10-20 % a minute; blocks, not single frames, because each
+    library's threads spin on after its frame and slow the other's next one (OpenCV's 2-thread median: 28.5
+    → 35.4 ms)."""
     per_round = [frames // rounds + (r >= rounds - frames % rounds) for r in range(rounds)]
     order = [("ours", "opencv"), ("opencv", "ours")]
     return [(r, who, n) for r, n in enumerate(per_round) for who in order[r % 2]]
 
 
 def round_ratios(ours, theirs):
-    """OpenCV's median / ours, per round ({round: [seconds]} each)."""
     return [float(np.median(theirs[r]) / np.median(ours[r])) for r in sorted(ours)]
 
 

@@ -3,20 +3,8 @@
     python bench/detector_engines.py --model yolov3-tiny --threads 1
     python bench/detector_engines.py --model yolov3 --threads 2 --rounds 5
 
-The same 416×416 input goes through the same Darknet network (the heads' raw outputs, no decoding) in:
-- pytorch: batch norm folded into the convolutions (`torch.nn.utils.fusion`), channels-last, inference mode;
-- eager: the unfolded network in eval mode (what folding buys);
-- torch.compile of the folded network;
-- openvino: the folded network converted and compiled by OpenVINO (`partC.yolo.openvino_network`) — what
-  partC/detect.py runs on a CPU when OpenVINO is installed (`make setup` installs it);
-- onnxruntime: the folded network exported to ONNX (`pip install onnx onnxruntime`);
-- OpenCV's own Darknet importer (`pip install -e .[opencv]`).
-Engines missing here are listed and skipped. Each engine runs --frames frames per round, the engines take
-turns in --rounds rounds (the first mover rotating) so all see the same drift of a shared machine, and
-each engine's time is reported as the median of its round medians with the range of the per-round
-ratios to Part C's default engine (openvino where installed, else pytorch; > 1: slower than it).
-yolov3's official weights are not offline: without them its network gets random weights of the right
-shapes — speed does not depend on the values.
+Engines not installed here (onnxruntime: `pip install onnx onnxruntime`; OpenCV: `pip install -e .[opencv]`) are
+listed and skipped. Method and results: docs/measurements.md, "Detector speed".
 """
 import sys
 import tempfile

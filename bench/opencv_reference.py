@@ -1,13 +1,8 @@
 """An independent YOLO reference: the same Darknet files through OpenCV's own importer.
 
-`cv2.dnn.readNetFromDarknet` parses the cfg and weights with OpenCV's code, not ours, so it is a
-cross-check of the whole chain (parser, weights layout, network, decoding) and a speed anchor
-for `bench/bench_detect.py`. Preprocessing is done the way OpenCV users write it: `cv2.resize`
-(INTER_LINEAR) and, for letterbox, Darknet's integer geometry on a grey (127) canvas.
-
-OpenCV is optional (`pip install -e .[opencv]`): `available()` says whether it is installed.
-OpenCV's [yolo] output rows are cx, cy, w, h (relative), objectness, then class scores that
-already hold objectness × class probability — they are not multiplied again here.
+`cv2.dnn.readNetFromDarknet` parses the cfg and weights with OpenCV's code, not ours: a cross-check of the whole
+chain (docs/design.md, "Darknet's geometry") and the speed anchor of `bench/bench_detect.py`. Preprocessing is
+what OpenCV users write: `cv2.resize` (INTER_LINEAR), for letterbox Darknet's geometry on a grey (127) canvas.
 """
 from typing import List
 
@@ -63,7 +58,7 @@ class OpenCVDetector:
         blob, scale_x, scale_y, pad_x, pad_y = self.preprocess(rgb)
         self.net.setInput(blob)
         rows = np.concatenate([o.reshape(-1, o.shape[-1]) for o in self.net.forward(self.outputs)])
-        scores = rows[:, 5:]
+        scores = rows[:, 5:]  # cx, cy, w, h (relative), objectness, then scores already × objectness
         box_idx, cls_idx = np.nonzero(scores > self.conf)
         boxes, picked = [], scores[box_idx, cls_idx]
         for b in box_idx:

@@ -1,19 +1,9 @@
 """`make bench`: epoch throughput of the seed's input pipeline, a competent one, and ours.
 
-Same model, same images, same epochs:
-(a) seed: torchvision ImageFolder, PIL decode + Resize every epoch, a DataLoader (2 workers), fp32,
-    NCHW, and a second pass over the training set for train accuracy;
-(c) competent: what a careful user writes with the standard tools — the same ImageFolder, but a
-    DataLoader with one worker per CPU core, pin_memory, persistent_workers, autocast (the same
-    precision ours picks), channels_last, and train accuracy from the training pass;
-(b) ours: images decoded once into the uint8 cache (timed separately: a one-time cost), batches
-    augmented as tensors on the device, channels_last, autocast where the hardware has bf16,
-    train accuracy from the training pass (common.training.fit, the real loop).
-
-Both train the same CNN (the seed's best config) on the same JPEGs (≈500×375, the demo data
-unless --data-dir says otherwise) and validate once per epoch.
-
     python bench/pipeline.py --images 640 --epochs 2 --image-size 128
+
+The same CNN on the same JPEGs, validated once per epoch; the three pipelines and the results:
+docs/measurements.md, "Input pipeline".
 """
 import os
 import sys
@@ -34,7 +24,8 @@ from common.data import TrainValData, load_or_make_split, load_tensor_set, scan_
 from common.dataset_zip import locate_dataset
 from common.models import CNNConfig, build_model
 from common.device import autocast, resolve_device, resolve_precision
-from common.training import RunSpec, TrainConfig, fit
+from common.recipe import TrainConfig
+from common.training import RunSpec, fit
 
 SEED_MODEL = dict(filters=[16, 32, 64, 128, 256], kernel_sizes=[3] * 5, activation="gelu", batch_norm=True,
                   dropout=0.2, dense_units=256)

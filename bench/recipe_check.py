@@ -2,11 +2,9 @@
 
     python bench/recipe_check.py --data-dir data/demo --image-size 64 --epochs 15,30
 
-The seed's recipe (the public implementations' best): filters 16-32-64-128-256, batch norm, GELU,
-dense 256, dropout 0.1, AdamW lr 1e-3 with weight decay 0.5, no augmentation, no label
-smoothing, no warm-up or gradient clipping, batch 64. The default recipe is whatever
-`partA/train.py` runs with no options. Both train on the same split (validation only: the test
-folder is never read) and the best validation accuracy of each is printed.
+The seed's recipe (the public implementations' best) is SEED_RECIPE; the default is what `partA/train.py` runs
+with no options. Both train on the same split (the test folder is never read). Results: docs/measurements.md,
+"The default recipe at short and long budgets".
 """
 import sys
 from pathlib import Path
@@ -20,7 +18,7 @@ from common.checkpoints import read_record
 from common.cli import OneLineErrors
 from common.data import load_train_val
 from common.io import save_json
-from common.training import TrainConfig, augmentation_strength
+from common.recipe import TrainConfig, augmentation_strength
 from partA.from_scratch import run_scratch
 
 SEED_RECIPE = dict(filters="16,32,64,128,256", dense_units=256, dropout=0.1, batch_norm=True, activation="gelu",

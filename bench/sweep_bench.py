@@ -2,29 +2,9 @@
 
     python bench/sweep_bench.py --data-dir data/demo --image-size 32 --epochs 20 --seeds 3
 
-On one small search space (3 learning rates × 3 filter organisations × 2 dropout values × batch
-norm on/off = 36 configs, fixed epochs) three methods run through the real local sweep controller
-and the real trainer, each with at most the grid's total budget of epochs:
-- grid: every config, full length (the reference: its best validation accuracy is the target);
-- random: configs drawn at random, full length;
-- bayes + hyperband: the project's default sweep settings (partA/sweep.yaml: bayes, and its
-  hyperband `early_terminate` as it stands — not rescaled: the epoch at which validation accuracy
-  starts to rank configs depends on the one-epoch warm-up, not on the run's length).
-Random and bayes + hyperband stop once they come within --tolerance of the grid's best: the rest
-of the budget could not change the number of epochs they needed (their curves end there).
-Each is repeated over --seeds (the data split, the runs' initialisation and the proposals change).
-The report: best validation accuracy against epochs spent (a plot) and the fraction of the grid's
-epochs each method needed to come within --tolerance of the grid's best (a table, and
-sweep_bench.json).
-
-Three seeds are few for a quantity this random (it depends on when the best config is drawn), so
-the grid's runs are also replayed: a run is fully determined by its config, the data and the seed,
-so the grid's recorded histories are what any method would observe for the same config. Random
-and bayes + hyperband then run again through the real controller, with --replays other proposal
-seeds per data seed, handed the recorded histories instead of training — the same decisions at no
-training cost — and so does random + hyperband (replays only), which tells what bayes's choice of
-configs adds to what hyperband's stopping saves. The real runs check the premise: where they trained a grid config, their history
-must equal the grid's (the count of mismatches is printed).
+Grid, random and bayes + hyperband run through the real local sweep controller and trainer on one small
+space, and again as replays of the grid's recorded histories (--replays proposal seeds per data seed).
+Method and results: docs/measurements.md, "Sweep".
 """
 import copy
 import math
@@ -45,15 +25,14 @@ from common.io import save_json
 from partA.sweep_config import load_sweep_config
 from partA.sweep_engine import LocalSweep, run_agent, scratch_trainer
 
-# 36 configs. Why not the 12 of lr × organisation × dropout alone: a method that must look at a config
-# to rule it out pays hyperband's min_iter epochs for each, so on 12 configs even a perfect screen
-# needs (11 × 3 + 20) / 240 = 0.22 of the grid's epochs, above the 1/5 goal before any wrong turn; on
-# 36 the same bound is (35 × 3 + 20) / 720 = 0.17.
+# 36 configs, not 12 (why: docs/measurements.md, "Sweep")
 SPACE = {"lr": [0.001, 0.003, 0.009], "organisation": ["same", "double", "half"], "dropout": [0.0, 0.3],
          "batch_norm": [True, False]}
 
 
 def default_early_terminate():
+    """partA/sweep.yaml's hyperband as it stands, not rescaled to --epochs: when validation accuracy starts to
+    rank configs depends on the one-epoch warm-up, not on the run's length."""
     return load_sweep_config(Path(__file__).resolve().parents[1] / "partA" / "sweep.yaml")["early_terminate"]
 
 
@@ -92,8 +71,7 @@ def config_key(params):
 
 
 def replay_trainer(histories):
-    """A trainer that replays recorded validation histories {config key: [val acc per epoch]} through the
-    controller's per-epoch hook, stopping where hyperband says so — what training that config would do."""
+    """A trainer that replays recorded histories {config key: [val acc per epoch]}, stopping where hyperband says."""
     def train(options, should_stop, resume, extra):
         history = histories[config_key(options)]
         for epoch, val_acc in enumerate(history, 1):
@@ -151,8 +129,6 @@ def plot_curves(results, budget, tolerance, path, goal=0.2):
 
 
 METHODS = ("grid", "random", "bayes+hyperband")
-# random + hyperband is replayed only: hyperband's stopping with random proposals, so the table tells what
-# bayes's proposal order adds to what early stopping saves
 REPLAYED = ("random", "random+hyperband", "bayes+hyperband")
 
 
@@ -174,8 +150,7 @@ def summarise(fractions, goal=0.2):
 
 
 def replay(method, epochs, budget, histories, seed, replays, folder, tolerance):
-    """Fractions of the grid's epochs `method` needed, over `replays` proposal seeds, on the recorded
-    histories of one data seed."""
+    """Fractions of the grid's epochs `method` needed, over `replays` proposal seeds, on one data seed's histories."""
     target = max(max(h) for h in histories.values()) - tolerance
     fractions = []
     for k in range(replays):
@@ -212,20 +187,47 @@ def main(data_dir, image_size, epochs, seeds, replays, tolerance, runs_dir, cach
     results, grid_histories, mismatched, replayed = {}, {}, 0, {m: [] for m in REPLAYED}
     for seed in range(seeds):
         data = load_train_val(data_dir, image_size, seed=seed, cache_dir=cache_dir, progress=False)
-        for method in METHODS:
-            folder = runs_dir / "sweeps" / f"bench-{method.replace('+', '-')}-{seed}"
-            target = None if method == "grid" else results[("grid", seed)][-1][1] - tolerance
-            curve, runs = run_method(method, epochs, budget, folder, scratch_trainer(str(runs_dir), data=copy.copy(data)),
-                                     {**base, "seed": seed}, max_runs=4 * grid_size, target=target)
-            results[(method, seed)] = curve
-            if method == "grid":
-                grid_histories[seed] = histories_of(runs)
-            else:
-                mismatched += mismatches(runs, grid_histories[seed])
-            click.echo(f"seed {seed} {method:<16} {len(curve):3d} epochs, best val acc {curve[-1][1]:.4f}")
+        mismatched += run_real_methods(seed, data, epochs, budget, runs_dir, {**base, "seed": seed}, grid_size,
+                                       tolerance, results, grid_histories)
         for method in REPLAYED if replays else ():
             replayed[method] += replay(method, epochs, budget, grid_histories[seed], seed, replays,
                                        runs_dir / "replays", tolerance)
+    table, rows = summary_table(results, replayed, seeds, budget, tolerance, replays)
+    plot = plot_curves(results, budget, tolerance, out / "sweep_efficiency.png")
+    save_json(out / "sweep_bench.json", {"measured": date.today().isoformat(), "space": SPACE, "epochs": epochs, "budget_epochs": budget, "seeds": seeds,
+                                         "replays": replays, "tolerance": tolerance, "image_size": image_size,
+                                         "data_dir": data_dir, "early_terminate": default_early_terminate(),
+                                         "history_mismatches": mismatched, "table": table,
+                                         "curves": {f"{m}/{s}": c for (m, s), c in results.items()}})
+    click.echo(f"\nbudget {budget} epochs (the grid's {grid_size} configs x {epochs}); fraction of it each method "
+               f"needed to come within {tolerance} of the grid's best (real runs per seed; replays over "
+               f"{replays} proposal seeds per data seed):")
+    click.echo("| method | real runs, seeds | replayed | best val acc |\n|---|---|---|---|\n" + "\n".join(rows))
+    click.echo(f"runs whose history differs from the grid's run of the same config: {mismatched} "
+               f"(0: replaying the grid's histories is exact)")
+    click.echo(f"wrote {plot}, {out / 'sweep_bench.json'}")
+
+
+def run_real_methods(seed, data, epochs, budget, runs_dir, options, grid_size, tolerance, results, grid_histories):
+    """Train every method of METHODS on one data seed, the grid first (its best is the others' target); fills
+    `results` and `grid_histories`, returns how many runs did not reproduce the grid's history of their config."""
+    mismatched = 0
+    for method in METHODS:
+        folder = runs_dir / "sweeps" / f"bench-{method.replace('+', '-')}-{seed}"
+        target = None if method == "grid" else results[("grid", seed)][-1][1] - tolerance
+        curve, runs = run_method(method, epochs, budget, folder, scratch_trainer(str(runs_dir), data=copy.copy(data)),
+                                 options, max_runs=4 * grid_size, target=target)
+        results[(method, seed)] = curve
+        if method == "grid":
+            grid_histories[seed] = histories_of(runs)
+        else:
+            mismatched += mismatches(runs, grid_histories[seed])
+        click.echo(f"seed {seed} {method:<16} {len(curve):3d} epochs, best val acc {curve[-1][1]:.4f}")
+    return mismatched
+
+
+def summary_table(results, replayed, seeds, budget, tolerance, replays):
+    """(sweep_bench.json's table, the printed Markdown rows): fractions, replays' summary, best accuracies."""
     table, rows = [], []
     for method in METHODS + tuple(m for m in REPLAYED if m not in METHODS and replays):
         real = method in METHODS
@@ -242,20 +244,7 @@ def main(data_dir, image_size, epochs, seeds, replays, tolerance, runs_dir, cach
         table.append(entry)
         rows.append(f"| {method} | {' / '.join(shown(f) for f in fractions) if real else '(replayed only)'} | "
                     f"{replay_cell} | {' / '.join(f'{b:.3f}' for b in bests)} |")
-    plot = plot_curves(results, budget, tolerance, out / "sweep_efficiency.png")
-    save_json(out / "sweep_bench.json", {"measured": date.today().isoformat(), "space": SPACE, "epochs": epochs, "budget_epochs": budget, "seeds": seeds,
-                                         "replays": replays, "tolerance": tolerance, "image_size": image_size,
-                                         "data_dir": data_dir, "early_terminate": default_early_terminate(),
-                                         "history_mismatches": mismatched, "table": table,
-                                         "curves": {f"{m}/{s}": c for (m, s), c in results.items()}})
-    click.echo(f"\nbudget {budget} epochs (the grid's {grid_size} configs x {epochs}); fraction of it each method "
-               f"needed to come within {tolerance} of the grid's best (real runs per seed; replays over "
-               f"{replays} proposal seeds per data seed):")
-    click.echo("| method | real runs, seeds | replayed | best val acc |\n|---|---|---|---|\n" + "\n".join(rows))
-    click.echo(f"runs whose history differs from the grid's run of the same config: {mismatched} "
-               f"(0: replaying the grid's histories is exact)")
-    click.echo(f"wrote {plot}, {out / 'sweep_bench.json'}")
-
+    return table, rows
 
 if __name__ == "__main__":
     main()
