@@ -54,10 +54,8 @@ def time_opencv(reference, rgb):
 
 def turns(frames, rounds):
     """[(round, "ours" | "opencv", frames in the block)]: `rounds` rounds of one block each, the first
-    mover alternating between rounds, `frames` frames each in all (the remainder in the last rounds).
-    Turns, because the machine's speed drifts 10-20 % a minute; blocks, not single frames, because each
-    library's threads spin on after its frame and slow the other's next one (OpenCV's 2-thread median: 28.5
-    → 35.4 ms)."""
+    mover alternating between rounds, `frames` frames each in all (the remainder in the last rounds; why turns
+    and blocks: docs/measurements.md, "Detector speed")."""
     per_round = [frames // rounds + (r >= rounds - frames % rounds) for r in range(rounds)]
     order = [("ours", "opencv"), ("opencv", "ours")]
     return [(r, who, n) for r, n in enumerate(per_round) for who in order[r % 2]]

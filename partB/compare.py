@@ -36,8 +36,7 @@ def default_runs(runs_dir):
 
 
 def insights(rows):
-    """What the comparison shows, from the runs' own numbers: the accuracy gap, the parameters trained, how soon the
-    fine-tuned run passed the scratch run's best, each run's train-vs-val gap and the classes that gained most."""
+    """What the comparison shows, in sentences from the runs' own numbers (each fine-tuned run against scratch)."""
     scratch = next((r for r in rows if r["kind"] == "scratch"), None)
     out = []
     for ft in (r for r in rows if r["kind"] == "finetune") if scratch else ():

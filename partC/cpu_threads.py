@@ -1,10 +1,4 @@
-"""CPU thread settings for inference processes.
-
-OpenMP's workers spin for milliseconds between parallel regions (~55 a yolov3-tiny frame): on a busy 2-core
-machine a spinning thread steals its partner's core (yolov3-tiny went from ~35 ms to 0.4-1.5 s a frame).
-Sleeping at once (OMP_WAIT_POLICY=PASSIVE) costs ~50 µs a region and never collapses, so the Part C scripts
-ask for it before the first `import torch` (OpenMP reads its environment once); a value the user set wins.
-"""
+"""CPU thread settings for inference processes (why OpenMP waits passively: docs/measurements.md, "Detector speed")."""
 import os
 
 from common.errors import UserError

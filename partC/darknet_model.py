@@ -84,10 +84,8 @@ class YoloHead(nn.Module):
         self._grids = {}  # (h, w, device) → cell indices: a cache, not state
 
     def decode(self, raw, net_h, net_w):
-        """raw B×A(5+C)×H×W → B×(H·W·A)×(4+1+C): cx, cy, w, h (network pixels), obj, class probs.
-
-        Rows run over cells, then anchors (a channels-last output's memory order; detections are ranked by
-        score, so the order does not matter), in few whole-tensor passes: at 13×13 the cost is per operation."""
+        """raw B×A(5+C)×H×W → B×(H·W·A)×(4+1+C): cx, cy, w, h (network pixels), obj, class probs. Rows run over
+        cells, then anchors: a channels-last output's memory order (detections are ranked by score later)."""
         b, _, h, w = raw.shape
         a = self.anchors.shape[0]
         # no copy when raw is channels-last (as the network's output is)

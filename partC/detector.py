@@ -43,8 +43,7 @@ def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, inpu
                     threads=threads, cache_dir=cache)
 
 
-# bf16 is ~2x faster on CPUs with AVX-512-BF16/AMX and on sm80+ GPUs, but it moved yolov3-tiny's
-# scores by up to 0.07 on Debian's darknet photos (fp32 stays within 0.02 of OpenCV's importer).
+# fp32 by default: bf16 moved yolov3-tiny's scores by up to 0.07 (fp32 stays within 0.02 of OpenCV's importer)
 PRECISION_DTYPES = {"fp32": None, "bf16": "bfloat16"}
 
 

@@ -83,7 +83,6 @@ def frames_from_packets(packets, time_base, fps) -> Iterator[VideoFrame]:
 
 
 def open_video(path):
-    """A PyAV container with at least one video stream, or a one-line error."""
     try:
         container = av.open(str(path))
     except Exception as err:

@@ -77,7 +77,7 @@ class CropClassifier:
         return self.classes[best], float(probs[best])
 
 
-def contact_sheet(crops, captions, path, title="", cell=160):
+def contact_sheet(crops, captions, path, title, cell=160):
     import matplotlib.pyplot as plt
 
     if not crops:
@@ -89,9 +89,8 @@ def contact_sheet(crops, captions, path, title="", cell=160):
     for ax, image, caption in zip(axes.flat, crops, captions):
         ax.imshow(image.permute(1, 2, 0).numpy())
         ax.set_title(caption, fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=11, fontweight="bold")
-    fig.tight_layout(rect=(0, 0, 1, 0.95 if rows < 3 else 0.97) if title else None)
+    fig.suptitle(title, fontsize=11, fontweight="bold")
+    fig.tight_layout(rect=(0, 0, 1, 0.95 if rows < 3 else 0.97))
     return save(fig, path)
 
 
