@@ -1,5 +1,5 @@
 """Click options shared by the scripts, so every script spells an option the same way. The training options
-are generated from TrainConfig's fields (common.training): one declaration each."""
+are generated from TrainConfig's fields (common.recipe): one declaration each."""
 import dataclasses
 import math
 import os
@@ -15,8 +15,8 @@ from common.device import DEVICES
 from common.errors import UserError
 from common.io import is_disk_full, no_space
 from common.models import ACTIVATIONS, DROPOUT_PLACES, ORGANISATIONS, CNNConfig
+from common.recipe import TrainConfig
 from common.runs import last_run_dir, resume_hint, validate_run_name
-from common.training import TrainConfig
 
 D = TrainConfig()
 

@@ -1,12 +1,9 @@
-"""Data: scan + validate, stratified split, decoded cache (the dataset itself is found, extracted or downloaded by
-`common/dataset_zip.py`).
+"""Data: scan + validate, stratified split, decoded cache (the dataset is found, extracted or downloaded by
+`common/dataset_zip.py`): `scan_image_folder` → `load_or_make_split` (saved JSON) → `load_tensor_set` (uint8
+N×3×S×S, decoded once per file set and size, cached on disk).
 
-Flow: folder or zip (`locate_dataset`) → `scan_image_folder` → `load_or_make_split` (saved JSON) →
-`load_tensor_set` (uint8 N×3×S×S decoded once per file set and size, cached on disk).
-
-The TEST folder (`inaturalist_12K/val`) is deliberately absent from everything here that
-training uses: `DatasetPaths` exposes only `train_dir`; the test folder is found only by
-`partA.testset`, which the test-evaluation commands alone import.
+The TEST folder is absent from everything here: `DatasetPaths` exposes only `train_dir`; the test folder is found
+only by `partA.testset`, which the test-evaluation commands alone import.
 """
 import functools
 import hashlib
@@ -239,6 +236,13 @@ def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progr
     if cached is not None:
         return cached
     _check_memory_for(len(samples), size, root)
+    tensor_set = _decode_all(root, samples, classes, size, resize, progress, workers)
+    save_torch(path, tensor_set.__dict__)
+    return tensor_set
+
+
+def _decode_all(root, samples, classes, size, resize, progress, workers) -> TensorSet:
+    """Decode every sample in threads; unreadable files are skipped with a warning, unless a whole class is."""
     out = torch.empty(len(samples), 3, size, size, dtype=torch.uint8)
     ok = torch.zeros(len(samples), dtype=torch.bool)
     skipped = []
@@ -269,7 +273,6 @@ def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progr
     if empty:
         raise UserError(f"every image of class {empty[0]!r} in {root} is unreadable ({len(empty)} such class(es)); "
                         f"fix or remove {root / empty[0]}")
-    save_torch(path, tensor_set.__dict__)
     return tensor_set
 
 

@@ -1,20 +1,8 @@
 """Which device, which precision, which determinism: one resolver for every command.
 
-Precision by real capability (`--precision auto`), because current torch reports bf16 as
-"supported" on GPUs that only emulate it (T4, V100, P100), where it is slow:
-
-| device                                   | auto picks                  |
-|------------------------------------------|-----------------------------|
-| CUDA sm80+ (A100, L4, H100, H200, RTX 30+)| bf16 (+ TF32 for fp32 ops)  |
-| CUDA sm70-sm75 (V100, T4, RTX 20)        | fp16 + GradScaler           |
-| CUDA older (P100 sm60, K80)              | off (fp32)                  |
-| CPU with AVX-512-BF16 or AMX             | bf16                        |
-| other CPUs                               | off (fp32)                  |
-
-`--deterministic` trades speed for bit-exact repeatability on a GPU (cuDNN's deterministic
-kernels, no autotuning, deterministic cuBLAS workspace, errors on ops with no deterministic
-version). Without it, cuDNN autotunes (benchmark mode) and GPU runs are statistically, not
-bitwise, reproducible; CPU runs are exact either way.
+`--precision auto` goes by real capability, because torch reports bf16 as "supported" on GPUs that only emulate it
+(T4, V100, P100), where it is slow; the table, and what `--deterministic` trades: docs/design.md, "Training on the
+GPUs people have".
 """
 import os
 from pathlib import Path

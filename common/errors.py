@@ -1,9 +1,5 @@
-"""User-facing errors.
-
-A `UserError` is a mistake the user can fix (bad path, bad option, wrong checkpoint): its message
-names the problem and the fix. Library code raises it as a plain exception — the library does not
-depend on any CLI framework; the scripts' commands (`common.cli.OneLineErrors`) print it as one
-line (`Error: ...`) with exit status 1, never a traceback.
+"""User-facing errors: a `UserError` is a mistake the user can fix; its message names the problem and the fix, and the
+scripts (`common.cli.OneLineErrors`) print it as one line with exit status 1, never a traceback.
 """
 import sys
 

@@ -1,12 +1,8 @@
 """Part B: ImageNet-pretrained torchvision models, their heads, stages and freezing strategies.
 
-- `build_pretrained(name, weights, num_classes)` builds any torchvision classification model,
-  loads its weights (torchvision enum → downloaded to the torch cache with resume + hash check;
-  a local file; or the offline EfficientNet-Lite0), and replaces the 1000-way head for every
-  family (fc, classifier[-1], heads.head, head, inception's AuxLogits.fc).
-- The input size and normalisation come from the weights' own transforms.
-- `model_stages(model, name)` splits the backbone into ordered stages (input → output);
-  `apply_freeze` makes exactly the intended parameters trainable.
+`build_pretrained` loads any torchvision classification model's weights (downloaded with resume and hash check, a
+local file, or the offline EfficientNet-Lite0) and replaces its 1000-way head; `model_stages` splits the backbone
+into ordered stages; `apply_freeze` makes exactly the intended parameters trainable.
 """
 import difflib
 import importlib.util
@@ -92,23 +88,6 @@ def lite0_state_dict_to_torchvision(state: dict) -> dict:
 
 # ------------------------------------------------------------------------ heads and stages
 
-def module_at(model, path):
-    """The sub-module at a dotted attribute path ('classifier.1', 'heads.head')."""
-    for part in path.split("."):
-        model = model[int(part)] if part.lstrip("-").isdigit() else getattr(model, part)
-    return model
-
-
-def replace_module_at(model, path, module):
-    """Put `module` at a dotted attribute path."""
-    parent_path, _, last = path.rpartition(".")
-    parent = module_at(model, parent_path) if parent_path else model
-    if last.lstrip("-").isdigit():
-        parent[int(last)] = module
-    else:
-        setattr(parent, last, module)
-
-
 def head_paths(model: nn.Module) -> List[str]:
     """Attribute paths of the class layer(s): the main head first, then auxiliary ones."""
     paths = []
@@ -137,11 +116,11 @@ def replace_heads(model: nn.Module, num_classes: int) -> List[str]:
     """Swap every class layer for a fresh one with `num_classes` outputs."""
     paths = head_paths(model)
     for path in paths:
-        old = module_at(model, path)
+        old = model.get_submodule(path)
         if isinstance(old, nn.Conv2d):  # squeezenet's 1×1 conv classifier
-            replace_module_at(model, path, nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride))
+            model.set_submodule(path, nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride))
         else:
-            replace_module_at(model, path, nn.Linear(old.in_features, num_classes))
+            model.set_submodule(path, nn.Linear(old.in_features, num_classes))
     return paths
 
 

@@ -7,8 +7,9 @@ from common.checkpoints import load_checkpoint, load_record, resolve_run_dir
 from common.data import load_train_val
 from common.errors import UserError
 from common.models import filters_from_organisation
-from common.runs import claimed_run, data_identity, has_checkpoint
-from common.training import CONTEXT_KEYS, TrainConfig
+from common.run_records import data_identity
+from common.runs import claimed_run, has_checkpoint
+from common.recipe import CONTEXT_KEYS, TrainConfig
 
 # Options that may change on resume without changing what is computed: the run context (one table).
 RESUME_FREE_KEYS = CONTEXT_KEYS

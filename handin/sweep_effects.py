@@ -1,20 +1,9 @@
 """Q3: what each hyperparameter did to validation accuracy, from every run of a sweep — hyperband-stopped ones too.
 
-Under hyperband, runs are compared at the rungs (epochs min_iter·eta^k, and the last epoch) among the runs that
-reached them. A run's best accuracy is not comparable across runs stopped at different epochs, and the first rung
-alone measures early speed (it penalises dropout and augmentation, which pay off late). So each effect is built up
-rung by rung:
-
-  effect at the last rung = effect at the first rung (every run, same epoch, adjusted for the other parameters by
-                            least squares) + the effect on each later gain (acc at rung k − acc at rung k−1, among the
-                            runs that reached rung k)
-
-A run's persistent luck (the reason it survived a rung) cancels in its gains, so the survivors' selection does not
-bias the later terms. Each effect carries a standard error; a parameter is named only when its effect at the
-deepest rung both of its compared values reached is beyond a Bonferroni-corrected t threshold over every
-comparison made (and at least NO_CLEAR_DIFFERENCE), so a sweep of pure noise names nothing 95 % of the time.
-Comparisons start at the first checkpoint where the median run is at least twice chance: before the runs have
-learned, a difference measures noise and early speed, not what a parameter does.
+Each effect is built up checkpoint by checkpoint (the first over every run, least squares over all parameters; then
+the effect on each later gain among the runs that got there), from the first checkpoint where the median run is at
+twice chance; a parameter is named only beyond a Bonferroni-corrected t threshold over every comparison made, so a
+sweep of pure noise names nothing 95 % of the time. Why: docs/design.md, "Q3"; measured: docs/measurements.md.
 """
 import math
 from itertools import combinations

@@ -3,11 +3,8 @@
     python handin/wandb_report.py --report outputs/assignment/report/report.json
     python handin/wandb_report.py --report outputs/demo/report/report.json --dry-run     # print it, send nothing
 
-report.json holds every answer as blocks (handin/blocks.py); this renders each one with `wandb-workspaces`
-(reports.v2): paragraphs as P, tables as Markdown, commands and formulas as code, Q2's three plots as wandb's own
-live panels over the sweep's runs (accuracy vs created, parallel coordinates, parameter importance), and every
-other figure — with its caption — as a media panel of one "<sweep>-report" run that the figures and Part C's clip
-are logged into. Online needs a login and the network; offline it says in one line how to build it later.
+Each block of report.json becomes wandb-workspaces (reports.v2) blocks (docs/design.md, "One set of answers, two
+renderings"). Online needs a login and the network; offline it says in one line how to build it later.
 """
 import hashlib
 import json

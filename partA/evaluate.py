@@ -3,8 +3,7 @@
     python partA/evaluate.py --run <run-name> --data-dir data
     python partA/evaluate.py                      # the best run (highest validation accuracy)
 
-Writes test_summary.json (accuracy, per-class accuracy, confusion matrix), confusion_matrix.png
-and test_grid.png (10 classes × 3 test images with true/predicted class and confidence).
+Writes test_summary.json, confusion_matrix.png and test_grid.png (docs/design.md, "Test evaluation and interpretation").
 """
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import click
 from common.checkpoints import resolve_run_dir
 from common.cli import DEVICE_OPTION, OUTPUT_FOLDER, OneLineErrors
 from partA.evaluation import evaluate_on_test
-from common.runs import best_run
+from common.run_records import best_run
 
 
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})

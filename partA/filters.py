@@ -3,9 +3,7 @@
     python partA/filters.py --run <run-name>                 # a seeded random test image
     python partA/filters.py --run <run-name> --image photo.jpg
 
-Writes filters.png (every filter, normalised per filter, near-square grid: 64 → 8×8) and
-feature_maps.png (the output of each first-layer filter for the image, same layout, with the
-input beside it) into --out/<run>/.
+Writes filters.png and feature_maps.png into --out/<run>/.
 """
 import sys
 from pathlib import Path
@@ -21,7 +19,7 @@ from common.cli import DEVICE_OPTION, OUTPUT_FOLDER, OneLineErrors
 from common.device import resolve_device
 from common.data import resize_center_crop
 from partA.evaluation import load_run_for_inspection
-from common.runs import best_run
+from common.run_records import best_run
 from partA.interpret import feature_map_grid, filter_grid, layer_output
 from common.data import read_image
 from common.inference import prepare_batch

@@ -13,8 +13,10 @@ from common.data import load_train_val
 from common.errors import UserError
 from common.models import CNNConfig, build_model, filters_from_organisation
 from common.resume import as_list, prepare_resume, resume_extra
-from common.runs import claimed_run, data_identity, default_run_name, run_dir_for
-from common.training import RunSpec, TrainConfig, fit, plain_scalar
+from common.run_records import data_identity
+from common.runs import claimed_run, default_run_name, run_dir_for
+from common.recipe import TrainConfig, plain_scalar
+from common.training import RunSpec, fit
 
 MODEL_KEYS = {f.name for f in fields(CNNConfig)} | {"base_filters", "organisation"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)}

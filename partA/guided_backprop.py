@@ -3,12 +3,8 @@
     python partA/guided_backprop.py --run <run-name>
     python partA/guided_backprop.py --run <run-name> --neurons 0,5,9 --reduce sum --source val
 
-A neuron is one channel of the CONV5 layer's output (conv5 → batch norm → activation). Its value
-is taken at its most active position (--reduce max, the default) or summed over all positions
-(--reduce sum); the gradient starts from that neuron, not from a class score. For each neuron the
-image (from --source test or val) that excites it most is found, and the 10×1 grid shows the
-image, its guided-backprop map, the neuron's index and activation. The guided rule (only positive
-gradients through positive activations) is applied to whatever activation the model uses.
+A neuron is one channel of CONV5's output (after its activation), taken at its most active position or summed
+(--reduce); for each, the image that excites it most and its guided-backprop map (partA/interpret.py).
 """
 import sys
 from pathlib import Path
@@ -22,7 +18,7 @@ import torch
 from common.checkpoints import resolve_run_dir
 from common.errors import UserError
 from partA.evaluation import load_run_for_inspection
-from common.runs import best_run
+from common.run_records import best_run
 from common.cli import DEVICE_OPTION, OUTPUT_FOLDER, OneLineErrors
 from common.device import resolve_device
 from partA.interpret import ACTIVATION_TYPES, channel_maxima, gradient_to_image, guided_backprop_batch, guided_grid

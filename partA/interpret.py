@@ -1,11 +1,8 @@
 """Looking inside a trained CNN: first-layer filters and feature maps, and guided backpropagation.
 
-Guided backpropagation (Springenberg et al. 2015) keeps, at every activation, only gradient that
-is positive *and* flows through a positive activation: grad_in = f'(x)·grad_out where f(x) > 0
-and grad_out > 0, else 0. For ReLU that is the classic rule; the same rule is applied to every
-activation the model can use (LeakyReLU, GELU, SiLU, Mish, ELU, SELU, tanh), all of which are
-positive exactly where x > 0. Activations are swapped for guided wrappers only inside a context
-manager, so in-place activations and the model itself are left untouched.
+Guided backpropagation (Springenberg et al. 2015): at every activation only gradient that is positive and flows
+through a positive activation passes, for every activation the model can use (docs/design.md, "Test evaluation and
+interpretation"); activations are swapped for guided ones only inside a context manager.
 """
 import contextlib
 from typing import List

@@ -2,8 +2,7 @@
 
     python partA/model_info.py --filters 16,32,64,128,256 --kernel-sizes 3 --dense-units 256 --image-size 224
 
-Counts come from closed-form functions of the config (common.models.layer_costs), and
-`--check` compares them with the real model (parameter sum, MACs counted by forward hooks).
+Closed-form counts (common.models.layer_costs); `--check` compares them with the real model.
 """
 import sys
 from pathlib import Path

@@ -6,11 +6,8 @@
     python partA/sweep.py --join <wandb-sweep-id>                           # another machine joins (make agent)
     python partA/sweep.py --backend local --name s --storage postgresql://me@db/sweeps   # several machines, no wandb
 
-auto = wandb when wandb has credentials and its server answers, else local (Optuna). Local sweeps keep their
-state in runs/sweeps/<name>/ (any number of agents, here or on machines sharing the folder, work on one
-sweep without running a config twice); with --storage, the study lives in a PostgreSQL database and agents on
-machines that share nothing but that server join it with the same command. Every run is a `train.py` run on
-the validation split; the test folder is never opened. Each run is also logged to wandb (offline without credentials).
+auto = wandb when wandb has credentials and its server answers, else local (Optuna; docs/design.md, "Local sweeps").
+Every run is a `train.py` run on the validation split; the test folder is never opened.
 """
 import multiprocessing
 import os

@@ -14,7 +14,7 @@ import numpy as np
 from common.errors import UserError
 from common.models import CNNConfig
 from common.state import SweepConfig, parse, read_state
-from common.training import CONTEXT_KEYS, TrainConfig, plain_data
+from common.recipe import CONTEXT_KEYS, TrainConfig, plain_data
 from partA.from_scratch import MODEL_KEYS, split_options
 
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")

@@ -23,10 +23,10 @@ import yaml
 from common.errors import UserError, describe
 from common.io import save_json, save_text
 from common.locks import file_lock, process_alive, process_identity
-from common.runs import COMPLETE, readable_record
+from common.run_records import COMPLETE, readable_record
 from common.state import SweepOptions, SweepStorage, read_state, read_state_or_none
 from partA.from_scratch import resume_scratch, run_scratch
-from common.training import TrainConfig, plain_data
+from common.recipe import TrainConfig, plain_data
 from partA.sweep_config import (as_choice, discrete_points, make_pruner, make_sampler, params_key, stored_config,
                                 suggest)
 from partA.sweep_storage import database_errors, database_lock, masked, rdb_storage, storage_url
@@ -237,12 +237,8 @@ STALE_AFTER_SECONDS = 180  # ... and a run whose heartbeat is older belongs to a
 
 
 def _alive(run):
-    """Is the agent that holds this run still running?
-
-    Same host: its pid exists *and* started when the agent did (a recycled pid is another
-    process; another user's live pid counts as alive). Another host: its heartbeat, written by a
-    thread every HEARTBEAT_SECONDS, is recent.
-    """
+    """Is the agent that holds this run still running? Same host: its pid exists and started when the agent did (a
+    recycled pid is another process). Another host: its heartbeat, written every HEARTBEAT_SECONDS, is recent."""
     agent = run.get("agent") or {}
     if agent.get("host") == socket.gethostname():
         return process_alive(agent)

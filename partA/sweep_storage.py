@@ -1,13 +1,8 @@
 """Where a local sweep's Optuna study lives: the journal file in its folder (one machine, or machines sharing the
 folder), or a PostgreSQL database (`--storage postgresql://…`: agents on several machines join one sweep).
 
-Optuna's RDB storage keeps the study; what Optuna does not give outside `study.optimize` — one agent proposing at a
-time, and knowing which agents are alive — stays the engine's own and works alike on both: proposals take the
-folder's file lock and, on PostgreSQL, a session advisory lock named after the sweep; liveness is the engine's
-heartbeat, written into the trial by either storage.
-
-Passwords: give them through PGPASSWORD or ~/.pgpass rather than in the URL — the URL is kept in the sweep
-folder (storage.json) so that the report and a rerun find the study.
+Proposals and liveness stay the engine's own on both (docs/design.md, "Local sweeps"). Passwords: through PGPASSWORD
+or ~/.pgpass, not the URL — the URL is kept in the sweep folder (storage.json) for the report and a rerun.
 """
 import hashlib
 from contextlib import contextmanager

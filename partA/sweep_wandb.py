@@ -8,7 +8,7 @@ import yaml
 
 from common.errors import UserError, describe
 from common.io import save_json, save_text
-from common.runs import readable_record
+from common.run_records import readable_record
 from common.state import WandbSweepFile, read_state
 from partA.from_scratch import run_scratch
 from partA.sweep_config import stored_config

@@ -20,7 +20,7 @@ from common.errors import UserError, describe
 from common.inference import prepare_batch
 from common.io import is_sealed, save_json, save_torch, seal
 from common.pretrained import (apply_freeze, build_pretrained, frozen_modules_to_eval, head_paths, model_stages,
-                               module_at, parameter_groups, preprocess_for, replace_module_at)
+                               parameter_groups, preprocess_for)
 from common.run_records import data_identity
 from common.runs import claimed_run, default_run_name, run_dir_for
 from common.resume import prepare_resume, resume_extra
@@ -46,9 +46,9 @@ def head_block(model):
     trains exactly what the normal path trains (the features are those modules' input)."""
     path = head_paths(model)[0]
     parent_path, _, last = path.rpartition(".")
-    parent = module_at(model, parent_path) if parent_path else model
+    parent = model.get_submodule(parent_path)
     if not isinstance(parent, nn.Sequential):
-        return [path], module_at(model, path)
+        return [path], model.get_submodule(path)
     names, children = zip(*parent.named_children())
     end = names.index(last)
     start = end
@@ -61,16 +61,16 @@ def head_block(model):
 def backbone_features(model, images, mean, std, device, batch_size=64, progress=False):
     """The input of the head block (`head_block`) for every image (float32, on the CPU)."""
     paths, _ = head_block(model)
-    kept = [module_at(model, path) for path in paths]
+    kept = [model.get_submodule(path) for path in paths]
     for path in paths:
-        replace_module_at(model, path, torch.nn.Identity())
+        model.set_submodule(path, torch.nn.Identity())
     model.eval().to(device)
     try:
         chunks = [model(prepare_batch(chunk.to(device), mean, std)).float().cpu()
                   for chunk in tqdm(images.split(batch_size), desc="backbone features", disable=not progress, mininterval=1)]
     finally:
         for path, module in zip(paths, kept):
-            replace_module_at(model, path, module)
+            model.set_submodule(path, module)
     return torch.cat(chunks)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from handin import assignment
+from handin import assignment, steps
 from handin.sweep_report import MIN_SCORED_RUNS
 from partA.sweep_engine import LocalSweep
 
@@ -89,7 +89,7 @@ def finish_step(out, step):
         else:  # a folder the step writes
             (output / "made.txt").parent.mkdir(parents=True, exist_ok=True)
             (output / "made.txt").write_text(step.name)
-    assignment.write_marker(out, step, assignment.canonical(step.inputs()), assignment.fingerprint(outputs), 1.0)
+    steps.write_marker(out, step, steps.canonical(step.inputs()), steps.fingerprint(outputs), 1.0)
 
 
 def test_a_better_sweep_run_makes_the_test_evaluation_and_what_follows_stale(tmp_path):
@@ -98,12 +98,12 @@ def test_a_better_sweep_run_makes_the_test_evaluation_and_what_follows_stale(tmp
     plant_run(runs, "hw-a", 0.50)
     for step in assignment.steps_of(saved):
         finish_step(out, step)
-    assert all(assignment.is_done(out, s) for s in assignment.steps_of(saved))
+    assert all(steps.is_done(out, s) for s in assignment.steps_of(saved))
     plant_run(runs, "other-command", 0.99, sweep=None)  # another command's run: changes nothing
     plant_run(runs, "hw-killed", 0.99, status="interrupted")  # an interrupted run of the sweep: changes nothing
-    assert all(assignment.is_done(out, s) for s in assignment.steps_of(saved))
+    assert all(steps.is_done(out, s) for s in assignment.steps_of(saved))
     plant_run(runs, "hw-b", 0.70)  # the sweep improved
-    stale = [s.name for s in assignment.steps_of(saved) if not assignment.is_done(out, s)]
+    stale = [s.name for s in assignment.steps_of(saved) if not steps.is_done(out, s)]
     assert stale == ["test-eval", "interpret", "finetune-eval", "report"]
     test_eval = next(s for s in assignment.steps_of(saved) if s.name == "test-eval")
     assert "hw-b" in test_eval.commands[0]()  # and it evaluates the better run
@@ -116,7 +116,7 @@ def test_a_failed_step_skips_what_needs_it_and_the_rest_still_runs(tmp_path, mon
     def fake_run_step(step, out, log):
         ran.append(step.name)
         if step.name == "sweep":
-            raise assignment.StepFailed("exit 1")
+            raise steps.StepFailed("exit 1")
 
     monkeypatch.setattr(assignment, "run_step", fake_run_step)
     failed = assignment.run_steps(saved, assignment.STEP_NAMES, lambda *_: None)
@@ -217,7 +217,7 @@ def test_a_step_dies_with_the_assignment_even_when_the_assignment_is_killed(tmp_
     # the assignment and left its sweep training. The step now follows its parent
     started = tmp_path / "step.pid"
     step = f"import common, os, time; open({str(started)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
-    assignment = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from handin.assignment import run_command; "
+    assignment = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from handin.steps import run_command; "
                   f"run_command([sys.executable, '-c', {step!r}])")
     parent = subprocess.Popen([sys.executable, "-c", assignment], cwd=ROOT)
     deadline = time.time() + 60

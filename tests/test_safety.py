@@ -22,7 +22,8 @@ from common.errors import UserError, describe
 from common.inference import predict
 from common.io import save_json
 from common.locks import held_or_refused
-from common.runs import best_run, claim_run_dir, release_run_dir
+from common.run_records import best_run
+from common.runs import claim_run_dir, release_run_dir
 from common.training import TrainingDiverged
 from partA.from_scratch import resume_scratch, run_scratch
 from partA.sweep_config import validate_sweep_config

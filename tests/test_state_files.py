@@ -16,6 +16,7 @@ from common.io import save_json, save_torch, seal
 from common import training
 from common.state import DamagedFile, Detection, Plan, RunRecord, StepMarker, lock_holder, read_json_lines, read_state
 from handin import assignment
+from handin.steps import is_done, marker
 from partA.from_scratch import run_scratch
 from partA.sweep_engine import run_agent
 from partB.compare import row_for
@@ -64,14 +65,14 @@ def test_a_step_whose_output_was_deleted_or_whose_run_moved_away_runs_again(tmp_
     steps = {s.name: s for s in assignment.steps_of(saved)}
     for step in steps.values():
         finish_step(out, step)
-    assert all(assignment.is_done(out, s) for s in steps.values())
+    assert all(is_done(out, s) for s in steps.values())
     for path in (tmp_path / "out" / "detect").iterdir():  # the user deletes outputs/<name>/detect's files
         path.unlink()
     (tmp_path / "runs" / "hw-finetune").rename(tmp_path / "elsewhere")  # and moves the fine-tuning run away
-    stale = [name for name, s in steps.items() if not assignment.is_done(out, s)]
+    stale = [name for name, s in steps.items() if not is_done(out, s)]
     assert stale == ["finetune", "finetune-eval", "detect", "report"]
     (tmp_path / "out" / "compare" / "made.txt").write_text("edited")  # an output changed after the step: stale too
-    assert not assignment.is_done(out, steps["finetune-eval"])
+    assert not is_done(out, steps["finetune-eval"])
 
 
 def test_a_step_that_ran_again_makes_the_report_stale(tmp_path):
@@ -81,10 +82,10 @@ def test_a_step_that_ran_again_makes_the_report_stale(tmp_path):
     steps = {s.name: s for s in assignment.steps_of(saved)}
     for step in steps.values():
         finish_step(out, step)
-    assert assignment.is_done(out, steps["report"])
+    assert is_done(out, steps["report"])
     (tmp_path / "out" / "detect" / "made.txt").write_text("detected again")  # detect ran again: new files ...
     finish_step(out, steps["detect"])  # ... and a new marker naming them
-    assert assignment.is_done(out, steps["detect"]) and not assignment.is_done(out, steps["report"])
+    assert is_done(out, steps["detect"]) and not is_done(out, steps["report"])
 
 
 def test_a_marker_of_the_wrong_shape_makes_its_step_stale_with_a_note(tmp_path, capsys):
@@ -92,9 +93,9 @@ def test_a_marker_of_the_wrong_shape_makes_its_step_stale_with_a_note(tmp_path, 
     out = saved["args"]["out"]
     detect = next(s for s in assignment.steps_of(saved) if s.name == "detect")
     finish_step(out, detect)
-    assert assignment.is_done(out, detect)
-    assignment.marker(out, detect).write_text("[]")
-    assert not assignment.is_done(out, detect)
+    assert is_done(out, detect)
+    marker(out, detect).write_text("[]")
+    assert not is_done(out, detect)
     assert "detect.done is damaged (its top level" in capsys.readouterr().err  # a status: stdout stays the plan
 
 

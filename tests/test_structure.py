@@ -11,7 +11,7 @@ import click
 import pytest
 
 from common.models import CNNConfig
-from common.training import TrainConfig
+from common.recipe import TrainConfig
 from partB.transfer import FINETUNE_RECIPE
 
 from conftest import ROOT

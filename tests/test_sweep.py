@@ -17,7 +17,7 @@ from common.demo_data import CLASSES
 from common.errors import UserError
 from common.locks import process_identity
 from common.models import CNNConfig
-from common.training import TrainConfig
+from common.recipe import TrainConfig
 from handin.sweep_report import _axis_positions, confounded_pairs, observations
 from partA.sweep_config import load_sweep_config, validate_sweep_config
 from partA.sweep_engine import (STALE_AFTER_SECONDS, Heartbeat, LocalSweep, _alive, claim_next_run, run_agent,

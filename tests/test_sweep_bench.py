@@ -12,7 +12,8 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 import sweep_bench as bench  # noqa: E402
-from handin.html_report import render, sweep_bench_evidence
+from handin.answers import sweep_bench_evidence
+from handin.html_report import render
 
 
 def synthetic_histories(epochs=6):

@@ -15,7 +15,8 @@ from common.checkpoints import load_checkpoint, model_from_checkpoint
 from common.errors import UserError
 from common.inference import predict
 from common.io import save_json
-from common.training import TrainingDiverged, build_optimizer, lr_multiplier, weight_decay_groups
+from common.recipe import build_optimizer, lr_multiplier, weight_decay_groups
+from common.training import TrainingDiverged
 from partA.evaluation import evaluate_on_test
 from partA.from_scratch import resume_scratch, run_scratch
 from partA.sweep_engine import LocalSweep, run_agent, scratch_trainer

@@ -18,7 +18,7 @@ from bench.opencv_reference import OpenCVDetector
 from common.data import read_image
 from common.download import sha256_of
 from common.errors import UserError
-from handin import html_report
+from handin import answers
 from partC import cpu_threads, darknet_files
 from partC.darknet_files import YOLO_REGISTRY, read_names, yolo_files
 from partC.detector import build_detector
@@ -615,14 +615,14 @@ def test_the_report_names_what_the_detector_got_wrong_only_where_the_photo_is_kn
 
     horses = darknet_files.DARKNET_SHARE / "data" / "horses.jpg"
     rows = [row(horses, "cow", 0.60), row(horses, "horse", 0.54), row("/home/me/horses.jpg", "cow", 0.9)]
-    [said] = html_report.photo_mistakes(rows, "yolov3-tiny")
+    [said] = answers.photo_mistakes(rows, "yolov3-tiny")
     assert said["text"] == ("What yolov3-tiny got wrong, on Debian's darknet photos (their contents are known): "
                             "horses.jpg shows horse; it also said cow 0.60.")
-    assert html_report.photo_mistakes(rows[1:], "yolov3-tiny") == []  # right there, and nothing known of the other
+    assert answers.photo_mistakes(rows[1:], "yolov3-tiny") == []  # right there, and nothing known of the other
     # the demo clip is made of those photos: a visit of a class none of them shows is a mistake
-    monkeypatch.setattr(html_report, "offline_photos", lambda names: [darknet_files.DARKNET_SHARE / "data" / n
+    monkeypatch.setattr(answers, "offline_photos", lambda names: [darknet_files.DARKNET_SHARE / "data" / n
                                                                       for n in names])
     trap = {"command": "python partC/camera_trap.py --demo-clip --cooldown 3"}
-    [said] = html_report.clip_mistakes(trap, [{"class": "horse"}, {"class": "cow"}, {"class": "sheep"}])
+    [said] = answers.clip_mistakes(trap, [{"class": "horse"}, {"class": "cow"}, {"class": "sheep"}])
     assert "So its cow and sheep visits are the detector's mistakes." in said["text"]
-    assert html_report.clip_mistakes({"command": "python partC/camera_trap.py my.mp4"}, [{"class": "cow"}]) == []
+    assert answers.clip_mistakes({"command": "python partC/camera_trap.py my.mp4"}, [{"class": "cow"}]) == []
