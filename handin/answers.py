@@ -13,24 +13,17 @@ DISPLAY = {"grid": 900, "confusion": 620, "filters": 620, "maps": 820, "guided":
            "sheet": 820, "plot": 900}
 
 
-def newest(paths):
-    """One path per key (parent folder name), the newest — so a rerun replaces, never duplicates."""
-    chosen = {}
-    for path in paths:
-        key = path.parent.name
-        if key not in chosen or path.stat().st_mtime > chosen[key].stat().st_mtime:
-            chosen[key] = path
-    return list(chosen.values())
-
-
 def find(folders, name, exclude):
-    found = []
+    """The newest `name` per parent folder name under `folders`, outside `exclude`: a rerun replaces, not duplicates."""
+    chosen = {}
     for folder in folders:
         for path in Path(folder).rglob(name):
             if exclude is not None and Path(exclude).resolve() in path.resolve().parents:
                 continue
-            found.append(path)
-    return newest(found)
+            key = path.parent.name
+            if key not in chosen or path.stat().st_mtime > chosen[key].stat().st_mtime:
+                chosen[key] = path
+    return list(chosen.values())
 
 
 def readable_outputs(paths):
@@ -116,7 +109,7 @@ def sweep_bench_evidence(docs, config):
             + table(["method", "fraction of the grid's epochs (per seed)", "replays"], rows))
 
 
-def test_section(folder, summary, record=None):
+def test_section(folder, summary):
     classes = summary["classes"]
     per_class = [(c, f"{summary['per_class_acc'][c]:.3f}") for c in classes]
     body = paragraph(f"The test uses the run's best-validation checkpoint: the weights of epoch {summary['epoch']}, "

@@ -86,24 +86,6 @@ def video(path, caption):
     return [{"type": "video", "path": str(path), "caption": caption}]
 
 
-def texts(blocks):
-    """Every piece of text the blocks show, in order: what either rendering must contain."""
-    out = []
-    for block in blocks:
-        kind = block["type"]
-        if kind == "table":
-            out += block["header"] + [cell for row in block["rows"] for cell in row]
-        elif kind == "list":
-            out += block["items"]
-        elif kind == "photos":
-            out += [item["caption"] for item in block["items"]]
-        elif kind in ("figure", "video"):
-            out.append(block["caption"])
-        else:
-            out.append(block["text"])
-    return out
-
-
 def markdown_table(header, rows):
     """A Markdown table (what a wandb report's Markdown block shows); '|' inside a cell is escaped."""
     def cell(text):

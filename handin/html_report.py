@@ -28,7 +28,6 @@ def embed_image(path, width, max_pixels=1400):
 
 
 def element(tag, text, css_class=None):
-    """<tag class=...>escaped text</tag>."""
     attribute = f" class='{css_class}'" if css_class else ""
     return f"<{tag}{attribute}>{html.escape(text)}</{tag}>"
 
@@ -73,8 +72,6 @@ def render(blocks):
                         "h4": lambda t: element("h4", t), "pre": lambda t: element("pre", t)}[kind](block["text"]))
     return "".join(out)
 
-
-# ------------------------------------------------------------------------------ finding outputs
 
 def build_document(title, sections, path, preamble=()):
     """sections: [(heading, blocks)] → one self-contained page (every image and the clip embedded); a section

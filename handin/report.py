@@ -30,13 +30,12 @@ from handin.sweep_report import (collect_sweep, observations, parameter_importan
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def answer(build, missing, problems):
-    """build() → html; when it cannot be built, a visible note naming what is missing and how to make it."""
+def answer(build, missing):
+    """build()'s blocks, or when it fails a visible note naming what is missing (the report counts these notes)."""
     try:
         return build()
     except Exception as err:  # the report is always written: whatever failed is said where its answer would be
-        problems.append(f"{missing}: {err}")
-        return blocks.note(f"Missing — {missing} ({describe(err)})")
+        return blocks.missing(f"{missing} ({describe(err)})")
 
 
 def searched_parameters(config):
@@ -323,7 +322,6 @@ def sweep_answers(folder, out, record, summary):
 
 def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url=None):
     """Write report.html and report.json; returns (page path, summary, problems)."""
-    problems = []
     folder = Path(sweep_name) if Path(sweep_name).is_dir() else Path(runs_dir) / "sweeps" / sweep_name
     out = Path(out)
     found = answers.collect_outputs(include, exclude=out)
@@ -344,29 +342,29 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
     sections = [
         ("Part A — training a CNN from scratch", None),
         ("Q1: parameters and computations",
-         answer(lambda: part_a_q1(record, why), "Q1's counts", problems) if record else no_run),
+         answer(lambda: part_a_q1(record, why), "Q1's counts") if record else no_run),
         ("Q2: the hyperparameter sweep", q2),
         ("Q3: what the sweep shows", q3),
         ("Q4: the best model on the test set, its filters and guided backpropagation",
-         answer(lambda: part_a_q4(found, record, include, out), "Q4's test evaluation", problems)
+         answer(lambda: part_a_q4(found, record, include, out), "Q4's test evaluation")
          if record else no_run),
         ("Q5: the code and how to run it", part_a_q5(code)),
         ("Part B — fine-tuning a pretrained model", None),
         ("Q1: input size and the 1000-class head",
-         answer(lambda: part_b_q1(ft), "Part B Q1", problems) if ft else no_ft),
-        ("Q2: freezing strategies", answer(lambda: part_b_q2(ft, found), "Part B Q2", problems) if ft else no_ft),
+         answer(lambda: part_b_q1(ft), "Part B Q1") if ft else no_ft),
+        ("Q2: freezing strategies", answer(lambda: part_b_q2(ft, found), "Part B Q2") if ft else no_ft),
         ("Q3: from scratch vs fine-tuned",
-         answer(lambda: part_b_q3(found, ft), "Part B Q3", problems) if ft else no_ft),
+         answer(lambda: part_b_q3(found, ft), "Part B Q3") if ft else no_ft),
         ("Q4: the code", part_b_q4(code)),
         (f"Part C — a pretrained YOLOv3 ({detector_name(found) or 'not run yet'}) in an application", None),
-        ("The detector and the camera-trap watcher", answer(lambda: part_c(found), "Part C", problems)),
+        ("The detector and the camera-trap watcher", answer(lambda: part_c(found), "Part C")),
     ]
     summary["finetune_run"] = ft["name"] if ft else None
     summary["title"] = f"iNaturalist-12K: the assignment's answers — sweep {folder.name}"
     summary["preamble"] = demo_note(record or ft) + provenance(summary["code"])
     summary["sections"] = [{"heading": h, "blocks": b} for h, b in sections]
     # every "Missing —" note counts, those of answers that failed and those of figures a step should have written
-    problems[:] = [m for _, section in sections if section for m in blocks.missing_notes(section)]
+    problems = [m for _, section in sections if section for m in blocks.missing_notes(section)]
     summary["missing"] = problems
     save_json(out / "report.json", summary)
     path = build_document(summary["title"], sections, out / "report.html", summary["preamble"])

@@ -97,24 +97,6 @@ def contrasts(coding, p):
     return [None] if kind == "scale" else list(combinations(spec, 2))
 
 
-def first_rung_estimate(rows, y, coding, p, pair, fit):
-    """(effect, variance, dof) of a contrast at the first rung: from the adjusted fit when there is one, else from
-    group means (or a simple slope) with the pooled within-group variance."""
-    if fit is not None:
-        beta, cov, names, dof = fit
-        if pair is None:
-            i = names.index((p, None))
-            return beta[i], cov[i, i], dof
-        vector = np.zeros(len(names))  # level b minus level a; the first level is the reference (coefficient 0)
-        a, b = pair
-        if (p, b) in names:
-            vector[names.index((p, b))] += 1
-        if (p, a) in names:
-            vector[names.index((p, a))] -= 1
-        return float(vector @ beta), float(vector @ cov @ vector), dof
-    return marginal(rows, y, coding, p, pair)
-
-
 def marginal(rows, y, coding, p, pair):
     """(effect, variance, dof) of a contrast from these runs alone, or None when a side has no run."""
     kind, spec = coding[p]
@@ -146,9 +128,8 @@ def satterthwaite(parts):
 
 
 def checkpoints(rungs):
-    """The epochs the effects are chained through: the epoch before each rung below the last, then the last epoch.
-    Hyperband selects on the accuracy *at* a rung, so that epoch's noise is what let a lucky run through; a gain
-    measured from the epoch before it carries no such luck. Without a usable earlier epoch the rung itself is used."""
+    """The epochs the effects are chained through: the epoch before each rung below the last (why: docs/design.md,
+    "Q3"), or the rung itself at epoch 1; then the last epoch."""
     return sorted({e - 1 if e > 1 else e for e in rungs[:-1]} | {rungs[-1]})
 
 
@@ -168,9 +149,21 @@ def estimate(rows, y, coding, p, pair, adjust_for=None, min_dof=4):
     """(effect, variance, dof) of a contrast over these runs, adjusted by least squares for the parameters in
     `adjust_for` (all of them when None) when there are runs enough, else from these runs' groups (or slope) alone;
     None when a side has no run."""
-    names = coding if adjust_for is None else {k: coding[k] for k in coding if k == p or k in adjust_for}
-    fit = adjusted_first_rung(rows, y, names, min_dof)
-    return first_rung_estimate(rows, y, names, p, pair, fit) if fit is not None else marginal(rows, y, coding, p, pair)
+    adjusted = coding if adjust_for is None else {k: coding[k] for k in coding if k == p or k in adjust_for}
+    fit = adjusted_first_rung(rows, y, adjusted, min_dof)
+    if fit is None:
+        return marginal(rows, y, coding, p, pair)
+    beta, cov, names, dof = fit
+    if pair is None:
+        i = names.index((p, None))
+        return beta[i], cov[i, i], dof
+    vector = np.zeros(len(names))  # level b minus level a; the first level is the reference (coefficient 0)
+    a, b = pair
+    if (p, b) in names:
+        vector[names.index((p, b))] += 1
+    if (p, a) in names:
+        vector[names.index((p, a))] -= 1
+    return float(vector @ beta), float(vector @ cov @ vector), dof
 
 
 def chain(epochs, reaching, targets, coding, p, pair, moving):
@@ -187,18 +180,17 @@ def chain(epochs, reaching, targets, coding, p, pair, moving):
     return steps
 
 
+def moved(later, threshold_at):
+    """Did the effect change after the first checkpoint? Claimed only as a finding is: beyond the corrected threshold."""
+    change, variance = sum(s[0] for s in later), sum(s[1] for s in later)
+    return bool(later) and abs(change) >= threshold_at(satterthwaite([s[1:3] for s in later])) * math.sqrt(variance)
+
+
 def moving_parameters(epochs, reaching, targets, coding, threshold_at):
     """Parameters whose effect moves over the epochs (their gains differ, beyond the corrected threshold): later gains
     are adjusted for them, or their movement would be noise in every other parameter's gains."""
-    moving = set()
-    for p in coding:
-        for pair in contrasts(coding, p):
-            later = chain(epochs, reaching, targets, coding, p, pair, moving=set())[1:]
-            if later:
-                change, variance = sum(s[0] for s in later), sum(s[1] for s in later)
-                if abs(change) >= threshold_at(satterthwaite([s[1:3] for s in later])) * math.sqrt(variance):
-                    moving.add(p)
-    return moving
+    return {p for p in coding for pair in contrasts(coding, p)
+            if moved(chain(epochs, reaching, targets, coding, p, pair, moving=set())[1:], threshold_at)}
 
 
 def sweep_effects(rows, config, parameters, metric="val_acc", chance=None):
@@ -228,10 +220,7 @@ def sweep_effects(rows, config, parameters, metric="val_acc", chance=None):
             if not steps:
                 continue
             first, later = steps[0], steps[1:]
-            change = sum(s[0] for s in later)
-            change_se = math.sqrt(sum(s[1] for s in later))
-            # a change is claimed only as a finding is: beyond the corrected threshold
-            steady = not later or abs(change) < threshold_at(satterthwaite([s[1:3] for s in later])) * change_se
+            steady = not moved(later, threshold_at)
             # no evidence it changed after the first checkpoint: the precise early estimate stands for the whole run
             used = steps[:1] if steady else steps
             effect = sum(s[0] for s in used)
