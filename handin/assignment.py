@@ -114,8 +114,7 @@ def needs_best(runs_dir, sweep, command):
 # ------------------------------------------------------------------------------------------------ the steps
 
 def sweep_seconds(saved, count, finished=0):
-    """Estimated seconds of the sweep's runs still to train: runs x epochs x images / the measured rate, times the
-    share of full-length epochs hyperband leaves."""
+    """Estimated seconds of the sweep's runs still to train."""
     a = saved["args"]
     per_run = a["sweep_epochs"] * saved["train_images"] / saved["rate"] / max(1, saved["gpus"])
     return max(0, count - finished) * hyperband_share(a["early_terminate"], a["sweep_epochs"], count) * per_run
@@ -132,8 +131,7 @@ def finetune_runs(finetune_model, epochs, rate_factor, main_run):
 
 
 def part_b_steps(saved, places, eval_s, best):
-    """Fine-tuning with each freezing strategy, then each run on the test set and the comparison with the sweep's
-    best run."""
+    """Fine-tuning with each freezing strategy, then the runs on the test set and the comparison."""
     args, finetune_model = saved["args"], saved["finetune_model"]
     runs, out, name = args["runs_dir"], args["out"], args["name"]
     ft_runs = finetune_runs(finetune_model, args["finetune_epochs"], args["finetune_rate_factor"], f"{name}-finetune")
@@ -358,12 +356,10 @@ def check_sweep_folder(saved, again):
 
 
 def with_count(saved, count):
-    """The plan with another sweep size."""
     return {**saved, "args": {**saved["args"], "count": count}}
 
 
 def still_to_run(saved):
-    """Estimated seconds of the steps not done yet."""
     return sum(s.estimate_s for s in steps_of(saved) if not is_done(saved["args"]["out"], s))
 
 
@@ -394,11 +390,6 @@ def over_budget_advice(saved, total):
             f"or add GO_ON=1 (--go-on) to run it anyway")
 
 
-def say_interrupted(saved, again):
-    click.echo(f"\ninterrupted: finished steps, sweep runs and checkpoints are kept in {saved['args']['out']} and "
-               f"{saved['args']['runs_dir']}; `{again}` continues from here", err=True)
-
-
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--data-dir", default="data", help="Folder with inaturalist_12K/ or nature_12K.zip (downloaded if absent).")
 @click.option("--name", type=PLAIN_NAME, default="assignment",
@@ -419,16 +410,14 @@ def say_interrupted(saved, again):
 @click.option("--runs-dir", default="runs")
 @click.option("--cache-dir", default="cache")
 @click.option("--again", default=None, help="The command that continues, as the interruption message names it.")
-def main(data_dir, name, budget, go_on, plan_only, only_step, count, sweep_config, backend, inputs, device,
-         finetune_image_size, out, runs_dir, cache_dir, again):
+def main(**options):
     """Plan, estimate and run the whole assignment, resumably."""
-    out = out or f"outputs/{name}"
-    check_count(count)
+    name, out = options["name"], options["out"] or f"outputs/{options['name']}"
+    check_count(options["count"])
     # one assignment per name at a time: two would warm up, then fight over the sweep and the runs
     with held_or_refused(Path(out) / "assignment.lock", f"assignment {name} is already running (process {{pid}}, "
                          f"--out {out}); wait for it to finish, or give another --name"):
-        run_assignment(data_dir, name, budget, go_on, plan_only, only_step, count, sweep_config, backend, inputs,
-                       device, finetune_image_size, out, runs_dir, cache_dir, again)
+        run_assignment(**{**options, "out": out})
 
 
 def run_assignment(data_dir, name, budget, go_on, plan_only, only_step, count, sweep_config, backend, inputs, device,
@@ -457,7 +446,8 @@ def run_assignment(data_dir, name, budget, go_on, plan_only, only_step, count, s
     try:
         failed = run_steps(saved, names, click.echo)
     except KeyboardInterrupt:
-        say_interrupted(saved, again)
+        click.echo(f"\ninterrupted: finished steps, sweep runs and checkpoints are kept in {saved['args']['out']} and "
+                   f"{saved['args']['runs_dir']}; `{again}` continues from here", err=True)
         sys.exit(130)
     if failed:
         raise UserError(f"step {failed[0]} failed (see its output above){' and ' + ', '.join(failed[1:]) if failed[1:] else ''}; "

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoints import load_checkpoint, load_record, model_from_checkpoint
+from common.checkpoints import load_checkpoint, load_record, model_from_checkpoint, resolve_run_dir
 from common.data import load_train_val
 from common.errors import UserError
 from common.io import save_json
+from common.run_records import best_run
 from partA.testset import load_test_set
 from common.device import resolve_device
 from common.inference import predict
@@ -62,13 +63,10 @@ def evaluate_on_test(run_dir, data_dir, out_dir, seed=0, per_class=3, device="au
     return summary
 
 
-def load_run_for_inspection(run_dir, data_dir=None, source="test", cache_dir="cache", progress=True):
-    """(model in eval mode, checkpoint, images TensorSet) for the visualisation commands.
-
-    source="test" reads the test folder (these are test-evaluation commands); source="val"
-    reads the run's validation split instead.
-    """
-    run_dir = Path(run_dir)
+def load_run_for_inspection(run, runs_dir, sweep, data_dir, source, cache_dir, progress=True):
+    """(run folder, model in eval mode, checkpoint, images of `source`) for the visualisation commands: run `run`,
+    else the best from-scratch run (of `sweep`, when given)."""
+    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind="scratch", sweep=sweep)
     ckpt, _, data_dir = _best_checkpoint_and_data(run_dir, data_dir)
     cfg = ckpt["train_config"]
     if source == "test":
@@ -80,4 +78,4 @@ def load_run_for_inspection(run_dir, data_dir=None, source="test", cache_dir="ca
     else:
         raise UserError(f"--source must be test or val, got {source!r}")
     model = model_from_checkpoint(ckpt, source=str(run_dir / "best.pt"))
-    return model, ckpt, images
+    return run_dir, model, ckpt, images

@@ -14,12 +14,10 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 import click
 import torch
 
-from common.checkpoints import resolve_run_dir
 from common.cli import DEVICE_OPTION, OUTPUT_FOLDER, OneLineErrors
 from common.device import resolve_device
 from common.data import resize_center_crop
 from partA.evaluation import load_run_for_inspection
-from common.run_records import best_run
 from partA.interpret import feature_map_grid, filter_grid, layer_output
 from common.data import read_image
 from common.inference import prepare_batch
@@ -37,8 +35,7 @@ from common.inference import prepare_batch
 @DEVICE_OPTION
 def main(run, runs_dir, sweep, data_dir, image, seed, out, cache_dir, device):
     """Plot first-layer filters and the feature maps of one image."""
-    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind="scratch", sweep=sweep)
-    model, ckpt, images = load_run_for_inspection(run_dir, data_dir, "test", cache_dir)
+    run_dir, model, ckpt, images = load_run_for_inspection(run, runs_dir, sweep, data_dir, "test", cache_dir)
     cfg = ckpt["train_config"]
     if image:
         picked = resize_center_crop(read_image(image), cfg["image_size"], cfg.get("resize_size"))

@@ -15,10 +15,8 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 import click
 import torch
 
-from common.checkpoints import resolve_run_dir
 from common.errors import UserError
 from partA.evaluation import load_run_for_inspection
-from common.run_records import best_run
 from common.cli import DEVICE_OPTION, OUTPUT_FOLDER, OneLineErrors
 from common.device import resolve_device
 from partA.interpret import ACTIVATION_TYPES, channel_maxima, gradient_to_image, guided_backprop_batch, guided_grid
@@ -47,8 +45,7 @@ def conv5_output_layer(model):
 @DEVICE_OPTION
 def main(run, runs_dir, sweep, data_dir, source, neurons, count, reduce, seed, out, cache_dir, device):
     """Guided backpropagation from CONV5 neurons to the input image."""
-    run_dir = resolve_run_dir(run, runs_dir) if run else best_run(runs_dir, kind="scratch", sweep=sweep)
-    model, ckpt, images = load_run_for_inspection(run_dir, data_dir, source, cache_dir)
+    run_dir, model, ckpt, images = load_run_for_inspection(run, runs_dir, sweep, data_dir, source, cache_dir)
     if ckpt["model_spec"].get("kind") != "cnn":
         raise UserError(f"run {run_dir.name} is not a Part A CNN; guided backprop on CONV5 needs a partA/train.py run")
     layer = conv5_output_layer(model)
@@ -65,7 +62,6 @@ def main(run, runs_dir, sweep, data_dir, source, neurons, count, reduce, seed, o
     model.to(dev)
     mean, std = torch.tensor(ckpt["mean"], device=dev), torch.tensor(ckpt["std"], device=dev)
     prepare = lambda chunk: prepare_batch(chunk.to(dev, non_blocking=True), mean, std)
-    # One pass over the image set gives every channel's best image; one backward pass all 10 maps.
     maxima = channel_maxima(model, layer, images.images, prepare=prepare)
     top = [int(maxima[:, c].argmax()) for c in channels]
     grads, activations, positions = guided_backprop_batch(model, layer, prepare(images.images[top]), channels, reduce)

@@ -74,11 +74,8 @@ def layer_output(model, layer, images):
 
 
 def channel_maxima(model, layer, images, batch_size=256, prepare=None):
-    """N×C: each image's largest `layer` activation per channel, over all positions — one forward
-    pass over the image set answers "which image excites channel c most" for every channel at once.
-
-    `images` may live on the CPU; `prepare(chunk)` moves and normalises a chunk (default: as is).
-    """
+    """N×C: each image's largest `layer` activation per channel, over all positions. `images` may live on the CPU;
+    `prepare(chunk)` moves and normalises a chunk (default: as is)."""
     model.eval()
     maxima = []
     for chunk in images.split(batch_size):
@@ -88,14 +85,10 @@ def channel_maxima(model, layer, images, batch_size=256, prepare=None):
 
 
 def guided_backprop_batch(model, layer, images, channels, reduce="max"):
-    """Guided gradients of K neurons, one per image, in one forward and one backward pass.
-
-    images K×C×H×W (normalised, on the model's device); neuron k is channel `channels[k]` of
-    `layer`'s output for image k, at its most active position (reduce="max") or summed
-    (reduce="sum"). In eval mode the images do not interact (batch norm uses its running
+    """Guided gradients of K neurons, one per image (K×C×H×W, normalised, on the model's device): neuron k is channel
+    `channels[k]` of `layer`'s output for image k. In eval mode the images do not interact (batch norm uses its running
     statistics), so the gradient of the sum of the K targets w.r.t. image k is image k's own map.
-    Returns (gradients K×C×H×W on the CPU, activation values [K], positions [(row, col) or None]).
-    """
+    Returns (gradients K×C×H×W on the CPU, activation values [K], positions [(row, col) or None])."""
     if reduce not in ("max", "sum"):
         raise ValueError(f"reduce must be 'max' or 'sum', got {reduce!r}")
     model.eval()
