@@ -35,12 +35,10 @@ def split_options(options: dict):
         if base < 1:
             raise UserError(f"--base-filters must be >= 1, got {base}")
         model["filters"] = filters_from_organisation(base, organisation or "same")
-    if "filters" in model:
-        model["filters"] = as_list(model["filters"])
-    if "kernel_sizes" in model:
-        model["kernel_sizes"] = as_list(model["kernel_sizes"])
-    model.pop("input_size", None)
-    model.pop("num_classes", None)
+    for key in {"filters", "kernel_sizes"} & set(model):
+        model[key] = as_list(model[key])
+    for key in ("input_size", "num_classes"):
+        model.pop(key, None)
     train = TrainConfig.from_dict({k: v for k, v in options.items() if k in TRAIN_KEYS and v is not None})
     return model, train
 

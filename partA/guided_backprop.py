@@ -24,11 +24,6 @@ from common.io import save_json
 from common.inference import prepare_batch
 
 
-def conv5_output_layer(model):
-    """The module whose output is CONV5's activation: the activation of the fifth block."""
-    return next(m for m in model.features[4] if isinstance(m, ACTIVATION_TYPES))
-
-
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.option("--run", default=None, help="Run name or folder [default: the best from-scratch run].")
 @click.option("--runs-dir", default="runs")
@@ -48,7 +43,7 @@ def main(run, runs_dir, sweep, data_dir, source, neurons, count, reduce, seed, o
     run_dir, model, ckpt, images = load_run_for_inspection(run, runs_dir, sweep, data_dir, source, cache_dir)
     if ckpt["model_spec"].get("kind") != "cnn":
         raise UserError(f"run {run_dir.name} is not a Part A CNN; guided backprop on CONV5 needs a partA/train.py run")
-    layer = conv5_output_layer(model)
+    layer = next(m for m in model.features[4] if isinstance(m, ACTIVATION_TYPES))  # CONV5: the 5th block's activation
     channels_total = ckpt["model_spec"]["config"]["filters"][4]
     if neurons:
         channels = [int(c) for c in neurons.split(",")]

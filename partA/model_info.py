@@ -89,8 +89,7 @@ def main(filters, base_filters, organisation, kernel_sizes, padding, batch_norm,
         if not ok:
             raise SystemExit(1)
     if formulas:
-        click.echo("")
-        click.echo(FORMULAS)
+        click.echo("\n" + FORMULAS)
 
 
 if __name__ == "__main__":

@@ -101,8 +101,7 @@ def main(config_path, count, backend, name, agents, join, storage, data_dir, see
 
 
 def say_outcome(folder):
-    """The sweep's runs by state, its best run and the command that reports it; an error (exit 1) when every run
-    failed, whether the sweep hit its failure limit or ran out of configurations."""
+    """The sweep's runs by state, its best run and the report's command; an error (exit 1) when every run failed."""
     runs = sweep_runs(folder)
     states = {s: sum(r["state"] == s for r in runs) for s in ("finished", "stopped", "failed", "running")}
     best = max((r for r in runs if r["summary"]), key=lambda r: r["summary"].get("best_val_acc", -1), default=None)

@@ -55,9 +55,7 @@ def numbers_as_numbers(config):
 
 
 def _values_of(name, spec):
-    """Concrete values a parameter spec can take (for validation), or [] for a continuous range."""
-    if not isinstance(spec, dict):
-        raise UserError(f"parameter {name!r} must be a mapping like {{values: [...]}} or {{value: x}}")
+    """The values of a parameter spec that train.py's checks see: its list, its value, or a range's ends."""
     if "values" in spec:
         if not isinstance(spec["values"], list) or not spec["values"]:
             raise UserError(f"parameter {name!r} has an empty 'values' list: the search space is empty")
@@ -158,10 +156,6 @@ def as_choice(value):
     return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
-def from_choice(value, values):
-    return next((v for v in values if as_choice(v) == value), value)
-
-
 def suggest(trial, config):
     """The params of one run: each parameter of the sweep YAML asked of the Optuna trial."""
     params = {}
@@ -170,7 +164,7 @@ def suggest(trial, config):
             params[name] = spec["value"]
         elif "values" in spec:
             chosen = trial.suggest_categorical(name, [as_choice(v) for v in spec["values"]])
-            params[name] = from_choice(chosen, spec["values"])
+            params[name] = next((v for v in spec["values"] if as_choice(v) == chosen), chosen)
         else:
             params[name] = _suggest_range(trial, name, spec)
     return plain_data(params)
@@ -231,7 +225,6 @@ def first_rung(early_terminate):
 
 
 def make_pruner(config):
-    """wandb's hyperband as Optuna's successive halving: rungs at min_iter·eta^k, keep the best 1/eta."""
     import optuna
 
     et = config.get("early_terminate")

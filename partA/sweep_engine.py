@@ -37,9 +37,8 @@ STATES = {"RUNNING": "running", "COMPLETE": "finished", "PRUNED": "stopped", "FA
 
 
 class LocalSweep:
-    """A sweep's state: config.yaml, options.json and a lock for proposing in its folder, and its Optuna study in the
-    folder's journal.log — or, with a storage URL (storage.json), in a PostgreSQL database that agents on several
-    machines share (partA/sweep_storage.py)."""
+    """A sweep's folder (docs/design.md, "Local sweeps"); its study is in the folder's journal.log or, with
+    storage.json, in PostgreSQL (partA/sweep_storage.py)."""
 
     def __init__(self, folder):
         self.folder = Path(folder)
@@ -59,9 +58,7 @@ class LocalSweep:
     @classmethod
     def create_or_open(cls, folder, config, base_options, log=print, storage=None):
         """Create the sweep folder, or open it to continue — under the sweep's lock, so two agents starting
-        together never half-write it. Continuing with a changed config or data/seed is refused with the
-        way out; changed run-context options (device, wandb, cache) are taken and said. `storage`: a PostgreSQL
-        URL for the study (kept in storage.json; later commands find it there)."""
+        together never half-write it. `storage`: a PostgreSQL URL for the study (kept in storage.json)."""
         sweep = cls(folder)
         url = storage_url(storage) if storage else None
         if url and (sweep.folder / "config.yaml").exists() and url != sweep.storage:  # no --storage: the kept one
@@ -102,8 +99,7 @@ class LocalSweep:
                           f"a new sweep with another --name (the runs stay in {self.folder.parent.parent})")
 
     def recorded_runs(self):
-        """{sweep run id: run folder name} of the runs that ended, by their records (in the runs folder that holds
-        this sweep folder): what the journal must know."""
+        """{sweep run id: run folder name} of the runs that ended, by their records: what the journal must know."""
         runs_dir = self.folder.parent.parent  # <runs>/sweeps/<name>
         found = {}
         for path in sorted(runs_dir.glob(f"{glob.escape(self.folder.name)}-*/record.json")):
@@ -123,8 +119,7 @@ class LocalSweep:
 
     @contextmanager
     def lock(self):
-        """One agent at a time proposes: the folder's file lock (agents sharing the folder) and, for a database
-        study, PostgreSQL's advisory lock of this sweep (agents on other machines)."""
+        """One agent at a time proposes: the folder's file lock and, for a database study, its advisory lock."""
         url = self.storage
         with file_lock(self.folder / "lock"), database_lock(url, self.folder.name) if url else nullcontext():
             yield
@@ -170,19 +165,15 @@ class LocalSweep:
 
     def runs(self, study=None):
         """Every run, oldest first, as a record: id, params, state (running / finished / stopped / failed),
-        history (the metric per epoch), summary, created, agent, heartbeat. A resumed run is one record
-        (its newest trial); proposals answered from an earlier run's result are not runs."""
+        history (the metric per epoch), summary, created, agent, heartbeat; repeated proposals are not runs."""
         if not self.storage and not self.journal.exists():
             return []
         metric = self.config["metric"]["name"]
-        latest = {}
         study = study or self.study()
         with self.storage_errors():
             trials = study.get_trials(deepcopy=False)
-        for trial in trials:
-            attrs = trial.user_attrs
-            if "run_id" in attrs and "duplicate_of" not in attrs:
-                latest[attrs["run_id"]] = trial  # trials come in creation order: the newest wins
+        latest = {t.user_attrs["run_id"]: t for t in trials  # trials come in creation order: the newest wins
+                  if "run_id" in t.user_attrs and "duplicate_of" not in t.user_attrs}
         return sorted((_record(trial, metric) for trial in latest.values()), key=lambda r: (r["created"], r["id"]))
 
 
@@ -237,8 +228,7 @@ STALE_AFTER_SECONDS = 180  # ... and a run whose heartbeat is older belongs to a
 
 
 def _alive(run):
-    """Is the agent that holds this run still running? Same host: its pid exists and started when the agent did (a
-    recycled pid is another process). Another host: its heartbeat, written every HEARTBEAT_SECONDS, is recent."""
+    """Is the agent that holds this run still running (docs/design.md, "Local sweeps")?"""
     agent = run.get("agent") or {}
     if agent.get("host") == socket.gethostname():
         return process_alive(agent)
@@ -296,9 +286,8 @@ def _answer_from(trial, earlier):
 
 
 def _resume_orphan(sweep, study, trial_of, run):
-    """A run whose agent died: its trial is closed as failed and its config asked again as a new trial
-    that carries the same run id (so the trainer resumes its checkpoint) and the epochs already reported.
-    Returns the new record, or None when successive halving had already stopped it."""
+    """A run whose agent died, asked again as a new trial with its run id (the trainer resumes its checkpoint) and
+    the epochs it reported: the new record, or None when successive halving had already stopped it."""
     import optuna
 
     study.tell(trial_of[run["id"]].number, state=optuna.trial.TrialState.FAIL)
@@ -315,10 +304,11 @@ def _resume_orphan(sweep, study, trial_of, run):
     return claimed
 
 
-def _ask_for(study, config, point):
-    """A trial at a chosen point of the space (Optuna's enqueue_trial: the sampler is not asked)."""
+def _run_at(study, config, point):
+    """A new run at a chosen point of the space (Optuna's enqueue_trial: the sampler is not asked)."""
     study.enqueue_trial({n: as_choice(v) for n, v in point.items() if "values" in config["parameters"][n]})
-    return study.ask()
+    trial = study.ask()
+    return _start(trial, uuid.uuid4().hex[:8], suggest(trial, config))
 
 
 def _propose(study, config, tried, sweep_seed, proposal):
@@ -330,8 +320,7 @@ def _propose(study, config, tried, sweep_seed, proposal):
     if untried == []:
         return None
     if config["method"] == "grid":
-        trial = _ask_for(study, config, untried[0])
-        return _start(trial, uuid.uuid4().hex[:8], suggest(trial, config))
+        return _run_at(study, config, untried[0])
     for attempt in range(PROPOSAL_RETRIES):
         study.sampler = make_sampler(config, sweep_seed, proposal + 7919 * attempt)
         trial = study.ask()
@@ -343,8 +332,7 @@ def _propose(study, config, tried, sweep_seed, proposal):
         study.tell(trial, value) if finished else study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     if untried is None:  # a range: a repeat is all but impossible, and taken as it is
         return _start(study.ask(), uuid.uuid4().hex[:8], params)
-    trial = _ask_for(study, config, random.Random(sweep_seed * 100_003 + proposal).choice(untried))
-    return _start(trial, uuid.uuid4().hex[:8], suggest(trial, config))
+    return _run_at(study, config, random.Random(sweep_seed * 100_003 + proposal).choice(untried))
 
 
 def claim_next_run(sweep: LocalSweep, count: int):
@@ -380,7 +368,6 @@ def claim_next_run(sweep: LocalSweep, count: int):
 
 
 def _finish(trial, state, value=None, record=None, error=None):
-    """Tell Optuna how the run ended (with the run record's summary and the error, if any)."""
     import optuna
 
     if record is not None:
@@ -397,11 +384,8 @@ def _finish(trial, state, value=None, record=None, error=None):
 
 
 def _final_value(history, metric, goal):
-    """The value a finished run reports: its best epoch by the sweep's metric."""
     values = [h[metric] for h in history if metric in h]
-    if not values:
-        return None
-    return max(values) if goal == "maximize" else min(values)
+    return (max if goal == "maximize" else min)(values, default=None)
 
 
 def trained_to_the_end(run_dir):

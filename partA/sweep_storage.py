@@ -53,8 +53,7 @@ def lock_key(name):
 
 @contextmanager
 def database_lock(url, name):
-    """Hold PostgreSQL's session advisory lock for sweep `name` for the block: one agent proposes at a time, on any
-    machine. A killed agent's lock goes with its connection."""
+    """Hold PostgreSQL's session advisory lock of sweep `name` for the block (a killed agent's goes with it)."""
     import sqlalchemy
 
     engine = rdb_storage(url).engine

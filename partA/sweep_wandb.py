@@ -23,8 +23,7 @@ def is_wandb_sweep(folder):
 
 
 def wandb_sweep_runs(folder):
-    """A wandb-backed sweep's runs, read from the local records that name it (the server holds the rest): the same
-    record shape `LocalSweep.runs()` gives, so the report and the assignment read either backend alike."""
+    """A wandb-backed sweep's runs, from the local records that name it, in the shape `LocalSweep.runs()` gives."""
     folder = Path(folder)
     runs_dir = folder.parent.parent  # <runs>/sweeps/<name>
     metric = stored_config(folder)["metric"]["name"]
@@ -56,9 +55,7 @@ def sweep_runs(folder):
 
 
 def open_wandb_sweep_folder(folder, config, base_options, project):
-    """The local traces of a wandb sweep — config.yaml and options.json as a local sweep keeps them, plus wandb.json
-    with the server's sweep id — so the assignment and both reports find its runs. Returns the stored sweep id to
-    continue, or None for a new sweep. Another config under the same name is refused, as for a local sweep."""
+    """Write or check a wandb sweep's local folder: the stored sweep id to continue, or None for a new sweep."""
     folder = Path(folder)
     if (folder / "config.yaml").is_file():
         if stored_config(folder) != config:
@@ -77,10 +74,7 @@ def open_wandb_sweep_folder(folder, config, base_options, project):
 
 
 def run_wandb_sweep(config, base_options, count, project, sweep_id=None, runs_dir="runs", name=None):
-    """Create (or continue, or join) a wandb sweep and run `count` runs of it in this process.
-
-    Its runs are grouped by the sweep's name in wandb and their records name the sweep, as a local sweep's do;
-    a new sweep keeps its local folder (runs/sweeps/<name>/) with the server's sweep id."""
+    """Create (or continue, or join) a wandb sweep and run `count` runs of it in this process."""
     import wandb
 
     folder = Path(runs_dir) / "sweeps" / name if name else None
