@@ -61,15 +61,13 @@ def render(blocks):
                 for item in block["items"]) + "</div>")
         elif kind == "video":
             out.append(f"<figure>{element('figcaption', block['caption'])}{embed_video(block['path'])}</figure>")
-        elif kind == "list":
-            out.append("<ul>" + "".join(element("li", item) for item in block["items"]) + "</ul>")
-        elif kind == "command":
-            out.append(f"<p class='cmd'>{element('code', block['text'])}</p>")
-        elif kind == "link":
-            out.append(f"<p><a href=\"{html.escape(block['url'])}\">{html.escape(block['text'])}</a></p>")
         else:
-            out.append({"p": lambda t: element("p", t), "note": lambda t: element("p", t, "note"),
-                        "h4": lambda t: element("h4", t), "pre": lambda t: element("pre", t)}[kind](block["text"]))
+            out.append({"p": lambda b: element("p", b["text"]), "note": lambda b: element("p", b["text"], "note"),
+                        "h4": lambda b: element("h4", b["text"]), "pre": lambda b: element("pre", b["text"]),
+                        "list": lambda b: "<ul>" + "".join(element("li", item) for item in b["items"]) + "</ul>",
+                        "command": lambda b: f"<p class='cmd'>{element('code', b['text'])}</p>",
+                        "link": lambda b: f"<p><a href=\"{html.escape(b['url'])}\">{html.escape(b['text'])}</a></p>",
+                        }[kind](block))
     return "".join(out)
 
 

@@ -146,9 +146,8 @@ def learned_checkpoints(done, epochs, chance, metric="val_acc"):
 
 
 def estimate(rows, y, coding, p, pair, adjust_for=None, min_dof=4):
-    """(effect, variance, dof) of a contrast over these runs, adjusted by least squares for the parameters in
-    `adjust_for` (all of them when None) when there are runs enough, else from these runs' groups (or slope) alone;
-    None when a side has no run."""
+    """(effect, variance, dof) of a contrast: least squares adjusted for `adjust_for` (None: all) when there are runs
+    enough, else these runs' groups (or slope) alone; None when a side has no run."""
     adjusted = coding if adjust_for is None else {k: coding[k] for k in coding if k == p or k in adjust_for}
     fit = adjusted_first_rung(rows, y, adjusted, min_dof)
     if fit is None:
@@ -168,8 +167,7 @@ def estimate(rows, y, coding, p, pair, adjust_for=None, min_dof=4):
 
 def chain(epochs, reaching, targets, coding, p, pair, moving):
     """The contrast's effect built up checkpoint by checkpoint: [(effect, variance, dof, runs)] per step, up to the
-    deepest checkpoint both sides reached. The first step is adjusted for every parameter (all runs are there); a
-    later gain only for the parameters whose effect moves over epochs (the rest add nothing to gains)."""
+    deepest checkpoint both sides reached; a later gain is adjusted only for the `moving` parameters."""
     steps = []
     for index, (runs, y) in enumerate(zip(reaching, targets)):
         step = (estimate(runs, y, coding, p, pair) if index == 0 else
@@ -194,9 +192,8 @@ def moving_parameters(epochs, reaching, targets, coding, threshold_at):
 
 
 def sweep_effects(rows, config, parameters, metric="val_acc", chance=None):
-    """One finding per parameter that varied: its largest contrast's effect at the deepest epoch both sides reached,
-    with standard error, the runs behind it, the first checkpoint's effect, and whether it is clear. Runs are
-    compared from the first checkpoint where they have learned (`chance`: 1 / the number of classes)."""
+    """One finding per parameter that varied: its largest contrast's effect, standard error, runs and whether it is
+    clear (`chance`: 1 / the number of classes, to start where the runs have learned)."""
     from scipy import stats
 
     done = [r for r in rows if r["state"] in ("finished", "stopped") and r.get("history")]
@@ -252,7 +249,7 @@ def rule(findings, chance=None):
 
 
 # Why a parameter's better value is likely better for this CNN and data, keyed by (parameter, the better value);
-# "more"/"less" for numeric ones. A sentence is given only for an effect the runs show clearly.
+# "more"/"less" for numeric ones.
 REASONS = {
     ("batch_norm", "true"): "batch norm keeps each layer's inputs at a steady scale, so the same learning rate trains "
                             "faster and more stably",

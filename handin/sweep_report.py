@@ -76,8 +76,7 @@ def plot_accuracy_vs_created(rows, path):
 
 
 def plot_sweep_savings(rows, config, path):
-    """Epochs the sweep spent, run by run, against what every run at full length would have cost: what early
-    stopping saved. Returns (path, {"spent", "full"})."""
+    """What early stopping saved: epochs spent, run by run, against every run at full length. (path, {spent, full})"""
     fixed_epochs = (config.get("parameters", {}).get("epochs") or {}).get("value")
     ordered = sorted(rows, key=lambda r: r["created"])
     spent = np.cumsum([r["epochs"] for r in ordered])
@@ -99,11 +98,7 @@ LOG_SCALE_PARAMETERS = {"lr", "weight_decay"}  # searched on a log scale: drawn 
 
 
 def _axis_positions(values, log=False):
-    """Map a parameter's values to [0, 1] and return (positions, tick positions, tick labels).
-
-    Ticks sit at values that were actually tried (all of them when there are few, else the
-    smallest, the middle one and the largest) — never at values no run used.
-    """
+    """(positions in [0, 1], tick positions, tick labels) of a parameter's values; ticks sit only at values tried."""
     if _is_numeric(values):
         arr = np.array(values, dtype=float)
         use_log = arr.min() > 0 and (log or arr.max() / arr.min() >= 10)
@@ -234,12 +229,7 @@ def confounded_pairs(rows, params, threshold=0.8):
 
 
 def observations(rows, searched=None, config=None, importance=(), chance=None):
-    """Sentences derived from the runs, each with the statistic and sample size behind it.
-
-    Every run counts, hyperband-stopped ones too: effects are compared at equal epochs among the runs that reached
-    them and built up rung by rung (handin.sweep_effects). Where Q2's importance plot ranks a parameter high that
-    the comparison finds no clear effect of, a sentence says why the two differ — the page never contradicts itself.
-    """
+    """Sentences derived from the runs, each with the statistic and sample size behind it (docs/design.md, "Q3")."""
     config = config or {}
     scored = _scored(rows)
     out = []

@@ -62,22 +62,14 @@ def full_width(wr, path=None):
 def render_block(wr, block, live, media_key_of, figures_runset):
     """One answer block as wandb report blocks."""
     kind = block["type"]
-    if kind == "p":
-        return [wr.P(block["text"])]
-    if kind == "note":
-        return [wr.MarkdownBlock("> **Note:** " + block["text"])]
-    if kind == "h4":
-        return [wr.H3(block["text"])]
-    if kind == "pre":
-        return [wr.CodeBlock(block["text"], language="python")]
-    if kind == "command":
-        return [wr.CodeBlock(block["text"], language=None)]  # a shell line: no highlighter for it
-    if kind == "link":
-        return [wr.MarkdownBlock(f"[{block['text']}]({block['url']})")]
-    if kind == "list":
-        return [wr.UnorderedList(list(block["items"]))]
-    if kind == "table":
-        return [wr.MarkdownBlock(markdown_table(block["header"], block["rows"]))]
+    simple = {"p": lambda b: wr.P(b["text"]), "note": lambda b: wr.MarkdownBlock("> **Note:** " + b["text"]),
+              "h4": lambda b: wr.H3(b["text"]), "pre": lambda b: wr.CodeBlock(b["text"], language="python"),
+              "command": lambda b: wr.CodeBlock(b["text"], language=None),  # a shell line: no highlighter for it
+              "link": lambda b: wr.MarkdownBlock(f"[{b['text']}]({b['url']})"),
+              "list": lambda b: wr.UnorderedList(list(b["items"])),
+              "table": lambda b: wr.MarkdownBlock(markdown_table(b["header"], b["rows"]))}
+    if kind in simple:
+        return [simple[kind](block)]
     items = block["items"] if kind == "photos" else [block]
     out = []
     for item in items:
@@ -147,8 +139,7 @@ def report_as_json(report):
 
 
 def log_figures(summary, project, runs_dir):
-    """Log every figure (with its caption) and Part C's clip into the report's own run, under the keys the report's
-    media panels show; its id is fixed by its name, so a rebuild logs into it again."""
+    """Log every figure and Part C's clip into the report's own run (its id fixed by its name: a rebuild reuses it)."""
     import wandb
 
     name = report_run_name(summary)
