@@ -4,7 +4,6 @@ Q2's bench evidence, Q4's test and interpretation, Part B's comparison, Part C's
 import warnings
 from pathlib import Path
 
-from common.demo_data import CLASSES
 from common.state import Detection, Mapping, read_json_lines, read_output, read_state_or_none
 from handin.blocks import command, expected_figure, figure, h4, missing, paragraph, photos, table, video
 from partC.darknet_files import DEMO_PHOTOS, PHOTO_SHOWS, known_contents, offline_photos
@@ -55,10 +54,6 @@ def collect_outputs(folders, exclude=None):
 
 
 # ------------------------------------------------------------------------------------ sections
-
-def is_demo_data(classes):
-    return list(classes) == list(CLASSES)
-
 
 def q1_counts(record):
     """The count table of the run's own model, from the closed forms, checked against the real model."""
@@ -228,8 +223,7 @@ def trap_section(folder):
 
 
 def clip_mistakes(summary, visits):
-    """A sentence on the visits of classes the demo clip never shows (it is made of Debian's darknet photos, whose
-    contents are known), or [] for any other clip or when there are none."""
+    """A sentence on the demo clip's visits of classes its photos never show, or [] (another clip, or none)."""
     if "--demo-clip" not in (summary.get("command") or "") or any(
             known_contents(p) is None for p in offline_photos(DEMO_PHOTOS)):
         return []

@@ -86,10 +86,6 @@ def complete_sweep_runs(runs_dir, sweep):
     return sum(r["state"] in ("finished", "stopped") for r in sweep_runs(folder))
 
 
-def file_digest(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def finetune_command(base, runs_dir, run_name):
     """A new fine-tuning run, or the resume of one that was interrupted (None when it already finished)."""
     state = run_state(runs_dir, run_name)
@@ -121,8 +117,7 @@ def sweep_seconds(saved, count, finished=0):
 
 
 def finetune_runs(finetune_model, epochs, rate_factor, main_run):
-    """[{run, freeze, epochs, extra, rate_factor}]: the plan's fine-tuning run, then one per other freezing strategy
-    (named <main run>-<strategy>), for Part B's comparison of strategies."""
+    """The plan's fine-tuning run, then one per other freezing strategy (named <main run>-<strategy>)."""
     main = {"run": main_run, "freeze": finetune_model["freeze"], "epochs": epochs, "extra": finetune_model["extra"],
             "rate_factor": rate_factor}
     others = finetune_model.get("others", [])  # a plan.json from before Part B ran several strategies has none
@@ -158,8 +153,7 @@ def part_b_steps(saved, places, eval_s, best):
 
 
 def plan(saved, finished_runs):
-    """The steps, with time estimates in seconds from the measured rate (basis printed with the plan);
-    `finished_runs`: the sweep's runs that already ended."""
+    """The steps, with time estimates in seconds from the measured rate; `finished_runs`: the sweep's that ended."""
     args, train_images, gpus = saved["args"], saved["train_images"], saved["gpus"]
     out, runs, name = args["out"], args["runs_dir"], args["name"]
     data = ["--data-dir", args["data_dir"]]
@@ -177,7 +171,8 @@ def plan(saved, finished_runs):
     best = lambda: best_sweep_run(runs, name)  # noqa: E731
     steps = [
         Step("sweep", f"Q2: sweep, {count} runs ({args['search']})", [sweep_cmd], sweep_seconds(saved, count, finished_runs),
-             inputs=lambda: {"count": count, "config": file_digest(args["sweep_config"])},
+             inputs=lambda: {"count": count,
+                             "config": hashlib.sha256(Path(args["sweep_config"]).read_bytes()).hexdigest()[:16]},
              outputs=[f"{runs}/sweeps/{name}/config.yaml"]),
         Step("test-eval", "Q4: the sweep's best run on the test set",
              [needs_best(runs, name, [PY, "partA/evaluate.py", "--run", "{best}", "--out", f"{out}/test-eval",
@@ -247,8 +242,7 @@ def sweep_settings(sweep_config):
 
 def hyperband_share(early_terminate, epochs, count):
     """The expected share of full-length epochs a sweep trains under successive halving: at each rung (min_iter,
-    ×eta, ...) all but 1/eta of the runs stop; the first eta runs have no one to trail, so they run to the end.
-    (make sweep-bench measured bayes + hyperband at 0.14-0.23 of a *grid's* epochs; per run, this is the bound.)"""
+    ×eta, ...) all but 1/eta of the runs stop; the first eta runs have no one to trail, so they run to the end."""
     if not early_terminate or count < 1:
         return 1.0
     eta = int(early_terminate.get("eta", 3))

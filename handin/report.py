@@ -16,6 +16,7 @@ import common  # noqa: E402,F401 (first: without the project's environment it sa
 import click
 
 from common.cli import OUTPUT_FOLDER, SWEEP_NAME, OneLineErrors
+from common.demo_data import CLASSES as DEMO_CLASSES
 from common.errors import UserError, describe
 from common.io import save_json
 from common.run_records import best_run, readable_record
@@ -372,8 +373,7 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
 
 
 def code_version(repo_url=None):
-    """{repository, commit, changed}: the code that produced the report, from git (`repo_url` overrides the remote).
-    Outside a git checkout the fields say so rather than guess."""
+    """{repository, commit, changed}: the code that produced the report, from git (`repo_url` overrides the remote)."""
     def git(*args):
         try:
             result = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10)
@@ -394,15 +394,14 @@ def code_version(repo_url=None):
 
 def demo_note(record):
     """A note that the results are the demo data's, when the run shown trained on it."""
-    if not record or not answers.is_demo_data(record["classes"]):
+    if not record or list(record["classes"]) != list(DEMO_CLASSES):
         return []
     return blocks.note("These results are on the synthetic demo data (shapes, not taxa) that make demo generates: they "
                      "show the pipeline works, not how well it does on iNaturalist-12K.")
 
 
 def provenance(code):
-    """Which code produced the report — never who did the work: a course's own rules on individual work apply to
-    whoever hands it in."""
+    """Which code produced the report — never who did the work, which a course's own rules govern."""
     changed = " plus uncommitted changes" if code["changed"] else ""
     return blocks.paragraph(f"Produced by this lab's pipeline (handin/report.py) from {code['repository']} at commit "
                           f"{code['commit']}{changed}. It is an experiment report of that code's runs; it states no "

@@ -25,8 +25,7 @@ class Step:
     estimate_s: float
     inputs: Callable[[], object] = lambda: None  # what the result depends on: a change makes the step stale
     needs: tuple = ()  # steps whose failure leaves this one nothing to work on
-    # what it leaves behind (files, or folders it alone writes; callables are resolved when it ends): they must exist
-    # for the step to count as done, and a later change or loss of any of them makes it stale
+    # files, or folders it alone writes (callables are resolved when it ends): their change or loss makes it stale
     outputs: List = field(default_factory=list)
 
 
@@ -43,8 +42,8 @@ def canonical(value):
 
 
 def fingerprint(paths):
-    """{file: [size, mtime_ns]} of the given files and of every file under the given folders (stat only: a sweep's
-    checkpoints are gigabytes, and a no-op rerun must stay a few seconds)."""
+    """{file: [size, mtime_ns]} of the given files and of every file under the given folders (why not hashed:
+    docs/design.md, "Step markers")."""
     found = {}
     for path in map(Path, paths):
         for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
@@ -69,26 +68,20 @@ def marked_outputs(out, step):
 
 
 def is_done(out, step):
-    """Finished before, its inputs are what they were then, and every file it left is still there unchanged (else it
-    is stale and runs again: a deleted output folder or a run moved away is made again, not skipped forever)."""
+    """Finished before, its inputs are what they were then, and every file it left is still there unchanged."""
     stored = read_marker(out, step)
     if stored is None or stored["inputs"] != canonical(step.inputs()):
         return False
     return bool(stored["outputs"]) and fingerprint(stored["outputs"]) == stored["outputs"]
 
 
-def step_env(command):
+def run_command(command):
+    """Run one command in its own session (docs/design.md, "Interruptible"): returns its exit status."""
     env = {**os.environ, "WANDB_SILENT": "true", INTERRUPT_QUIET_ENV: "1",  # the assignment says the one line
            FOLLOW_PARENT_ENV: str(os.getpid())}  # the step dies with the assignment (common/__init__.py)
     if any(part.startswith("partC/") for part in command[1:2]):
         env.pop("LD_PRELOAD", None)  # OpenVINO (Part C's CPU engine) crashes beside a preloaded allocator
-    return env
-
-
-def run_command(command):
-    """Run one command in its own session, so that a Ctrl-C or SIGTERM reaches it once, from here, as SIGTERM
-    (which every script turns into a clean stop that saves its run): returns its exit status."""
-    child = subprocess.Popen(command, env=step_env(command), start_new_session=True)
+    child = subprocess.Popen(command, env=env, start_new_session=True)
     try:
         return child.wait()
     except KeyboardInterrupt:
