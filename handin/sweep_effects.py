@@ -245,7 +245,9 @@ def rule(findings, chance=None):
             f"each effect is adjusted for the other parameters. An effect is clear when it is larger than its margin: "
             f"its standard error times the two-sided 5 % t threshold split over the {findings[0]['comparisons']} "
             f"comparisons made (Bonferroni; {float(np.median([f['threshold'] for f in findings])):.1f} standard errors for a typical one here), and at least {NO_CLEAR_DIFFERENCE}. The "
-            f"± after each number is that margin.")
+            f"± after each number is that margin. The threshold falls with more runs: {findings[0]['runs'][0]} runs "
+            f"leave about {float(np.median([f['dof'] for f in findings])):.0f} degrees of freedom once every "
+            f"parameter's effect is fitted.")
 
 
 # Why a parameter's better value is likely better for this CNN and data, keyed by (parameter, the better value);

@@ -134,7 +134,7 @@ def demo_like_accuracy(params, epoch):
 
 
 def test_on_a_demo_like_sweep_where_the_runs_learn_the_effect_is_named_and_explained():
-    # 16 runs, 24 epochs, rungs 6/12, eta 2 (partA/sweep_demo.yaml's shape). At epoch 5, the epoch before the first
+    # 16 runs, 24 epochs, rungs 6/12, eta 2 (an earlier make demo's sweep). At epoch 5, the epoch before the first
     # rung, every run has learned (0.10 + 0.65·(1 − e^(−4/5)) ≈ 0.39, about 4× chance): all 16 are compared there
     config = {"method": "random", "early_terminate": {"type": "hyperband", "min_iter": 6, "eta": 2},
               "parameters": {"epochs": {"value": 24}}}
