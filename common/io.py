@@ -58,10 +58,6 @@ def is_disk_full(err) -> bool:
 def write_atomically(path, write_fn):
     """Write `path` through `write_fn(handle)` under a temporary name, then move it into place: a crash or a full disk
     leaves the previous version (or nothing), never a truncated file under the real name."""
-    _atomic_write(path, write_fn)
-
-
-def _atomic_write(path, write_fn):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path)
@@ -98,16 +94,16 @@ def _disk_full(err, folder) -> bool:
 
 def save_json(path, obj):
     data = json.dumps(obj, indent=2, default=str).encode()
-    _atomic_write(path, lambda handle: handle.write(data))
+    write_atomically(path, lambda handle: handle.write(data))
 
 
 def save_text(path, text: str):
     data = text.encode()
-    _atomic_write(path, lambda handle: handle.write(data))
+    write_atomically(path, lambda handle: handle.write(data))
 
 
 def save_torch(path, obj):
-    _atomic_write(path, lambda handle: torch.save(obj, handle))
+    write_atomically(path, lambda handle: torch.save(obj, handle))
 
 
 def files_digest(paths) -> str:

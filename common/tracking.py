@@ -33,10 +33,8 @@ def wandb_host() -> str:
 
 @functools.cache
 def wandb_logged_in() -> bool:
-    """Does the installed wandb find an API key (WANDB_API_KEY, its settings, netrc — its own rules)? Asked once
-    per process, with no prompt; nothing is written when there is none. Asked silently: wandb's 'logged in as'
-    line asks the server whose key it is — without network that took 5 s, and wandb-core then held the process's
-    exit for minutes (3 of 5 tries here)."""
+    """Does the installed wandb find an API key (by its own rules)? Asked once per process, with no prompt, silently
+    (why: docs/design.md, "Training on the GPUs people have")."""
     import wandb
 
     silent = wandb.setup().settings.silent
@@ -48,9 +46,8 @@ def wandb_logged_in() -> bool:
 
 
 def wandb_reachable(host=None, timeout=PROBE_SECONDS) -> bool:
-    """Does the W&B server answer HTTP within `timeout` seconds? (Any HTTP status counts as an answer.)
-    Measured: wandb.init(settings=Settings(init_timeout=10)) against a refused or silent server gives up after
-    21 s and prints five lines; this answers in at most 3 s, before anything starts."""
+    """Does the W&B server answer HTTP within `timeout` seconds? (Any HTTP status counts as an answer; why a probe:
+    docs/design.md.)"""
     try:
         urllib.request.urlopen(urllib.request.Request(host or wandb_host(), method="HEAD"), timeout=timeout).close()
         return True

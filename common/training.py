@@ -1,12 +1,6 @@
-"""The training loop shared by Part A (from scratch) and Part B (fine-tuning).
-
-One epoch = a seeded permutation of the cached uint8 training tensor, cut into batches that are
-moved to the device, augmented there (`common.augment`), and fed to the model under autocast.
-Train accuracy comes from that same forward pass; validation runs in eval mode without
-gradients. After every epoch the run record and `last.pt` are written atomically, and `best.pt`
-when validation accuracy improves. All randomness inside epoch e is derived from (seed, e), so a
-run resumed from `last.pt` continues exactly as if it had never stopped.
-"""
+"""The training loop shared by Part A (from scratch) and Part B (fine-tuning): seeded batches augmented on the device,
+validation after every epoch, and the record and checkpoints written atomically, so a resumed run continues exactly
+as if it had never stopped (docs/design.md, "Training on the GPUs people have")."""
 import json
 import math
 import os
@@ -29,8 +23,6 @@ from common.recipe import (TrainConfig, augmentation_strength, build_optimizer, 
                            weight_decay_groups)
 from common.runs import claim_run_dir, release_run_dir
 from common.tracking import RunRecord, WandbRun, environment_info, now_iso
-
-# ------------------------------------------------------------------------------ training
 
 CHECK_EVERY = 25  # steps between host reads of the running loss (each read waits for the GPU)
 
@@ -79,10 +71,9 @@ def _restore_rng_state(state):
 
 
 def checkpoint_dict(model, optimizer, scaler, epoch, cfg, state: RunSpec, best_val_acc, wandb_id, record=None):
-    raw = getattr(model, "_orig_mod", model)  # a torch.compile'd model saves its original weights
     return {
         "format": "inat-lab/1",
-        "model": raw.state_dict(),
+        "model": model.state_dict(),  # never the torch.compile'd wrapper: that is session.run_model
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "epoch": epoch,  # epochs completed
@@ -290,7 +281,7 @@ def restore_from_checkpoint(session: Session, save_model, checkpoint) -> tuple:
     """Load model, optimiser, scaler and RNG state; returns (start epoch, best val acc, wandb id)."""
     if checkpoint is None:
         return 0, -1.0, None
-    getattr(save_model, "_orig_mod", save_model).load_state_dict(checkpoint["model"])
+    save_model.load_state_dict(checkpoint["model"])
     session.optimizer.load_state_dict(checkpoint["optimizer"])
     session.scaler.load_state_dict(checkpoint["scaler"])
     _restore_rng_state(checkpoint.get("rng"))
