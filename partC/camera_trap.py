@@ -20,13 +20,13 @@ prefer_passive_openmp()  # before torch loads OpenMP
 import click
 from tqdm import tqdm
 
-from partC.trap import (ANIMALS, WILDLIFE, CropClassifier, Watcher, first_video_fps, frames_of, make_demo_clip,
-                        parse_classes, plural)
+from partC.trap import ANIMALS, WILDLIFE, CropClassifier, Watcher, first_video_fps, frames_of, make_demo_clip, plural
 from common.cli import OUTPUT_FOLDER, OneLineErrors, invoked_command
 from partC.detector import DETECT_OPTIONS, build_detector
 from common.errors import UserError
 from common.io import save_json
 from partC.media import expand_inputs
+from partC.yolo import parse_classes
 
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})
 @click.argument("inputs", nargs=-1)
@@ -57,12 +57,11 @@ def main(inputs, watch, alert, cooldown, min_score, fps, stride, classifier, dem
     watched, alert_classes = parse_classes(watch, detector.names), parse_classes(alert, detector.names)
 
     def say_alert(event):
-        if not quiet:
-            click.echo(f"ALERT t={event['time']:7.1f}s frame {event['frame']}: {event['class']} ({event['score']:.2f}) "
-                       f"in {Path(event['source']).name}")
+        click.echo(f"ALERT t={event['time']:7.1f}s frame {event['frame']}: {event['class']} ({event['score']:.2f}) "
+                   f"in {Path(event['source']).name}")
 
     watcher = Watcher(detector, out, watched, alert_classes, cooldown, min_score, first_video_fps(media, stride, fps),
-                      labeller, say_alert)
+                      labeller, None if quiet else say_alert)
     skipped_inputs = []
     started = time.perf_counter()
     try:

@@ -70,10 +70,9 @@ class Route(nn.Module):
 
 
 class Shortcut(nn.Module):
-    def __init__(self, source, activation):
+    def __init__(self, source):
         super().__init__()
         self.source = source
-        self.activation = activation
 
 
 class YoloHead(nn.Module):
@@ -98,7 +97,6 @@ class YoloHead(nn.Module):
         return out.view(b, h * w * a, 5 + self.num_classes)
 
     def _grid(self, h, w, device):
-        """Cell column and row indices, H×W×1 each (cached per size: they are constants)."""
         key = (h, w, str(device))
         if key not in self._grids:
             gy, gx = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
@@ -124,9 +122,8 @@ def _conv_block(section, in_channels):
 
 
 class InferenceConv(nn.Module):
-    """A conv block folded for inference: batch norm inside the weights (`fuse_conv_bn_eval`), then
-    the leaky ReLU in place. Outputs equal the unfolded block's to float rounding (tested). Why nothing
-    more: docs/measurements.md, "Detector speed"."""
+    """A conv block with its batch norm folded into the weights (`fuse_conv_bn_eval`): outputs equal the unfolded
+    block's to float rounding (tested). Why nothing more: docs/measurements.md, "Detector speed"."""
 
     def __init__(self, block: nn.Sequential, dtype=torch.float32):
         super().__init__()
@@ -152,12 +149,10 @@ class Darknet(nn.Module):
         super().__init__()
         net = sections[0]
         self.height, self.width = int(net.get("height", 416)), int(net.get("width", 416))
-        self.channels = int(net.get("channels", 3))
-        self.sections = sections[1:]
         self.layers = nn.ModuleList()
         channels: List[int] = []
-        in_channels = self.channels
-        for index, s in enumerate(self.sections):
+        in_channels = int(net.get("channels", 3))
+        for index, s in enumerate(sections[1:]):
             try:
                 layer, out = self._layer(s, index, in_channels, channels)
             except (ValueError, KeyError, IndexError) as err:
@@ -185,7 +180,7 @@ class Darknet(nn.Module):
             return Route(refs), sum(channels[r] for r in refs)
         if kind == "shortcut":
             source = int(s["from"])
-            return Shortcut(source if source >= 0 else index + source, s.get("activation", "linear")), in_channels
+            return Shortcut(source if source >= 0 else index + source), in_channels
         mask = _ints(s.get("mask", ""))  # yolo
         anchors = _ints(s["anchors"])
         pairs = [(anchors[2 * i], anchors[2 * i + 1]) for i in range(len(anchors) // 2)]
@@ -221,9 +216,6 @@ class Darknet(nn.Module):
                 x = layer(x)
             outputs.append(x)
         return heads
-
-    def decode(self, heads, net_h, net_w):
-        return torch.cat([head.decode(raw, net_h, net_w) for head, raw in heads], 1)
 
 
 MAX_CFG_FLOATS = 500_000_000  # yolov3 needs 62 million; a cfg asking for more is damaged or not a detector
@@ -265,13 +257,12 @@ def expected_floats(model: Darknet) -> int:
 
 
 def _weights_header(handle, path):
-    """Read a .weights header; returns (major, minor). `seen` is int64 from version 0.2 on, int32 before."""
+    """Read past a .weights header. `seen` is int64 from version 0.2 on, int32 before."""
     header = np.frombuffer(handle.read(12), dtype=np.int32)
     if header.size != 3:
         raise UserError(f"{path} is too short to be a Darknet weights file")
     major, minor, _ = (int(v) for v in header)
     handle.read(8 if major * 10 + minor >= 2 else 4)
-    return major, minor
 
 
 def weights_file_floats(path) -> int:
@@ -287,20 +278,17 @@ def load_darknet_weights(model: Darknet, path):
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist")
     with open(path, "rb") as handle:
-        major, minor = _weights_header(handle, path)
-        values = np.frombuffer(handle.read(), dtype=np.float32)
+        _weights_header(handle, path)
+        values = np.fromfile(handle, dtype=np.float32)
     needed = expected_floats(model)
     if values.size != needed:
         raise UserError(f"{path.name} holds {values.size:,} floats but the cfg needs {needed:,}: weights and cfg "
                         f"do not belong together (or the file is truncated)")
-    offset = 0
+    tensors = [t for block in model.conv_layers() for t in _conv_tensors(block)]
     with torch.no_grad():
-        for block in model.conv_layers():
-            for tensor in _conv_tensors(block):
-                n = tensor.numel()
-                tensor.copy_(torch.from_numpy(values[offset:offset + n].copy()).view_as(tensor))
-                offset += n
-    return {"major": major, "minor": minor, "floats": needed}
+        for tensor, chunk in zip(tensors, torch.from_numpy(values).split([t.numel() for t in tensors])):
+            tensor.copy_(chunk.view_as(tensor))
+    return {"floats": needed}
 
 
 def save_darknet_weights(model: Darknet, path, version=(0, 2, 0), seen=0):

@@ -33,13 +33,12 @@ def build_detector(model="yolov3-tiny", cfg=None, weights=None, names=None, inpu
     net = load_cfg(cfg, weights)
     load_darknet_weights(net, weights)
     net.fold_for_inference(PRECISION_DTYPES[precision])
-    keep = [c.strip() for c in classes.split(",") if c.strip()] if isinstance(classes, str) else classes
     if precision != "fp32" and engine == "openvino":
         raise UserError("--engine openvino runs fp32; use --precision fp32, or --engine torch for bf16")
     if precision != "fp32":
         engine = "torch"  # bf16 is PyTorch's
     cache = Path(weights_cache or WEIGHTS_CACHE).parent / "openvino"
-    return Detector(net, read_names(names), input_size, conf, nms, resize, keep, device, engine=engine,
+    return Detector(net, read_names(names), input_size, conf, nms, resize, classes, device, engine=engine,
                     threads=threads, cache_dir=cache)
 
 

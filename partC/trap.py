@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import torch
@@ -94,16 +94,6 @@ def contact_sheet(crops, captions, path, title, cell=160):
     return save(fig, path)
 
 
-def parse_classes(text: Optional[str], valid) -> List[str]:
-    if text is None:
-        return []
-    names = [c.strip() for c in text.split(",") if c.strip()]
-    unknown = [c for c in names if c not in valid]
-    if unknown:
-        raise UserError(f"unknown class name(s) {unknown}; choose from: {', '.join(valid)}")
-    return names
-
-
 # ------------------------------------------------------------------------ frames in, clips out
 
 def _to_stderr(message):
@@ -184,26 +174,22 @@ def fit_canvas(pil, size):
     return canvas
 
 
-def make_demo_clip(path, photos=None, fps=4, seconds=2.0, empty_seconds=1.0, size=(480, 360)):
+def make_demo_clip(path, fps=4, seconds=2.0, empty_seconds=1.0, size=(480, 360)):
     """A short 'camera-trap' clip from real photos: each held for `seconds` with a slow zoom, then `empty_seconds`
     of the same scene blurred beyond recognition — the empty triggers (wind, light) a real trap records too."""
-    writer = None
-    photos = photos or offline_photos(DEMO_PHOTOS, warn=_to_stderr)
+    photos = offline_photos(DEMO_PHOTOS, warn=_to_stderr)
+    writer = VideoWriter(path, fps, *size)
     for source in photos if len(photos) > 1 else photos * 2:  # grace_hopper alone: two visits
         photo = fit_canvas(Image.open(source).convert("RGB"), size)
         frames = int(fps * seconds)
-        clip = []
         for i in range(frames):
             zoom = 1.0 + 0.08 * i / frames  # frames differ, like a real clip
             w, h = size[0] / zoom, size[1] / zoom
             box = ((size[0] - w) / 2, (size[1] - h) / 2, (size[0] + w) / 2, (size[1] + h) / 2)
-            clip.append(np.asarray(photo.resize(size, Image.BILINEAR, box=box)))
+            writer.write(np.asarray(photo.resize(size, Image.BILINEAR, box=box)))
         empty = np.asarray(photo.filter(ImageFilter.GaussianBlur(40)))
-        clip += [empty] * int(fps * empty_seconds)
-        for frame in clip:
-            if writer is None:
-                writer = VideoWriter(path, fps, *size)
-            writer.write(frame)
+        for _ in range(int(fps * empty_seconds)):
+            writer.write(empty)
     writer.close()
     return Path(path)
 
@@ -213,8 +199,7 @@ SHEET_VISITS = 64  # crops on the contact sheet at most
 
 
 class Watcher:
-    """One watch over a stream of frames: alerts (one per visit of an alert class), kept frames annotated into
-    kept/ and watched.mp4, one crop per visit for the contact sheet, and every event in events.jsonl."""
+    """One watch over a stream of frames (what it keeps and writes: docs/design.md, "Part C in detail")."""
 
     def __init__(self, detector, out, watched, alert_classes, cooldown, min_score, clip_fps, labeller=None,
                  on_alert=None):
@@ -228,7 +213,7 @@ class Watcher:
         self.alert_score = {}  # (class, visit) -> the score the alert was raised with
         self.alerts_log = []
         self.stats = {"frames": 0, "bad_frames": 0, "kept": 0, "alerts": 0, "detections": 0}
-        self.writer, self.canvas_size = None, None
+        self.writer = None
         (self.out / "kept").mkdir(parents=True, exist_ok=True)
         self.events = open(self.out / "events.jsonl", "w")
 
@@ -267,11 +252,9 @@ class Watcher:
         name = f"{Path(source).stem}-{index:06d}.jpg"
         write_atomically(self.out / "kept" / name,
                          lambda handle: annotated.save(handle, format=image_format(name), quality=90))
-        self.canvas_size = self.canvas_size or (annotated.width - annotated.width % 2,
-                                                annotated.height - annotated.height % 2)
-        if self.writer is None:
-            self.writer = VideoWriter(self.out / "watched.mp4", self.clip_fps, *self.canvas_size)
-        self.writer.write(np.asarray(fit_canvas(annotated, self.canvas_size)))
+        if self.writer is None:  # the first kept frame's size, made even, is the clip's
+            self.writer = VideoWriter(self.out / "watched.mp4", self.clip_fps, annotated.width, annotated.height)
+        self.writer.write(np.asarray(fit_canvas(annotated, (self.writer.stream.width, self.writer.stream.height))))
         self.events.write(json.dumps({"type": "frame", "time": round(t, 3), "frame": index, "source": source,
                                       "kept_as": f"kept/{name}", "detections": [d.to_dict() for d in detections],
                                       "species": extra if self.labeller else None}) + "\n")

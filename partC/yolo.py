@@ -5,7 +5,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -124,7 +124,7 @@ def openvino_network(model: Darknet, height, width, threads=0, cache_dir=None):
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     compiled = None
-    if cached_model_intact(saved):
+    if is_sealed(model_files(saved), saved.with_suffix(".sha256")):  # flipped bits would silently give other boxes
         try:
             compiled = core.compile_model(core.read_model(str(saved)), "CPU", config)
         except RuntimeError:  # intact bytes OpenVINO cannot read (another OpenVINO's format): converted again
@@ -148,11 +148,6 @@ def openvino_network(model: Darknet, height, width, threads=0, cache_dir=None):
 
 def model_files(xml_path):
     return [xml_path, xml_path.with_suffix(".bin")]
-
-
-def cached_model_intact(xml_path):
-    """Do the cached .xml + .bin match the digest written beside them? Flipped bits would silently give other boxes."""
-    return is_sealed(model_files(xml_path), xml_path.with_suffix(".sha256"))
 
 
 def _save_atomically(ov, ov_model, path):
@@ -193,28 +188,31 @@ def resolve_engine(engine, device):
     return engine
 
 
+def parse_classes(text: Optional[str], valid) -> List[str]:
+    """Comma-separated class names, each checked against `valid` (the model's)."""
+    if text is None:
+        return []
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in names if c not in valid]
+    if unknown:
+        raise UserError(f"unknown class name(s) {unknown}; choose from: {', '.join(valid)}")
+    return names
+
+
 class Detector:
     """A Darknet model (`build_detector` folds it for inference first), kept channels_last (faster in oneDNN and
-    cuDNN), with its class names and detection settings. A call runs three stages that `bench/bench_detect.py` times
-    separately: `preprocess`, `forward`, `postprocess`."""
+    cuDNN). A call runs three stages that `bench/bench_detect.py` times separately: preprocess, forward, postprocess."""
 
     def __init__(self, model: Darknet, names, input_size=None, conf_threshold=0.25, nms_threshold=0.45,
                  resize="letterbox", keep_classes=None, device="cpu", engine="torch", threads=0, cache_dir=None):
         if len(names) != model.num_classes:
             raise UserError(f"{len(names)} class names for a model with {model.num_classes} classes")
-        if input_size is not None and (input_size <= 0 or input_size % 32):
-            raise UserError(f"--input-size must be a positive multiple of 32, got {input_size}")
         self.model = model.eval().to(device, memory_format=torch.channels_last)
         self.names = list(names)
         self.height = self.width = input_size or model.height
         self.conf_threshold, self.nms_threshold, self.resize = conf_threshold, nms_threshold, resize
         self.device = torch.device(device)
-        self.keep_classes = None
-        if keep_classes:
-            unknown = [c for c in keep_classes if c not in self.names]
-            if unknown:
-                raise UserError(f"unknown class name(s) {unknown}; valid names are the model's: {', '.join(self.names)}")
-            self.keep_classes = [self.names.index(c) for c in keep_classes]
+        self.keep_classes = [self.names.index(c) for c in parse_classes(keep_classes, self.names)] or None
         self.engine = resolve_engine(engine, self.device)
         self.heads = [layer for layer in model.layers if isinstance(layer, YoloHead)]
         if self.engine == "openvino":
@@ -230,7 +228,8 @@ class Detector:
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Network input → decoded rows N×(5+C) for the one image, on the CPU."""
-        return self.model.decode(list(zip(self.heads, self.network(x))), self.height, self.width)[0].cpu()
+        raws = zip(self.heads, self.network(x))
+        return torch.cat([head.decode(raw, self.height, self.width) for head, raw in raws], 1)[0].cpu()
 
     def postprocess(self, decoded: torch.Tensor, lb: Letterbox, image_w, image_h) -> List[Detection]:
         boxes, scores, classes = select_detections(decoded, self.conf_threshold, self.nms_threshold, self.keep_classes)
