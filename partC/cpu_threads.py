@@ -13,9 +13,7 @@ def set_inference_threads(threads):
     """Use `threads` intra-op threads (0 or None: leave torch's default, one per core)."""
     import torch
 
-    if threads is None or threads == 0:
-        return torch.get_num_threads()
-    if threads < 0:
+    if threads is not None and threads < 0:
         raise UserError(f"--threads must be >= 1 (or 0 for one per core), got {threads}")
-    torch.set_num_threads(threads)
-    return threads
+    if threads:
+        torch.set_num_threads(threads)

@@ -34,18 +34,16 @@ from partC.media import VideoWriter, draw_detections, expand_inputs, image_forma
 def detect_images_and_videos(detector, inputs, out_dir, quiet=False):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / "detections.jsonl"
     stats = {"images": 0, "frames": 0, "bad_frames": 0, "detections": 0, "skipped": []}
-    inputs = list(inputs)
     names = output_names(inputs)
-    with open(log_path, "w") as log:
+    with open(out_dir / "detections.jsonl", "w") as log:
         for number, (kind, path) in enumerate(inputs):
             try:
                 detect_one(detector, kind, path, out_dir / names[number], log, stats, quiet)
             except UserError as err:  # one bad file is skipped and reported, never the end of a folder run
                 stats["skipped"].append((str(path), err.message))
                 click.echo(f"skipped {path}: {err.message}", err=True)
-    return stats, log_path
+    return stats
 
 
 def output_names(inputs):
@@ -112,7 +110,7 @@ def main(inputs, out, quiet, **options):
     """Detect objects (80 COCO classes) in images, folders and videos."""
     detector = build_detector(**options)
     started = time.perf_counter()
-    stats, log_path = detect_images_and_videos(detector, expand_inputs(inputs), out, quiet)
+    stats = detect_images_and_videos(detector, expand_inputs(inputs), out, quiet)
     elapsed = time.perf_counter() - started
     save_json(Path(out) / "run.json", {"command": invoked_command(), "seconds": round(elapsed, 2),
                                        "model": options["cfg"] or options["model"], "input_size": detector.height,
@@ -121,7 +119,7 @@ def main(inputs, out, quiet, **options):
     bad = f", {stats['bad_frames']} unreadable frames skipped" if stats["bad_frames"] else ""
     bad += f", {len(stats['skipped'])} unreadable input(s) skipped" if stats["skipped"] else ""
     click.echo(f"{stats['images']} images, {stats['frames']} video frames, {stats['detections']} detections "
-               f"in {elapsed:.1f}s{bad} -> {out}/ ({log_path.name})")
+               f"in {elapsed:.1f}s{bad} -> {out}/ (detections.jsonl)")
     if stats["images"] + stats["frames"] == 0:
         raise UserError("no input could be read; see the skipped files above")
 

@@ -24,19 +24,17 @@ def expand_inputs(paths):
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file())
-            media = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS]
+            media = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
             if not media:
                 raise UserError(f"folder {path} holds no images or videos")
-            found += [("video" if p.suffix.lower() in VIDEO_EXTENSIONS else "image", p) for p in media]
         elif path.is_file():
-            suffix = path.suffix.lower()
-            if suffix not in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
+            if path.suffix.lower() not in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
                 raise UserError(f"{path} is neither an image ({', '.join(sorted(IMAGE_EXTENSIONS))}) nor a video "
                                 f"({', '.join(sorted(VIDEO_EXTENSIONS))})")
-            found.append(("video" if suffix in VIDEO_EXTENSIONS else "image", path))
+            media = [path]
         else:
             raise UserError(f"input {path} does not exist")
+        found += [("video" if p.suffix.lower() in VIDEO_EXTENSIONS else "image", p) for p in media]
     if not found:
         raise UserError("no inputs given")
     return found
@@ -96,8 +94,7 @@ def open_video(path):
 def video_info(path):
     with open_video(path) as container:
         stream = container.streams.video[0]
-        return {"fps": float(stream.average_rate or 25), "frames": stream.frames, "width": stream.width,
-                "height": stream.height}
+        return {"fps": float(stream.average_rate or 25), "frames": stream.frames}
 
 
 def image_format(path):
@@ -123,13 +120,11 @@ class VideoWriter:
         rgb = rgb[: self.stream.height, : self.stream.width]
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         with self.removed_on_failure():
-            for packet in self.stream.encode(frame):
-                self.container.mux(packet)
+            self.container.mux(self.stream.encode(frame))
 
     def close(self):
         with self.removed_on_failure():
-            for packet in self.stream.encode():
-                self.container.mux(packet)
+            self.container.mux(self.stream.encode())  # the encoder's last packets
             self.container.close()
         os.replace(self.partial, self.path)
 
@@ -164,9 +159,8 @@ def _overlap(a, b):
 
 
 def place_labels(boxes, sizes, image_w, image_h):
-    """Tag rectangles (x1, y1, x2, y2), one per box (best score first), placed so that no tag hides another: each
-    takes the first of its candidate spots around the box that lies inside the image and overlaps no tag placed
-    so far, else the one that overlaps least."""
+    """Tag rectangles (x1, y1, x2, y2), one per box (best score first), placed inside the image so that no tag
+    hides another where a candidate spot allows, else where it overlaps least."""
     placed = []
     for (x1, y1, x2, y2), (w, h) in zip(boxes, sizes):
         candidates = [(x1, y1 - h), (x1, y1), (x1, y2), (x2 - w, y1 - h), (x2 - w, y1), (x2 - w, y2 - h),
@@ -198,10 +192,8 @@ def draw_detections(image: torch.Tensor, detections, extra_labels=None) -> Image
             text += f" | {extra_labels[i]}"
         boxes.setdefault(tuple(round(v) for v in det.box), []).append((det, text))
     texts = {box: " / ".join(t for _, t in tagged) for box, tagged in boxes.items()}
-    sizes = []
-    for box, text in texts.items():
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        sizes.append((right - left + 6, bottom - top + 4))
+    bboxes = [draw.textbbox((0, 0), text, font=font) for text in texts.values()]
+    sizes = [(right - left + 6, bottom - top + 4) for left, top, right, bottom in bboxes]
     for (x1, y1, x2, y2), tagged in boxes.items():
         draw.rectangle([x1, y1, x2, y2], outline=class_colour(tagged[0][0].class_id), width=width)
     for (box, tagged), rect in zip(boxes.items(), place_labels(list(boxes), sizes, *pil.size)):
