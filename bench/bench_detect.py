@@ -108,7 +108,6 @@ def main(model, input_size, frames, warmup, device, threads, resize, precision, 
                 ours_by_round.setdefault(r, []).append(sum(stages[-1]))
             elif reference is not None:
                 theirs_by_round.setdefault(r, []).append(time_opencv(reference, rgb))
-    pre, fwd, post = zip(*stages)
     total = [sum(s) for s in stages]
     theirs = [t for r in sorted(theirs_by_round) for t in theirs_by_round[r]]
     click.echo(f"{model} @ {input_size}px, {resize}, {precision}, on {detector.device} ({threads} threads), {path.name} "
@@ -116,9 +115,8 @@ def main(model, input_size, frames, warmup, device, threads, resize, precision, 
                f"{f', taking turns with OpenCV in {rounds} rounds' if reference is not None else ''}:")
     if detector.device.type == "cpu":
         click.echo(f"  OpenMP waiting: OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
-    click.echo(f"  ours    preprocess  {spread(pre)}")
-    click.echo(f"  ours    forward     {spread(fwd)}")
-    click.echo(f"  ours    postprocess {spread(post)}")
+    for stage, seconds in zip(("preprocess ", "forward    ", "postprocess"), zip(*stages)):
+        click.echo(f"  ours    {stage} {spread(seconds)}")
     click.echo(f"  ours    end to end  {spread(total)}  = {1 / np.median(total):.1f} frames/s")
     if reference is not None:
         ratio = np.median(theirs) / np.median(total)

@@ -45,13 +45,11 @@ def network_files(model, workdir):
         return cfg, weights
 
 
-def torch_engines(cfg, weights, size):
+def torch_engines(cfg, weights):
     """name → callable(x) for the PyTorch engines, plus the folded module for exporting."""
-    eager = load_cfg(cfg, weights)
-    load_darknet_weights(eager, weights)
-    eager.eval()
-    folded = load_cfg(cfg, weights)
-    load_darknet_weights(folded, weights)
+    eager, folded = load_cfg(cfg, weights), load_cfg(cfg, weights)
+    for net in (eager, folded):
+        load_darknet_weights(net, weights)
     folded.fold_for_inference().to(memory_format=torch.channels_last)
     ours, plain = RawHeads(folded).eval(), RawHeads(eager).eval()
     engines = {"pytorch": lambda x: ours(x.contiguous(memory_format=torch.channels_last)), "eager": plain}
@@ -60,8 +58,9 @@ def torch_engines(cfg, weights, size):
     return engines, ours
 
 
-def other_engines(module, size, threads, workdir):
-    """OpenVINO (Part C's own conversion) and ONNX Runtime (on an ONNX export), those that are installed."""
+def other_engines(module, cfg, weights, size, threads, workdir):
+    """OpenVINO (Part C's own conversion), ONNX Runtime (on an ONNX export) and OpenCV's own importer (set up as
+    the detection reference sets it up, its network alone): those that are installed."""
     engines, missing = {}, []
     try:
         engines["openvino"] = openvino_network(module.net, size, size, threads, cache_dir=workdir)
@@ -79,20 +78,15 @@ def other_engines(module, size, threads, workdir):
         engines["onnxruntime"] = lambda x: session.run(None, {name: x.numpy()})
     except ImportError:
         missing.append("onnxruntime (with onnx)")
-    return engines, missing
-
-
-def opencv_engine(cfg, weights, threads):
-    """OpenCV's own importer, set up as the detection reference sets it up; its network alone (None: no OpenCV)."""
     if not opencv_reference.available():
-        return None
+        return engines, missing + ["opencv"]
     reference = opencv_reference.OpenCVDetector(cfg, weights, [], threads=threads)
 
-    def run(x):
+    def run_opencv(x):
         reference.net.setInput(x.numpy())
         return reference.net.forward(reference.outputs)
 
-    return run
+    return {**engines, "opencv": run_opencv}, missing
 
 
 def timed_rounds(engines, x, frames, rounds):
@@ -124,15 +118,10 @@ def main(model, threads, size, frames, rounds):
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as workdir, torch.inference_mode():
         cfg, weights = network_files(model, workdir)
-        engines, ours = torch_engines(cfg, weights, size)
+        engines, ours = torch_engines(cfg, weights)
         with torch.inference_mode(False):
-            exported, missing = other_engines(ours, size, threads, workdir)
+            exported, missing = other_engines(ours, cfg, weights, size, threads, workdir)
         engines.update(exported)
-        opencv = opencv_engine(cfg, weights, threads)
-        if opencv is not None:
-            engines["opencv"] = opencv
-        else:
-            missing.append("opencv")
         x = torch.rand(1, 3, size, size)
         medians = timed_rounds(engines, x, frames, rounds)
     default = "openvino" if "openvino" in medians else "pytorch"

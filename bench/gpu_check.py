@@ -42,10 +42,6 @@ def run(rows, name, args, timeout=300):
     return result
 
 
-def weights_of(path):
-    return torch.load(path, map_location="cpu", weights_only=True)["model"]
-
-
 def kill_and_resume(rows, data, runs, common, train):
     """A --deterministic run killed with SIGKILL after its first epoch, resumed, equals an uninterrupted one."""
     args = ["partA/train.py", "--data-dir", str(data), "--runs-dir", str(runs), "--epochs", "3", "--deterministic",
@@ -54,9 +50,8 @@ def kill_and_resume(rows, data, runs, common, train):
     started = time.perf_counter()
     proc = subprocess.Popen([PY, *args, "--run-name", "det-cut"], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    record = runs / "det-cut" / "record.json"
     while proc.poll() is None:
-        if len((read_record(record.parent) or {}).get("epochs", [])) >= 1:  # None while not written yet
+        if len((read_record(runs / "det-cut") or {}).get("epochs", [])) >= 1:  # None while not written yet
             os.killpg(proc.pid, signal.SIGKILL)  # kill -9: no handler runs
             break
         time.sleep(0.02)
@@ -64,7 +59,8 @@ def kill_and_resume(rows, data, runs, common, train):
     rows.append(("  killed after epoch 1 (SIGKILL)", "ok" if proc.returncode == -signal.SIGKILL else "finished first",
                  time.perf_counter() - started, ""))
     run(rows, "  resumed", ["partA/train.py", "--resume", "det-cut", "--runs-dir", str(runs)])
-    whole, cut = weights_of(runs / "det-whole" / "last.pt"), weights_of(runs / "det-cut" / "last.pt")
+    whole, cut = (torch.load(runs / run / "last.pt", map_location="cpu", weights_only=True)["model"]
+                  for run in ("det-whole", "det-cut"))
     same = all(torch.equal(whole[k], cut[k]) for k in whole)
     rows.append(("  resumed weights == uninterrupted", "ok" if same else "FAILED", 0.0,
                  "bit for bit" if same else "weights differ"))

@@ -36,8 +36,7 @@ class OpenCVDetector:
         self.names = list(names)
         self.size, self.conf, self.nms, self.resize = input_size, conf_threshold, nms_threshold, resize
 
-    def preprocess(self, rgb: np.ndarray):
-        """RGB uint8 H×W×3 → (1×3×S×S float blob in [0,1], scale_x, scale_y, pad_x, pad_y)."""
+    def __call__(self, rgb: np.ndarray) -> List[dict]:
         cv2, size = self.cv2, self.size
         h, w = rgb.shape[:2]
         if self.resize == "stretch":
@@ -49,14 +48,7 @@ class OpenCVDetector:
             image[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = cv2.resize(rgb, (new_w, new_h),
                                                                           interpolation=cv2.INTER_LINEAR)
             scale_x, scale_y = new_w / w, new_h / h
-        blob = cv2.dnn.blobFromImage(image, 1 / 255.0, (size, size), swapRB=False, crop=False)
-        return blob, scale_x, scale_y, pad_x, pad_y
-
-    def __call__(self, rgb: np.ndarray) -> List[dict]:
-        cv2, size = self.cv2, self.size
-        h, w = rgb.shape[:2]
-        blob, scale_x, scale_y, pad_x, pad_y = self.preprocess(rgb)
-        self.net.setInput(blob)
+        self.net.setInput(cv2.dnn.blobFromImage(image, 1 / 255.0, (size, size), swapRB=False, crop=False))
         rows = np.concatenate([o.reshape(-1, o.shape[-1]) for o in self.net.forward(self.outputs)])
         scores = rows[:, 5:]  # cx, cy, w, h (relative), objectness, then scores already × objectness
         box_idx, cls_idx = np.nonzero(scores > self.conf)

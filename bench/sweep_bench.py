@@ -82,10 +82,6 @@ def replay_trainer(histories):
     return train
 
 
-def histories_of(runs):
-    return {config_key(r["params"]): [h["val_acc"] for h in r["history"]] for r in runs}
-
-
 def mismatches(runs, grid_histories):
     """Runs whose history differs from the grid's run of the same config (over the epochs both have)."""
     bad = 0
@@ -103,12 +99,8 @@ def epochs_to_reach(curve, target):
 def plot_curves(results, budget, tolerance, path, goal=0.2):
     """Best validation accuracy so far, in points from that seed's grid best, against the fraction of the
     grid's epochs spent: the seeds' targets differ, so each curve is measured against its own."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    from common.viz import save  # first: it sets matplotlib's Agg backend
     import matplotlib.pyplot as plt
-
-    from common.viz import save
 
     colours = {"grid": "#444444", "random": "#1b9e77", "bayes+hyperband": "#d95f02"}
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -219,7 +211,7 @@ def run_real_methods(seed, data, epochs, budget, runs_dir, options, grid_size, t
                                  options, max_runs=4 * grid_size, target=target)
         results[(method, seed)] = curve
         if method == "grid":
-            grid_histories[seed] = histories_of(runs)
+            grid_histories[seed] = {config_key(r["params"]): [h["val_acc"] for h in r["history"]] for r in runs}
         else:
             mismatched += mismatches(runs, grid_histories[seed])
         click.echo(f"seed {seed} {method:<16} {len(curve):3d} epochs, best val acc {curve[-1][1]:.4f}")
