@@ -7,6 +7,7 @@ Test accuracy comes from `partA/evaluate.py`'s test_summary.json (this script ne
 folder). Writes compare.md, compare.json and learning_curves.png to --out.
 """
 import sys
+from itertools import accumulate
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -131,12 +132,9 @@ def row_for(run_dir, eval_dir):
     test_file = Path(eval_dir) / run_dir.name / "test_summary.json"
     test = read_output(test_file) if test_file.is_file() else {}
     ft = record.get("finetune", {})
-    elapsed = 0.0
-    curve = []
-    for e in epochs:
-        elapsed += e["epoch_time"]
-        curve.append({"epoch": e["epoch"], "val_acc": e["val_acc"], "train_acc": e.get("train_acc"),
-                      "elapsed_s": elapsed})
+    elapsed = list(accumulate(e["epoch_time"] for e in epochs))
+    curve = [{"epoch": e["epoch"], "val_acc": e["val_acc"], "train_acc": e.get("train_acc"), "elapsed_s": t}
+             for e, t in zip(epochs, elapsed)]
     return {
         "run": run_dir.name,
         "kind": record.get("kind", "?"),
@@ -149,13 +147,12 @@ def row_for(run_dir, eval_dir):
         "curve": curve,
         "trainable_params": record.get("trainable_params", record.get("params")),
         "params": record.get("params"),
-        "s_per_epoch": sum(e["epoch_time"] for e in epochs) / len(epochs),
+        "s_per_epoch": elapsed[-1] / len(epochs),
         "feature_pass_s": record.get("feature_pass_s"),  # Part B's one backbone pass when the head trains on features
-        "total_s": sum(e["epoch_time"] for e in epochs) + (record.get("feature_pass_s") or 0.0),
+        "total_s": elapsed[-1] + (record.get("feature_pass_s") or 0.0),
         "images_per_s": record["summary"]["mean_images_per_s"],
         "epochs": len(epochs),
         "settings": {**{k: record["config"].get(k) for k in SETTINGS}, "epochs": len(epochs),
-                     # the backbone's own learning rate: only where the backbone trains from the start
                      "backbone_lr_scale": ft.get("backbone_lr_scale") if ft.get("freeze") in ("none", "gradual") else None},
         "split_file": record.get("split_file"),
     }
@@ -172,8 +169,7 @@ def main(runs, runs_dir, eval_dir, out):
     if not run_dirs:
         raise UserError(f"no finished runs in {runs_dir}; train with partA/train.py and partB/finetune.py first")
     rows = [row_for(d, eval_dir) for d in run_dirs]
-    splits = {r["split_file"] for r in rows}
-    same_split = len(splits) == 1
+    same_split = len({r["split_file"] for r in rows}) == 1
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     learning_curves({r["run"]: load_record(d) for r, d in zip(rows, run_dirs)}, out / "learning_curves.png",

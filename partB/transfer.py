@@ -35,11 +35,6 @@ FINETUNE_KEYS = ("model", "weights", "freeze", "k", "backbone_lr_scale", "unfree
 FINETUNE_RECIPE = {"epochs": 10, "lr": 1e-3, "weight_decay": 0.01, "label_smoothing": 0.1}
 
 
-def uses_feature_cache(strategy, cfg, requested=True):
-    """A frozen backbone without augmentation computes the same features every epoch: do it once."""
-    return requested and strategy == "all-but-last" and not cfg.augment
-
-
 def head_block(model):
     """(paths, module) of what the feature-cache path trains: the class layer together with the parameter-free
     modules just before it in its Sequential — EfficientNet's and MobileNet's Dropout, ConvNeXt's Flatten — so it
@@ -182,7 +177,8 @@ def run_finetune(options: dict, data=None):
         if not cfg.quiet:
             print_stages(model, name, strategy, k)
         spec = {"kind": "pretrained", "name": name, "num_classes": len(data.classes)}
-        use_features = uses_feature_cache(strategy, cfg, feature_cache_requested)
+        # a frozen backbone without augmentation computes the same features every epoch: do it once
+        use_features = feature_cache_requested and strategy == "all-but-last" and not cfg.augment
         finetune.update({"weights_source": info["weights_source"], "stages": num_stages, "feature_cache": use_features})
         state = RunSpec(run_dir=run_dir, model_spec=spec, classes=data.classes, mean=preprocess["mean"],
                          std=preprocess["std"],
@@ -219,8 +215,7 @@ def finetune_config(options, name, weights, strategy, k):
     preprocess = preprocess_for(name, weights).__dict__
     stages = model_stages(probe, name)
     apply_freeze(probe, name, strategy, k)
-    options.setdefault("image_size", None)
-    if options["image_size"] is None:
+    if options.get("image_size") is None:
         options["image_size"] = preprocess["crop_size"]
         options["resize_size"] = preprocess["resize_size"]
     cfg = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
@@ -231,8 +226,7 @@ def finetune_config(options, name, weights, strategy, k):
 
 
 def _fit_head_on_features(model, name, data, cfg, state, weights_source, resume_checkpoint=None):
-    """Train only the head block (the class layer and the dropout before it) on backbone features computed
-    once; checkpoints hold the whole model."""
+    """Train only the head block (`head_block`) on backbone features computed once; checkpoints hold the whole model."""
     if not cfg.quiet:
         print("frozen backbone, no augmentation: computing backbone features once, then training the head on them",
               flush=True)
