@@ -267,8 +267,8 @@ def part_b_q3(found, record):
 
 def part_b_q4(code):
     rows = [["--freeze all-but-last", "python partB/finetune.py --freeze all-but-last --no-augment"],
-            ["--freeze first-k", "python partB/finetune.py --freeze first-k --k 4 --epochs 1 --image-size 64 --no-augment"],
-            ["--freeze none", "python partB/finetune.py --freeze none --epochs 1 --image-size 64 --no-augment"],
+            ["--freeze first-k", "python partB/finetune.py --freeze first-k --k 4 --epochs 1 --image-size 48 --no-augment"],
+            ["--freeze none", "python partB/finetune.py --freeze none --epochs 1 --image-size 48 --no-augment"],
             ["test accuracy", "python partA/evaluate.py --run <run>"],
             ["Q2-Q3 table", "python partB/compare.py --run <scratch run> --run <fine-tuned run> ..."],
             ["what a stage is", "python partB/finetune.py --list-stages"]]

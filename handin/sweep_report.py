@@ -1,8 +1,5 @@
-"""The sweep report: Q2's three plots, Q3's observations, and one self-contained HTML page.
-
-Works from the local sweep state (runs/sweeps/<name>/, Optuna's journal), so it needs no network.
-Observations are computed from the runs and each carries its statistic and sample size; a
-difference smaller than the noise floor is reported as no clear difference, not as a finding.
+"""The sweep's analysis for Q2 and Q3, from its local state (no network): its runs as rows, the three plots, parameter
+importance, and Q3's observations, each with the statistic and the runs behind it.
 """
 import math
 from pathlib import Path
