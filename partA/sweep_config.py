@@ -1,6 +1,5 @@
 """A sweep's YAML (wandb's sweep format) and its Optuna mapping: reading and checking the config before any run
-starts, the search space as Optuna's suggestions, samplers and pruner. The sweep folder, its agents and the wandb
-backend are partA/sweep_engine.py's."""
+starts, the search space as Optuna's suggestions, samplers and pruner."""
 import itertools
 import json
 import math
