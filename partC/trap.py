@@ -177,10 +177,11 @@ def fit_canvas(pil, size):
 def make_demo_clip(path, fps=4, seconds=2.0, empty_seconds=1.0, size=(480, 360)):
     """A short 'camera-trap' clip from real photos: each held for `seconds` with a slow zoom, then `empty_seconds`
     of the same scene blurred beyond recognition — the empty triggers (wind, light) a real trap records too."""
-    photos = offline_photos(DEMO_PHOTOS, warn=_to_stderr)
+    sources = offline_photos(DEMO_PHOTOS, warn=_to_stderr)
+    # every photo read before the clip is opened: an unreadable one leaves no partial clip behind
+    photos = [fit_canvas(Image.open(source).convert("RGB"), size) for source in sources]
     writer = VideoWriter(path, fps, *size)
-    for source in photos if len(photos) > 1 else photos * 2:  # grace_hopper alone: two visits
-        photo = fit_canvas(Image.open(source).convert("RGB"), size)
+    for photo in photos if len(photos) > 1 else photos * 2:  # grace_hopper alone: two visits
         frames = int(fps * seconds)
         for i in range(frames):
             zoom = 1.0 + 0.08 * i / frames  # frames differ, like a real clip
