@@ -71,10 +71,6 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def tf32_applies(device: torch.device) -> bool:
-    return device.type == "cuda" and cuda_capability(device) >= (8, 0)
-
-
 def configure_backends(device: torch.device, deterministic: bool = False, tf32: bool = True) -> dict:
     """Set cuDNN/cuBLAS/TF32 policy for this process; returns what was set (for the run record).
 
@@ -89,17 +85,16 @@ def configure_backends(device: torch.device, deterministic: bool = False, tf32: 
         torch.use_deterministic_algorithms(False)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
-    use_tf32 = tf32 and tf32_applies(device)
+    use_tf32 = tf32 and device.type == "cuda" and cuda_capability(device) >= (8, 0)
     torch.backends.cuda.matmul.allow_tf32 = use_tf32
     torch.backends.cudnn.allow_tf32 = use_tf32
     return {"deterministic": deterministic, "cudnn_benchmark": torch.backends.cudnn.benchmark, "tf32": use_tf32}
 
 
-def data_fits_on_device(policy: str, device: torch.device, nbytes: int, free_bytes: Optional[int] = None,
-                        share: float = 0.5) -> bool:
+def data_fits_on_device(policy: str, device: torch.device, nbytes: int, free_bytes: Optional[int] = None) -> bool:
     """--data-on-device: keep the uint8 training set on the GPU?
 
-    auto: only when it fits in `share` of the GPU's free memory (the rest is for the model,
+    auto: only when it fits in half of the GPU's free memory (the rest is for the model,
     activations and the optimiser); otherwise batches stream from pinned host memory.
     yes: always (an error if it cannot fit at all); no: never. On the CPU the set is in
     host memory either way.
@@ -115,4 +110,4 @@ def data_fits_on_device(policy: str, device: torch.device, nbytes: int, free_byt
             raise UserError(f"--data-on-device yes: the training set needs {nbytes / 2**30:.1f} GiB but the GPU has "
                             f"{free_bytes / 2**30:.1f} GiB free; use --data-on-device auto or a smaller --image-size")
         return True
-    return nbytes <= share * free_bytes
+    return nbytes <= 0.5 * free_bytes

@@ -13,14 +13,6 @@ from common.augment import AugmentConfig, augment_batch
 from common.device import autocast
 
 
-def normalise_pixels(x, mean, std, channels_last=False):
-    """(x − mean) / std per channel; mean/std may be lists or tensors already on the device."""
-    mean_t = torch.as_tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    std_t = torch.as_tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    x = (x - mean_t) / std_t
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
 def prepare_batch(images_uint8, mean, std, augment: Optional[AugmentConfig] = None, generator=None, channels_last=False):
     """uint8 batch (already on the device) → augmented, normalised float batch.
 
@@ -32,7 +24,10 @@ def prepare_batch(images_uint8, mean, std, augment: Optional[AugmentConfig] = No
     x = images_uint8.float().div_(255.0)
     if augment is not None:
         x = augment_batch(x, augment, generator)
-    return normalise_pixels(x, mean, std, channels_last)
+    mean = torch.as_tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)  # lists, or tensors on the device
+    std = torch.as_tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 @torch.no_grad()

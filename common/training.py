@@ -216,18 +216,11 @@ def train_one_epoch(s: Session, cfg: TrainConfig, epoch: int, n_train: int, run_
             "train_time": time.perf_counter() - started}
 
 
-def nonfinite_tensor(model: nn.Module):
-    """The name of the first parameter or buffer (batch-norm statistics too) holding NaN/inf, or None."""
-    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            return name
-    return None
-
-
 def check_finite(model, val, epoch, run_dir):
     """Before an epoch is saved: a checkpoint is good only if every tensor in it and its validation
     metrics are finite. Otherwise nothing of this epoch is written and the run stops as diverged."""
-    broken = nonfinite_tensor(model)
+    tensors = list(model.named_parameters()) + list(model.named_buffers())  # batch-norm statistics too
+    broken = next((name for name, t in tensors if t.is_floating_point() and not torch.isfinite(t).all()), None)
     if broken is None and math.isfinite(val["loss"]) and math.isfinite(val["acc"]):
         return
     what = f"the model's {broken}" if broken else "the validation loss"
