@@ -46,13 +46,6 @@ def searched_parameters(config):
                   if isinstance(spec, dict) and (len(spec.get("values", [])) > 1 or "min" in spec))
 
 
-def sweep_config(folder):
-    path = Path(folder) / "config.yaml"
-    if not path.is_file():
-        raise UserError(f"no sweep at {folder}: run make sweep (or make assignment)")
-    return stored_config(folder)
-
-
 def chosen_run(runs_dir, sweep):
     """(run record, why) of the sweep's best complete run."""
     run_dir = best_run(runs_dir, kind="scratch", sweep=sweep)
@@ -309,8 +302,8 @@ def part_c(found):
 def sweep_answers(folder, out, record, summary):
     """(Q2, Q3) from the sweep folder — the analysis also goes into `summary` — or a visible note for each."""
     try:
-        config = sweep_config(folder)
-        rows = collect_sweep(folder)
+        rows = collect_sweep(folder)  # first: it says when there is no sweep
+        config = stored_config(folder)
         q2, summary["sweep_analysis"] = part_a_q2(folder, config, rows, out, searched_parameters(config), record)
         importance = [(i["feature"], i["importance"], i["correlation"]) for i in summary["sweep_analysis"]["importance"]]
         chance = 1 / len(record["classes"]) if record else None

@@ -21,7 +21,7 @@ def collect_sweep(sweep_folder):
     """Rows of the sweep's runs: params, best val acc, created time, state, epochs run."""
     folder = Path(sweep_folder)
     if not (folder / "config.yaml").is_file():
-        raise UserError(f"no sweep at {folder}; run one with `make sweep` or `python partA/sweep.py`")
+        raise UserError(f"no sweep at {folder}: run make sweep (or make assignment)")
     rows = []
     for run in sweep_runs(folder):
         acc = run["summary"].get("best_val_acc")

@@ -383,11 +383,6 @@ def _finish(trial, state, value=None, record=None, error=None):
         trial.study.tell(trial, state=states["stopped" if state == "finished" else state])
 
 
-def _final_value(history, metric, goal):
-    values = [h[metric] for h in history if metric in h]
-    return (max if goal == "maximize" else min)(values, default=None)
-
-
 def trained_to_the_end(run_dir):
     """The record of a run that ended (finished, or stopped by hyperband) or trained all its epochs before it was
     interrupted — that one is marked finished, which it is — else None (it has epochs left to train)."""
@@ -470,7 +465,8 @@ def run_agent(sweep: LocalSweep, count: int, runs_dir="runs", train=None, log=pr
             with Heartbeat(trial):
                 record = train(options, stop, run["resumed"], extra)
             state = "stopped" if record["status"] == "stopped" else "finished"
-            _finish(trial, state, _final_value(history, metric, goal), record)
+            best = (max if goal == "maximize" else min)((h[metric] for h in history if metric in h), default=None)
+            _finish(trial, state, best, record)
             ended = "stopped by hyperband" if state == "stopped" else "finished"
             log(f"[{sweep.folder.name}] {position} {ended} after {len(history)} epochs: best val acc "
                 f"{record['summary'].get('best_val_acc', float('nan')):.4f}; {best_so_far(sweep)}")
