@@ -217,8 +217,7 @@ class TensorSet:
         return len(self.labels)
 
 
-def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progress=True, workers=None,
-                    resize=None) -> TensorSet:
+def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progress=True, resize=None) -> TensorSet:
     """Decode `samples` once at `size`; later calls with the same files and size read the cache.
 
     The cache key covers each file's path, byte size and mtime, so a changed file set builds a
@@ -236,18 +235,17 @@ def load_tensor_set(root, samples, classes, size, cache_dir=DEFAULT_CACHE, progr
     if cached is not None:
         return cached
     _check_memory_for(len(samples), size, root)
-    tensor_set = _decode_all(root, samples, classes, size, resize, progress, workers)
+    tensor_set = _decode_all(root, samples, classes, size, resize, progress)
     save_torch(path, tensor_set.__dict__)
     return tensor_set
 
 
-def _decode_all(root, samples, classes, size, resize, progress, workers) -> TensorSet:
+def _decode_all(root, samples, classes, size, resize, progress) -> TensorSet:
     """Decode every sample in threads; unreadable files are skipped with a warning, unless a whole class is."""
     out = torch.empty(len(samples), 3, size, size, dtype=torch.uint8)
     ok = torch.zeros(len(samples), dtype=torch.bool)
     skipped = []
-    workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         results = pool.map(lambda s: decode_and_resize(root / s[0], size, resize), samples)
         for i, (image, reason) in enumerate(tqdm(results, total=len(samples), desc=f"decode {root.name} @{size}px",
                                                  disable=None if progress else True, unit="img")):

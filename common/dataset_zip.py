@@ -34,10 +34,6 @@ class DatasetPaths:
     root: Path
     train_dir: Path
 
-    @property
-    def name(self):
-        return self.root.name
-
 
 def _dataset_root_in(folder: Path):
     """The folder holding train/ and val/ at or one level below `folder`, or None."""

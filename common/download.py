@@ -19,14 +19,11 @@ CHUNK = 1 << 20
 
 
 def sha256_of(path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def download_file(url, dest, sha256=None, size=None, timeout=60, progress=True, hint="", verify=None):
+def download_file(url, dest, sha256=None, size=None, progress=True, hint="", verify=None):
     """Download `url` to `dest` (resuming `dest.part`), verify, then rename atomically.
 
     Completeness: the server's Content-Length, else the expected `size`/`sha256`, else `verify`
@@ -36,7 +33,7 @@ def download_file(url, dest, sha256=None, size=None, timeout=60, progress=True, 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    response = _request_rest_of(url, part, timeout, hint)
+    response = _request_rest_of(url, part, hint)
     if response is not None:  # None: the server answered 416, an earlier run downloaded it whole
         with response:
             _stream_into(part, response, url, size, progress)
@@ -46,14 +43,14 @@ def download_file(url, dest, sha256=None, size=None, timeout=60, progress=True, 
     return dest
 
 
-def _request_rest_of(url, part, timeout, hint):
+def _request_rest_of(url, part, hint):
     """The server's response from the end of `part` on (a Range request), or None when `part` is already whole."""
     start = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "inat-lab"})
     if start:
         request.add_header("Range", f"bytes={start}-")
     try:
-        return urllib.request.urlopen(request, timeout=timeout)
+        return urllib.request.urlopen(request, timeout=60)
     except urllib.error.HTTPError as err:
         if err.code == 416 and start:  # the partial file is already complete (or too long)
             return None

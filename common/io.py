@@ -21,22 +21,19 @@ os.umask(_UMASK)
 STALE_TMP_SECONDS = 3600  # a temp file this old belongs to a writer that was killed (writes take seconds)
 
 
-def remove_stale_temp_files(path: Path, older_than=STALE_TMP_SECONDS) -> int:
-    """Delete the temp files that killed writers of `path` left behind (`.name.XXXX.tmp`); returns how many.
+def remove_stale_temp_files(path: Path):
+    """Delete the temp files that killed writers of `path` left behind (`.name.XXXX.tmp`).
 
     Only this module's own naming pattern is touched, and only files old enough that no live
     writer can still own them.
     """
-    removed = 0
-    cutoff = time.time() - older_than
+    cutoff = time.time() - STALE_TMP_SECONDS
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         try:
             if tmp.is_file() and tmp.stat().st_mtime < cutoff:
                 tmp.unlink()
-                removed += 1
         except OSError:
             pass  # another process cleaned it first
-    return removed
 
 
 def no_space(folder, what, needed=None) -> UserError:

@@ -186,9 +186,6 @@ class SmallCNN(nn.Module):
     def forward(self, x):
         return self.head(self.features(x))
 
-    def conv_layers(self):
-        return [m for m in self.features.modules() if isinstance(m, nn.Conv2d)]
-
 
 def build_model(cfg: CNNConfig) -> SmallCNN:
     return SmallCNN(cfg)

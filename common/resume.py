@@ -11,8 +11,6 @@ from common.run_records import data_identity
 from common.runs import claimed_run, has_checkpoint
 from common.recipe import CONTEXT_KEYS, TrainConfig
 
-# Options that may change on resume without changing what is computed: the run context (one table).
-RESUME_FREE_KEYS = CONTEXT_KEYS
 # A run that diverged (NaN/inf) would diverge again at once if resumed as it was: its way out is a smaller
 # step, so these may change when it resumes (the record keeps what changed, and from which epoch).
 DIVERGED_FREE_KEYS = {"lr", "grad_clip"}
@@ -47,7 +45,7 @@ def _checked_resume(run_dir, overrides, data):
                         f"(evaluate it with partA/evaluate.py --run {run_dir.name})")
     spec_config = ckpt["model_spec"].get("config", ckpt["model_spec"])
     overrides = _comparable_overrides(overrides)
-    free = RESUME_FREE_KEYS | (DIVERGED_FREE_KEYS if record.get("status") == "diverged" else set())
+    free = CONTEXT_KEYS | (DIVERGED_FREE_KEYS if record.get("status") == "diverged" else set())
     for key in DIVERGED_FREE_KEYS & free:
         if overrides.get(key) is not None and overrides[key] != stored.get(key):
             record.setdefault("changed_on_resume", []).append({"epoch": ckpt["epoch"], key: [stored.get(key), overrides[key]]})

@@ -104,8 +104,7 @@ class RunRecord:
     """The on-disk record of one run; `save()` is atomic."""
 
     def __init__(self, run_dir, data=None):
-        self.run_dir = Path(run_dir)
-        self.path = self.run_dir / "record.json"
+        self.path = Path(run_dir) / "record.json"
         self.data = data if data is not None else {"created": now_iso(), "status": "created", "epochs": [], "summary": {}}
 
     def save(self):
@@ -120,7 +119,7 @@ class RunRecord:
 class WandbRun:
     """A thin wrapper: every call is a no-op when wandb is disabled or fails to start."""
 
-    def __init__(self, mode, project, name, config, run_dir, run_id=None, group=None, tags=None):
+    def __init__(self, mode, project, name, config, run_dir, run_id=None, group=None):
         self.run = None
         self.owned = True
         self.mode = resolve_wandb_mode(mode)
@@ -136,7 +135,7 @@ class WandbRun:
         import wandb
 
         start = functools.partial(wandb.init, project=project, name=name, config=config, dir=str(run_dir), id=run_id,
-                                  resume="allow" if run_id else None, group=group, tags=tags, reinit="finish_previous")
+                                  resume="allow" if run_id else None, group=group, reinit="finish_previous")
         if self.mode == "online":
             try:
                 self.run = start(mode="online")
