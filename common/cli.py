@@ -25,10 +25,6 @@ D = TrainConfig()
 INTERRUPT_QUIET_ENV = "INAT_LAB_QUIET_INTERRUPT"
 
 
-def _sigterm_as_ctrl_c(*_):
-    raise KeyboardInterrupt
-
-
 class OneLineErrors(click.Command):
     """A click command that prints the library's UserError as one line (`Error: ...`, exit 1), and stops on Ctrl-C
     or SIGTERM (kill, a scheduler, make assignment) the same way: runs save their record as interrupted (their
@@ -36,7 +32,7 @@ class OneLineErrors(click.Command):
 
     def invoke(self, ctx):
         try:
-            signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt, as Ctrl-C does
         except ValueError:  # not the main thread (a test calling the command in a thread): keep the default
             pass
         try:

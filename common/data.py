@@ -274,22 +274,15 @@ def _decode_all(root, samples, classes, size, resize, progress) -> TensorSet:
     return tensor_set
 
 
-def available_memory_bytes():
-    """MemAvailable from /proc/meminfo (Linux), or None where it cannot be read."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def _check_memory_for(count, size, root):
     """The decoded set must fit in memory (with room for training): a clear error instead of an OOM kill."""
     needed = count * 3 * size * size
-    available = available_memory_bytes()
-    if available is not None and needed > 0.8 * available:
+    try:  # MemAvailable (Linux); where it cannot be read, nothing is checked
+        line = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemAvailable:"))
+        available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError, StopIteration):
+        return
+    if needed > 0.8 * available:
         raise UserError(f"decoding {count} images of {root} at {size} px needs {needed / 2**30:.1f} GiB but only "
                         f"{available / 2**30:.1f} GiB of memory is free; use a smaller --image-size")
 

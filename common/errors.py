@@ -13,9 +13,6 @@ class UserError(Exception):
         super().__init__(message)
         self.message = message
 
-    def __str__(self):
-        return self.message
-
 
 def describe(err: BaseException, limit: int = 160) -> str:
     """`Type: the first line of its message`, for the one-line messages that name a caught error. A driver's or

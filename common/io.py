@@ -90,8 +90,7 @@ def _disk_full(err, folder) -> bool:
 
 
 def save_json(path, obj):
-    data = json.dumps(obj, indent=2, default=str).encode()
-    write_atomically(path, lambda handle: handle.write(data))
+    save_text(path, json.dumps(obj, indent=2, default=str))
 
 
 def save_text(path, text: str):
