@@ -288,11 +288,8 @@ def _check_memory_for(count, size, root):
 
 
 def _read_tensor_cache(path: Path, count: int, size: int):
-    """The cached TensorSet at `path`, or None when it is missing, unreadable or not what it should be.
-
-    Loaded with weights_only (a crafted cache file cannot run code); a damaged file is rebuilt
-    with a warning naming it, never trusted and never fatal.
-    """
+    """The cached TensorSet at `path` (loaded with weights_only), or None when it is missing — or, with a warning
+    naming it, unreadable or not what it should be: it is then rebuilt."""
     if not path.exists():
         return None
     try:

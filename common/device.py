@@ -92,13 +92,8 @@ def configure_backends(device: torch.device, deterministic: bool = False, tf32: 
 
 
 def data_fits_on_device(policy: str, device: torch.device, nbytes: int, free_bytes: Optional[int] = None) -> bool:
-    """--data-on-device: keep the uint8 training set on the GPU?
-
-    auto: only when it fits in half of the GPU's free memory (the rest is for the model,
-    activations and the optimiser); otherwise batches stream from pinned host memory.
-    yes: always (an error if it cannot fit at all); no: never. On the CPU the set is in
-    host memory either way.
-    """
+    """--data-on-device: keep the uint8 training set on the GPU? (auto, yes, no: docs/design.md, "Training on the
+    GPUs people have"; yes is an error when it cannot fit at all.)"""
     if policy not in ("auto", "yes", "no"):
         raise UserError(f"--data-on-device must be auto, yes or no, got {policy!r}")
     if device.type != "cuda" or policy == "no":

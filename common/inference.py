@@ -14,11 +14,8 @@ from common.device import autocast
 
 
 def prepare_batch(images_uint8, mean, std, augment: Optional[AugmentConfig] = None, generator=None, channels_last=False):
-    """uint8 batch (already on the device) → augmented, normalised float batch.
-
-    A floating-point batch is already a batch of features (Part B's cached backbone outputs):
-    it passes through unchanged.
-    """
+    """uint8 batch (already on the device) → augmented, normalised float batch; a float batch is Part B's cached
+    backbone features and passes through."""
     if images_uint8.is_floating_point():
         return images_uint8
     x = images_uint8.float().div_(255.0)

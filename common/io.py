@@ -22,11 +22,8 @@ STALE_TMP_SECONDS = 3600  # a temp file this old belongs to a writer that was ki
 
 
 def remove_stale_temp_files(path: Path):
-    """Delete the temp files that killed writers of `path` left behind (`.name.XXXX.tmp`).
-
-    Only this module's own naming pattern is touched, and only files old enough that no live
-    writer can still own them.
-    """
+    """Delete the temp files that killed writers of `path` left behind: this module's `.name.XXXX.tmp`, and only
+    those too old for a live writer to own."""
     cutoff = time.time() - STALE_TMP_SECONDS
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         try:

@@ -91,12 +91,8 @@ def checkpoint_dict(model, optimizer, scaler, epoch, cfg, state: RunSpec, best_v
 
 
 class BatchSource:
-    """Training batches by index: from a copy of the set on the device, or streamed from pinned host memory.
-
-    Streaming gathers each batch on the host into one of two pinned buffers and copies it with
-    non_blocking=True, so the copy of batch i+1 overlaps the GPU work on batch i; an event per
-    buffer keeps a buffer from being refilled before its copy has finished.
-    """
+    """Training batches by index: from a copy of the set on the device, or streamed through two pinned host buffers
+    (docs/design.md, "--data-on-device"); an event per buffer keeps it from being refilled before its copy is done."""
 
     def __init__(self, images, labels, device, on_device: bool):
         self.device, self.on_device = device, on_device

@@ -35,11 +35,7 @@ def choose_grid_samples(labels, num_classes, per_class, seed):
 
 
 def prediction_grid(image_paths, rows, labels, probs, classes, path, title=""):
-    """One row per class, `per_class` test images each: photo, true vs predicted, confidence.
-
-    A correct prediction gets a green frame and ✓, a wrong one a red frame and ✗ with the
-    predicted class in red, so the grid reads at a glance.
-    """
+    """One row per class, `per_class` test images each: photo, true vs predicted, confidence, green ✓ or red ✗."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 2.9 * n_rows), squeeze=False)
     for r, indices in enumerate(rows):
