@@ -57,7 +57,7 @@ class OtherFinetune(Shape):
     freeze: str
     extra: List[str]
     rate_factor: float
-    epochs: Optional[int] = None  # None: the plan's finetune_epochs
+    suffix: Optional[str] = None  # its run is <main run>-<suffix>; None: -<freeze>
 
 
 class FinetuneModel(Shape):

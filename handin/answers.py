@@ -147,7 +147,8 @@ def compare_table(path):
                       "head trains on cached features. "
                       + ("All runs share one validation split." if data.get("same_split") else
                          "Warning: these runs used different splits; their validation accuracies are not comparable."))
-    return body + [block for line in data.get("differences", []) for block in paragraph(line)]
+    return body + [block for key in ("strategies", "differences") for line in data.get(key, [])
+                   for block in paragraph(line)]
 
 
 def compare_section(path):

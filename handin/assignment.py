@@ -121,8 +121,8 @@ def finetune_runs(finetune_model, epochs, rate_factor, main_run):
     main = {"run": main_run, "freeze": finetune_model["freeze"], "epochs": epochs, "extra": finetune_model["extra"],
             "rate_factor": rate_factor}
     others = finetune_model.get("others", [])  # a plan.json from before Part B ran several strategies has none
-    return [main] + [{**main, **{k: v for k, v in other.items() if v is not None}, "run": f"{main_run}-{other['freeze']}"}
-                     for other in others]
+    return [main] + [{**main, **{k: v for k, v in other.items() if v is not None},
+                      "run": f"{main_run}-{other.get('suffix') or other['freeze']}"} for other in others]
 
 
 def part_b_steps(saved, places, eval_s, best):
@@ -263,10 +263,9 @@ def check_count(count):
 def finetune_choice(dev, demo, image_size, finetune_image_size):
     """(the fine-tuning runs as the plan saves them, the main run's speed as a share of the warm-up's, its epochs)."""
     # Part B: on a GPU, EfficientNetV2-S fine-tuned whole (docs/design.md), and the two cheaper strategies beside it.
-    # On a CPU, the offline Lite0 with a frozen backbone, trained on features computed once; the strategies that
-    # train through the backbone run 1 epoch at the sweep's input size: one epoch of --freeze none on the 1,200 demo
-    # images took 150 s at 128 px and 85 s at 64 px (2 cores shared with other training), and the demo must stay
-    # near 12 minutes. Their speed, 14 img/s at 64 px, was 0.4 of the default CNN's on the same busy cores.
+    # On a CPU, the offline Lite0 with a frozen backbone at 224 px, trained on features computed once; then all three
+    # strategies at the sweep's input size, the same 3 epochs, for a comparison where only the strategy differs:
+    # first-k and none train through the backbone, 7.5 s an epoch on the 1,200 demo images at 48 px (2 quiet cores).
     first_k, given = ["--k", str(FIRST_K)], finetune_image_size  # --finetune-image-size: one size for every run
     sized = lambda extra, size: extra + (["--image-size", str(size)] if size else [])  # noqa: E731
     if dev.type == "cuda" and not demo:
@@ -275,11 +274,13 @@ def finetune_choice(dev, demo, image_size, finetune_image_size):
             {"freeze": "first-k", "extra": sized(first_k, given), "rate_factor": 0.15}]}
         ft_factor, ft_epochs = 0.12, 8
     else:
+        size = given or image_size
+        matched = [] if given else [{"freeze": "all-but-last", "suffix": f"all-but-last-{size}px", "rate_factor": 2.0,
+                                     "extra": sized(["--no-augment"], size)}]  # with a given size, the main run is it
         finetune_model = {"model": "efficientnet_lite0", "freeze": "all-but-last",
-                          "extra": sized(["--no-augment"], given), "others": [
-            {"freeze": "first-k", "epochs": 1, "extra": sized(["--no-augment", *first_k], given or image_size),
-             "rate_factor": 0.4},
-            {"freeze": "none", "epochs": 1, "extra": sized(["--no-augment"], given or image_size), "rate_factor": 0.4}]}
+                          "extra": sized(["--no-augment"], given), "others": matched + [
+            {"freeze": "first-k", "extra": sized(["--no-augment", *first_k], size), "rate_factor": 0.4},
+            {"freeze": "none", "extra": sized(["--no-augment"], size), "rate_factor": 0.4}]}
         ft_factor, ft_epochs = 0.5, 3 if demo else 10
     return finetune_model, ft_factor, ft_epochs
 

@@ -258,17 +258,24 @@ def part_b_q3(found, record):
     return body
 
 
-def part_b_q4(code):
-    rows = [["--freeze all-but-last", "python partB/finetune.py --freeze all-but-last --no-augment"],
-            ["--freeze first-k", "python partB/finetune.py --freeze first-k --k 4 --epochs 1 --image-size 48 --no-augment"],
-            ["--freeze none", "python partB/finetune.py --freeze none --epochs 1 --image-size 48 --no-augment"],
-            ["test accuracy", "python partA/evaluate.py --run <run>"],
-            ["Q2-Q3 table", "python partB/compare.py --run <scratch run> --run <fine-tuned run> ..."],
-            ["what a stage is", "python partB/finetune.py --list-stages"]]
-    return (code_link(code, "partB")
-            + blocks.paragraph("partB/ has three files: finetune.py (the command), transfer.py (the fine-tuning run on "
+def finetune_command_of(row):
+    """The partB/finetune.py command that a compared run's settings give."""
+    s = row["settings"]
+    return (f"python partB/finetune.py --model {row['model']} --freeze {row['freeze'].replace(' k=', ' --k ')} "
+            f"--epochs {s['epochs']}" + ("" if row.get("resize_size") else f" --image-size {s['image_size']}")
+            + ("" if s["augment"] else " --no-augment"))
+
+
+def part_b_q4(found):
+    compared = read_output(found["compare"])["rows"] if found["compare"] else []
+    rows = [[f"{r['run']} (--freeze {r['freeze'].split()[0]})", finetune_command_of(r)]
+            for r in compared if r["kind"] == "finetune"] or [["a run", "python partB/finetune.py --freeze all-but-last"]]
+    rows += [["test accuracy", "python partA/evaluate.py --run <run>"],
+             ["Q2-Q3 table", "python partB/compare.py --run <scratch run> --run <fine-tuned run> ..."],
+             ["what a stage is", "python partB/finetune.py --list-stages"]]
+    return (blocks.paragraph("partB/ has three files: finetune.py (the command), transfer.py (the fine-tuning run on "
                              "Part A's training loop) and compare.py (the table above). Loading a model, replacing its "
-                             "head and freezing live in common/pretrained.py. The commands the demo runs:")
+                             "head and freezing live in common/pretrained.py. The commands of the runs above:")
             + blocks.table(["what", "command"], rows))
 
 
@@ -349,7 +356,7 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
         ("Q2: freezing strategies", answer(lambda: part_b_q2(ft, found), "Part B Q2") if ft else no_ft),
         ("Q3: from scratch vs fine-tuned",
          answer(lambda: part_b_q3(found, ft), "Part B Q3") if ft else no_ft),
-        ("Q4: the code", part_b_q4(code)),
+        ("Q4: the code", code_link(code, "partB") + answer(lambda: part_b_q4(found), "Part B Q4's commands")),
         (f"Part C — a pretrained YOLOv3 ({detector_name(found) or 'not run yet'}) in an application", None),
         ("The detector and the camera-trap watcher", answer(lambda: part_c(found), "Part C")),
     ]

@@ -6,6 +6,7 @@
 Test accuracy comes from `partA/evaluate.py`'s test_summary.json (this script never opens the test
 folder). Writes compare.md, compare.json and learning_curves.png to --out.
 """
+import json
 import sys
 from itertools import accumulate
 from pathlib import Path
@@ -37,20 +38,47 @@ def default_runs(runs_dir):
 
 
 def insights(rows):
-    """What the comparison shows, in sentences from the runs' own numbers (each fine-tuned run against scratch)."""
+    """Scratch against the best fine-tuned run by validation accuracy (Part B's Q3), in sentences from their numbers;
+    the other strategies are compared among themselves (strategies)."""
     scratch = next((r for r in rows if r["kind"] == "scratch"), None)
+    tuned = [r for r in rows if r["kind"] == "finetune"]
+    if scratch is None or not tuned:
+        return []
+    ft = max(tuned, key=lambda r: r["val_acc"])
+    accuracy = "test" if ft["test_acc"] is not None and scratch["test_acc"] is not None else "val"
+    a, b = scratch[f"{accuracy}_acc"], ft[f"{accuracy}_acc"]
+    fewer = ft["trainable_params"] < scratch["trainable_params"]
+    said = (f"{ft['run']} ({ft['model']}, --freeze {ft['freeze']}){', the best fine-tuned run,' if tuned[1:] else ''} "
+            f"reaches {b:.3f} {accuracy} accuracy; the scratch run reaches {a:.3f} ({(b - a) * 100:+.1f} points). It trains "
+            f"{ft['trainable_params']:,} parameters against {scratch['trainable_params']:,}, in {ft['total_s']:.0f} s "
+            f"against {scratch['total_s']:.0f} s."
+            + (" ImageNet features carry over, so few parameters have to learn from this data." if fewer else ""))
+    return [said] + [line for line in (time_to_reach(scratch, ft), overfitting(scratch, ft), class_gains(scratch, ft))
+                     if line]
+
+
+def strategies(rows):
+    """The freezing strategies that ran with the same model and settings, best first (Part B's Q2)."""
+    groups = {}
+    for r in (r for r in rows if r["kind"] == "finetune"):
+        same = {k: v for k, v in r["settings"].items() if k != "backbone_lr_scale"}  # part of a strategy
+        groups.setdefault(json.dumps([r["model"], r["split_file"], same], sort_keys=True), []).append(r)
     out = []
-    for ft in (r for r in rows if r["kind"] == "finetune") if scratch else ():
-        accuracy = "test" if ft["test_acc"] is not None and scratch["test_acc"] is not None else "val"
-        a, b = scratch[f"{accuracy}_acc"], ft[f"{accuracy}_acc"]
-        fewer = ft["trainable_params"] < scratch["trainable_params"]
-        out.append(f"{ft['run']} ({ft['model']}, --freeze {ft['freeze']}) reaches {b:.3f} {accuracy} accuracy; the "
-                   f"scratch run reaches {a:.3f} ({(b - a) * 100:+.1f} points). It trains {ft['trainable_params']:,} "
-                   f"parameters against {scratch['trainable_params']:,}, in {ft['total_s']:.0f} s against "
-                   f"{scratch['total_s']:.0f} s."
-                   + (" ImageNet features carry over, so few parameters have to learn from this data." if fewer else ""))
-        out += [line for line in (time_to_reach(scratch, ft), overfitting(scratch, ft), class_gains(scratch, ft)) if line]
+    for group in (g for g in groups.values() if len({r["freeze"] for r in g}) > 1):
+        s = group[0]["settings"]
+        ranked = [f"{r['freeze']}{shown_lr_scale(r)} {r['val_acc']:.3f}"
+                  + ("" if r["test_acc"] is None else f" ({r['test_acc']:.3f} test)")
+                  + f", {r['trainable_params']:,} parameters trained in {r['total_s']:.0f} s"
+                  for r in sorted(group, key=lambda r: -r["val_acc"])]
+        out.append(f"Where only the strategy differs ({group[0]['model']}, {s['image_size']} px, {s['epochs']} epochs, "
+                   f"the same learning rate, batch, weight decay and split), validation accuracy, best first: "
+                   + "; ".join(ranked) + ".")
     return out
+
+
+def shown_lr_scale(row):
+    scale = row["settings"].get("backbone_lr_scale")
+    return "" if scale is None else f" (backbone at {scale:g} × the learning rate)"
 
 
 # the training settings whose differences between compared runs are named (Q2, Q3)
@@ -112,16 +140,15 @@ def overfitting(scratch, ft):
 
 
 def class_gains(scratch, ft, top=3):
-    """The classes whose test accuracy changed most, when both runs were evaluated on the test set."""
+    """The classes whose test accuracy rose and fell most, when both runs were evaluated on the test set."""
     a, b = scratch.get("per_class"), ft.get("per_class")
     if not a or not b:
         return None
-    changes = sorted(((b[c] - a[c], c) for c in a if c in b), reverse=True)
-    best = ", ".join(f"{c} {a[c]:.2f} → {b[c]:.2f}" for _, c in changes[:top])
-    worst = changes[-1]
-    tail = (f"; least: {worst[1]} {a[worst[1]]:.2f} → {b[worst[1]]:.2f}" if worst[1] not in
-            {c for _, c in changes[:top]} else "")
-    return f"Test accuracy gained most in {best}{tail}."
+    changes = sorted((b[c] - a[c], c) for c in a if c in b)
+    listed = lambda group: ", ".join(f"{c} {a[c]:.2f} → {b[c]:.2f}" for _, c in group)  # noqa: E731
+    up, down = [x for x in reversed(changes) if x[0] > 0][:top], [x for x in changes if x[0] < 0][:top]
+    moved = ([f"rose most in {listed(up)}"] if up else []) + ([f"fell most in {listed(down)}"] if down else [])
+    return f"Per class, test accuracy {' and '.join(moved) or 'did not change'}."
 
 
 def row_for(run_dir, eval_dir):
@@ -141,6 +168,7 @@ def row_for(run_dir, eval_dir):
         "model": ft.get("model", "5-block CNN"),
         "freeze": ft.get("freeze", "-") + (f" k={ft['k']}" if ft.get("freeze") == "first-k" else ""),
         "image_size": record["config"]["image_size"],
+        "resize_size": record["config"].get("resize_size"),  # set: the weights' own resize-and-crop, no --image-size
         "val_acc": record["summary"]["best_val_acc"],
         "test_acc": test.get("test_acc"),
         "per_class": test.get("per_class_acc"),
@@ -183,10 +211,10 @@ def main(runs, runs_dir, eval_dir, out):
                      f"| {r['feature_pass_s'] or 0:.1f} | {r['total_s']:.0f} |")
     note = ("All runs share one validation split." if same_split else
             "WARNING: these runs used different splits (seed or data differ); validation accuracies are not comparable.")
-    found, differ = insights(rows), differences(rows)
-    text = "\n".join(lines) + f"\n\n{note}\n" + "".join(f"\n{line}\n" for line in differ + found)
+    found, differ, matched = insights(rows), differences(rows), strategies(rows)
+    text = "\n".join(lines) + f"\n\n{note}\n" + "".join(f"\n{line}\n" for line in matched + differ + found)
     (out / "compare.md").write_text(text)
-    save_json(out / "compare.json", {"rows": rows, "same_split": same_split, "insights": found,
+    save_json(out / "compare.json", {"rows": rows, "same_split": same_split, "insights": found, "strategies": matched,
                                      "differences": differ, "command": invoked_command()})
     click.echo(text + f"wrote {out}/compare.md, compare.json, learning_curves.png")
 

@@ -28,7 +28,7 @@ def saved_plan(tmp_path, budget=10.0, count=10, rate=500.0, train_images=1200):
     return {"args": args, "rate": rate, "train_images": train_images, "gpus": 0, "budget": budget, "demo": True,
             "device": "cpu", "image_size": 64, "dataset": "x",
             "finetune_model": {"model": "efficientnet_lite0", "freeze": "all-but-last", "extra": [], "others": [
-                {"freeze": "none", "epochs": 1, "extra": [], "rate_factor": 0.4}]}}
+                {"freeze": "none", "extra": [], "rate_factor": 0.4}]}}
 
 
 def total_seconds(saved):
@@ -125,27 +125,30 @@ def test_a_failed_step_skips_what_needs_it_and_the_rest_still_runs(tmp_path, mon
 
 
 def test_part_b_runs_three_freezing_strategies_and_compares_them_all(demo_root, tmp_path, monkeypatch):
-    """On a CPU: the main run on cached features, then first-k and none through the backbone, 1 epoch at the sweep's
-    input size; the same recipe otherwise. Each is evaluated on the test set, and compare.py takes them all."""
+    """On a CPU: the main run on cached features at the weights' own size, then all-but-last, first-k and none at the
+    sweep's input size with the same epochs and recipe, so that only the strategy differs. Each is evaluated on the
+    test set, and compare.py takes them all."""
     monkeypatch.setattr(assignment, "measure_images_per_s", lambda *a: (500.0, 1200))
     saved = assignment.make_plan(str(demo_root), 30.0, MIN_SCORED_RUNS, None, "local", (), "cpu", None,
                                  str(tmp_path / "out"), str(tmp_path / "runs"), str(tmp_path / "cache"), "hw")
     steps = {s.name: s for s in assignment.steps_of(saved)}
     runs = [command() for command in steps["finetune"].commands]
-    assert [r[r.index("--run-name") + 1] for r in runs] == ["hw-finetune", "hw-finetune-first-k", "hw-finetune-none"]
-    assert [r[r.index("--freeze") + 1] for r in runs] == ["all-but-last", "first-k", "none"]
-    assert [r[r.index("--epochs") + 1] for r in runs] == ["3", "1", "1"]
-    assert all("--no-augment" in r for r in runs) and "--k" in runs[1]
-    assert [r[r.index("--image-size") + 1] for r in runs[1:]] == [str(saved["image_size"])] * 2
+    size = str(saved["image_size"])
+    names = ["hw-finetune", f"hw-finetune-all-but-last-{size}px", "hw-finetune-first-k", "hw-finetune-none"]
+    assert [r[r.index("--run-name") + 1] for r in runs] == names
+    assert [r[r.index("--freeze") + 1] for r in runs] == ["all-but-last", "all-but-last", "first-k", "none"]
+    assert [r[r.index("--epochs") + 1] for r in runs] == ["3"] * 4
+    assert all("--no-augment" in r for r in runs) and "--k" in runs[2]
+    assert [r[r.index("--image-size") + 1] for r in runs[1:]] == [size] * 3
     assert "--image-size" not in runs[0]  # the weights' own size: its backbone runs once, not every epoch
     plant_run(tmp_path / "runs", "hw-a", 0.5)
     *evaluations, compare = [c() if callable(c) else c for c in steps["finetune-eval"].commands]
-    assert [e[e.index("--run") + 1] for e in evaluations] == ["hw-finetune", "hw-finetune-first-k", "hw-finetune-none"]
-    assert [compare[i + 1] for i, a in enumerate(compare) if a == "--run"] == [
-        "hw-a", "hw-finetune", "hw-finetune-first-k", "hw-finetune-none"]
+    assert [e[e.index("--run") + 1] for e in evaluations] == names
+    assert [compare[i + 1] for i, a in enumerate(compare) if a == "--run"] == ["hw-a", *names]
     sized = assignment.make_plan(str(demo_root), 30.0, MIN_SCORED_RUNS, None, "local", (), "cpu", 96,
                                  str(tmp_path / "out2"), str(tmp_path / "runs"), str(tmp_path / "cache"), "hw")
     runs = [command() for command in assignment.part_b_steps(sized, [], 1, None)[0].commands]
+    assert len(runs) == 3  # one size for every run: the main run is the matched all-but-last
     assert all(r[r.index("--image-size") + 1] == "96" and r.count("--image-size") == 1 for r in runs)
 
 

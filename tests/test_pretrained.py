@@ -27,7 +27,7 @@ from common.pretrained import (MIRROR_ENV, apply_freeze, build_pretrained, fetch
 from common.training import training_loss
 from partA.evaluation import evaluate_on_test
 from partA.from_scratch import run_scratch
-from partB.compare import differences, insights
+from partB.compare import differences, insights, strategies
 from partB.transfer import FINETUNE_RECIPE, resume_finetune, run_finetune
 
 from conftest import DARKNET_DATA, ROOT
@@ -425,10 +425,29 @@ def test_the_comparison_says_how_soon_the_fine_tuned_run_passed_the_scratch_best
     assert "passed the scratch run's best validation accuracy (0.600) after 1 epoch, 7 s" in text
     assert "the scratch run took 3 epochs, 30 s" in text
     assert "+0.200 from scratch, +0.020 fine-tuned" in text  # 0.8 − 0.6 and 0.92 − 0.90
-    assert "gained most in A 0.50 → 0.90, B 0.60 → 0.80, C 0.70 → 0.75; least: D 0.90 → 0.85" in text
+    assert "rose most in A 0.50 → 0.90, B 0.60 → 0.80, C 0.70 → 0.75 and fell most in D 0.90 → 0.85" in text
     assert "ImageNet features carry over" in text  # said only of a run that trains fewer parameters
     everything = {**tuned, "run": "n", "freeze": "none", "trainable_params": 3_383_818}
     assert "carry over" not in "\n".join(insights([scratch, everything]))
+    # with several fine-tuned runs, scratch is compared with the best by validation accuracy only
+    said = "\n".join(insights([scratch, {**everything, "val_acc": 0.5}, tuned]))
+    assert "t (efficientnet_lite0, --freeze all-but-last), the best fine-tuned run," in said and "n (" not in said
+
+
+def test_the_strategies_are_ranked_only_where_nothing_else_differs():
+    def row(run, freeze, val, **changed):
+        settings = {"epochs": 3, "image_size": 48, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.01, "augment": False,
+                    "backbone_lr_scale": 0.1 if freeze == "none" else None, **changed}
+        return {"run": run, "kind": "finetune", "model": "efficientnet_lite0", "freeze": freeze, "val_acc": val,
+                "test_acc": None, "trainable_params": 1000, "total_s": 10.0, "split_file": "split.json",
+                "settings": settings}
+
+    rows = [row("main", "all-but-last", 0.95, image_size=224), row("abl", "all-but-last", 0.59),
+            row("fk", "first-k k=4", 0.79), row("none", "none", 0.46)]
+    [said] = strategies(rows)  # the 224 px run differs in more than its strategy: not in the ranking
+    assert "(efficientnet_lite0, 48 px, 3 epochs," in said and "0.950" not in said
+    assert said.index("first-k k=4 0.790") < said.index("all-but-last 0.590") < said.index("none (backbone at 0.1 ×")
+    assert strategies(rows[:2]) == []  # one strategy per setting: nothing to rank
 
 
 def test_the_comparison_names_every_setting_the_runs_differ_in():

@@ -468,7 +468,8 @@ def handin_outputs(tmp_path):
          "total_s": 13.2, "images_per_s": 1100},
         {"run": "ft", "kind": "finetune", "model": "efficientnet_lite0", "freeze": "all-but-last", "image_size": 224,
          "val_acc": 0.9, "test_acc": 0.95, "trainable_params": 12810, "epochs": 3, "s_per_epoch": 0.1,
-         "feature_pass_s": 14.7, "total_s": 15.0, "images_per_s": 9000}],
+         "feature_pass_s": 14.7, "total_s": 15.0, "images_per_s": 9000, "resize_size": 256,
+         "settings": {"epochs": 3, "image_size": 224, "augment": False}}],
         "differences": ["The number of epochs differs: rep-best 12, ft 3."]}))
     _png(outputs / "detect" / "dog.jpg")
     (outputs / "detect" / "detections.jsonl").write_text(json.dumps(
@@ -527,6 +528,8 @@ def test_the_handin_report_answers_the_assignment_in_its_numbering(tmp_path):
     assert all(f"<td>{s}" in second for s in ("all-but-last (run below)", "first-k", "gradual", "none"))  # Part B Q2
     assert "feature pass (s, once)" in second and "The number of epochs differs: rep-best 12, ft 3." in second
     assert "this one has 40 images" in second and "ft wins" in second  # Part B Q3
+    # Part B Q4: each compared run's own command (the weights' own size: no --image-size)
+    assert "python partB/finetune.py --model efficientnet_lite0 --freeze all-but-last --epochs 3 --no-augment" in second
     # A-Q5 and B-Q4 link their part's code, or say how to name the repository where the checkout has no web remote
     assert second.count("There is no web repository to link") + second.count("/tree/") == 2
     assert "33.1 mAP" in second  # Part C names the detector's limits
