@@ -1,6 +1,7 @@
 """Click options shared by the scripts, so every script spells an option the same way. The training options
 are generated from TrainConfig's fields (common.recipe): one declaration each."""
 import dataclasses
+import functools
 import math
 import os
 import shlex
@@ -117,12 +118,7 @@ DEVICE_OPTION = click.option("--device", type=click.Choice(DEVICES), default="au
 
 def stack_options(decorators):
     """Apply a list of click decorators in reading order."""
-    def apply(func):
-        for decorator in reversed(decorators):
-            func = decorator(func)
-        return func
-
-    return apply
+    return lambda func: functools.reduce(lambda wrapped, decorator: decorator(wrapped), reversed(decorators), func)
 
 
 def python_command():

@@ -35,7 +35,6 @@ class FolderScan:
     root: Path
     classes: List[str]
     samples: List[Tuple[str, int]]  # (path relative to root, class index)
-    skipped_non_images: List[str]
 
 
 # What archivers and file managers leave beside the data: never a class, never an image.
@@ -85,7 +84,7 @@ def scan_image_folder(root) -> FolderScan:
     if escaping:
         warnings.warn(f"skipped {len(escaping)} link(s) in {root} that lead outside it, e.g. {escaping[0]} -> "
                       f"{(root / escaping[0]).resolve()}")
-    return FolderScan(root=root, classes=classes, samples=samples, skipped_non_images=skipped)
+    return FolderScan(root=root, classes=classes, samples=samples)
 
 
 def _fingerprint(items) -> str:
@@ -136,9 +135,8 @@ def _split_file_problem(path, scan, train, val):
         stored = read_state(path, SplitFile, "")
     except (DamagedFile, FileNotFoundError) as err:
         return f"is damaged ({getattr(err, 'problem', 'missing')})"
-    stored_train = [tuple(s) for s in stored["train"]]
-    stored_val = [tuple(s) for s in stored["val"]]
-    if stored.get("classes") != scan.classes or stored_train != train or stored_val != val:
+    if stored.get("classes") != scan.classes or [list(s) for s in train] != stored["train"] or [
+            list(s) for s in val] != stored["val"]:
         return "does not split this training folder's files the way its seed does (edited?)"
     return None
 

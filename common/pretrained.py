@@ -24,6 +24,8 @@ OFFLINE_MODEL = "efficientnet_lite0"
 FREEZE_STRATEGIES = ("all-but-last", "first-k", "none", "gradual")
 LITE0_FILE = "efficientnet-lite0-57934424.pth"
 LITE0_STAGE_BLOCKS = [1, 2, 2, 3, 3, 4, 1]
+LITE0_FIXED_LAYERS = {"_conv_stem": "features.0.0", "_bn0": "features.0.1", "_conv_head": "features.8.0",
+                      "_bn1": "features.8.1", "_fc": "classifier.1"}  # the layers outside the blocks
 MIRROR_ENV = "INAT_TORCHVISION_MIRROR"  # base URL replacing download.pytorch.org/models (mirrors, tests)
 
 
@@ -62,16 +64,8 @@ def lite0_state_dict_to_torchvision(state: dict) -> dict:
     stage_of = [(s + 1, j) for s, n in enumerate(LITE0_STAGE_BLOCKS) for j in range(n)]
     for key, value in state.items():
         parts = key.split(".")
-        if parts[0] == "_conv_stem":
-            new = "features.0.0." + parts[-1]
-        elif parts[0] == "_bn0":
-            new = "features.0.1." + parts[-1]
-        elif parts[0] == "_conv_head":
-            new = "features.8.0." + parts[-1]
-        elif parts[0] == "_bn1":
-            new = "features.8.1." + parts[-1]
-        elif parts[0] == "_fc":
-            new = "classifier.1." + parts[-1]
+        if parts[0] in LITE0_FIXED_LAYERS:
+            new = f"{LITE0_FIXED_LAYERS[parts[0]]}.{parts[-1]}"
         elif parts[0] == "_blocks":
             n, layer = int(parts[1]), parts[2]
             stage, j = stage_of[n]
@@ -142,12 +136,8 @@ def model_stages(model: nn.Module, name: str) -> List[List[str]]:
     elif name.startswith("vit"):
         stages = [["conv_proj.", "class_token", "encoder.pos_embedding"]] + \
                  [[f"encoder.layers.{n}."] for n, _ in model.encoder.layers.named_children()]
-    elif hasattr(model, "features") and isinstance(model.features, nn.Sequential):
-        stages = [[f"features.{n}."] for n, _ in model.features.named_children()
-                  if any(p.startswith(f"features.{n}.") for p in names)]
-    elif hasattr(model, "layers") and isinstance(model.layers, nn.Sequential):  # mnasnet
-        stages = [[f"layers.{n}."] for n, _ in model.layers.named_children()
-                  if any(p.startswith(f"layers.{n}.") for p in names)]
+    elif trunk := next((t for t in ("features", "layers") if isinstance(getattr(model, t, None), nn.Sequential)), None):
+        stages = [[f"{trunk}.{n}."] for n, _ in getattr(model, trunk).named_children()]  # layers: mnasnet
     else:  # googlenet, inception_v3, others: top-level children with parameters, in order
         head_roots = {h.split(".")[0] for h in heads}
         stages = [[f"{n}."] for n, child in model.named_children()
@@ -188,17 +178,9 @@ def apply_freeze(model: nn.Module, name: str, strategy: str, k: int = 0, unfroze
         raise UserError(f"unknown --freeze {strategy!r}; choose one of {', '.join(FREEZE_STRATEGIES)}")
     if strategy == "first-k" and not 0 <= k <= n:
         raise UserError(f"--k {k} is beyond the {n} stages of {name}; choose 0..{n}")
+    first_trained = {"none": 0, "all-but-last": n, "first-k": k, "gradual": n - unfrozen_stages}[strategy]
     for param_name, param in model.named_parameters():
-        group = owner[param_name]
-        if group == "head" or strategy == "none":
-            trainable = True
-        elif strategy == "all-but-last":
-            trainable = False
-        elif strategy == "first-k":
-            trainable = group >= k
-        else:  # gradual
-            trainable = group >= n - unfrozen_stages
-        param.requires_grad_(trainable)
+        param.requires_grad_(owner[param_name] == "head" or owner[param_name] >= first_trained)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, sum(p.numel() for p in model.parameters()), n
 
@@ -291,22 +273,19 @@ def _load_state(path):
 
 def load_imagenet_weights(model, name, weights, progress=True):
     """Fill a 1000-class model with ImageNet weights; a clear error names mismatched keys."""
-
     if weights in (None, "none"):
         return None
     if name == OFFLINE_MODEL:
         path = Path(weights) if weights not in ("default", "DEFAULT") else lite0_weights_path()
-        state = _load_state(path)
-        if any(k.startswith("_conv_stem") for k in state):
-            state = lite0_state_dict_to_torchvision(state)
     elif Path(str(weights)).suffix or Path(str(weights)).is_file():
         path = Path(weights)
         if not path.is_file():
             raise UserError(f"weights file {path} does not exist")
-        state = _load_state(path)
     else:
         path = fetch_torchvision_weights(weights_enum(name, weights), progress=progress)
-        state = _load_state(path)
+    state = _load_state(path)
+    if name == OFFLINE_MODEL and any(k.startswith("_conv_stem") for k in state):
+        state = lite0_state_dict_to_torchvision(state)
     load_model_state(model, state, f"weights file {path}")
     return str(path)
 

@@ -111,10 +111,6 @@ class RunRecord:
         self.data["updated"] = now_iso()
         save_json(self.path, self.data)
 
-    def log_epoch(self, metrics: dict):
-        """Add (or replace) one epoch's metrics in memory; `save()` writes them."""
-        self.data["epochs"] = [e for e in self.data["epochs"] if e["epoch"] != metrics["epoch"]] + [metrics]
-
 
 class WandbRun:
     """A thin wrapper: every call is a no-op when wandb is disabled or fails to start."""

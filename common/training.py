@@ -282,7 +282,7 @@ def save_epoch(run_dir, record: RunRecord, metrics, best_val_acc, checkpoint_of)
     so a kill between any two writes loses nothing (last.pt carries the record too). Returns the best."""
     improved = metrics["val_acc"] > best_val_acc
     best_val_acc = max(best_val_acc, metrics["val_acc"])
-    record.log_epoch(metrics)
+    record.data["epochs"] = [e for e in record.data["epochs"] if e["epoch"] != metrics["epoch"]] + [metrics]  # or replace
     epochs = record.data["epochs"]
     record.data["summary"] = {
         "best_val_acc": best_val_acc, "best_epoch": max(epochs, key=lambda e: e["val_acc"])["epoch"],

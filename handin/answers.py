@@ -105,14 +105,13 @@ def sweep_bench_evidence(docs, config):
 
 
 def test_section(folder, summary):
-    classes = summary["classes"]
-    per_class = [(c, f"{summary['per_class_acc'][c]:.3f}") for c in classes]
     body = paragraph(f"The test uses the run's best-validation checkpoint: the weights of epoch {summary['epoch']}, "
                      f"the epoch with the highest validation accuracy, whatever epoch the run ended at.")
     body += table(["run", "checkpoint epoch", "best val acc", "TEST accuracy", "test images"],
                  [[summary["run"], summary["epoch"], f"{summary['best_val_acc']:.4f}", f"{summary['test_acc']:.4f}",
                    summary["test_images"]]])
-    body += h4("Per-class test accuracy") + table(["class", "accuracy"], per_class)
+    body += h4("Per-class test accuracy") + table(["class", "accuracy"], [
+        (c, f"{summary['per_class_acc'][c]:.3f}") for c in summary["classes"]])
     evaluate = f"python partA/evaluate.py --run {summary['run']}"
     body += command(evaluate)
     body += expected_figure(folder / "test_grid.png", f"Test predictions of {summary['run']} (green ✓ right, red ✗ "

@@ -335,27 +335,22 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
     no_run = blocks.note(f"Missing — no complete run of sweep {folder.name} yet: run make sweep (or make assignment).")
     q2, q3 = sweep_answers(folder, out, record, summary)
     try:
-        ft = finetune_record(runs_dir, finetune_run or found["finetune_run"])
-        no_ft = None
+        ft, no_ft = finetune_record(runs_dir, finetune_run or found["finetune_run"]), None
     except UserError as err:
         ft, no_ft = None, blocks.note(f"Missing — {err}")
     code = summary["code"] = code_version(repo_url)
     sections = [
         ("Part A — training a CNN from scratch", None),
-        ("Q1: parameters and computations",
-         answer(lambda: part_a_q1(record, why), "Q1's counts") if record else no_run),
+        ("Q1: parameters and computations", answer(lambda: part_a_q1(record, why), "Q1's counts") if record else no_run),
         ("Q2: the hyperparameter sweep", q2),
         ("Q3: what the sweep shows", q3),
         ("Q4: the best model on the test set, its filters and guided backpropagation",
-         answer(lambda: part_a_q4(found, record, include, out), "Q4's test evaluation")
-         if record else no_run),
+         answer(lambda: part_a_q4(found, record, include, out), "Q4's test evaluation") if record else no_run),
         ("Q5: the code and how to run it", part_a_q5(code)),
         ("Part B — fine-tuning a pretrained model", None),
-        ("Q1: input size and the 1000-class head",
-         answer(lambda: part_b_q1(ft), "Part B Q1") if ft else no_ft),
+        ("Q1: input size and the 1000-class head", answer(lambda: part_b_q1(ft), "Part B Q1") if ft else no_ft),
         ("Q2: freezing strategies", answer(lambda: part_b_q2(ft, found), "Part B Q2") if ft else no_ft),
-        ("Q3: from scratch vs fine-tuned",
-         answer(lambda: part_b_q3(found, ft), "Part B Q3") if ft else no_ft),
+        ("Q3: from scratch vs fine-tuned", answer(lambda: part_b_q3(found, ft), "Part B Q3") if ft else no_ft),
         ("Q4: the code", code_link(code, "partB") + answer(lambda: part_b_q4(found), "Part B Q4's commands")),
         (f"Part C — a pretrained YOLOv3 ({detector_name(found) or 'not run yet'}) in an application", None),
         ("The detector and the camera-trap watcher", answer(lambda: part_c(found), "Part C")),
