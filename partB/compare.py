@@ -57,28 +57,34 @@ def insights(rows):
                      if line]
 
 
+def same_run_but(row, *free):
+    """A key equal for runs that differ only in the settings `free` (and the strategy, when "freeze" is among them)."""
+    kept = {k: v for k, v in row["settings"].items() if k not in free}
+    return json.dumps([row["model"], row["split_file"], kept, "freeze" in free or row["freeze"]], sort_keys=True)
+
+
 def strategies(rows):
-    """The freezing strategies that ran with the same model and settings, best first (Part B's Q2)."""
-    groups = {}
-    for r in (r for r in rows if r["kind"] == "finetune"):
-        same = {k: v for k, v in r["settings"].items() if k != "backbone_lr_scale"}  # part of a strategy
-        groups.setdefault(json.dumps([r["model"], r["split_file"], same], sort_keys=True), []).append(r)
+    """The freezing strategies that ran with the same model and settings, best first, and what the input size alone
+    changed in one strategy (Part B's Q2)."""
+    groups, tuned = {}, sorted((r for r in rows if r["kind"] == "finetune"), key=lambda r: -r["image_size"])
+    for r in tuned:
+        groups.setdefault(same_run_but(r, "freeze", "backbone_lr_scale"), []).append(r)
     out = []
     for group in (g for g in groups.values() if len({r["freeze"] for r in g}) > 1):
         s = group[0]["settings"]
-        ranked = [f"{r['freeze']}{shown_lr_scale(r)} {r['val_acc']:.3f}"
+        scaled = lambda r: ("" if r["settings"]["backbone_lr_scale"] is None  # noqa: E731
+                            else f" (backbone at {r['settings']['backbone_lr_scale']:g} × the learning rate)")
+        ranked = [f"{r['freeze']}{scaled(r)} {r['val_acc']:.3f}"
                   + ("" if r["test_acc"] is None else f" ({r['test_acc']:.3f} test)")
                   + f", {r['trainable_params']:,} parameters trained in {r['total_s']:.0f} s"
                   for r in sorted(group, key=lambda r: -r["val_acc"])]
         out.append(f"Where only the strategy differs ({group[0]['model']}, {s['image_size']} px, {s['epochs']} epochs, "
                    f"the same learning rate, batch, weight decay and split), validation accuracy, best first: "
                    + "; ".join(ranked) + ".")
-    return out
-
-
-def shown_lr_scale(row):
-    scale = row["settings"].get("backbone_lr_scale")
-    return "" if scale is None else f" (backbone at {scale:g} × the learning rate)"
+    return out + [f"{a['freeze']} at {a['image_size']} px reached {a['val_acc']:.3f} validation accuracy, at "
+                  f"{b['image_size']} px {b['val_acc']:.3f}: {(a['val_acc'] - b['val_acc']) * 100:+.1f} points from the "
+                  f"input size alone (the rest of the run the same)." for i, a in enumerate(tuned) for b in tuned[i + 1:]
+                  if a["image_size"] != b["image_size"] and same_run_but(a, "image_size") == same_run_but(b, "image_size")]
 
 
 # the training settings whose differences between compared runs are named (Q2, Q3)

@@ -439,15 +439,19 @@ def test_the_strategies_are_ranked_only_where_nothing_else_differs():
         settings = {"epochs": 3, "image_size": 48, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.01, "augment": False,
                     "backbone_lr_scale": 0.1 if freeze == "none" else None, **changed}
         return {"run": run, "kind": "finetune", "model": "efficientnet_lite0", "freeze": freeze, "val_acc": val,
+                "image_size": settings["image_size"],
                 "test_acc": None, "trainable_params": 1000, "total_s": 10.0, "split_file": "split.json",
                 "settings": settings}
 
     rows = [row("main", "all-but-last", 0.95, image_size=224), row("abl", "all-but-last", 0.59),
             row("fk", "first-k k=4", 0.79), row("none", "none", 0.46)]
-    [said] = strategies(rows)  # the 224 px run differs in more than its strategy: not in the ranking
+    said, size = strategies(rows)  # the 224 px run differs in more than its strategy: not in the ranking
     assert "(efficientnet_lite0, 48 px, 3 epochs," in said and "0.950" not in said
+    # ... but beside the 48 px all-but-last run it shows what the input size alone changed: 0.95 − 0.59 = 36 points
+    assert size == ("all-but-last at 224 px reached 0.950 validation accuracy, at 48 px 0.590: +36.0 points from the "
+                    "input size alone (the rest of the run the same).")
     assert said.index("first-k k=4 0.790") < said.index("all-but-last 0.590") < said.index("none (backbone at 0.1 ×")
-    assert strategies(rows[:2]) == []  # one strategy per setting: nothing to rank
+    assert strategies([rows[0], rows[2]]) == []  # they differ in strategy and input size: nothing is said
 
 
 def test_the_comparison_names_every_setting_the_runs_differ_in():
