@@ -59,7 +59,7 @@ setup: $(INSTALLED) ## create .venv and install the project (PYTHON=python3: int
 demo-data: setup ## write the synthetic 10-class demo dataset to data/demo
 	$(PY) -m common.demo_data --out $(DEMO_DATA)
 
-demo: setup demo-data ## the whole assignment on the demo data, offline (10.7 minutes on a slow 2-core VM)
+demo: setup demo-data ## the whole assignment on the demo data, offline (9 to 11 minutes on 2 CPU cores)
 	WANDB_MODE=$${WANDB_MODE:-offline} $(ASSIGN) --name demo --data-dir $(DEMO_DATA) --budget $(DEMO_BUDGET) --count $(DEMO_COUNT) --backend local --go-on \
 		--out $(OUT)/demo --again "make demo" $(ASSIGNMENT_FLAGS)
 
