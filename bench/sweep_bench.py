@@ -116,7 +116,6 @@ def plot_curves(results, budget, tolerance, path, goal=0.2):
            ylim=(-30, 3))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
     return save(fig, path)
 
 

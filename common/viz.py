@@ -13,8 +13,11 @@ from common.io import write_atomically  # noqa: E402
 GOOD, BAD = "#1a9850", "#d73027"
 
 
-def save(fig, path):
+def save(fig, path, rect=(0, 0, 1, 1)):
+    """Lay the figure out tight within `rect` (None: as it is), then write it."""
     path = Path(path)
+    if rect:
+        fig.tight_layout(rect=rect)
     try:  # under a temporary name first: a full disk never leaves a truncated figure no viewer opens
         write_atomically(path, lambda handle: fig.savefig(handle, format=path.suffix[1:] or "png", dpi=110,
                                                           bbox_inches="tight"))
@@ -63,8 +66,7 @@ def prediction_grid(image_paths, rows, labels, probs, classes, path, title=""):
         axes[r][0].set_ylabel(classes[labels[indices[0]]] if indices else "", fontsize=11, fontweight="bold")
     if title:
         fig.suptitle(title, fontsize=14, fontweight="bold")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / n_rows / 2.9) if title else None)
-    return save(fig, path)
+    return save(fig, path, rect=(0, 0, 1, 1 - 0.5 / n_rows / 2.9) if title else (0, 0, 1, 1))
 
 
 def confusion_matrix(labels, preds, num_classes):
@@ -85,7 +87,6 @@ def confusion_plot(matrix, classes, path, title="confusion matrix"):
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    fig.tight_layout()
     return save(fig, path)
 
 
@@ -108,7 +109,6 @@ def learning_curves(records, path, title="learning curves"):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
     return save(fig, path)
 
 

@@ -68,7 +68,6 @@ def plot_accuracy_vs_created(rows, path):
            title="validation accuracy vs created")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return save(fig, path)
 
 
@@ -87,7 +86,6 @@ def plot_sweep_savings(rows, config, path):
            title="what early stopping saved in this sweep")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return save(fig, path), {"spent": int(spent[-1]), "full": int(full[-1])}
 
 
@@ -146,7 +144,6 @@ def plot_parallel_coordinates(rows, path, searched=None):
     ax.set_ylim(-0.06, 1.06)
     ax.set_title("parallel coordinates: every searched hyperparameter → validation accuracy")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="val acc")
-    fig.tight_layout()
     return save(fig, path)
 
 
@@ -200,7 +197,6 @@ def plot_importance(table, path):
     ax_corr.set(title="correlation with val acc", xlabel="Pearson r", xlim=(-1, 1))
     for ax in (ax_imp, ax_corr):
         ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
     return save(fig, path)
 
 

@@ -143,7 +143,6 @@ def filter_grid(weights: torch.Tensor, path, title="first-layer filters"):
         ax.set_title(str(i), fontsize=7)
         drawn += 1
     fig.suptitle(f"{title} ({count} filters of {weights.shape[2]}x{weights.shape[3]})", fontsize=10)
-    fig.tight_layout()
     save(fig, path)
     return drawn
 
@@ -166,7 +165,7 @@ def feature_map_grid(input_image, maps: torch.Tensor, path, title="first-layer f
         ax.set_yticks([])
         ax.set_title(str(i), fontsize=7)
     fig.suptitle(f"{title} ({count} maps)", fontsize=10)
-    save(fig, path)
+    save(fig, path, rect=None)  # its grid is laid out by hand
     return count
 
 
@@ -181,5 +180,4 @@ def guided_grid(rows: List[dict], path, title):
         for ax in ax_row:
             ax.axis("off")
     fig.suptitle(title, fontsize=11, fontweight="bold")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / len(rows)))
-    return save(fig, path)
+    return save(fig, path, rect=(0, 0, 1, 1 - 0.3 / len(rows)))

@@ -90,8 +90,7 @@ def contact_sheet(crops, captions, path, title, cell=160):
         ax.imshow(image.permute(1, 2, 0).numpy())
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title, fontsize=11, fontweight="bold")
-    fig.tight_layout(rect=(0, 0, 1, 0.95 if rows < 3 else 0.97))
-    return save(fig, path)
+    return save(fig, path, rect=(0, 0, 1, 0.95 if rows < 3 else 0.97))
 
 
 # ------------------------------------------------------------------------ frames in, clips out
