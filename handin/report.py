@@ -176,7 +176,7 @@ def code_link(code, part):
 
 
 def part_a_q5(code):
-    rows = [["Q1", "python partA/model_info.py --filters 16,32,64,128,256 --kernel-sizes 3 --dense-units 256"],
+    rows = [["Q1", "python partA/model_info.py <the model's flags>   (Q1 gives them for the run it shows)"],
             ["train one model", "python partA/train.py --data-dir data   (--help: every option; --resume RUN)"],
             ["Q2-Q3", "make sweep DATA=data COUNT=30 && make report"],
             ["Q4", "make test-eval RUN=<run> && make interpret RUN=<run>"],
@@ -263,7 +263,8 @@ def finetune_command_of(row):
     s = row["settings"]
     return (f"python partB/finetune.py --model {row['model']} --freeze {row['freeze'].replace(' k=', ' --k ')} "
             f"--epochs {s['epochs']}" + ("" if row.get("resize_size") else f" --image-size {s['image_size']}")
-            + ("" if s["augment"] else " --no-augment"))
+            + ("" if s["augment"] else " --no-augment")
+            + ("" if s.get("backbone_lr_scale") is None else f" --backbone-lr-scale {s['backbone_lr_scale']:g}"))
 
 
 def part_b_q4(found):

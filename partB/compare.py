@@ -53,8 +53,14 @@ def insights(rows):
             f"{ft['trainable_params']:,} parameters against {scratch['trainable_params']:,}, in {ft['total_s']:.0f} s "
             f"against {scratch['total_s']:.0f} s."
             + (" ImageNet features carry over, so few parameters have to learn from this data." if fewer else ""))
-    return [said] + [line for line in (time_to_reach(scratch, ft), overfitting(scratch, ft), class_gains(scratch, ft))
-                     if line]
+    level = max((r for r in tuned if r["image_size"] == scratch["image_size"]), key=lambda r: r["val_acc"], default=ft)
+    c = level[f"{accuracy}_acc"]  # the best fine-tuned run at the scratch run's input size, when it is another run
+    same_size = None if level is ft or c is None else (
+        f"At the scratch run's own {scratch['image_size']} px, the best fine-tuned run is {level['run']} (--freeze "
+        f"{level['freeze']}) at {c:.3f} {accuracy} accuracy ({(c - a) * 100:+.1f} points against scratch)"
+        + (": the gain needs the input size the weights were trained at." if c < a < b else "."))
+    return [said] + [line for line in (same_size, time_to_reach(scratch, ft), overfitting(scratch, ft),
+                                       class_gains(scratch, ft)) if line]
 
 
 def same_run_but(row, *free):
@@ -79,11 +85,11 @@ def strategies(rows):
                   + f", {r['trainable_params']:,} parameters trained in {r['total_s']:.0f} s"
                   for r in sorted(group, key=lambda r: -r["val_acc"])]
         out.append(f"Where only the strategy differs ({group[0]['model']}, {s['image_size']} px, {s['epochs']} epochs, "
-                   f"the same learning rate, batch, weight decay and split), validation accuracy, best first: "
+                   f"the same head learning rate, batch, weight decay and split), validation accuracy, best first: "
                    + "; ".join(ranked) + ".")
     return out + [f"{a['freeze']} at {a['image_size']} px reached {a['val_acc']:.3f} validation accuracy, at "
                   f"{b['image_size']} px {b['val_acc']:.3f}: {(a['val_acc'] - b['val_acc']) * 100:+.1f} points from the "
-                  f"input size alone (the rest of the run the same)." for i, a in enumerate(tuned) for b in tuned[i + 1:]
+                  f"input size alone (the recipe otherwise the same)." for i, a in enumerate(tuned) for b in tuned[i + 1:]
                   if a["image_size"] != b["image_size"] and same_run_but(a, "image_size") == same_run_but(b, "image_size")]
 
 

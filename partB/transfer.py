@@ -129,7 +129,7 @@ def freezing_costs(name, num_classes):
                                             "epochs (the count shown is the first epoch's)",
          "grows from the head's cost to full fine-tuning's"),
         ("none", {}, "every layer, the backbone at --backbone-lr-scale × the learning rate",
-         "forward and backward through everything: the most costly, and the most prone to overfit small data"),
+         "forward and backward through everything: the most costly, with the most weights to fit from the data"),
     ]
     rows = []
     for strategy, extra, trains, cost in described:

@@ -432,6 +432,12 @@ def test_the_comparison_says_how_soon_the_fine_tuned_run_passed_the_scratch_best
     # with several fine-tuned runs, scratch is compared with the best by validation accuracy only
     said = "\n".join(insights([scratch, {**everything, "val_acc": 0.5}, tuned]))
     assert "t (efficientnet_lite0, --freeze all-but-last), the best fine-tuned run," in said and "n (" not in said
+    # ... and with the best fine-tuned run at the scratch run's 64 px: 0.50 − 0.58 = −8.0 points, below scratch
+    small = {**tuned, "run": "k", "freeze": "first-k k=4", "image_size": 64, "val_acc": 0.55, "test_acc": 0.50}
+    assert ("At the scratch run's own 64 px, the best fine-tuned run is k (--freeze first-k k=4) at 0.500 test accuracy "
+            "(-8.0 points against scratch): the gain needs the input size the weights were trained at.") in "\n".join(
+        insights([scratch, tuned, small]))
+    assert "own 64 px" not in said  # no fine-tuned run at 64 px: nothing to say
 
 
 def test_the_strategies_are_ranked_only_where_nothing_else_differs():
@@ -449,7 +455,7 @@ def test_the_strategies_are_ranked_only_where_nothing_else_differs():
     assert "(efficientnet_lite0, 48 px, 3 epochs," in said and "0.950" not in said
     # ... but beside the 48 px all-but-last run it shows what the input size alone changed: 0.95 − 0.59 = 36 points
     assert size == ("all-but-last at 224 px reached 0.950 validation accuracy, at 48 px 0.590: +36.0 points from the "
-                    "input size alone (the rest of the run the same).")
+                    "input size alone (the recipe otherwise the same).")
     assert said.index("first-k k=4 0.790") < said.index("all-but-last 0.590") < said.index("none (backbone at 0.1 ×")
     assert strategies([rows[0], rows[2]]) == []  # they differ in strategy and input size: nothing is said
 
