@@ -110,10 +110,9 @@ def test_section(folder, summary):
     body += table(["run", "checkpoint epoch", "best val acc", "TEST accuracy", "test images"],
                  [[summary["run"], summary["epoch"], f"{summary['best_val_acc']:.4f}", f"{summary['test_acc']:.4f}",
                    summary["test_images"]]])
-    body += h4("Per-class test accuracy") + table(["class", "accuracy"], [
-        (c, f"{summary['per_class_acc'][c]:.3f}") for c in summary["classes"]])
     evaluate = f"python partA/evaluate.py --run {summary['run']}"
-    body += command(evaluate)
+    body += h4("Per-class test accuracy") + table(["class", "accuracy"], [
+        (c, f"{summary['per_class_acc'][c]:.3f}") for c in summary["classes"]]) + command(evaluate)
     body += expected_figure(folder / "test_grid.png", f"Test predictions of {summary['run']} (green ✓ right, red ✗ "
                                                       f"wrong)", DISPLAY["grid"], evaluate)
     body += expected_figure(folder / "confusion_matrix.png", f"Confusion matrix of {summary['run']} on the test set",

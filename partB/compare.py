@@ -78,10 +78,9 @@ def strategies(rows):
     out = []
     for group in (g for g in groups.values() if len({r["freeze"] for r in g}) > 1):
         s = group[0]["settings"]
-        scaled = lambda r: ("" if r["settings"]["backbone_lr_scale"] is None  # noqa: E731
-                            else f" (backbone at {r['settings']['backbone_lr_scale']:g} × the learning rate)")
-        ranked = [f"{r['freeze']}{scaled(r)} {r['val_acc']:.3f}"
-                  + ("" if r["test_acc"] is None else f" ({r['test_acc']:.3f} test)")
+        ranked = [r["freeze"] + ("" if r["settings"]["backbone_lr_scale"] is None else
+                                 f" (backbone at {r['settings']['backbone_lr_scale']:g} × the learning rate)")
+                  + f" {r['val_acc']:.3f}" + ("" if r["test_acc"] is None else f" ({r['test_acc']:.3f} test)")
                   + f", {r['trainable_params']:,} parameters trained in {r['total_s']:.0f} s"
                   for r in sorted(group, key=lambda r: -r["val_acc"])]
         out.append(f"Where only the strategy differs ({group[0]['model']}, {s['image_size']} px, {s['epochs']} epochs, "
@@ -107,8 +106,11 @@ def differences(rows):
         if len({str(v) for v in values}) == 1:
             same.append(f"{label} {shown(values[0])}")
         else:
-            out.append(f"The {label} differs: " + ", ".join(f"{r['run']} {shown(v)}" for r, v in zip(rows, values))
-                       + ".")
+            texts = [shown(v) for v in values]
+            common = max(texts, key=texts.count)  # shared by several runs: said once, not run by run
+            out.append(f"The {label} differs: " + ", ".join(f"{r['run']} {t}" for r, t in zip(rows, texts)
+                                                          if t != common or texts.count(t) == 1)
+                       + (f", the other runs {common}." if texts.count(common) > 1 else "."))
     out += [f"{r['run']} trains its backbone at {r['settings']['backbone_lr_scale']:g} × the learning rate."
             for r in rows if r["settings"].get("backbone_lr_scale") is not None]
     return out + ([f"The same in every run: {', '.join(same)}."] if same else [])

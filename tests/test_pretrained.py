@@ -468,7 +468,9 @@ def test_the_comparison_names_every_setting_the_runs_differ_in():
 
     said = differences([row("s", epochs=15, augment=True, weight_decay=0.05), row("t", image_size=224),
                         row("n", epochs=1, backbone_lr_scale=0.1)])
-    assert said == ["The number of epochs differs: s 15, t 3, n 1.", "The input size (px) differs: s 64, t 224, n 64.",
-                    "The weight decay differs: s 0.05, t 0.01, n 0.01.", "The augmentation differs: s on, t off, n off.",
+    # a value several runs share is said once ("the other runs")
+    assert said == ["The number of epochs differs: s 15, t 3, n 1.", "The input size (px) differs: t 224, the other runs 64.",
+                    "The weight decay differs: s 0.05, the other runs 0.01.",
+                    "The augmentation differs: s on, the other runs off.",
                     "n trains its backbone at 0.1 × the learning rate.",
                     "The same in every run: batch size 64, learning rate 0.001."]
