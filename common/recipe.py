@@ -129,7 +129,6 @@ def augmentation_strength(cfg) -> float:
 CONTEXT_KEYS = frozenset(f.name for f in fields(TrainConfig) if f.metadata.get("context"))
 
 
-
 def weight_decay_groups(model: nn.Module, weight_decay: float, lr_scales: Optional[Callable[[str], float]] = None):
     """Weight decay on weights only: biases and norm parameters (ndim ≤ 1) get none.
 
@@ -176,7 +175,6 @@ def lr_multiplier(scheduler, step, total_steps, warmup_steps, steps_per_epoch, s
         return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
 
 
 def plain_scalar(value):

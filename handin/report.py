@@ -19,6 +19,7 @@ from common.cli import OUTPUT_FOLDER, SWEEP_NAME, OneLineErrors
 from common.demo_data import CLASSES as DEMO_CLASSES
 from common.errors import UserError, describe
 from common.io import save_json
+from common.recipe import AUG_RAMP_EPOCHS, AUG_RAMP_START, TrainConfig, augmentation_strength
 from common.run_records import best_run, readable_record
 from common.state import read_output
 from handin import answers, blocks
@@ -70,9 +71,11 @@ def data_and_settings(record, fixed):
         return blocks.paragraph("Fixed for every run: " + ", ".join(f"{k}={blocks.fmt_value(v)}" for k, v in fixed.items())
                               ) if fixed else []
     c = record["config"]
-    named = ("epochs", "image_size", "batch_size", "optimizer", "weight_decay", "warmup_epochs", "label_smoothing",
-             "grad_clip")
+    named = ("epochs", "image_size", "batch_size", "optimizer", "weight_decay", "warmup_epochs", "label_smoothing", "grad_clip")
     shared = {k: v for k, v in fixed.items() if k not in named}
+    ramp = "" if c.get("aug_strength") is not None else (
+        f"; unset, as here, it follows the epochs: 0 up to {AUG_RAMP_START}, 1 at {AUG_RAMP_START + AUG_RAMP_EPOCHS} "
+        f"({augmentation_strength(TrainConfig(epochs=c['epochs'])):.2f} at {c['epochs']})")
     return (blocks.h4("Data, fixed settings and what the knobs do")
             + blocks.paragraph(f"Validation: {c['val_fraction']:.0%} of each class of the training folder "
                              f"({record['val_images']} images; stratified, drawn with seed {c['seed']} and saved, so "
@@ -88,7 +91,7 @@ def data_and_settings(record, fixed):
                              "block (organisation). Dropout sits before and after the dense layer, not in the conv "
                              "blocks. Augmentation is a random resized crop, a flip, a rotation and colour jitter "
                              "applied to each batch; aug_strength scales them all (1 = crops down to 35 % of the area, "
-                             "±15° rotation, ±30 % jitter; 0.5 = half of each range)."))
+                             f"±15° rotation, ±30 % jitter; 0.5 = half of each range){ramp}."))
 
 
 def stopping_rule(config):
@@ -137,7 +140,7 @@ def part_a_q2(folder, config, rows, out, searched, record=None):
     body += (blocks.figure(importance, "Plot 3: parameter importance with respect to validation accuracy, and "
                                      "correlation", answers.DISPLAY["plot"])
              + blocks.paragraph("Importance: the share of the variance of validation accuracy a random forest attributes "
-                              "to each parameter (what wandb's panel computes)." + noise)
+                              "to each parameter (what wandb's panel computes); correlation: Pearson's r." + noise)
              + blocks.table(["parameter", "importance", "correlation with val acc"],
                           [[f, f"{i:.3f}", f"{c:+.3f}"] for f, i, c in table])
              + blocks.command(f"python partA/sweep.py --config {folder / 'config.yaml'} --name {folder.name}"))
@@ -400,8 +403,7 @@ def provenance(code):
     """Which code produced the report — never who did the work, which a course's own rules govern."""
     changed = " plus uncommitted changes" if code["changed"] else ""
     return blocks.paragraph(f"Produced by this lab's pipeline (handin/report.py) from {code['repository']} at commit "
-                          f"{code['commit']}{changed}. It is an experiment report of that code's runs; it states no "
-                          f"authorship.")
+                          f"{code['commit']}{changed}. It is an experiment report of that code's runs; it states no authorship.")
 
 
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})

@@ -519,6 +519,8 @@ def test_the_handin_report_answers_the_assignment_in_its_numbering(tmp_path):
     # Q2's facts: the split, the settings every run shared, where dropout sits
     assert "Validation: 20% of each class of the training folder (10 images; stratified, drawn with seed 42" in second
     assert "batch 64, adamw with weight decay 0.05" in second and "Dropout sits before and after the dense" in second
+    # aug_strength unset: the default 30 epochs give (30 − 10) / 50 = 0.40 on the ramp from 0 at 10 epochs to 1 at 60
+    assert "unset, as here, it follows the epochs: 0 up to 10, 1 at 60 (0.40 at 30)." in second
     assert "best-validation checkpoint: the weights of epoch 3" in second  # Q4: which weights the test score is of
     assert "m·H_5·W_5·n" in second and "checked against the real model" in second and ": match." in second  # Q1
     assert "Shows run rep-best: the best complete run of sweep rep" in second and "<td>0.7500</td>" in second  # Q4
