@@ -135,8 +135,9 @@ def _split_file_problem(path, scan, train, val):
         stored = read_state(path, SplitFile, "")
     except (DamagedFile, FileNotFoundError) as err:
         return f"is damaged ({getattr(err, 'problem', 'missing')})"
-    if stored.get("classes") != scan.classes or [list(s) for s in train] != stored["train"] or [
-            list(s) for s in val] != stored["val"]:
+    stored_train = [tuple(s) for s in stored["train"]]
+    stored_val = [tuple(s) for s in stored["val"]]
+    if stored.get("classes") != scan.classes or stored_train != train or stored_val != val:
         return "does not split this training folder's files the way its seed does (edited?)"
     return None
 

@@ -119,14 +119,8 @@ def replace_heads(model: nn.Module, num_classes: int) -> List[str]:
 
 
 def model_stages(model: nn.Module, name: str) -> List[List[str]]:
-    """The backbone as ordered stages (input → output), each a list of parameter-name prefixes.
-
-    resnet/resnext/wide_resnet: stem, layer1..layer4 · regnet: stem, trunk_output blocks ·
-    efficientnet/mobilenet/mnasnet/convnext/vgg/alexnet/densenet/squeezenet/swin/maxvit:
-    each child of `features` (or `layers`) · vit: embedding (patch conv + class token +
-    position embedding), then each encoder block · googlenet/inception: each top-level block.
-    Parameters after the last stage and before the head (final norms) join the last stage.
-    """
+    """The backbone as ordered stages (input → output), each a list of parameter-name prefixes: per family as
+    docs/design.md's "Q2 strategies" lists them. Parameters after the last stage (final norms) join the last stage."""
     heads = head_paths(model)
     names = [n for n, _ in model.named_parameters()]
     if name.startswith(("resnet", "resnext", "wide_resnet")):
@@ -167,11 +161,8 @@ def parameter_groups(model: nn.Module, name: str):
 
 
 def apply_freeze(model: nn.Module, name: str, strategy: str, k: int = 0, unfrozen_stages: int = 0):
-    """Set requires_grad for a strategy; returns (trainable count, total count, stage count).
-
-    all-but-last: only the new head · first-k: stages [0, k) frozen, the rest trains ·
-    none: everything trains · gradual: the head plus the top `unfrozen_stages` stages.
-    """
+    """Set requires_grad for a strategy (docs/design.md, "Q2 strategies"; gradual: the head plus the top
+    `unfrozen_stages` stages); returns (trainable count, total count, stage count)."""
     owner, stages = parameter_groups(model, name)
     n = len(stages)
     if strategy not in FREEZE_STRATEGIES:

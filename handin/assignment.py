@@ -274,9 +274,9 @@ def finetune_choice(dev, demo, image_size, finetune_image_size):
             {"freeze": "first-k", "extra": sized(first_k, given), "rate_factor": 0.15}]}
         ft_factor, ft_epochs = 0.12, 8
     else:
-        size = given or image_size
-        matched = [] if given else [{"freeze": "all-but-last", "suffix": f"all-but-last-{size}px", "rate_factor": 2.0,
-                                     "extra": sized(["--no-augment"], size)}]  # with a given size, the main run is it
+        size = given or image_size  # a given size, or the weights' own 224: the main run is the matched all-but-last
+        matched = [] if given or size == 224 else [{"freeze": "all-but-last", "suffix": f"all-but-last-{size}px",
+                                                    "rate_factor": 2.0, "extra": sized(["--no-augment"], size)}]
         finetune_model = {"model": "efficientnet_lite0", "freeze": "all-but-last",
                           "extra": sized(["--no-augment"], given), "others": matched + [
             {"freeze": "first-k", "extra": sized(["--no-augment", *first_k], size), "rate_factor": 0.4},

@@ -71,9 +71,10 @@ def data_and_settings(record, fixed):
         return blocks.paragraph("Fixed for every run: " + ", ".join(f"{k}={blocks.fmt_value(v)}" for k, v in fixed.items())
                               ) if fixed else []
     c = record["config"]
-    named = ("epochs", "image_size", "batch_size", "optimizer", "weight_decay", "warmup_epochs", "label_smoothing", "grad_clip")
+    named = ("epochs", "image_size", "batch_size", "optimizer", "weight_decay", "warmup_epochs", "label_smoothing",
+             "grad_clip")
     shared = {k: v for k, v in fixed.items() if k not in named}
-    ramp = "" if c.get("aug_strength") is not None else (
+    ramp = "" if c.get("aug_strength") is not None or not c.get("augment", True) else (
         f"; unset, as here, it follows the epochs: 0 up to {AUG_RAMP_START}, 1 at {AUG_RAMP_START + AUG_RAMP_EPOCHS} "
         f"({augmentation_strength(TrainConfig(epochs=c['epochs'])):.2f} at {c['epochs']})")
     return (blocks.h4("Data, fixed settings and what the knobs do")
@@ -266,7 +267,7 @@ def finetune_command_of(row):
     s = row["settings"]
     return (f"python partB/finetune.py --model {row['model']} --freeze {row['freeze'].replace(' k=', ' --k ')} "
             f"--epochs {s['epochs']}" + ("" if row.get("resize_size") else f" --image-size {s['image_size']}")
-            + ("" if s["augment"] else " --no-augment")
+            + (" --no-augment" if s["augment"] is False else "")
             + ("" if s.get("backbone_lr_scale") is None else f" --backbone-lr-scale {s['backbone_lr_scale']:g}"))
 
 
@@ -339,22 +340,27 @@ def build_report(sweep_name, runs_dir, out, include, finetune_run=None, repo_url
     no_run = blocks.note(f"Missing — no complete run of sweep {folder.name} yet: run make sweep (or make assignment).")
     q2, q3 = sweep_answers(folder, out, record, summary)
     try:
-        ft, no_ft = finetune_record(runs_dir, finetune_run or found["finetune_run"]), None
+        ft = finetune_record(runs_dir, finetune_run or found["finetune_run"])
+        no_ft = None
     except UserError as err:
         ft, no_ft = None, blocks.note(f"Missing — {err}")
     code = summary["code"] = code_version(repo_url)
     sections = [
         ("Part A — training a CNN from scratch", None),
-        ("Q1: parameters and computations", answer(lambda: part_a_q1(record, why), "Q1's counts") if record else no_run),
+        ("Q1: parameters and computations",
+         answer(lambda: part_a_q1(record, why), "Q1's counts") if record else no_run),
         ("Q2: the hyperparameter sweep", q2),
         ("Q3: what the sweep shows", q3),
         ("Q4: the best model on the test set, its filters and guided backpropagation",
-         answer(lambda: part_a_q4(found, record, include, out), "Q4's test evaluation") if record else no_run),
+         answer(lambda: part_a_q4(found, record, include, out), "Q4's test evaluation")
+         if record else no_run),
         ("Q5: the code and how to run it", part_a_q5(code)),
         ("Part B — fine-tuning a pretrained model", None),
-        ("Q1: input size and the 1000-class head", answer(lambda: part_b_q1(ft), "Part B Q1") if ft else no_ft),
+        ("Q1: input size and the 1000-class head",
+         answer(lambda: part_b_q1(ft), "Part B Q1") if ft else no_ft),
         ("Q2: freezing strategies", answer(lambda: part_b_q2(ft, found), "Part B Q2") if ft else no_ft),
-        ("Q3: from scratch vs fine-tuned", answer(lambda: part_b_q3(found, ft), "Part B Q3") if ft else no_ft),
+        ("Q3: from scratch vs fine-tuned",
+         answer(lambda: part_b_q3(found, ft), "Part B Q3") if ft else no_ft),
         ("Q4: the code", code_link(code, "partB") + answer(lambda: part_b_q4(found), "Part B Q4's commands")),
         (f"Part C — a pretrained YOLOv3 ({detector_name(found) or 'not run yet'}) in an application", None),
         ("The detector and the camera-trap watcher", answer(lambda: part_c(found), "Part C")),
@@ -403,7 +409,8 @@ def provenance(code):
     """Which code produced the report — never who did the work, which a course's own rules govern."""
     changed = " plus uncommitted changes" if code["changed"] else ""
     return blocks.paragraph(f"Produced by this lab's pipeline (handin/report.py) from {code['repository']} at commit "
-                          f"{code['commit']}{changed}. It is an experiment report of that code's runs; it states no authorship.")
+                          f"{code['commit']}{changed}. It is an experiment report of that code's runs; it states no "
+                          f"authorship.")
 
 
 @click.command(cls=OneLineErrors, context_settings={"show_default": True})

@@ -58,7 +58,7 @@ def insights(rows):
     same_size = None if level is ft or c is None else (
         f"At the scratch run's own {scratch['image_size']} px, the best fine-tuned run is {level['run']} (--freeze "
         f"{level['freeze']}) at {c:.3f} {accuracy} accuracy ({(c - a) * 100:+.1f} points against scratch)"
-        + (": the gain needs the input size the weights were trained at." if c < a < b else "."))
+        + (f": the gain needs the larger input size ({ft['image_size']} px)." if c < a < b else "."))
     return [said] + [line for line in (same_size, time_to_reach(scratch, ft), overfitting(scratch, ft),
                                        class_gains(scratch, ft)) if line]
 
@@ -88,13 +88,15 @@ def strategies(rows):
                    + "; ".join(ranked) + ".")
     return out + [f"{a['freeze']} at {a['image_size']} px reached {a['val_acc']:.3f} validation accuracy, at "
                   f"{b['image_size']} px {b['val_acc']:.3f}: {(a['val_acc'] - b['val_acc']) * 100:+.1f} points from the "
-                  f"input size alone (the recipe otherwise the same)." for i, a in enumerate(tuned) for b in tuned[i + 1:]
+                  f"input size and its resizing, the recipe otherwise the same."
+                  for i, a in enumerate(tuned) for b in tuned[i + 1:]
                   if a["image_size"] != b["image_size"] and same_run_but(a, "image_size") == same_run_but(b, "image_size")]
 
 
 # the training settings whose differences between compared runs are named (Q2, Q3)
 SETTINGS = {"epochs": "number of epochs", "image_size": "input size (px)", "batch_size": "batch size", "lr": "learning rate",
-            "weight_decay": "weight decay", "augment": "augmentation"}
+            "weight_decay": "weight decay", "augment": "augmentation", "optimizer": "optimizer",
+            "label_smoothing": "label smoothing", "warmup_epochs": "warm-up epochs", "grad_clip": "gradient clipping norm"}
 
 
 def differences(rows):
@@ -102,11 +104,10 @@ def differences(rows):
     lower learning rate where a run trains its backbone."""
     out, same = [], []
     for key, label in SETTINGS.items():
-        values = [r["settings"][key] for r in rows]
-        if len({str(v) for v in values}) == 1:
-            same.append(f"{label} {shown(values[0])}")
+        texts = [shown(r["settings"].get(key)) for r in rows]  # a compare of older runs may lack a setting
+        if len(set(texts)) == 1:
+            same.append(f"{label} {texts[0]}")
         else:
-            texts = [shown(v) for v in values]
             common = max(texts, key=texts.count)  # shared by several runs: said once, not run by run
             out.append(f"The {label} differs: " + ", ".join(f"{r['run']} {t}" for r, t in zip(rows, texts)
                                                           if t != common or texts.count(t) == 1)

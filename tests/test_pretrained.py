@@ -435,7 +435,7 @@ def test_the_comparison_says_how_soon_the_fine_tuned_run_passed_the_scratch_best
     # ... and with the best fine-tuned run at the scratch run's 64 px: 0.50 − 0.58 = −8.0 points, below scratch
     small = {**tuned, "run": "k", "freeze": "first-k k=4", "image_size": 64, "val_acc": 0.55, "test_acc": 0.50}
     assert ("At the scratch run's own 64 px, the best fine-tuned run is k (--freeze first-k k=4) at 0.500 test accuracy "
-            "(-8.0 points against scratch): the gain needs the input size the weights were trained at.") in "\n".join(
+            "(-8.0 points against scratch): the gain needs the larger input size (224 px).") in "\n".join(
         insights([scratch, tuned, small]))
     assert "own 64 px" not in said  # no fine-tuned run at 64 px: nothing to say
 
@@ -455,7 +455,7 @@ def test_the_strategies_are_ranked_only_where_nothing_else_differs():
     assert "(efficientnet_lite0, 48 px, 3 epochs," in said and "0.950" not in said
     # ... but beside the 48 px all-but-last run it shows what the input size alone changed: 0.95 − 0.59 = 36 points
     assert size == ("all-but-last at 224 px reached 0.950 validation accuracy, at 48 px 0.590: +36.0 points from the "
-                    "input size alone (the recipe otherwise the same).")
+                    "input size and its resizing, the recipe otherwise the same.")
     assert said.index("first-k k=4 0.790") < said.index("all-but-last 0.590") < said.index("none (backbone at 0.1 ×")
     assert strategies([rows[0], rows[2]]) == []  # they differ in strategy and input size: nothing is said
 
@@ -463,7 +463,8 @@ def test_the_strategies_are_ranked_only_where_nothing_else_differs():
 def test_the_comparison_names_every_setting_the_runs_differ_in():
     def row(run, **changed):
         settings = {"epochs": 3, "image_size": 64, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.01, "augment": False,
-                    "backbone_lr_scale": None}
+                    "backbone_lr_scale": None, "optimizer": "adamw", "label_smoothing": 0.1, "warmup_epochs": 1.0,
+                    "grad_clip": 1.0}
         return {"run": run, "settings": {**settings, **changed}}
 
     said = differences([row("s", epochs=15, augment=True, weight_decay=0.05), row("t", image_size=224),
@@ -473,4 +474,5 @@ def test_the_comparison_names_every_setting_the_runs_differ_in():
                     "The weight decay differs: s 0.05, the other runs 0.01.",
                     "The augmentation differs: s on, the other runs off.",
                     "n trains its backbone at 0.1 × the learning rate.",
-                    "The same in every run: batch size 64, learning rate 0.001."]
+                    "The same in every run: batch size 64, learning rate 0.001, optimizer adamw, label smoothing 0.1, "
+                    "warm-up epochs 1, gradient clipping norm 1."]
