@@ -120,7 +120,7 @@ def _refuse_image_folder_as_download_target(folder: Path):
 
 def _dataset_from_zip(zip_path: Path, data_dir: Path, progress=True) -> DatasetPaths:
     """The dataset extracted from `zip_path` into `data_dir`: extracted now under a lock, or reused."""
-    stamp = {"zip": zip_path.name, "size": zip_path.stat().st_size, "mtime_ns": zip_path.stat().st_mtime_ns}
+    stamp = {"zip": zip_path.name, "size": (stat := zip_path.stat()).st_size, "mtime_ns": stat.st_mtime_ns}
     with file_lock(data_dir / f".{zip_path.name}.lock",
                    waiting_message=f"waiting for another process that is extracting {zip_path} ..."):
         root = _dataset_root_in(data_dir)

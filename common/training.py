@@ -282,8 +282,8 @@ def save_epoch(run_dir, record: RunRecord, metrics, best_val_acc, checkpoint_of)
     so a kill between any two writes loses nothing (last.pt carries the record too). Returns the best."""
     improved = metrics["val_acc"] > best_val_acc
     best_val_acc = max(best_val_acc, metrics["val_acc"])
-    record.data["epochs"] = [e for e in record.data["epochs"] if e["epoch"] != metrics["epoch"]] + [metrics]  # or replace
-    epochs = record.data["epochs"]
+    # a resumed run that repeats an epoch replaces its entry
+    epochs = record.data["epochs"] = [e for e in record.data["epochs"] if e["epoch"] != metrics["epoch"]] + [metrics]
     record.data["summary"] = {
         "best_val_acc": best_val_acc, "best_epoch": max(epochs, key=lambda e: e["val_acc"])["epoch"],
         "last_val_acc": metrics["val_acc"], "epochs_done": metrics["epoch"],

@@ -265,7 +265,7 @@ def finetune_choice(dev, demo, image_size, finetune_image_size):
     # Part B: on a GPU, EfficientNetV2-S fine-tuned whole (docs/design.md), and the two cheaper strategies beside it.
     # On a CPU, the offline Lite0 with a frozen backbone at 224 px, trained on features computed once; then all three
     # strategies at the sweep's input size, the same 3 epochs, for a comparison where only the strategy differs:
-    # first-k and none train through the backbone, 7.5 s an epoch on the 1,200 demo images at 48 px (2 quiet cores).
+    # first-k and none train through the backbone, 5-8 s an epoch on the 1,200 demo images at 48 px (2 quiet cores).
     first_k, given = ["--k", str(FIRST_K)], finetune_image_size  # --finetune-image-size: one size for every run
     sized = lambda extra, size: extra + (["--image-size", str(size)] if size else [])  # noqa: E731
     if dev.type == "cuda" and not demo:

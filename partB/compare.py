@@ -84,7 +84,7 @@ def strategies(rows):
                   + f", {r['trainable_params']:,} parameters trained in {r['total_s']:.0f} s"
                   for r in sorted(group, key=lambda r: -r["val_acc"])]
         out.append(f"Where only the strategy differs ({group[0]['model']}, {s['image_size']} px, {s['epochs']} epochs, "
-                   f"the same head learning rate, batch, weight decay and split), validation accuracy, best first: "
+                   f"the same recipe and split), validation accuracy, best first: "
                    + "; ".join(ranked) + ".")
     return out + [f"{a['freeze']} at {a['image_size']} px reached {a['val_acc']:.3f} validation accuracy, at "
                   f"{b['image_size']} px {b['val_acc']:.3f}: {(a['val_acc'] - b['val_acc']) * 100:+.1f} points from the "
